@@ -1,0 +1,273 @@
+//! Typed messages in frames: rkyv archives written once, read where they lie.
+//!
+//! A [`Message`] names its type id, format version and a human name. The
+//! writer serializes it straight into the payload space a ring has lent
+//! ([`encode_into`]); the reader checks type and version before it touches
+//! the payload ([`check_type`]) and then reads the archive in place, without
+//! validation for frames this process wrote into its own memory
+//! ([`access_trusted`]) and with rkyv's validation for anything else
+//! ([`access_untrusted`]).
+
+use std::fmt;
+
+use rkyv::api::high::{HighSerializer, HighValidator};
+use rkyv::bytecheck::CheckBytes;
+use rkyv::rancor;
+use rkyv::ser::allocator::{Arena, ArenaHandle};
+use rkyv::ser::writer::Buffer;
+use rkyv::util::AlignedVec;
+use rkyv::{Archive, Archived, Serialize};
+
+use super::layout::FrameMeta;
+
+/// The serializer a [`Message`] must support: rkyv's high-level serializer
+/// writing into a borrowed buffer, with scratch space from an arena.
+pub type InPlaceSerializer<'a> = HighSerializer<Buffer<'a>, ArenaHandle<'a>, rancor::Error>;
+
+/// The serializer used on the slow path to learn a message's exact size.
+pub type SizingSerializer<'a> = HighSerializer<AlignedVec<16>, ArenaHandle<'a>, rancor::Error>;
+
+/// A message type that can travel in a frame.
+///
+/// # Examples
+///
+/// ```
+/// use corelane::frame::Message;
+///
+/// #[derive(rkyv::Archive, rkyv::Serialize)]
+/// struct Quote {
+///     symbol: String,
+///     price: u64,
+/// }
+///
+/// impl Message for Quote {
+///     const TYPE_ID: u16 = 7;
+///     const VERSION: u8 = 1;
+///     const NAME: &'static str = "Quote";
+/// }
+/// ```
+pub trait Message:
+    Archive + for<'a> Serialize<InPlaceSerializer<'a>> + for<'a> Serialize<SizingSerializer<'a>>
+{
+    /// Type id stored in the frame header. Must not be 0 (padding).
+    const TYPE_ID: u16;
+    /// Format version; bump it when the archived layout changes.
+    const VERSION: u8;
+    /// Name used in reports (undelivered messages at shutdown, errors).
+    const NAME: &'static str;
+
+    /// The header fields that identify this type.
+    fn meta(sequence: u64, timestamp_ns: u64) -> FrameMeta {
+        FrameMeta {
+            msg_type: Self::TYPE_ID,
+            version: Self::VERSION,
+            flags: 0,
+            sequence,
+            timestamp_ns,
+        }
+    }
+}
+
+/// A frame that cannot be read as the expected message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FrameError {
+    /// The frame's type id or version is not the expected one.
+    UnknownType {
+        /// Type id found in the header.
+        type_id: u16,
+        /// Version found in the header.
+        version: u8,
+        /// Name of the type the reader expected.
+        expected: &'static str,
+    },
+    /// The payload failed rkyv validation.
+    Invalid(String),
+    /// The checksum in the header does not match the frame's bytes.
+    Checksum {
+        /// Checksum stored in the header.
+        stored: u32,
+        /// Checksum computed over the frame.
+        computed: u32,
+    },
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::UnknownType {
+                type_id,
+                version,
+                expected,
+            } => write!(
+                f,
+                "unknown message type id {type_id} version {version} (expected {expected})"
+            ),
+            FrameError::Invalid(reason) => write!(f, "invalid payload: {reason}"),
+            FrameError::Checksum { stored, computed } => write!(
+                f,
+                "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// Serializes `msg` into `payload`, in place, and returns the bytes used.
+///
+/// Returns `None` if the archive does not fit in `payload` (or, rarely, if
+/// serialization itself fails); [`encoded_len`] then tells which.
+pub fn encode_into<M: Message>(msg: &M, payload: &mut [u8], arena: &mut Arena) -> Option<usize> {
+    let buffer = Buffer::from(payload);
+    let written = rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(
+        msg,
+        buffer,
+        arena.acquire(),
+    );
+    written.ok().map(|buffer| buffer.len())
+}
+
+/// The exact payload length `msg` archives to, found by serializing it into
+/// scratch memory: the slow path, taken only when [`encode_into`] ran out of
+/// room.
+///
+/// # Errors
+///
+/// rkyv's error if the message cannot be serialized at all.
+pub fn encoded_len<M: Message>(msg: &M, arena: &mut Arena) -> Result<usize, rancor::Error> {
+    let bytes = rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(
+        msg,
+        AlignedVec::<16>::new(),
+        arena.acquire(),
+    )?;
+    Ok(bytes.len())
+}
+
+/// Checks that a frame with header `meta` holds an `M`.
+///
+/// # Errors
+///
+/// [`FrameError::UnknownType`] naming the type id and version found.
+pub fn check_type<M: Message>(meta: &FrameMeta) -> Result<(), FrameError> {
+    if meta.msg_type == M::TYPE_ID && meta.version == M::VERSION {
+        Ok(())
+    } else {
+        Err(FrameError::UnknownType {
+            type_id: meta.msg_type,
+            version: meta.version,
+            expected: M::NAME,
+        })
+    }
+}
+
+/// Reads the archive of an `M` in place, without validation.
+///
+/// # Safety
+///
+/// `payload` must be exactly the bytes [`encode_into`] wrote for an `M` in
+/// this process (the same type and version, checked with [`check_type`]),
+/// unchanged since, and aligned to at least 16 bytes.
+pub unsafe fn access_trusted<M: Message>(payload: &[u8]) -> &Archived<M> {
+    debug_assert_eq!(payload.as_ptr() as usize % 16, 0, "payload misaligned");
+    // SAFETY: the caller guarantees these bytes are a complete archive of `M`
+    // written by rkyv in this process, so its root lies at the end of the
+    // slice and every relative pointer inside it is in bounds.
+    unsafe { rkyv::access_unchecked::<Archived<M>>(payload) }
+}
+
+/// Reads the archive of an `M` in place after validating it: for payloads
+/// from another process, a mapped file or a socket.
+///
+/// # Errors
+///
+/// [`FrameError::Invalid`] if the bytes are not a valid archive of `M`.
+pub fn access_untrusted<M>(payload: &[u8]) -> Result<&Archived<M>, FrameError>
+where
+    M: Message,
+    Archived<M>: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>,
+{
+    rkyv::access::<Archived<M>, rancor::Error>(payload)
+        .map_err(|error| FrameError::Invalid(error.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::layout::FRAME_ALIGN;
+
+    #[derive(Archive, Serialize, Debug, PartialEq)]
+    struct Order {
+        id: u64,
+        symbol: String,
+        fills: Vec<u32>,
+    }
+
+    impl Message for Order {
+        const TYPE_ID: u16 = 42;
+        const VERSION: u8 = 2;
+        const NAME: &'static str = "Order";
+    }
+
+    #[repr(align(32))]
+    struct Aligned([u8; 256]);
+
+    fn order() -> Order {
+        Order {
+            id: 9,
+            symbol: "ACME".into(),
+            fills: vec![1, 2, 3],
+        }
+    }
+
+    #[test]
+    fn encodes_in_place_and_reads_back() {
+        let mut arena = Arena::new();
+        let mut space = Aligned([0; 256]);
+        let used = encode_into(&order(), &mut space.0, &mut arena).expect("fits");
+        assert_eq!(used, encoded_len(&order(), &mut arena).unwrap());
+        let archived = access_untrusted::<Order>(&space.0[..used]).expect("valid");
+        assert_eq!(archived.id, 9);
+        assert_eq!(archived.symbol, "ACME");
+        assert_eq!(archived.fills.len(), 3);
+        // SAFETY: written just above by encode_into for an Order.
+        let trusted = unsafe { access_trusted::<Order>(&space.0[..used]) };
+        assert_eq!(trusted.fills[2], 3);
+    }
+
+    #[test]
+    fn too_small_a_payload_is_refused_not_truncated() {
+        let mut arena = Arena::new();
+        let mut space = Aligned([0; 256]);
+        let needed = encoded_len(&order(), &mut arena).unwrap();
+        assert!(needed > 8);
+        assert_eq!(encode_into(&order(), &mut space.0[..needed - 1], &mut arena), None);
+        assert!(FRAME_ALIGN >= 16);
+    }
+
+    #[test]
+    fn unknown_type_or_version_names_both() {
+        let mut meta = Order::meta(0, 0);
+        assert_eq!(check_type::<Order>(&meta), Ok(()));
+        meta.version = 3;
+        let error = check_type::<Order>(&meta).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "unknown message type id 42 version 3 (expected Order)"
+        );
+        meta.version = 2;
+        meta.msg_type = 43;
+        assert!(matches!(
+            check_type::<Order>(&meta),
+            Err(FrameError::UnknownType { type_id: 43, version: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_fails_validation() {
+        let space = Aligned([0xFF; 256]);
+        assert!(matches!(
+            access_untrusted::<Order>(&space.0[..64]),
+            Err(FrameError::Invalid(_))
+        ));
+    }
+}

@@ -1,0 +1,825 @@
+//! A ring of frames over a [`Region`]: the lane the runtime's cores talk
+//! through, and (over a mapped file) the ring between processes.
+//!
+//! # Layout
+//!
+//! ```text
+//!  0                                capacity     +128          +256
+//!  +--------------------------------+------------+-------------+
+//!  | frames ...                     | head (u64) | tail (u64)  |
+//!  +--------------------------------+------------+-------------+
+//! ```
+//!
+//! `capacity` is a power of two. A *position* is a byte count that only
+//! grows; its offset in the ring is `position & (capacity - 1)`. The
+//! consumer owns `head` (the position of the next frame to read), the
+//! producer owns `tail` (the position of the next frame to write); each
+//! word sits on a cache line of its own.
+//!
+//! # Protocol
+//!
+//! - The producer writes a frame's header fields and payload, then stores
+//!   its positive length with `Release`. That store *is* the publication:
+//!   the consumer never reads `tail`, it reads the length word at `head`
+//!   with `Acquire` and treats zero as "not yet". So a reader that sees a
+//!   length sees the payload it describes.
+//! - The consumer zeroes every frame it has read before it hands the space
+//!   back by storing `head` with `Release`. Every byte the producer is given
+//!   is therefore zero, and a length word it has not yet written reads as
+//!   zero, never as stale bytes of an older frame.
+//! - The producer keeps a cached copy of `head` and re-reads it (`Acquire`,
+//!   pairing with the consumer's `Release`) only when the cached copy says
+//!   the ring has no room.
+//! - A frame never crosses the end of the ring. When it would, the producer
+//!   fills the gap with a padding frame (type [`PADDING_TYPE`]) that
+//!   readers skip, and writes the frame at offset 0.
+//! - The largest frame is half the capacity: a frame that size always fits
+//!   in an empty ring, whatever the offset, padding included. Anything
+//!   larger is refused at once with [`ClaimError::TooLarge`], which means
+//!   "never", not "retry".
+//!
+//! The `tail` word is stored after every commit for observers (backlog,
+//! shutdown reports); neither side's hot path reads the other's word except
+//! when the ring looks full.
+
+use std::fmt;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rkyv::ser::allocator::Arena;
+
+use super::region::{HeapRegion, Region, REGION_ALIGN};
+use crate::frame::envelope::{self, Message};
+use crate::frame::layout::{
+    aligned_len, checksum, read_checksum, read_meta, write_meta, FrameMeta, FLAG_CHECKSUM,
+    FRAME_ALIGN, HEADER_LEN, PADDING_TYPE, PAYLOAD_OFFSET,
+};
+use crate::frame::FrameError;
+
+// NB: this ring's atomics live inside a `Region` (possibly a mapped file), so
+// they are `std` atomics viewed over raw memory with `from_ptr`, not the
+// loom-aware types of `crate::sync`; loom cannot place its atomics in
+// foreign memory. The protocol is checked by Miri and the stress tests.
+
+/// Bytes after the frames: the `head` line and the `tail` line.
+pub const TRAILER_LEN: usize = 2 * REGION_ALIGN;
+/// Smallest capacity a ring accepts.
+pub const MIN_CAPACITY: usize = 4 * FRAME_ALIGN;
+
+/// Length of the region needed for a ring of `capacity` bytes of frames.
+pub const fn region_len(capacity: usize) -> usize {
+    capacity + TRAILER_LEN
+}
+
+/// Why a region cannot hold a ring.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RingError {
+    /// The frame area is not a power of two of at least [`MIN_CAPACITY`].
+    BadCapacity(usize),
+    /// A published frame's length is impossible: the ring is corrupt.
+    Corrupt {
+        /// Position of the frame.
+        position: u64,
+        /// The length word found there.
+        length: i32,
+    },
+}
+
+impl fmt::Display for RingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RingError::BadCapacity(capacity) => write!(
+                f,
+                "ring capacity {capacity} is not a power of two of at least {MIN_CAPACITY}"
+            ),
+            RingError::Corrupt { position, length } => {
+                write!(f, "corrupt frame at position {position}: length {length}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RingError {}
+
+/// Why a frame could not be claimed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimError {
+    /// Not enough free space now; retry after the consumer catches up.
+    Full,
+    /// The frame can never fit in this ring.
+    TooLarge {
+        /// Payload bytes asked for.
+        payload_len: usize,
+        /// Largest payload this ring can ever take.
+        max_payload: usize,
+    },
+}
+
+impl fmt::Display for ClaimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClaimError::Full => f.write_str("lane is full"),
+            ClaimError::TooLarge {
+                payload_len,
+                max_payload,
+            } => write!(
+                f,
+                "payload of {payload_len} bytes can never fit (largest is {max_payload})"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ClaimError {}
+
+/// Why a message could not be written.
+#[derive(Debug)]
+pub enum WriteError {
+    /// No room now, or never ([`ClaimError::TooLarge`]).
+    Claim(ClaimError),
+    /// rkyv failed to serialize the message.
+    Encode(rkyv::rancor::Error),
+}
+
+impl fmt::Display for WriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WriteError::Claim(error) => error.fmt(f),
+            WriteError::Encode(error) => write!(f, "cannot serialize message: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for WriteError {}
+
+impl From<ClaimError> for WriteError {
+    fn from(error: ClaimError) -> Self {
+        WriteError::Claim(error)
+    }
+}
+
+/// What both ends know about the ring's memory.
+struct Shape<R> {
+    region: Arc<R>,
+    data: NonNull<u8>,
+    capacity: usize,
+}
+
+// SAFETY: `data` points into `region`, which is `Send + Sync`; each end
+// accesses the bytes only as the protocol in the module doc allows.
+unsafe impl<R: Region> Send for Shape<R> {}
+
+impl<R: Region> Shape<R> {
+    fn new(region: Arc<R>) -> Result<Self, RingError> {
+        let capacity = region.len().saturating_sub(TRAILER_LEN);
+        if capacity < MIN_CAPACITY || !capacity.is_power_of_two() {
+            return Err(RingError::BadCapacity(capacity));
+        }
+        let data = region.base();
+        Ok(Shape {
+            region,
+            data,
+            capacity,
+        })
+    }
+
+    #[inline]
+    fn offset(&self, position: u64) -> usize {
+        position as usize & (self.capacity - 1)
+    }
+
+    #[inline]
+    fn ptr(&self, offset: usize) -> *mut u8 {
+        debug_assert!(offset <= self.capacity + TRAILER_LEN, "offset {offset} out of region");
+        // SAFETY: callers pass offsets inside the region (frames at most
+        // `capacity`, trailer words below `capacity + TRAILER_LEN`).
+        unsafe { self.data.as_ptr().add(offset) }
+    }
+
+    #[inline]
+    fn length_word(&self, offset: usize) -> &AtomicI32 {
+        debug_assert_eq!(offset % FRAME_ALIGN, 0, "frame offset {offset} misaligned");
+        // SAFETY: frame offsets are multiples of FRAME_ALIGN inside the frame
+        // area of a REGION_ALIGN-aligned region, so the word is in bounds and
+        // 4-aligned; all concurrent access to it is atomic.
+        unsafe { AtomicI32::from_ptr(self.ptr(offset).cast()) }
+    }
+
+    #[inline]
+    fn head(&self) -> &AtomicU64 {
+        // SAFETY: the head word is the first 8 bytes of the trailer, in
+        // bounds and 128-aligned; it is only ever accessed atomically.
+        unsafe { AtomicU64::from_ptr(self.ptr(self.capacity).cast()) }
+    }
+
+    #[inline]
+    fn tail(&self) -> &AtomicU64 {
+        // SAFETY: as for `head`, one cache line further on.
+        unsafe { AtomicU64::from_ptr(self.ptr(self.capacity + REGION_ALIGN).cast()) }
+    }
+
+    fn max_payload(&self) -> usize {
+        self.capacity / 2 - HEADER_LEN
+    }
+}
+
+/// Creates a ring over `region`, whose bytes must be zero.
+///
+/// # Errors
+///
+/// [`RingError::BadCapacity`] unless `region.len() - TRAILER_LEN` is a
+/// power of two of at least [`MIN_CAPACITY`].
+pub fn ring<R: Region>(region: R) -> Result<(FrameProducer<R>, FrameConsumer<R>), RingError> {
+    let region = Arc::new(region);
+    let producer = FrameProducer::new(Shape::new(Arc::clone(&region))?);
+    let consumer = FrameConsumer::new(Shape::new(region)?);
+    Ok((producer, consumer))
+}
+
+/// Creates a ring of `capacity` bytes of frames on the heap.
+///
+/// # Panics
+///
+/// If `capacity` is not a power of two of at least [`MIN_CAPACITY`].
+///
+/// # Examples
+///
+/// ```
+/// use corelane::frame::FrameMeta;
+/// use corelane::lane::frames;
+///
+/// let (mut producer, mut consumer) = frames::heap_ring(1024);
+/// let mut claim = producer.claim(5).unwrap();
+/// claim.payload_mut().copy_from_slice(b"hello");
+/// claim.commit(5, FrameMeta { msg_type: 1, ..FrameMeta::default() });
+///
+/// let mut seen = Vec::new();
+/// consumer.drain(16, |frame| seen.push(frame.payload().to_vec())).unwrap();
+/// assert_eq!(seen, [b"hello".to_vec()]);
+/// ```
+pub fn heap_ring(capacity: usize) -> (FrameProducer<HeapRegion>, FrameConsumer<HeapRegion>) {
+    let region = HeapRegion::zeroed(region_len(capacity));
+    ring(region).unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// The writing end of a frame ring.
+pub struct FrameProducer<R: Region> {
+    shape: Shape<R>,
+    /// Position of the next frame to write; published as `tail`.
+    tail: u64,
+    /// Last value read from the consumer's `head`.
+    cached_head: u64,
+    /// Frames committed so far: the `sequence` of the next frame.
+    sequence: u64,
+}
+
+impl<R: Region> FrameProducer<R> {
+    fn new(shape: Shape<R>) -> Self {
+        let head = shape.head().load(Ordering::Acquire);
+        FrameProducer {
+            tail: shape.tail().load(Ordering::Relaxed),
+            cached_head: head,
+            sequence: 0,
+            shape,
+        }
+    }
+
+    /// Bytes of frames the ring holds.
+    pub fn capacity(&self) -> usize {
+        self.shape.capacity
+    }
+
+    /// Largest payload a frame in this ring can carry.
+    pub fn max_payload(&self) -> usize {
+        self.shape.max_payload()
+    }
+
+    /// Frames committed so far.
+    pub fn committed(&self) -> u64 {
+        self.sequence
+    }
+
+    /// Whether `len` more bytes fit, re-reading `head` only if the cached
+    /// copy says they do not.
+    #[inline]
+    fn has_room(&mut self, len: usize) -> bool {
+        let capacity = self.shape.capacity as u64;
+        if capacity - (self.tail - self.cached_head) >= len as u64 {
+            return true;
+        }
+        // Pairs with the consumer's Release store of `head`, made after it
+        // zeroed the frames it released: the space we now reuse is zero.
+        self.cached_head = self.shape.head().load(Ordering::Acquire);
+        capacity - (self.tail - self.cached_head) >= len as u64
+    }
+
+    /// Claims space for a frame with a payload of exactly `payload_len`
+    /// bytes, writing a padding frame first if it must wrap.
+    ///
+    /// # Errors
+    ///
+    /// [`ClaimError::TooLarge`] if such a frame can never fit;
+    /// [`ClaimError::Full`] if it does not fit now.
+    pub fn claim(&mut self, payload_len: usize) -> Result<FrameClaim<'_, R>, ClaimError> {
+        let max_payload = self.shape.max_payload();
+        if payload_len > max_payload {
+            return Err(ClaimError::TooLarge {
+                payload_len,
+                max_payload,
+            });
+        }
+        let frame_len = aligned_len(HEADER_LEN + payload_len);
+        let to_end = self.shape.capacity - self.shape.offset(self.tail);
+        let padding = if frame_len > to_end { to_end } else { 0 };
+        if !self.has_room(padding + frame_len) {
+            return Err(ClaimError::Full);
+        }
+        if padding > 0 {
+            self.write_padding(padding);
+        }
+        Ok(FrameClaim {
+            offset: self.shape.offset(self.tail),
+            room: payload_len,
+            producer: self,
+        })
+    }
+
+    /// Claims all the contiguous free space at `tail` (up to the largest
+    /// frame), without wrapping; `None` if not even a header fits.
+    fn claim_contiguous(&mut self) -> Option<FrameClaim<'_, R>> {
+        let offset = self.shape.offset(self.tail);
+        let largest = self.shape.max_payload() + HEADER_LEN;
+        let mut free = self.shape.capacity - (self.tail - self.cached_head) as usize;
+        if free < largest {
+            // Cheaper to look once more at `head` than to serialize twice.
+            // Pairs with the consumer's Release store of `head`.
+            self.cached_head = self.shape.head().load(Ordering::Acquire);
+            free = self.shape.capacity - (self.tail - self.cached_head) as usize;
+        }
+        let room = free.min(self.shape.capacity - offset).min(largest);
+        (room > HEADER_LEN).then(|| FrameClaim {
+            offset,
+            room: room - HEADER_LEN,
+            producer: self,
+        })
+    }
+
+    /// Serializes `msg` with rkyv straight into the ring and publishes it.
+    ///
+    /// The fast path serializes once into the free space at `tail`. Only if
+    /// that space is too small does it learn the exact size (a second
+    /// serialization into scratch memory), wrap, and serialize in place.
+    ///
+    /// # Errors
+    ///
+    /// [`WriteError::Claim`] with `Full` (retry later) or `TooLarge`
+    /// (never fits); [`WriteError::Encode`] if rkyv fails.
+    pub fn write_message<M: Message>(
+        &mut self,
+        msg: &M,
+        timestamp_ns: u64,
+        arena: &mut Arena,
+    ) -> Result<(), WriteError> {
+        let sequence = self.sequence;
+        if let Some(mut claim) = self.claim_contiguous() {
+            if let Some(used) = envelope::encode_into(msg, claim.payload_mut(), arena) {
+                claim.commit(used, M::meta(sequence, timestamp_ns));
+                return Ok(());
+            }
+            // The failed attempt may have written part of the space: the
+            // claim's drop zeroes it.
+            drop(claim);
+        }
+        let payload_len = envelope::encoded_len(msg, arena).map_err(WriteError::Encode)?;
+        let mut claim = self.claim(payload_len)?;
+        match envelope::encode_into(msg, claim.payload_mut(), arena) {
+            Some(used) => {
+                claim.commit(used, M::meta(sequence, timestamp_ns));
+                Ok(())
+            }
+            None => Err(WriteError::Encode(<rkyv::rancor::Error as rkyv::rancor::Source>::new(
+                std::io::Error::other("message size changed between two serializations"),
+            ))),
+        }
+    }
+
+    /// Publishes a padding frame of `len` bytes at `tail`.
+    fn write_padding(&mut self, len: usize) {
+        let offset = self.shape.offset(self.tail);
+        let meta = FrameMeta {
+            msg_type: PADDING_TYPE,
+            ..FrameMeta::default()
+        };
+        self.publish(offset, len, &meta, 0);
+        self.tail += len as u64;
+    }
+
+    /// Writes the header fields of the frame at `offset`, then its length.
+    fn publish(&self, offset: usize, length: usize, meta: &FrameMeta, checksum: u32) {
+        let mut header = [0u8; HEADER_LEN];
+        write_meta(&mut header, meta, checksum);
+        // SAFETY: the frame at `offset` lies in space this producer has
+        // claimed and not yet published, so no one else reads these bytes;
+        // the length word (bytes 0..4) is not touched here.
+        unsafe { ptr::copy_nonoverlapping(header.as_ptr().add(4), self.shape.ptr(offset + 4), 28) };
+        // Publication: pairs with the consumer's Acquire load of the length
+        // word, which then sees the header and payload written above.
+        self.shape
+            .length_word(offset)
+            .store(length as i32, Ordering::Release);
+    }
+}
+
+/// Space claimed in the ring for one frame, not yet published.
+///
+/// Dropping a claim without committing it publishes nothing and returns
+/// the space (zeroed again) to the producer.
+pub struct FrameClaim<'p, R: Region> {
+    producer: &'p mut FrameProducer<R>,
+    /// Offset of the frame in the ring.
+    offset: usize,
+    /// Payload bytes lent.
+    room: usize,
+}
+
+impl<R: Region> FrameClaim<'_, R> {
+    /// The payload space, zeroed, to write into in place. Its start is
+    /// aligned to [`FRAME_ALIGN`].
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the claimed bytes lie inside the frame area, are owned by
+        // this producer until published (the consumer reads nothing beyond
+        // the length word at `offset`, which this slice excludes), and the
+        // slice borrows the claim mutably, so it cannot outlive it.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.producer.shape.ptr(self.offset + PAYLOAD_OFFSET),
+                self.room,
+            )
+        }
+    }
+
+    /// Publishes the frame with `payload_len` bytes of payload (at most the
+    /// claimed room) and the header fields of `meta`.
+    ///
+    /// # Panics
+    ///
+    /// If `payload_len` exceeds the claimed room.
+    pub fn commit(self, payload_len: usize, meta: FrameMeta) {
+        self.commit_inner(payload_len, meta, false);
+    }
+
+    /// As [`commit`](Self::commit), and also sets the checksum field.
+    pub fn commit_checksummed(self, payload_len: usize, meta: FrameMeta) {
+        self.commit_inner(payload_len, meta, true);
+    }
+
+    fn commit_inner(mut self, payload_len: usize, mut meta: FrameMeta, with_checksum: bool) {
+        assert!(
+            payload_len <= self.room,
+            "payload of {payload_len} bytes committed in a claim of {}",
+            self.room
+        );
+        let length = HEADER_LEN + payload_len;
+        let used = aligned_len(length);
+        self.zero_from(used);
+        let mut sum = 0;
+        if with_checksum {
+            meta.flags |= FLAG_CHECKSUM;
+            let mut header = [0u8; HEADER_LEN];
+            write_meta(&mut header, &meta, 0);
+            sum = checksum(&header, &self.payload_mut()[..payload_len]);
+        }
+        let producer = &mut *self.producer;
+        producer.publish(self.offset, length, &meta, sum);
+        producer.tail += used as u64;
+        producer.sequence += 1;
+        // For observers only; nobody's hot path reads it.
+        producer.shape.tail().store(producer.tail, Ordering::Release);
+        std::mem::forget(self);
+    }
+
+    /// Zeroes the claimed bytes from frame offset `from` to the end of the
+    /// claim, restoring the ring's "free space is zero" invariant for the
+    /// part of the claim that will not be published.
+    fn zero_from(&mut self, from: usize) {
+        let end = aligned_len(HEADER_LEN + self.room);
+        if from < end {
+            // SAFETY: `[offset + from, offset + end)` lies inside the claim,
+            // owned by this producer, and inside the frame area.
+            unsafe { ptr::write_bytes(self.producer.shape.ptr(self.offset + from), 0, end - from) };
+        }
+    }
+}
+
+impl<R: Region> Drop for FrameClaim<'_, R> {
+    fn drop(&mut self) {
+        self.zero_from(PAYLOAD_OFFSET);
+    }
+}
+
+/// A published frame, borrowed from the ring until the consumer releases it.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    /// Position of the frame in the ring.
+    pub position: u64,
+    /// Header fields.
+    pub meta: FrameMeta,
+    header: &'a [u8],
+    payload: &'a [u8],
+}
+
+impl<'a> Frame<'a> {
+    /// The payload bytes, aligned to [`FRAME_ALIGN`].
+    pub fn payload(&self) -> &'a [u8] {
+        self.payload
+    }
+
+    /// Checks the frame's checksum if it carries one.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::Checksum`] if the stored and computed sums differ.
+    pub fn verify(&self) -> Result<(), FrameError> {
+        if self.meta.flags & FLAG_CHECKSUM == 0 {
+            return Ok(());
+        }
+        let stored = read_checksum(self.header);
+        let computed = checksum(self.header, self.payload);
+        if stored == computed {
+            Ok(())
+        } else {
+            Err(FrameError::Checksum { stored, computed })
+        }
+    }
+}
+
+/// The reading end of a frame ring.
+pub struct FrameConsumer<R: Region> {
+    shape: Shape<R>,
+    /// Position of the next frame to read; published as `head`.
+    head: u64,
+}
+
+impl<R: Region> FrameConsumer<R> {
+    fn new(shape: Shape<R>) -> Self {
+        FrameConsumer {
+            head: shape.head().load(Ordering::Acquire),
+            shape,
+        }
+    }
+
+    /// Whether a frame (possibly padding) is published at `head`.
+    #[inline]
+    pub fn has_frame(&self) -> bool {
+        // Pairs with the producer's Release store of the length word.
+        self.shape
+            .length_word(self.shape.offset(self.head))
+            .load(Ordering::Acquire)
+            > 0
+    }
+
+    /// Bytes published and not yet released, as last stored by the
+    /// producer (a snapshot for observers, not for the hot path).
+    pub fn backlog_bytes(&self) -> u64 {
+        self.shape.tail().load(Ordering::Acquire).saturating_sub(self.head)
+    }
+
+    /// Reads up to `max` frames in order, lending each to `on_frame` in
+    /// place; padding frames are skipped. The frames read are then zeroed
+    /// and released to the producer with a single store of `head`.
+    ///
+    /// Returns the number of (non-padding) frames read.
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::Corrupt`] if a length word is impossible (the frames
+    /// before it are still delivered and released).
+    pub fn drain(&mut self, max: usize, mut on_frame: impl FnMut(Frame<'_>)) -> Result<usize, RingError> {
+        let mut position = self.head;
+        let mut read = 0;
+        let mut outcome = Ok(());
+        while read < max {
+            let offset = self.shape.offset(position);
+            // Pairs with the producer's Release store in `publish`.
+            let length = self.shape.length_word(offset).load(Ordering::Acquire);
+            if length <= 0 {
+                break;
+            }
+            let occupied = aligned_len(length as usize);
+            if (length as usize) < HEADER_LEN || occupied > self.shape.capacity - offset {
+                outcome = Err(RingError::Corrupt { position, length });
+                break;
+            }
+            // SAFETY: the frame `[offset, offset + length)` is published
+            // (Acquire above) and in bounds (checked above); the producer
+            // does not touch it until `head` moves past it.
+            let bytes = unsafe { std::slice::from_raw_parts(self.shape.ptr(offset), length as usize) };
+            let meta = read_meta(bytes);
+            if meta.msg_type != PADDING_TYPE {
+                on_frame(Frame {
+                    position,
+                    meta,
+                    header: &bytes[..HEADER_LEN],
+                    payload: &bytes[PAYLOAD_OFFSET..],
+                });
+                read += 1;
+            }
+            // SAFETY: as above; the borrow of `bytes` ended with `on_frame`.
+            unsafe { ptr::write_bytes(self.shape.ptr(offset), 0, occupied) };
+            position += occupied as u64;
+        }
+        if position != self.head {
+            self.head = position;
+            // Pairs with the producer's Acquire load in `has_room`: the
+            // zeroes written above are visible before the space is reused.
+            self.shape.head().store(position, Ordering::Release);
+        }
+        outcome.map(|()| read)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(msg_type: u16, sequence: u64) -> FrameMeta {
+        FrameMeta {
+            msg_type,
+            sequence,
+            ..FrameMeta::default()
+        }
+    }
+
+    fn write(producer: &mut FrameProducer<HeapRegion>, payload: &[u8]) -> Result<(), ClaimError> {
+        let mut claim = producer.claim(payload.len())?;
+        claim.payload_mut().copy_from_slice(payload);
+        claim.commit(payload.len(), meta(1, 0));
+        Ok(())
+    }
+
+    fn read_all(consumer: &mut FrameConsumer<HeapRegion>) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        consumer
+            .drain(usize::MAX, |frame| out.push(frame.payload().to_vec()))
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn largest_frame_fits_and_one_more_byte_never_does() {
+        let (mut producer, mut consumer) = heap_ring(256);
+        let max = producer.max_payload();
+        assert_eq!(max, 128 - HEADER_LEN);
+        // Move the offset off zero so the largest frame has to wrap.
+        write(&mut producer, b"x").unwrap();
+        assert_eq!(read_all(&mut consumer).len(), 1);
+        write(&mut producer, &vec![7; max]).unwrap();
+        assert_eq!(
+            write(&mut producer, &vec![7; max + 1]),
+            Err(ClaimError::TooLarge {
+                payload_len: max + 1,
+                max_payload: max
+            })
+        );
+        assert_eq!(read_all(&mut consumer), vec![vec![7; max]]);
+    }
+
+    #[test]
+    fn full_ring_refuses_then_accepts_after_release() {
+        let (mut producer, mut consumer) = heap_ring(256);
+        // Each 1-byte payload occupies 64 bytes: four fill the ring.
+        for i in 0..4u8 {
+            write(&mut producer, &[i]).unwrap();
+        }
+        assert_eq!(write(&mut producer, &[9]), Err(ClaimError::Full));
+        assert_eq!(read_all(&mut consumer), vec![vec![0], vec![1], vec![2], vec![3]]);
+        write(&mut producer, &[9]).unwrap();
+        assert_eq!(read_all(&mut consumer), vec![vec![9]]);
+    }
+
+    #[test]
+    fn frames_ending_exactly_at_the_end_need_no_padding() {
+        let (mut producer, mut consumer) = heap_ring(256);
+        // Two frames of 128 bytes end exactly at the ring's end.
+        let payload = vec![1; 128 - HEADER_LEN];
+        write(&mut producer, &payload).unwrap();
+        write(&mut producer, &payload).unwrap();
+        assert_eq!(read_all(&mut consumer).len(), 2);
+        write(&mut producer, &payload).unwrap();
+        let mut positions = Vec::new();
+        consumer.drain(8, |frame| positions.push(frame.position)).unwrap();
+        assert_eq!(positions, [256]);
+    }
+
+    #[test]
+    fn a_wrap_leaves_padding_that_readers_skip() {
+        let (mut producer, mut consumer) = heap_ring(1024);
+        write(&mut producer, &[1; 400]).unwrap(); // occupies 448 bytes
+        write(&mut producer, &[1; 400]).unwrap();
+        assert_eq!(read_all(&mut consumer).len(), 2);
+        // 128 bytes remain before the end: the next 256-byte frame pads them
+        // and starts the next lap at offset 0.
+        write(&mut producer, &[2; 200]).unwrap();
+        let mut seen = Vec::new();
+        consumer
+            .drain(8, |frame| seen.push((frame.position, frame.payload()[0])))
+            .unwrap();
+        assert_eq!(seen, [(1024, 2)]);
+        assert!(!consumer.has_frame());
+        // The padding was zeroed with the frame: the whole ring is free again
+        // and takes four 256-byte frames, wrapping with no padding.
+        for i in 0..4u8 {
+            write(&mut producer, &[i; 224]).unwrap();
+        }
+        assert_eq!(write(&mut producer, &[4]), Err(ClaimError::Full));
+        let firsts: Vec<u8> = read_all(&mut consumer).iter().map(|p| p[0]).collect();
+        assert_eq!(firsts, [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn payloads_start_aligned_whatever_came_before() {
+        let (mut producer, mut consumer) = heap_ring(4096);
+        for len in 1..=100 {
+            let mut claim = producer.claim(len).unwrap();
+            assert_eq!(claim.payload_mut().as_ptr() as usize % 16, 0, "len {len}");
+            claim.commit(len, meta(1, 0));
+            consumer
+                .drain(1, |frame| {
+                    assert_eq!(frame.payload().as_ptr() as usize % 16, 0);
+                    assert_eq!(frame.payload().len(), len);
+                })
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn dropped_claim_publishes_nothing_and_leaves_zeroes() {
+        let (mut producer, mut consumer) = heap_ring(256);
+        let mut claim = producer.claim(60).unwrap();
+        claim.payload_mut().fill(0xFF);
+        drop(claim);
+        assert!(!consumer.has_frame());
+        // A short frame in the same place; the dirty bytes after it must not
+        // be read as a frame.
+        write(&mut producer, b"ok").unwrap();
+        assert_eq!(read_all(&mut consumer), vec![b"ok".to_vec()]);
+        assert!(!consumer.has_frame());
+    }
+
+    #[test]
+    fn committing_less_than_claimed_zeroes_the_rest() {
+        let (mut producer, mut consumer) = heap_ring(256);
+        let mut claim = producer.claim(90).unwrap();
+        claim.payload_mut().fill(0xEE);
+        claim.commit(1, meta(1, 0));
+        assert_eq!(read_all(&mut consumer), vec![vec![0xEE]]);
+        assert!(!consumer.has_frame());
+        write(&mut producer, b"next").unwrap();
+        assert_eq!(read_all(&mut consumer), vec![b"next".to_vec()]);
+    }
+
+    #[test]
+    fn checksums_verify_and_catch_flips() {
+        let (mut producer, mut consumer) = heap_ring(256);
+        let mut claim = producer.claim(4).unwrap();
+        claim.payload_mut().copy_from_slice(b"abcd");
+        claim.commit_checksummed(4, meta(5, 77));
+        consumer
+            .drain(1, |frame| {
+                assert_eq!(frame.meta.flags & FLAG_CHECKSUM, FLAG_CHECKSUM);
+                assert_eq!(frame.verify(), Ok(()));
+                let mut copy = frame.payload().to_vec();
+                copy[0] ^= 1;
+                let tampered = Frame {
+                    payload: &copy,
+                    ..frame
+                };
+                assert!(matches!(tampered.verify(), Err(FrameError::Checksum { .. })));
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn corrupt_length_is_reported_not_followed() {
+        let (_producer, mut consumer) = heap_ring(256);
+        consumer.shape.length_word(0).store(4, Ordering::Release);
+        assert_eq!(
+            consumer.drain(8, |_| panic!("no frame expected")),
+            Err(RingError::Corrupt {
+                position: 0,
+                length: 4
+            })
+        );
+        consumer.shape.length_word(0).store(1000, Ordering::Release);
+        assert!(consumer.drain(8, |_| ()).is_err());
+    }
+
+    #[test]
+    fn bad_capacities_are_refused() {
+        let region = HeapRegion::zeroed(region_len(300));
+        assert_eq!(ring(region).err(), Some(RingError::BadCapacity(300)));
+        let region = HeapRegion::zeroed(region_len(64));
+        assert_eq!(ring(region).err(), Some(RingError::BadCapacity(64)));
+    }
+}

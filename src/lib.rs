@@ -1,0 +1,5 @@
+//! corelane: a lock-free, thread-per-core runtime for low-latency messaging.
+pub mod clock;
+pub mod frame;
+pub mod lane;
+mod sync;
