@@ -2,4 +2,7 @@
 pub mod clock;
 pub mod frame;
 pub mod lane;
+pub mod metrics;
+pub mod runtime;
+pub mod serve;
 mod sync;

@@ -161,7 +161,8 @@ impl From<ClaimError> for WriteError {
 
 /// What both ends know about the ring's memory.
 struct Shape<R> {
-    region: Arc<R>,
+    /// Keeps the memory alive while either end exists.
+    _region: Arc<R>,
     data: NonNull<u8>,
     capacity: usize,
 }
@@ -178,7 +179,7 @@ impl<R: Region> Shape<R> {
         }
         let data = region.base();
         Ok(Shape {
-            region,
+            _region: region,
             data,
             capacity,
         })

@@ -1,0 +1,233 @@
+//! One core's event loop.
+//!
+//! A turn: poll for I/O (zero timeout, only on a core that uses I/O), drain
+//! inbound lanes in batches (round-robin, starting one lane further each
+//! turn), let the handler do its own work, wake the cores written to, and
+//! publish metrics when due. A turn that found nothing to do is idle and
+//! the idle strategy decides: spin, yield or park.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use mio::{Events, Poll, Token};
+
+use super::context::{Context, Outbox};
+use super::idle::{IdleAction, Idler};
+use super::{Handler, Shared};
+use crate::clock;
+use crate::frame::envelope::{access_trusted, check_type};
+use crate::lane::frames::FrameConsumer;
+use crate::lane::HeapRegion;
+use crate::metrics::Recorder;
+
+/// Token of the core's waker in its poller.
+pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
+
+/// Where a core is in the shutdown sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Running,
+    /// `on_stop` has run; waiting for every other core to get here.
+    Stopping,
+}
+
+/// Everything one core owns.
+pub(crate) struct CoreLoop<H: Handler> {
+    pub(crate) core: usize,
+    pub(crate) handler: H,
+    pub(crate) poll: Poll,
+    pub(crate) events: Events,
+    pub(crate) inbound: Vec<FrameConsumer<HeapRegion>>,
+    pub(crate) outbox: Outbox,
+    pub(crate) recorder: Recorder,
+    pub(crate) idler: Idler,
+    pub(crate) shared: std::sync::Arc<Shared>,
+    pub(crate) drain_batch: usize,
+    pub(crate) uses_io: bool,
+    pub(crate) next_lane: usize,
+    pub(crate) phase: Phase,
+}
+
+/// Runs `$body` with a [`Context`] built from the loop's fields.
+macro_rules! with_context {
+    ($self:ident, $cx:ident => $body:expr) => {{
+        let $cx = &mut Context {
+            core: $self.core,
+            outbox: &mut $self.outbox,
+            recorder: &mut $self.recorder,
+            registry: $self.poll.registry(),
+            uses_io: &mut $self.uses_io,
+            shared: &$self.shared,
+            _message: PhantomData,
+        };
+        $body
+    }};
+}
+
+impl<H: Handler> CoreLoop<H> {
+    /// Runs until the runtime stops; returns the inbound lanes so that what
+    /// is left in them can be counted.
+    pub(crate) fn run(mut self) -> Vec<FrameConsumer<HeapRegion>> {
+        with_context!(self, cx => self.handler.on_start(cx));
+        self.ring_doorbells();
+        loop {
+            let work = self.turn();
+            if self.phase == Phase::Running && self.shared.stop_requested() {
+                with_context!(self, cx => self.handler.on_stop(cx));
+                self.ring_doorbells();
+                self.shared.core_stopping();
+                self.phase = Phase::Stopping;
+                continue;
+            }
+            if self.phase == Phase::Stopping && self.shared.all_stopping() {
+                break;
+            }
+            if work > 0 {
+                self.idler.reset();
+                continue;
+            }
+            match self.idler.next() {
+                IdleAction::Spin => std::hint::spin_loop(),
+                IdleAction::Yield => std::thread::yield_now(),
+                IdleAction::Park => self.park(),
+            }
+        }
+        // Every core has run `on_stop`: deliver what is still in flight.
+        while self.drain_lanes() > 0 {
+            self.ring_doorbells();
+        }
+        self.recorder.flush(clock::now_ns());
+        self.inbound
+    }
+
+    /// One turn; returns how much work it found.
+    fn turn(&mut self) -> usize {
+        let mut work = 0;
+        if self.uses_io {
+            work += self.poll_io(Some(Duration::ZERO));
+        }
+        work += self.drain_lanes();
+        if with_context!(self, cx => self.handler.on_turn(cx)) {
+            work += 1;
+        }
+        self.ring_doorbells();
+        self.recorder.local.counters.turns += 1;
+        self.recorder.maybe_flush(clock::now_ns());
+        work
+    }
+
+    /// Polls mio and hands each event to the handler; returns the number of
+    /// I/O events (the waker's do not count as work).
+    fn poll_io(&mut self, timeout: Option<Duration>) -> usize {
+        if let Err(error) = self.poll.poll(&mut self.events, timeout) {
+            if error.kind() != std::io::ErrorKind::Interrupted {
+                log::error!("core {}: poll failed: {error}", self.core);
+            }
+            return 0;
+        }
+        let mut work = 0;
+        for event in self.events.iter() {
+            if event.token() == WAKER_TOKEN {
+                continue;
+            }
+            work += 1;
+            with_context!(self, cx => self.handler.on_io(cx, event));
+        }
+        if work > 0 {
+            self.ring_doorbells();
+        }
+        work
+    }
+
+    /// Reads up to `drain_batch` frames from each inbound lane; returns how
+    /// many it delivered.
+    fn drain_lanes(&mut self) -> usize {
+        let lanes = self.inbound.len();
+        let start = self.next_lane;
+        self.next_lane = (start + 1) % lanes;
+        let mut delivered = 0;
+        for i in 0..lanes {
+            let from = (start + i) % lanes;
+            delivered += self.drain_lane(from);
+        }
+        delivered
+    }
+
+    fn drain_lane(&mut self, from: usize) -> usize {
+        let CoreLoop {
+            core,
+            handler,
+            poll,
+            inbound,
+            outbox,
+            recorder,
+            uses_io,
+            shared,
+            drain_batch,
+            ..
+        } = self;
+        let cx = &mut Context {
+            core: *core,
+            outbox,
+            recorder,
+            registry: poll.registry(),
+            uses_io,
+            shared,
+            _message: PhantomData,
+        };
+        let drained = inbound[from].drain(*drain_batch, |frame| {
+            if let Err(error) = check_type::<H::Message>(&frame.meta) {
+                // Lanes carry only the runtime's own message type: this is a
+                // bug in corelane, not bad input.
+                debug_assert!(false, "core {}: {error}", cx.core);
+                log::error!("core {}: dropped frame from core {from}: {error}", cx.core);
+                return;
+            }
+            // SAFETY: lanes are heap memory of this process; every frame in
+            // them was written by `Context::send` for `H::Message`, whose
+            // type and version were just checked, and the ring lends the
+            // payload 32-byte aligned and unchanged until released.
+            let msg = unsafe { access_trusted::<H::Message>(frame.payload()) };
+            let now = clock::now_ns();
+            cx.recorder
+                .local
+                .delivery
+                .record(now.saturating_sub(frame.meta.timestamp_ns));
+            cx.recorder.local.counters.delivered += 1;
+            handler.on_message(cx, from, msg);
+        });
+        match drained {
+            Ok(count) => count,
+            Err(error) => {
+                log::error!("core {core}: lane from core {from}: {error}");
+                0
+            }
+        }
+    }
+
+    fn ring_doorbells(&mut self) {
+        self.outbox.ring_doorbells(&self.shared.doorbells);
+    }
+
+    /// Parks until a frame, an I/O event or a wake-up arrives.
+    fn park(&mut self) {
+        // Publish first: a reader must never wait for a parked core.
+        self.recorder.flush(clock::now_ns());
+        let doorbell = &self.shared.doorbells[self.core];
+        doorbell.announce_sleep();
+        // The last core to reach `Stopping` wakes the others, so a stopping
+        // core may park until then.
+        let must_stop = match self.phase {
+            Phase::Running => self.shared.stop_requested(),
+            Phase::Stopping => self.shared.all_stopping(),
+        };
+        let has_work = must_stop || self.inbound.iter().any(FrameConsumer::has_frame);
+        if has_work {
+            doorbell.awake();
+            return;
+        }
+        self.recorder.local.counters.parks += 1;
+        self.poll_io(None);
+        self.shared.doorbells[self.core].awake();
+    }
+}

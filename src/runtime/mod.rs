@@ -1,0 +1,588 @@
+//! The runtime: one pinned event loop per core, lanes between every pair.
+//!
+//! Build a [`Runtime`] with [`Runtime::builder`], then [`Runtime::start`] it
+//! with a factory that makes each core's [`Handler`] on that core's own
+//! thread. Cores send typed messages to each other with
+//! [`Context::send`]; the messages travel as rkyv frames through an SPSC
+//! lane for every ordered pair of cores and are read in place.
+//!
+//! # Examples
+//!
+//! Two cores bounce a counter until it reaches 1000:
+//!
+//! ```
+//! use corelane::frame::Message;
+//! use corelane::runtime::{Context, Handler, IdleStrategy, Runtime};
+//!
+//! #[derive(rkyv::Archive, rkyv::Serialize)]
+//! struct Ball(u32);
+//!
+//! impl Message for Ball {
+//!     const TYPE_ID: u16 = 1;
+//!     const VERSION: u8 = 1;
+//!     const NAME: &'static str = "Ball";
+//! }
+//!
+//! struct Player;
+//!
+//! impl Handler for Player {
+//!     type Message = Ball;
+//!
+//!     fn on_start(&mut self, cx: &mut Context<'_, Ball>) {
+//!         if cx.core() == 0 {
+//!             cx.send(1, &Ball(0)).unwrap();
+//!         }
+//!     }
+//!
+//!     fn on_message(&mut self, cx: &mut Context<'_, Ball>, from: usize, ball: &ArchivedBall) {
+//!         let hits = ball.0.to_native() + 1;
+//!         if hits == 1000 {
+//!             cx.stop_runtime();
+//!         } else {
+//!             cx.send(from, &Ball(hits)).unwrap();
+//!         }
+//!     }
+//! }
+//!
+//! let runtime = Runtime::builder().cores(2).idle(IdleStrategy::Park).build()?;
+//! let report = runtime.start(|_core| Player)?.wait()?;
+//! assert_eq!(report.totals.delivered, 1000);
+//! assert!(report.adds_up());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod context;
+mod core_loop;
+mod doorbell;
+mod idle;
+mod placement;
+mod report;
+
+use std::fmt;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Waker};
+use rkyv::Archived;
+
+pub use context::{Context, SendError};
+pub use idle::IdleStrategy;
+pub use placement::Placement;
+pub use report::{ShutdownReport, Undelivered};
+
+use self::context::Outbox;
+use self::core_loop::{CoreLoop, Phase, WAKER_TOKEN};
+use self::doorbell::{fence_after_publish, Doorbell};
+use self::idle::Idler;
+use crate::frame::Message;
+use crate::lane::frames::{self, FrameConsumer, FrameProducer};
+use crate::lane::HeapRegion;
+use crate::metrics::{Counters, MetricsCell, Recorder, Snapshot};
+use crate::sync::{AtomicBool, AtomicUsize, Ordering};
+
+/// A core's behaviour. One handler per core, made on that core's thread and
+/// touched only by it, so it need not be `Send`.
+#[allow(unused_variables)]
+pub trait Handler: 'static {
+    /// The message type the runtime's lanes carry (an enum for several).
+    type Message: Message;
+
+    /// Called once on the core's thread before the first turn.
+    fn on_start(&mut self, cx: &mut Context<'_, Self::Message>) {}
+
+    /// A message from core `from`, read in place from the lane.
+    fn on_message(
+        &mut self,
+        cx: &mut Context<'_, Self::Message>,
+        from: usize,
+        msg: &Archived<Self::Message>,
+    );
+
+    /// An I/O event for a source the handler registered.
+    fn on_io(&mut self, cx: &mut Context<'_, Self::Message>, event: &mio::event::Event) {}
+
+    /// Called on every turn for the handler's own work (retries, flushes).
+    /// Returns whether it did any, which keeps the core from idling.
+    fn on_turn(&mut self, cx: &mut Context<'_, Self::Message>) -> bool {
+        false
+    }
+
+    /// Called once when a stop is requested; messages sent here are still
+    /// delivered.
+    fn on_stop(&mut self, cx: &mut Context<'_, Self::Message>) {}
+}
+
+/// Why a runtime could not be built, started or shut down cleanly.
+#[derive(Debug)]
+pub enum RuntimeError {
+    /// A setting is out of range.
+    Config(String),
+    /// The OS refused a poller, waker or thread.
+    Io(std::io::Error),
+    /// A core's handler panicked; its lanes' contents are lost.
+    CorePanicked {
+        /// The core.
+        core: usize,
+        /// The panic message, if it was a string.
+        message: String,
+    },
+}
+
+impl fmt::Display for RuntimeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuntimeError::Config(reason) => write!(f, "invalid runtime configuration: {reason}"),
+            RuntimeError::Io(error) => write!(f, "runtime I/O error: {error}"),
+            RuntimeError::CorePanicked { core, message } => {
+                write!(f, "core {core} panicked: {message}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RuntimeError {}
+
+impl From<std::io::Error> for RuntimeError {
+    fn from(error: std::io::Error) -> Self {
+        RuntimeError::Io(error)
+    }
+}
+
+/// Settings for a [`Runtime`].
+#[derive(Clone, Debug)]
+pub struct Builder {
+    cores: Option<usize>,
+    lane_capacity: usize,
+    idle: IdleStrategy,
+    pin: bool,
+    drain_batch: usize,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            cores: None,
+            lane_capacity: 1 << 16,
+            idle: IdleStrategy::default(),
+            pin: true,
+            drain_batch: 64,
+        }
+    }
+}
+
+impl Builder {
+    /// Number of cores (event loops). Default: one per CPU the process may
+    /// use. More cores than CPUs is allowed; they share CPUs and yield.
+    pub fn cores(mut self, cores: usize) -> Self {
+        self.cores = Some(cores);
+        self
+    }
+
+    /// Bytes of frames in each lane (a power of two, at least 1 KiB).
+    /// Default 64 KiB. The largest message is half of it, less a header.
+    pub fn lane_capacity(mut self, bytes: usize) -> Self {
+        self.lane_capacity = bytes;
+        self
+    }
+
+    /// How idle cores wait. Default [`IdleStrategy::default`].
+    pub fn idle(mut self, idle: IdleStrategy) -> Self {
+        self.idle = idle;
+        self
+    }
+
+    /// Whether to pin each loop to a CPU. Default true.
+    pub fn pin(mut self, pin: bool) -> Self {
+        self.pin = pin;
+        self
+    }
+
+    /// Most frames read from one lane per turn. Default 64.
+    pub fn drain_batch(mut self, frames: usize) -> Self {
+        self.drain_batch = frames;
+        self
+    }
+
+    /// Checks the settings and reads the machine's CPU list (once, here,
+    /// before any loop thread is pinned).
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Config`] for zero cores, a bad lane capacity or a
+    /// zero drain batch.
+    pub fn build(self) -> Result<Runtime, RuntimeError> {
+        let placement = Placement::detect(self.pin);
+        let cores = self.cores.unwrap_or_else(|| placement.cpu_count());
+        if cores == 0 {
+            return Err(RuntimeError::Config("at least one core is needed".into()));
+        }
+        if !self.lane_capacity.is_power_of_two() || self.lane_capacity < 1024 {
+            return Err(RuntimeError::Config(format!(
+                "lane capacity {} is not a power of two of at least 1024",
+                self.lane_capacity
+            )));
+        }
+        if self.drain_batch == 0 {
+            return Err(RuntimeError::Config("drain batch must be at least 1".into()));
+        }
+        Ok(Runtime {
+            cores,
+            settings: self,
+            placement,
+        })
+    }
+}
+
+/// A runtime built and ready to start.
+#[derive(Debug)]
+pub struct Runtime {
+    cores: usize,
+    settings: Builder,
+    placement: Placement,
+}
+
+/// What the cores share: the stop switch and the doorbells and metrics
+/// cells, each written by one core or read-mostly.
+pub(crate) struct Shared {
+    stop: AtomicBool,
+    /// Cores that have run `on_stop`.
+    stopping: AtomicUsize,
+    doorbells: Vec<Doorbell>,
+    metrics: Vec<std::sync::Arc<MetricsCell>>,
+    /// Cores whose loop has returned (or panicked).
+    exited: Vec<AtomicBool>,
+}
+
+impl Shared {
+    fn cores(&self) -> usize {
+        self.doorbells.len()
+    }
+
+    pub(crate) fn request_stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.wake_all();
+    }
+
+    pub(crate) fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// This core has run `on_stop`; the last one wakes everyone.
+    pub(crate) fn core_stopping(&self) {
+        let now = self.stopping.fetch_add(1, Ordering::AcqRel) + 1;
+        if now == self.cores() {
+            self.wake_all();
+        }
+    }
+
+    pub(crate) fn all_stopping(&self) -> bool {
+        // Pairs with the AcqRel increments: messages sent in every `on_stop`
+        // are published before the count is seen complete.
+        self.stopping.load(Ordering::Acquire) >= self.cores()
+    }
+
+    fn wake_all(&self) {
+        fence_after_publish();
+        for doorbell in &self.doorbells {
+            doorbell.ring_if_sleeping();
+        }
+    }
+}
+
+/// Marks a core as exited even if its thread unwinds, so that the others
+/// can finish their shutdown.
+struct ExitGuard {
+    shared: std::sync::Arc<Shared>,
+    core: usize,
+    finished: bool,
+}
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        if !self.finished {
+            // The handler panicked: stop the runtime and count this core as
+            // stopping so the others do not wait for it forever.
+            self.shared.stop.store(true, Ordering::Relaxed);
+            self.shared.core_stopping();
+            self.shared.wake_all();
+        }
+        self.shared.exited[self.core].store(true, Ordering::Release);
+    }
+}
+
+impl Runtime {
+    /// Settings with their defaults.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Number of cores.
+    pub fn cores(&self) -> usize {
+        self.cores
+    }
+
+    /// The placement read when the runtime was built.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    /// Creates the lanes, pollers and wakers, then starts one thread per
+    /// core, pins it, and makes its handler there with `make_handler(core)`.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Io`] if a poller, waker or thread cannot be made.
+    pub fn start<H, F>(self, make_handler: F) -> Result<Running<H::Message>, RuntimeError>
+    where
+        H: Handler,
+        F: Fn(usize) -> H + Send + Sync + 'static,
+    {
+        let n = self.cores;
+        let (mut outbound, mut inbound) = lanes(n, self.settings.lane_capacity);
+        let mut polls = Vec::with_capacity(n);
+        let mut doorbells = Vec::with_capacity(n);
+        for _ in 0..n {
+            let poll = Poll::new()?;
+            doorbells.push(Doorbell::new(Waker::new(poll.registry(), WAKER_TOKEN)?));
+            polls.push(poll);
+        }
+        let shared = std::sync::Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            stopping: AtomicUsize::new(0),
+            doorbells,
+            metrics: (0..n).map(|_| Default::default()).collect(),
+            exited: (0..n).map(|_| AtomicBool::new(false)).collect(),
+        });
+        let make_handler = std::sync::Arc::new(make_handler);
+        let mut threads = Vec::with_capacity(n);
+        for (core, poll) in polls.into_iter().enumerate().rev() {
+            let lanes_out = outbound.pop().expect("one row of lanes per core");
+            let lanes_in = inbound.pop().expect("one column of lanes per core");
+            let shared = std::sync::Arc::clone(&shared);
+            let make_handler = std::sync::Arc::clone(&make_handler);
+            let placement = self.placement.clone();
+            let settings = self.settings.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("corelane-core-{core}"))
+                .spawn(move || {
+                    placement.pin_current(core);
+                    let mut guard = ExitGuard {
+                        shared: std::sync::Arc::clone(&shared),
+                        core,
+                        finished: false,
+                    };
+                    let core_loop = CoreLoop {
+                        core,
+                        handler: make_handler(core),
+                        poll,
+                        events: Events::with_capacity(1024),
+                        inbound: lanes_in,
+                        outbox: Outbox::new(lanes_out),
+                        recorder: Recorder::new(std::sync::Arc::clone(&shared.metrics[core])),
+                        idler: Idler::new(settings.idle, placement.shares_cpu(core, n)),
+                        shared,
+                        drain_batch: settings.drain_batch,
+                        uses_io: false,
+                        next_lane: core,
+                        phase: Phase::Running,
+                    };
+                    let leftover = core_loop.run();
+                    guard.finished = true;
+                    leftover
+                })?;
+            threads.push(thread);
+        }
+        threads.reverse();
+        Ok(Running {
+            handle: RuntimeHandle { shared },
+            threads,
+            _message: std::marker::PhantomData,
+        })
+    }
+}
+
+/// Lanes for every ordered pair of cores: `outbound[from][to]` and
+/// `inbound[to][from]`.
+type LaneMatrix = (
+    Vec<Vec<FrameProducer<HeapRegion>>>,
+    Vec<Vec<FrameConsumer<HeapRegion>>>,
+);
+
+fn lanes(cores: usize, capacity: usize) -> LaneMatrix {
+    let mut outbound: Vec<Vec<_>> = (0..cores).map(|_| Vec::with_capacity(cores)).collect();
+    let mut inbound: Vec<Vec<_>> = (0..cores).map(|_| Vec::with_capacity(cores)).collect();
+    for (from, row) in outbound.iter_mut().enumerate() {
+        for (to, column) in inbound.iter_mut().enumerate() {
+            let (producer, consumer) = frames::heap_ring(capacity);
+            row.push(producer);
+            debug_assert_eq!(column.len(), from, "lane {from}->{to} out of order");
+            column.push(consumer);
+        }
+    }
+    (outbound, inbound)
+}
+
+/// A cheap, cloneable handle on a running runtime: stop it, read metrics.
+#[derive(Clone)]
+pub struct RuntimeHandle {
+    shared: std::sync::Arc<Shared>,
+}
+
+impl fmt::Debug for RuntimeHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RuntimeHandle")
+            .field("cores", &self.shared.cores())
+            .field("stop_requested", &self.shared.stop_requested())
+            .finish()
+    }
+}
+
+impl RuntimeHandle {
+    /// Asks every core to stop (see [`Running::shutdown`]).
+    pub fn stop(&self) {
+        self.shared.request_stop();
+    }
+
+    /// Whether a stop has been requested.
+    pub fn is_stopping(&self) -> bool {
+        self.shared.stop_requested()
+    }
+
+    /// Number of cores.
+    pub fn cores(&self) -> usize {
+        self.shared.cores()
+    }
+
+    /// The metrics each core last published, without asking for more: never
+    /// waits at all. A busy core publishes at least every 100 ms, a core
+    /// publishes before it parks.
+    pub fn metrics(&self) -> Snapshot {
+        Snapshot {
+            cores: self.shared.metrics.iter().map(|cell| cell.read()).collect(),
+        }
+    }
+
+    /// Asks every core to publish now and waits, up to `timeout`, for each
+    /// *busy* core to do so on its next turn; parked and exited cores have
+    /// nothing unpublished and are not waited for. Must not be called from
+    /// a core's own thread (it would wait for itself).
+    pub fn fresh_metrics(&self, timeout: Duration) -> Snapshot {
+        let shared = &self.shared;
+        let requests: Vec<u64> = shared.metrics.iter().map(|cell| cell.request()).collect();
+        let deadline = Instant::now() + timeout;
+        for (core, request) in requests.into_iter().enumerate() {
+            while !shared.metrics[core].answered(request)
+                && !shared.doorbells[core].is_sleeping()
+                && !shared.exited[core].load(Ordering::Acquire)
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+        self.metrics()
+    }
+}
+
+/// A started runtime. Dropping it without [`Running::shutdown`] or
+/// [`Running::wait`] stops the cores and detaches their threads.
+pub struct Running<M: Message> {
+    handle: RuntimeHandle,
+    threads: Vec<JoinHandle<Vec<FrameConsumer<HeapRegion>>>>,
+    _message: std::marker::PhantomData<fn(M)>,
+}
+
+impl<M: Message> Running<M> {
+    /// A handle to stop the runtime or read its metrics from anywhere.
+    pub fn handle(&self) -> RuntimeHandle {
+        self.handle.clone()
+    }
+
+    /// Stops the runtime and waits for it: see [`Running::wait`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Running::wait`].
+    pub fn shutdown(self) -> Result<ShutdownReport, RuntimeError> {
+        self.handle.stop();
+        self.wait()
+    }
+
+    /// Waits until the runtime stops (a handler or a handle asked it to),
+    /// then reports.
+    ///
+    /// Shutdown runs in three steps: every core runs its handler's
+    /// `on_stop`; once all have, each drains its inbound lanes, delivering
+    /// what it finds; then the cores exit and whatever is still in a lane
+    /// (sent by a handler during that last drain) is counted here, by
+    /// message type, as undelivered.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::CorePanicked`] if a handler panicked.
+    pub fn wait(mut self) -> Result<ShutdownReport, RuntimeError> {
+        let mut leftovers = Vec::new();
+        let mut panicked = None;
+        for (core, thread) in std::mem::take(&mut self.threads).into_iter().enumerate() {
+            match thread.join() {
+                Ok(inbound) => leftovers.push(inbound),
+                Err(payload) => {
+                    let message = payload
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    panicked.get_or_insert(RuntimeError::CorePanicked { core, message });
+                }
+            }
+        }
+        if let Some(error) = panicked {
+            return Err(error);
+        }
+        let undelivered = count_undelivered::<M>(&mut leftovers);
+        let metrics = self.handle.metrics();
+        let mut totals = Counters::default();
+        for core in &metrics.cores {
+            let mut merged = crate::metrics::CoreMetrics::default();
+            merged.counters = totals;
+            merged.merge(core);
+            totals = merged.counters;
+        }
+        Ok(ShutdownReport {
+            totals,
+            undelivered,
+            metrics,
+        })
+    }
+}
+
+impl<M: Message> Drop for Running<M> {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.handle.stop();
+        }
+    }
+}
+
+/// Drains every lane left by the cores and counts the frames by type.
+fn count_undelivered<M: Message>(
+    leftovers: &mut [Vec<FrameConsumer<HeapRegion>>],
+) -> Vec<Undelivered> {
+    let mut counts: Vec<Undelivered> = Vec::new();
+    for consumer in leftovers.iter_mut().flatten() {
+        let drained = consumer.drain(usize::MAX, |frame| {
+            let name = if frame.meta.msg_type == M::TYPE_ID && frame.meta.version == M::VERSION {
+                M::NAME.to_string()
+            } else {
+                format!("type {} version {}", frame.meta.msg_type, frame.meta.version)
+            };
+            match counts.iter_mut().find(|u| u.name == name) {
+                Some(entry) => entry.count += 1,
+                None => counts.push(Undelivered { name, count: 1 }),
+            }
+        });
+        if let Err(error) = drained {
+            log::error!("counting undelivered messages: {error}");
+        }
+    }
+    counts
+}
