@@ -1,1 +1,164 @@
-fn main() {}
+//! The `corelane` command line.
+//!
+//! `corelane serve` runs the Redis-protocol pub/sub server until SIGINT or
+//! SIGTERM, then shuts down gracefully and prints what it did. Reports go
+//! to stdout, diagnostics to stderr (`RUST_LOG` sets the level).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use corelane::runtime::IdleStrategy;
+use corelane::serve::{Server, ServerConfig};
+
+#[derive(Parser)]
+#[command(name = "corelane", version, about = "A thread-per-core messaging runtime")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pub/sub server that speaks the Redis protocol (RESP2).
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:6380")]
+    bind: SocketAddr,
+    /// Number of cores (event loops); default one per CPU.
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Bytes of frames per lane between two cores (a power of two); the
+    /// largest publishable message is about half of it.
+    #[arg(long, default_value_t = 1 << 20)]
+    lane_capacity: usize,
+    /// How idle cores wait for work.
+    #[arg(long, value_enum, default_value_t = Idle::Backoff)]
+    idle: Idle,
+    /// Unwritten bytes at which a subscriber that does not read is
+    /// disconnected.
+    #[arg(long, default_value_t = 32 << 20)]
+    output_limit: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Idle {
+    /// Spin: lowest latency, a CPU per core always busy.
+    BusySpin,
+    /// Spin briefly, then yield the CPU on each idle turn.
+    SpinYield,
+    /// Spin, yield, then park until work arrives.
+    Backoff,
+    /// Park at once when idle.
+    Park,
+}
+
+impl From<Idle> for IdleStrategy {
+    fn from(idle: Idle) -> Self {
+        match idle {
+            Idle::BusySpin => IdleStrategy::BusySpin,
+            Idle::SpinYield => IdleStrategy::SpinThenYield { spins: 1000 },
+            Idle::Backoff => IdleStrategy::default(),
+            Idle::Park => IdleStrategy::Park,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    // Block the stop signals before any thread starts, so every thread
+    // inherits the mask and only the waiter below receives them.
+    let signals = match StopSignals::block() {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("corelane: cannot set up signal handling: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = ServerConfig {
+        bind: args.bind,
+        cores: args.cores,
+        lane_capacity: args.lane_capacity,
+        idle: args.idle.into(),
+        output_limit: args.output_limit,
+        ..ServerConfig::default()
+    };
+    let server = match Server::start(config) {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("corelane: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = server.runtime();
+    log::info!(
+        "corelane serve: listening on {} with {} cores (Ctrl-C to stop)",
+        server.local_addr(),
+        runtime.cores()
+    );
+    std::thread::spawn(move || {
+        let signal = signals.wait();
+        log::info!("signal {signal}: shutting down");
+        runtime.stop();
+    });
+    match server.wait() {
+        Ok(report) => {
+            println!("corelane serve: stopped: {report}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("corelane: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGINT and SIGTERM, blocked in every thread and received by `wait`.
+struct StopSignals {
+    set: libc::sigset_t,
+}
+
+impl StopSignals {
+    fn block() -> std::io::Result<Self> {
+        // SAFETY: an all-zero sigset_t is a valid value to pass to
+        // sigemptyset, which initialises it.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is a valid, exclusively borrowed sigset_t; the
+        // signal numbers are valid; pthread_sigmask only changes this
+        // thread's mask (threads spawned later inherit it).
+        let rc = unsafe {
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        Ok(StopSignals { set })
+    }
+
+    /// Waits for one of the signals; returns its number.
+    fn wait(&self) -> i32 {
+        let mut signal = 0;
+        loop {
+            // SAFETY: `self.set` was initialised in `block`; `signal` is a
+            // valid place for sigwait to store the signal number.
+            let rc = unsafe { libc::sigwait(&self.set, &mut signal) };
+            if rc == 0 {
+                return signal;
+            }
+        }
+    }
+}

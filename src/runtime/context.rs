@@ -12,7 +12,7 @@ use crate::clock;
 use crate::frame::Message;
 use crate::lane::frames::{ClaimError, FrameProducer, WriteError};
 use crate::lane::HeapRegion;
-use crate::metrics::Recorder;
+use crate::metrics::{Recorder, Snapshot};
 
 /// Why a message was not sent. Every variant hands the message back.
 pub enum SendError<T> {
@@ -178,6 +178,13 @@ impl<M: Message> Context<'_, M> {
     pub fn registry(&mut self) -> &mio::Registry {
         *self.uses_io = true;
         self.registry
+    }
+
+    /// The metrics every core last published, this core's brought up to
+    /// date first. Never waits for another core.
+    pub fn metrics(&mut self) -> Snapshot {
+        self.recorder.flush(clock::now_ns());
+        self.shared.snapshot()
     }
 
     /// Asks every core to stop: see [`crate::runtime::Running::shutdown`].

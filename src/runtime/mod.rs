@@ -281,6 +281,12 @@ impl Shared {
         self.stopping.load(Ordering::Acquire) >= self.cores()
     }
 
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            cores: self.metrics.iter().map(|cell| cell.read()).collect(),
+        }
+    }
+
     fn wake_all(&self) {
         fence_after_publish();
         for doorbell in &self.doorbells {
@@ -457,9 +463,7 @@ impl RuntimeHandle {
     /// waits at all. A busy core publishes at least every 100 ms, a core
     /// publishes before it parks.
     pub fn metrics(&self) -> Snapshot {
-        Snapshot {
-            cores: self.shared.metrics.iter().map(|cell| cell.read()).collect(),
-        }
+        self.shared.snapshot()
     }
 
     /// Asks every core to publish now and waits, up to `timeout`, for each

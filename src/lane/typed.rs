@@ -1,0 +1,924 @@
+//! A typed single-producer, single-consumer ring of `Send` values.
+//!
+//! [`ring`] makes a ring of a fixed capacity and returns its two halves: a
+//! [`Producer`] that moves values in and a [`Consumer`] that moves them out,
+//! in the order they went in. Each half is owned by one thread; neither ever
+//! blocks, locks or runs a compare-and-swap. A full ring hands the value back
+//! (`Err(Full(value))`); an empty one returns `None`.
+//!
+//! Values can also move in batches. [`Producer::write_chunk`] claims a run of
+//! free slots, the caller fills them, and [`WriteChunk::commit`] publishes the
+//! filled prefix with a single store. [`Consumer::read_chunk`] lends a run of
+//! values, which the caller may look at, move out or drop, and releases their
+//! slots with a single store when the chunk goes.
+//!
+//! # Positions
+//!
+//! The ring has `capacity` slots and two indices into them: the *head*, where
+//! the consumer reads next, and the *tail*, where the producer writes next.
+//! Both are *positions*, counters that run from `0` to `2 * capacity - 1` and
+//! then wrap to `0`. The slot of a position is the position modulo `capacity`,
+//! and the number of values in the ring is `tail - head` modulo
+//! `2 * capacity`. Counting to twice the capacity tells a full ring (head and
+//! tail `capacity` apart) from an empty one (head equal to tail) without
+//! giving up a slot, and since positions wrap by a comparison rather than a
+//! bit mask, every capacity from 1 up is exact, not only powers of two.
+//!
+//! # Memory ordering
+//!
+//! The producer writes a value into its slot, then stores the new tail with
+//! `Release`; the consumer loads the tail with `Acquire` before it reads the
+//! slot, so it sees the value whole. The other way round, the consumer moves
+//! a value out of its slot, then stores the new head with `Release`; the
+//! producer loads the head with `Acquire` before it writes that slot again.
+//!
+//! Head and tail sit on cache lines of their own. Each half also keeps a
+//! *cached* copy of the other half's index and loads the shared one only when
+//! its copy says the ring is full (producer) or empty (consumer). A cached
+//! copy can only lag behind the real index, so it may under-count free slots
+//! or available values but never over-count them.
+//!
+//! # Examples
+//!
+//! ```
+//! use corelane::lane::typed::ring;
+//!
+//! let (mut producer, mut consumer) = ring(2);
+//!
+//! let sender = std::thread::spawn(move || {
+//!     for n in 0..100u32 {
+//!         let mut value = n;
+//!         while let Err(full) = producer.push(value) {
+//!             value = full.into_inner();
+//!             std::thread::yield_now();
+//!         }
+//!     }
+//! });
+//!
+//! let mut expected = 0;
+//! while expected < 100 {
+//!     match consumer.pop() {
+//!         Some(n) => {
+//!             assert_eq!(n, expected);
+//!             expected += 1;
+//!         }
+//!         None => std::thread::yield_now(),
+//!     }
+//! }
+//! sender.join().unwrap();
+//! ```
+
+use std::fmt;
+use std::iter;
+use std::mem::{self, MaybeUninit};
+
+use super::Full;
+use crate::sync::{Arc, AtomicBool, AtomicUsize, CachePadded, Ordering, UnsafeCell};
+
+/// The largest capacity: twice it must still fit in a position.
+const MAX_CAPACITY: usize = usize::MAX / 2;
+
+/// Makes a ring that holds up to `capacity` values and returns its two
+/// halves.
+///
+/// The ring's memory is freed when both halves have been dropped, and every
+/// value still in it is dropped then.
+///
+/// # Panics
+///
+/// Panics if `capacity` is 0 or larger than `usize::MAX / 2`, or if the
+/// slots cannot be allocated.
+///
+/// # Examples
+///
+/// ```
+/// use corelane::lane::typed::ring;
+///
+/// let (mut producer, mut consumer) = ring::<u64>(3);
+/// assert_eq!(producer.slots(), 3);
+///
+/// producer.push(7).unwrap();
+/// assert_eq!(consumer.len(), 1);
+/// assert_eq!(consumer.pop(), Some(7));
+/// ```
+pub fn ring<T: Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
+    assert!(capacity >= 1, "lane capacity must be at least 1");
+    assert!(
+        capacity <= MAX_CAPACITY,
+        "lane capacity {capacity} is above the limit of {MAX_CAPACITY}"
+    );
+
+    let ring = Arc::new(Ring::new(capacity));
+    let producer = Producer {
+        ring: Arc::clone(&ring),
+        tail: 0,
+        cached_head: 0,
+    };
+    let consumer = Consumer {
+        ring,
+        head: 0,
+        cached_tail: 0,
+    };
+    (producer, consumer)
+}
+
+/// The state both halves share, freed by whichever half is dropped last.
+struct Ring<T> {
+    /// Position of the oldest value, the next one the consumer reads.
+    /// Stored only by the consumer.
+    head: CachePadded<AtomicUsize>,
+    /// Position of the first free slot, the next one the producer writes.
+    /// Stored only by the producer.
+    tail: CachePadded<AtomicUsize>,
+    /// Set when either half is dropped.
+    abandoned: AtomicBool,
+    /// One slot per unit of capacity. Slots from head up to tail hold
+    /// values; the others are uninitialised.
+    slots: Box<[UnsafeCell<MaybeUninit<T>>]>,
+}
+
+// SAFETY: a `Ring` is reached only through one `Producer` and one
+// `Consumer`. The producer touches only free slots and the consumer only
+// filled ones, and a slot passes from one to the other only through the
+// Release store and Acquire load of head or tail, so no slot is ever
+// accessed from two threads at once. Values are created on one thread and
+// dropped on another, hence `T: Send`; they are never shared, so `T` need
+// not be `Sync`.
+unsafe impl<T: Send> Sync for Ring<T> {}
+
+impl<T> Ring<T> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            head: CachePadded(AtomicUsize::new(0)),
+            tail: CachePadded(AtomicUsize::new(0)),
+            abandoned: AtomicBool::new(false),
+            slots: (0..capacity)
+                .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
+                .collect(),
+        }
+    }
+
+    #[inline]
+    fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Moves `position` on by `count` slots, wrapping at `2 * capacity`.
+    #[inline]
+    fn advance(&self, position: usize, count: usize) -> usize {
+        let wrap = 2 * self.capacity();
+        debug_assert!(
+            position < wrap && count <= self.capacity(),
+            "position {position} or count {count} out of range for capacity {}",
+            self.capacity()
+        );
+        let room = wrap - position;
+        if count >= room {
+            count - room
+        } else {
+            position + count
+        }
+    }
+
+    /// Number of values from `head` up to `tail`.
+    #[inline]
+    fn distance(&self, head: usize, tail: usize) -> usize {
+        let distance = if tail >= head {
+            tail - head
+        } else {
+            2 * self.capacity() - head + tail
+        };
+        debug_assert!(
+            distance <= self.capacity(),
+            "head {head} and tail {tail} are more than a capacity apart"
+        );
+        distance
+    }
+
+    #[inline]
+    fn slot(&self, position: usize) -> &UnsafeCell<MaybeUninit<T>> {
+        let capacity = self.capacity();
+        let index = if position >= capacity {
+            position - capacity
+        } else {
+            position
+        };
+        &self.slots[index]
+    }
+
+    /// Moves `value` into the slot at `position`.
+    ///
+    /// # Safety
+    ///
+    /// The caller must be the producer and the slot must be free: at or
+    /// after the tail, and before the head it last loaded plus the capacity.
+    #[inline]
+    unsafe fn write(&self, position: usize, value: T) {
+        self.slot(position).with_mut(|slot| {
+            // SAFETY: the slot is free (caller's contract), so the consumer
+            // does not read it and nothing in it needs dropping.
+            unsafe { slot.write(MaybeUninit::new(value)) }
+        });
+    }
+
+    /// Moves the value out of the slot at `position`, leaving the slot
+    /// logically empty.
+    ///
+    /// # Safety
+    ///
+    /// The slot must hold a value that the caller owns and will not take
+    /// again: the consumer's own, between the head and the tail it last
+    /// loaded, or one the producer wrote and has not published.
+    #[inline]
+    unsafe fn take(&self, position: usize) -> T {
+        self.slot(position).with(|slot| {
+            // SAFETY: the slot holds an initialised value owned by the caller
+            // (caller's contract), and it is read only this once.
+            unsafe { slot.read().assume_init() }
+        })
+    }
+
+    /// Lends the value in the slot at `position`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Ring::take`], and the slot must not be written, taken or
+    /// released while the reference lives.
+    #[inline]
+    unsafe fn get(&self, position: usize) -> &T {
+        self.slot(position).with(|slot| {
+            // SAFETY: the slot holds an initialised value that stays put while
+            // the reference lives (caller's contract).
+            unsafe { (*slot).assume_init_ref() }
+        })
+    }
+}
+
+impl<T> Drop for Ring<T> {
+    fn drop(&mut self) {
+        if !mem::needs_drop::<T>() {
+            return;
+        }
+
+        // Both halves are gone. The drop of the last `Arc` orders every store
+        // either half made before this point, so relaxed loads see the final
+        // head and tail.
+        let mut head = self.head.load(Ordering::Relaxed);
+        let tail = self.tail.load(Ordering::Relaxed);
+        while head != tail {
+            // SAFETY: positions from head up to tail hold values that were
+            // published and never taken, and with both halves gone this is
+            // the only access to them.
+            drop(unsafe { self.take(head) });
+            head = self.advance(head, 1);
+        }
+    }
+}
+
+/// The half of a ring that moves values in.
+///
+/// Made by [`ring`]. It can be sent to another thread; all of its methods
+/// that change the ring take `&mut self`.
+pub struct Producer<T> {
+    ring: Arc<Ring<T>>,
+    /// The tail as last stored. The producer is the tail's only writer, so
+    /// this copy is always current and the shared one is never loaded.
+    tail: usize,
+    /// The head as last loaded; the consumer may have moved it on since.
+    cached_head: usize,
+}
+
+impl<T> Producer<T> {
+    /// Moves `value` into the ring, or hands it back if the ring is full.
+    ///
+    /// # Errors
+    ///
+    /// Returns `Err(Full(value))` if all slots hold values the consumer has
+    /// not taken yet.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use corelane::lane::{typed::ring, Full};
+    ///
+    /// let (mut producer, _consumer) = ring(1);
+    /// assert_eq!(producer.push("first"), Ok(()));
+    /// assert_eq!(producer.push("second"), Err(Full("second")));
+    /// ```
+    pub fn push(&mut self, value: T) -> Result<(), Full<T>> {
+        if self.free_slots(1) == 0 {
+            return Err(Full(value));
+        }
+
+        // SAFETY: `free_slots` found at least one free slot, and the slot at
+        // the tail is the first of them.
+        unsafe { self.ring.write(self.tail, value) };
+        self.publish(self.ring.advance(self.tail, 1));
+        Ok(())
+    }
+
+    /// Claims up to `count` free slots, to be filled and then published
+    /// together.
+    ///
+    /// The chunk holds `count` slots, or fewer if fewer are free. Nothing is
+    /// visible to the consumer until [`WriteChunk::commit`]; values written
+    /// into a chunk that is dropped uncommitted are dropped with it.
+    ///
+    /// # Errors
+    ///
+    /// Returns `Err(Full(()))` if `count` is not zero and no slot is free.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use corelane::lane::typed::ring;
+    ///
+    /// let (mut producer, mut consumer) = ring::<String>(4);
+    ///
+    /// let mut chunk = producer.write_chunk(3).unwrap();
+    /// assert_eq!(chunk.len(), 3);
+    /// chunk.push("a".to_owned()).unwrap();
+    /// chunk.push("b".to_owned()).unwrap();
+    /// // Publishes "a"; "b" was written but not committed, so it is dropped.
+    /// chunk.commit(1);
+    ///
+    /// assert_eq!(consumer.pop().as_deref(), Some("a"));
+    /// assert_eq!(consumer.pop(), None);
+    /// ```
+    pub fn write_chunk(&mut self, count: usize) -> Result<WriteChunk<'_, T>, Full<()>> {
+        let free = self.free_slots(count);
+        if free == 0 && count > 0 {
+            return Err(Full(()));
+        }
+
+        Ok(WriteChunk {
+            len: free.min(count),
+            filled: 0,
+            producer: self,
+        })
+    }
+
+    /// Moves values from `values` into the ring until it runs out of values
+    /// or the ring runs out of free slots, publishes them with one store, and
+    /// returns how many it moved.
+    ///
+    /// No value is pulled from the iterator that does not fit, so passing
+    /// `&mut iter` leaves the values that did not fit in `iter`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use corelane::lane::typed::ring;
+    ///
+    /// let (mut producer, mut consumer) = ring(3);
+    /// let mut values = 1..=5;
+    /// assert_eq!(producer.push_batch(&mut values), 3);
+    /// assert_eq!(values.next(), Some(4));
+    ///
+    /// let mut seen = Vec::new();
+    /// consumer.pop_batch(usize::MAX, |n| seen.push(n));
+    /// assert_eq!(seen, [1, 2, 3]);
+    /// ```
+    pub fn push_batch<I: IntoIterator<Item = T>>(&mut self, values: I) -> usize {
+        let Ok(mut chunk) = self.write_chunk(usize::MAX) else {
+            return 0;
+        };
+        let count = chunk.fill_from(values);
+        chunk.commit(count);
+        count
+    }
+
+    /// Returns how many free slots the ring has now.
+    ///
+    /// The consumer may free more at any moment, so the count is a lower
+    /// bound: that many pushes in a row will succeed.
+    pub fn slots(&self) -> usize {
+        // Only a count: nothing is written on the strength of it, so Relaxed
+        // is enough. `push` loads the head again with Acquire before it uses
+        // a slot.
+        let head = self.ring.head.load(Ordering::Relaxed);
+        self.ring.capacity() - self.ring.distance(head, self.tail)
+    }
+
+    /// Returns `true` if the ring has no free slot now.
+    pub fn is_full(&self) -> bool {
+        self.slots() == 0
+    }
+
+    /// Returns the number of values the ring can hold.
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity()
+    }
+
+    /// Returns `true` if the consumer has been dropped, so that nothing
+    /// pushed from now on will be read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use corelane::lane::typed::ring;
+    ///
+    /// let (producer, consumer) = ring::<u8>(1);
+    /// assert!(!producer.is_abandoned());
+    /// drop(consumer);
+    /// assert!(producer.is_abandoned());
+    /// ```
+    pub fn is_abandoned(&self) -> bool {
+        // Pairs with the Release store in the consumer's `drop`.
+        self.ring.abandoned.load(Ordering::Acquire)
+    }
+
+    /// Counts the free slots, loading the shared head again only if the
+    /// cached one shows fewer than `wanted` (or than the capacity, if that is
+    /// smaller).
+    #[inline]
+    fn free_slots(&mut self, wanted: usize) -> usize {
+        let capacity = self.ring.capacity();
+        let free = capacity - self.ring.distance(self.cached_head, self.tail);
+        if free >= wanted.min(capacity) {
+            return free;
+        }
+
+        // Pairs with the Release store of head in `Consumer::release`: the
+        // consumer's moves out of the slots it freed happen before the
+        // producer writes them again.
+        self.cached_head = self.ring.head.load(Ordering::Acquire);
+        capacity - self.ring.distance(self.cached_head, self.tail)
+    }
+
+    /// Makes every value written before `tail` visible to the consumer.
+    #[inline]
+    fn publish(&mut self, tail: usize) {
+        self.tail = tail;
+        // Pairs with the Acquire load of tail in `Consumer::available`: the
+        // values written before this store are whole when the consumer reads
+        // them.
+        self.ring.tail.store(tail, Ordering::Release);
+    }
+}
+
+impl<T> Drop for Producer<T> {
+    fn drop(&mut self) {
+        // Pairs with the Acquire load in `Consumer::is_abandoned`, which so
+        // sees every value this producer published.
+        self.ring.abandoned.store(true, Ordering::Release);
+    }
+}
+
+impl<T> fmt::Debug for Producer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Producer")
+            .field("capacity", &self.capacity())
+            .field("tail", &self.tail)
+            .field("cached_head", &self.cached_head)
+            .finish()
+    }
+}
+
+/// The half of a ring that moves values out.
+///
+/// Made by [`ring`]. It can be sent to another thread; all of its methods
+/// that change the ring take `&mut self`.
+pub struct Consumer<T> {
+    ring: Arc<Ring<T>>,
+    /// The head as last stored. The consumer is the head's only writer, so
+    /// this copy is always current and the shared one is never loaded.
+    head: usize,
+    /// The tail as last loaded; the producer may have moved it on since.
+    cached_tail: usize,
+}
+
+impl<T> Consumer<T> {
+    /// Moves the oldest value out of the ring, or returns `None` if the ring
+    /// is empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use corelane::lane::typed::ring;
+    ///
+    /// let (mut producer, mut consumer) = ring(2);
+    /// producer.push('x').unwrap();
+    /// assert_eq!(consumer.pop(), Some('x'));
+    /// assert_eq!(consumer.pop(), None);
+    /// ```
+    pub fn pop(&mut self) -> Option<T> {
+        if self.available(1) == 0 {
+            return None;
+        }
+
+        // SAFETY: `available` found at least one published value, and the
+        // one at the head is the oldest of them.
+        let value = unsafe { self.ring.take(self.head) };
+        self.release(1);
+        Some(value)
+    }
+
+    /// Lends up to `count` of the oldest values; the chunk holds fewer if
+    /// fewer are available, and may be empty.
+    ///
+    /// The values can be looked at ([`ReadChunk::get`], [`ReadChunk::iter`]),
+    /// moved out in order (the chunk is an [`Iterator`]), or dropped in place
+    /// ([`ReadChunk::commit`]). When the chunk goes, the slots of every value
+    /// moved out or dropped are released with one store; the values left in
+    /// it stay in the ring, to be read again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use corelane::lane::typed::ring;
+    ///
+    /// let (mut producer, mut consumer) = ring(4);
+    /// producer.push_batch([10, 20, 30]);
+    ///
+    /// let mut chunk = consumer.read_chunk(2);
+    /// assert_eq!(chunk.len(), 2);
+    /// assert_eq!(chunk.get(1), Some(&20));
+    /// assert_eq!(chunk.next(), Some(10));
+    /// drop(chunk);
+    ///
+    /// // 10 was moved out; 20 and 30 are still there.
+    /// assert_eq!(consumer.len(), 2);
+    /// consumer.read_chunk(1).commit_all(); // drops 20
+    /// assert_eq!(consumer.pop(), Some(30));
+    /// ```
+    pub fn read_chunk(&mut self, count: usize) -> ReadChunk<'_, T> {
+        let len = self.available(count).min(count);
+        ReadChunk {
+            consumer: self,
+            len,
+            taken: 0,
+        }
+    }
+
+    /// Moves up to `max` of the oldest values out of the ring, oldest first,
+    /// handing each to `receive`, releases their slots with one store, and
+    /// returns how many it moved.
+    ///
+    /// If `receive` panics, the values it was given are still released and
+    /// the rest stay in the ring.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use corelane::lane::typed::ring;
+    ///
+    /// let (mut producer, mut consumer) = ring(8);
+    /// producer.push_batch(1..=5);
+    ///
+    /// let mut sum = 0;
+    /// assert_eq!(consumer.pop_batch(4, |n| sum += n), 4);
+    /// assert_eq!(sum, 1 + 2 + 3 + 4);
+    /// assert_eq!(consumer.len(), 1);
+    /// ```
+    pub fn pop_batch<F: FnMut(T)>(&mut self, max: usize, receive: F) -> usize {
+        let chunk = self.read_chunk(max);
+        let count = chunk.len();
+        chunk.for_each(receive);
+        count
+    }
+
+    /// Returns how many values the ring holds now.
+    ///
+    /// The producer may add more at any moment, so the count is a lower
+    /// bound: that many pops in a row will succeed.
+    pub fn len(&self) -> usize {
+        // Only a count: nothing is read on the strength of it, so Relaxed is
+        // enough. `pop` loads the tail again with Acquire before it reads a
+        // slot.
+        let tail = self.ring.tail.load(Ordering::Relaxed);
+        self.ring.distance(self.head, tail)
+    }
+
+    /// Returns `true` if the ring holds no value now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Returns the number of values the ring can hold.
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity()
+    }
+
+    /// Returns `true` if the producer has been dropped, so that no more
+    /// values will come.
+    ///
+    /// Every value the producer published is visible once this returns
+    /// `true`: popping until `None` after it drains the ring for good.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use corelane::lane::typed::ring;
+    ///
+    /// let (mut producer, mut consumer) = ring(4);
+    /// producer.push(1).unwrap();
+    /// drop(producer);
+    ///
+    /// assert!(consumer.is_abandoned());
+    /// assert_eq!(consumer.pop(), Some(1));
+    /// assert_eq!(consumer.pop(), None);
+    /// ```
+    pub fn is_abandoned(&self) -> bool {
+        // Pairs with the Release store in the producer's `drop`.
+        self.ring.abandoned.load(Ordering::Acquire)
+    }
+
+    /// Counts the available values, loading the shared tail again only if
+    /// the cached one shows fewer than `wanted` (or than the capacity, if
+    /// that is smaller).
+    #[inline]
+    fn available(&mut self, wanted: usize) -> usize {
+        let available = self.ring.distance(self.head, self.cached_tail);
+        if available >= wanted.min(self.ring.capacity()) {
+            return available;
+        }
+
+        // Pairs with the Release store of tail in `Producer::publish`: the
+        // values in the slots before the tail are whole when they are read.
+        self.cached_tail = self.ring.tail.load(Ordering::Acquire);
+        self.ring.distance(self.head, self.cached_tail)
+    }
+
+    /// Hands the `count` slots at the head back to the producer.
+    #[inline]
+    fn release(&mut self, count: usize) {
+        self.head = self.ring.advance(self.head, count);
+        // Pairs with the Acquire load of head in `Producer::free_slots`: the
+        // values moved out of these slots are gone before the producer
+        // writes the slots again.
+        self.ring.head.store(self.head, Ordering::Release);
+    }
+}
+
+impl<T> Drop for Consumer<T> {
+    fn drop(&mut self) {
+        // Pairs with the Acquire load in `Producer::is_abandoned`.
+        self.ring.abandoned.store(true, Ordering::Release);
+    }
+}
+
+impl<T> fmt::Debug for Consumer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer")
+            .field("capacity", &self.capacity())
+            .field("head", &self.head)
+            .field("cached_tail", &self.cached_tail)
+            .finish()
+    }
+}
+
+/// Free slots claimed by [`Producer::write_chunk`], filled front to back
+/// and published by [`WriteChunk::commit`].
+///
+/// Values written into the chunk and not committed are dropped when the
+/// chunk is.
+pub struct WriteChunk<'a, T> {
+    producer: &'a mut Producer<T>,
+    /// Number of slots claimed, starting at the producer's tail.
+    len: usize,
+    /// Number of slots written so far, from the start of the chunk.
+    filled: usize,
+}
+
+impl<T> WriteChunk<'_, T> {
+    /// Returns the number of slots claimed.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Returns `true` if the chunk has no slot at all.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Returns the number of slots written so far.
+    pub fn filled(&self) -> usize {
+        self.filled
+    }
+
+    /// Moves `value` into the next unwritten slot of the chunk.
+    ///
+    /// # Errors
+    ///
+    /// Returns `Err(Full(value))` if every slot of the chunk is written.
+    pub fn push(&mut self, value: T) -> Result<(), Full<T>> {
+        if self.filled == self.len {
+            return Err(Full(value));
+        }
+        self.write_next(value);
+        Ok(())
+    }
+
+    /// Moves values from `values` into the unwritten slots of the chunk until
+    /// one or the other runs out, and returns how many it moved.
+    ///
+    /// No value is pulled from the iterator that does not fit.
+    pub fn fill_from<I: IntoIterator<Item = T>>(&mut self, values: I) -> usize {
+        let room = self.len - self.filled;
+        let mut count = 0;
+        for value in values.into_iter().take(room) {
+            self.write_next(value);
+            count += 1;
+        }
+        count
+    }
+
+    /// Publishes the first `count` written values with one store, and drops
+    /// any written after them.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `count` is more than [`filled`](WriteChunk::filled).
+    pub fn commit(mut self, count: usize) {
+        assert!(
+            count <= self.filled,
+            "cannot commit {count} values: only {} were written",
+            self.filled
+        );
+
+        self.discard_after(count);
+        if count > 0 {
+            let tail = self.producer.ring.advance(self.producer.tail, count);
+            self.producer.publish(tail);
+        }
+        // The published values now belong to the consumer.
+        self.filled = 0;
+    }
+
+    /// Publishes every written value with one store.
+    pub fn commit_filled(self) {
+        let count = self.filled;
+        self.commit(count);
+    }
+
+    #[inline]
+    fn write_next(&mut self, value: T) {
+        debug_assert!(self.filled < self.len, "chunk of {} is full", self.len);
+        let producer = &mut *self.producer;
+        let position = producer.ring.advance(producer.tail, self.filled);
+        // SAFETY: the chunk's slots were free when it was claimed, and the
+        // consumer cannot reach them before the producer publishes, which
+        // needs the `&mut Producer` this chunk holds.
+        unsafe { producer.ring.write(position, value) };
+        self.filled += 1;
+    }
+
+    /// Drops the written values after the first `keep`.
+    fn discard_after(&mut self, keep: usize) {
+        while self.filled > keep {
+            // Counted down first: if a value's drop panics, it is not dropped
+            // a second time.
+            self.filled -= 1;
+            let producer = &mut *self.producer;
+            let position = producer.ring.advance(producer.tail, self.filled);
+            // SAFETY: the chunk wrote this slot and has not published it, so
+            // the value is the chunk's alone, and `filled` no longer counts it.
+            drop(unsafe { producer.ring.take(position) });
+        }
+    }
+}
+
+impl<T> Drop for WriteChunk<'_, T> {
+    fn drop(&mut self) {
+        self.discard_after(0);
+    }
+}
+
+impl<T> fmt::Debug for WriteChunk<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteChunk")
+            .field("len", &self.len)
+            .field("filled", &self.filled)
+            .finish()
+    }
+}
+
+/// Values lent by [`Consumer::read_chunk`], oldest first.
+///
+/// The chunk is an [`Iterator`] that moves its values out in order. The
+/// slots of values moved out or dropped with [`commit`](ReadChunk::commit)
+/// are released to the producer, with one store, when the chunk goes; the
+/// values left in the chunk stay in the ring.
+pub struct ReadChunk<'a, T> {
+    consumer: &'a mut Consumer<T>,
+    /// Number of values lent, starting at the consumer's head.
+    len: usize,
+    /// Number of values moved out of the front of the chunk so far.
+    taken: usize,
+}
+
+impl<T> ReadChunk<'_, T> {
+    /// Returns the number of values still in the chunk.
+    pub fn len(&self) -> usize {
+        self.len - self.taken
+    }
+
+    /// Returns `true` if no value is left in the chunk.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Lends the value `index` places after the first one still in the
+    /// chunk, if there is one.
+    pub fn get(&self, index: usize) -> Option<&T> {
+        if index >= self.len() {
+            return None;
+        }
+        // SAFETY: `index` is below `len()`, so the value is one the chunk
+        // holds and has not moved out; `&self` keeps it from moving out while
+        // the reference lives.
+        Some(unsafe { self.value(self.taken + index) })
+    }
+
+    /// Lends the values still in the chunk, oldest first.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &T> + DoubleEndedIterator + '_ {
+        (self.taken..self.len).map(move |offset| {
+            // SAFETY: offsets from `taken` up to `len` are values the chunk
+            // holds and has not moved out; the iterator borrows the chunk, so
+            // none moves out while it lives.
+            unsafe { self.value(offset) }
+        })
+    }
+
+    /// Drops the first `count` values still in the chunk; their slots are
+    /// released with those of the values already moved out.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `count` is more than [`len`](ReadChunk::len).
+    pub fn commit(mut self, count: usize) {
+        assert!(
+            count <= self.len(),
+            "cannot commit {count} values: only {} are left in the chunk",
+            self.len()
+        );
+        self.by_ref().take(count).for_each(drop);
+    }
+
+    /// Drops every value still in the chunk and releases all of its slots.
+    pub fn commit_all(self) {
+        let count = self.len();
+        self.commit(count);
+    }
+
+    /// Lends the value at `offset` from the start of the chunk.
+    ///
+    /// # Safety
+    ///
+    /// `offset` must be at least `taken` and below `len`, and the value must
+    /// not move out while the reference lives.
+    #[inline]
+    unsafe fn value(&self, offset: usize) -> &T {
+        let consumer = &*self.consumer;
+        let position = consumer.ring.advance(consumer.head, offset);
+        // SAFETY: the value at `offset` was published and not yet released
+        // or moved out (caller's contract), and the producer does not touch
+        // it before the consumer releases it, which needs this chunk gone.
+        unsafe { consumer.ring.get(position) }
+    }
+}
+
+impl<T> Iterator for ReadChunk<'_, T> {
+    type Item = T;
+
+    /// Moves the oldest value still in the chunk out.
+    fn next(&mut self) -> Option<T> {
+        if self.taken == self.len {
+            return None;
+        }
+        let consumer = &mut *self.consumer;
+        let position = consumer.ring.advance(consumer.head, self.taken);
+        // SAFETY: the value at `taken` was published, is not yet released and
+        // has not moved out; counting it in `taken` right after makes sure it
+        // is moved out only this once.
+        let value = unsafe { consumer.ring.take(position) };
+        self.taken += 1;
+        Some(value)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.len(), Some(self.len()))
+    }
+}
+
+impl<T> ExactSizeIterator for ReadChunk<'_, T> {}
+
+impl<T> iter::FusedIterator for ReadChunk<'_, T> {}
+
+impl<T> Drop for ReadChunk<'_, T> {
+    fn drop(&mut self) {
+        if self.taken > 0 {
+            self.consumer.release(self.taken);
+        }
+    }
+}
+
+impl<T> fmt::Debug for ReadChunk<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadChunk")
+            .field("len", &self.len)
+            .field("taken", &self.taken)
+            .finish()
+    }
+}

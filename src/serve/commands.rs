@@ -1,0 +1,385 @@
+//! The commands the server understands, executed on the connection's core.
+//!
+//! Pub/sub: PUBLISH, SUBSCRIBE, UNSUBSCRIBE, PSUBSCRIBE, PUNSUBSCRIBE.
+//! Connection: PING, ECHO, QUIT, RESET, SELECT, HELLO, CLIENT.
+//! What clients ask when they connect: COMMAND (DOCS, COUNT, ...), CONFIG
+//! GET, INFO. Anything else gets `-ERR unknown command`, never a dropped
+//! connection.
+
+use super::info;
+use super::message::ServerMsg;
+use super::reply;
+use super::resp::Request;
+use super::server::ServeCore;
+use crate::runtime::Context;
+
+/// Settings CONFIG GET reports, for clients (redis-benchmark) that read
+/// them at connect time.
+const CONFIG: &[(&str, &str)] = &[
+    ("save", ""),
+    ("appendonly", "no"),
+    ("databases", "1"),
+    ("maxmemory", "0"),
+    ("client-output-buffer-limit", "normal 0 0 0 pubsub 33554432 0 0"),
+];
+
+/// Overhead of a forwarded PUBLISH beyond channel and payload bytes
+/// (rkyv's enum tag, two vectors' lengths and offsets, alignment).
+const PUBLISH_OVERHEAD: usize = 64;
+
+/// Commands a subscribed RESP2 connection may still send.
+const SUBSCRIBED_ALLOWED: &[&[u8]] = &[
+    b"SUBSCRIBE",
+    b"UNSUBSCRIBE",
+    b"PSUBSCRIBE",
+    b"PUNSUBSCRIBE",
+    b"PING",
+    b"QUIT",
+    b"RESET",
+];
+
+impl ServeCore {
+    /// Executes one request from connection `key`, appending its reply.
+    pub(crate) fn execute(
+        &mut self,
+        cx: &mut Context<'_, ServerMsg>,
+        key: usize,
+        request: &Request<'_>,
+    ) {
+        let name = request.arg(0).to_ascii_uppercase();
+        let conn = &self.conns[key];
+        if conn.is_subscriber() && !SUBSCRIBED_ALLOWED.contains(&name.as_slice()) {
+            let text = format!(
+                "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / \
+                 RESET are allowed in this context",
+                String::from_utf8_lossy(request.arg(0)).to_lowercase()
+            );
+            self.reply_error(key, &text);
+            return;
+        }
+        let arity_ok = match name.as_slice() {
+            b"PING" => request.len() <= 2,
+            b"ECHO" => request.len() == 2,
+            b"PUBLISH" => request.len() == 3,
+            b"SUBSCRIBE" | b"PSUBSCRIBE" => request.len() >= 2,
+            b"QUIT" | b"RESET" => request.len() == 1,
+            b"SELECT" => request.len() == 2,
+            b"CLIENT" | b"CONFIG" => request.len() >= 2,
+            _ => true,
+        };
+        if !arity_ok {
+            let text = format!(
+                "ERR wrong number of arguments for '{}' command",
+                String::from_utf8_lossy(request.arg(0)).to_lowercase()
+            );
+            self.reply_error(key, &text);
+            return;
+        }
+        match name.as_slice() {
+            b"PING" => self.ping(key, request.get(1)),
+            b"ECHO" => reply::bulk(&mut self.conns[key].out, request.arg(1)),
+            b"PUBLISH" => self.publish(cx, key, request.arg(1), request.arg(2)),
+            b"SUBSCRIBE" => self.subscribe(cx, key, request, false),
+            b"PSUBSCRIBE" => self.subscribe(cx, key, request, true),
+            b"UNSUBSCRIBE" => self.unsubscribe(cx, key, request, false),
+            b"PUNSUBSCRIBE" => self.unsubscribe(cx, key, request, true),
+            b"QUIT" => {
+                let conn = &mut self.conns[key];
+                reply::simple(&mut conn.out, "OK");
+                conn.closing = true;
+            }
+            b"RESET" => self.reset(cx, key),
+            b"SELECT" => self.select(key, request.arg(1)),
+            b"HELLO" => self.hello(key, request),
+            b"CLIENT" => self.client(key, request),
+            b"COMMAND" => self.command(key, request),
+            b"CONFIG" => self.config(key, request),
+            b"INFO" => {
+                let text = info::render(self, cx, request.get(1));
+                reply::bulk(&mut self.conns[key].out, text.as_bytes());
+            }
+            _ => self.unknown(key, request),
+        }
+        self.mark_dirty(key);
+    }
+
+    fn reply_error(&mut self, key: usize, text: &str) {
+        reply::error(&mut self.conns[key].out, text);
+        self.mark_dirty(key);
+    }
+
+    fn unknown(&mut self, key: usize, request: &Request<'_>) {
+        let mut text = format!(
+            "ERR unknown command '{}', with args beginning with:",
+            String::from_utf8_lossy(request.arg(0))
+        );
+        for arg in request.args().skip(1).take(8) {
+            text.push_str(&format!(" '{}'", String::from_utf8_lossy(&arg[..arg.len().min(64)])));
+        }
+        reply::error(&mut self.conns[key].out, &text);
+    }
+
+    fn ping(&mut self, key: usize, message: Option<&[u8]>) {
+        let conn = &mut self.conns[key];
+        if conn.is_subscriber() {
+            reply::array_header(&mut conn.out, 2);
+            reply::bulk(&mut conn.out, b"pong");
+            reply::bulk(&mut conn.out, message.unwrap_or(b""));
+        } else if let Some(message) = message {
+            reply::bulk(&mut conn.out, message);
+        } else {
+            reply::simple(&mut conn.out, "PONG");
+        }
+    }
+
+    fn publish(
+        &mut self,
+        cx: &mut Context<'_, ServerMsg>,
+        key: usize,
+        channel: &[u8],
+        payload: &[u8],
+    ) {
+        // Refuse before delivering anywhere, so a message reaches all cores
+        // or none.
+        let size = channel.len() + payload.len() + PUBLISH_OVERHEAD;
+        if cx.cores() > 1 && size > cx.max_payload() {
+            let text = format!(
+                "ERR message too large: channel and payload take {} bytes, a lane carries at \
+                 most {} (raise --lane-capacity)",
+                channel.len() + payload.len(),
+                cx.max_payload() - PUBLISH_OVERHEAD
+            );
+            reply::error(&mut self.conns[key].out, &text);
+            return;
+        }
+        let receivers = self.deliver(channel, payload) + self.forward(cx, channel, payload);
+        if let Some(conn) = self.conns.get_mut(key) {
+            reply::integer(&mut conn.out, receivers as i64);
+        }
+    }
+
+    fn subscribe(
+        &mut self,
+        cx: &mut Context<'_, ServerMsg>,
+        key: usize,
+        request: &Request<'_>,
+        pattern: bool,
+    ) {
+        let kind: &[u8] = if pattern { b"psubscribe" } else { b"subscribe" };
+        for name in request.args().skip(1) {
+            let conn = &mut self.conns[key];
+            let set = if pattern {
+                &mut conn.patterns
+            } else {
+                &mut conn.channels
+            };
+            if set.insert(name.into()) {
+                if pattern {
+                    self.subs.psubscribe(name, key);
+                } else {
+                    self.subs.subscribe(name, key);
+                }
+                self.announce(cx, name, pattern, 1, Some(key));
+            }
+            let conn = &mut self.conns[key];
+            reply::array_header(&mut conn.out, 3);
+            reply::bulk(&mut conn.out, kind);
+            reply::bulk(&mut conn.out, name);
+            let count = conn.subscription_count() as i64;
+            reply::integer(&mut conn.out, count);
+        }
+    }
+
+    fn unsubscribe(
+        &mut self,
+        cx: &mut Context<'_, ServerMsg>,
+        key: usize,
+        request: &Request<'_>,
+        pattern: bool,
+    ) {
+        let kind: &[u8] = if pattern {
+            b"punsubscribe"
+        } else {
+            b"unsubscribe"
+        };
+        let conn = &self.conns[key];
+        let set = if pattern { &conn.patterns } else { &conn.channels };
+        // No names: every one held.
+        let names: Vec<Box<[u8]>> = if request.len() > 1 {
+            request.args().skip(1).map(Box::from).collect()
+        } else {
+            set.iter().cloned().collect()
+        };
+        if names.is_empty() {
+            let conn = &mut self.conns[key];
+            reply::array_header(&mut conn.out, 3);
+            reply::bulk(&mut conn.out, kind);
+            reply::null_bulk(&mut conn.out);
+            let count = conn.subscription_count() as i64;
+            reply::integer(&mut conn.out, count);
+            return;
+        }
+        for name in names {
+            let conn = &mut self.conns[key];
+            let removed = if pattern {
+                conn.patterns.remove(&name)
+            } else {
+                conn.channels.remove(&name)
+            };
+            if removed {
+                if pattern {
+                    self.subs.punsubscribe(&name, key);
+                } else {
+                    self.subs.unsubscribe(&name, key);
+                }
+                self.announce(cx, &name, pattern, -1, None);
+            }
+            let conn = &mut self.conns[key];
+            reply::array_header(&mut conn.out, 3);
+            reply::bulk(&mut conn.out, kind);
+            reply::bulk(&mut conn.out, &name);
+            let count = conn.subscription_count() as i64;
+            reply::integer(&mut conn.out, count);
+        }
+    }
+
+    fn reset(&mut self, cx: &mut Context<'_, ServerMsg>, key: usize) {
+        let conn = &mut self.conns[key];
+        let channels: Vec<_> = conn.channels.drain().collect();
+        let patterns: Vec<_> = conn.patterns.drain().collect();
+        conn.name = None;
+        reply::simple(&mut conn.out, "RESET");
+        for channel in channels {
+            self.subs.unsubscribe(&channel, key);
+            self.announce(cx, &channel, false, -1, None);
+        }
+        for pattern in patterns {
+            self.subs.punsubscribe(&pattern, key);
+            self.announce(cx, &pattern, true, -1, None);
+        }
+    }
+
+    fn select(&mut self, key: usize, index: &[u8]) {
+        let out = &mut self.conns[key].out;
+        match index {
+            b"0" => reply::simple(out, "OK"),
+            _ if std::str::from_utf8(index).is_ok_and(|s| s.parse::<i64>().is_ok()) => {
+                reply::error(out, "ERR DB index is out of range");
+            }
+            _ => reply::error(out, "ERR value is not an integer or out of range"),
+        }
+    }
+
+    fn hello(&mut self, key: usize, request: &Request<'_>) {
+        let conn = &mut self.conns[key];
+        if let Some(version) = request.get(1) {
+            if version != b"2" {
+                let text = if version == b"3" {
+                    "NOPROTO this server speaks RESP2 only"
+                } else {
+                    "NOPROTO unsupported protocol version"
+                };
+                reply::error(&mut conn.out, text);
+                return;
+            }
+        }
+        let mut args = request.args().skip(2);
+        while let Some(option) = args.next() {
+            if option.eq_ignore_ascii_case(b"SETNAME") {
+                conn.name = args.next().map(<[u8]>::to_vec);
+            } else if option.eq_ignore_ascii_case(b"AUTH") {
+                args.next();
+                args.next();
+            }
+        }
+        reply::array_header(&mut conn.out, 14);
+        for (field, value) in [
+            ("server", "corelane"),
+            ("version", env!("CARGO_PKG_VERSION")),
+        ] {
+            reply::bulk(&mut conn.out, field.as_bytes());
+            reply::bulk(&mut conn.out, value.as_bytes());
+        }
+        reply::bulk(&mut conn.out, b"proto");
+        reply::integer(&mut conn.out, 2);
+        reply::bulk(&mut conn.out, b"id");
+        reply::integer(&mut conn.out, conn.id as i64);
+        for (field, value) in [("mode", "standalone"), ("role", "master")] {
+            reply::bulk(&mut conn.out, field.as_bytes());
+            reply::bulk(&mut conn.out, value.as_bytes());
+        }
+        reply::bulk(&mut conn.out, b"modules");
+        reply::array_header(&mut conn.out, 0);
+    }
+
+    fn client(&mut self, key: usize, request: &Request<'_>) {
+        let sub = request.arg(1).to_ascii_uppercase();
+        let conn = &mut self.conns[key];
+        match (sub.as_slice(), request.len()) {
+            (b"SETNAME", 3) => {
+                conn.name = Some(request.arg(2).to_vec());
+                reply::simple(&mut conn.out, "OK");
+            }
+            (b"GETNAME", 2) => match &conn.name {
+                Some(name) => reply::bulk(&mut conn.out, name),
+                None => reply::null_bulk(&mut conn.out),
+            },
+            (b"ID", 2) => reply::integer(&mut conn.out, conn.id as i64),
+            // Library name and version that clients announce; nothing to keep.
+            (b"SETINFO", 4) => reply::simple(&mut conn.out, "OK"),
+            _ => reply::error(
+                &mut conn.out,
+                &format!(
+                    "ERR unknown subcommand or wrong number of arguments for 'CLIENT|{}'",
+                    String::from_utf8_lossy(request.arg(1)).to_lowercase()
+                ),
+            ),
+        }
+    }
+
+    fn command(&mut self, key: usize, request: &Request<'_>) {
+        let out = &mut self.conns[key].out;
+        let sub = request.get(1).map(<[u8]>::to_ascii_uppercase);
+        match sub.as_deref() {
+            // No command table is published: clients fall back to their
+            // defaults (redis-cli only loses hints and completion).
+            None | Some(b"DOCS") | Some(b"INFO") | Some(b"LIST") => reply::array_header(out, 0),
+            Some(b"COUNT") => reply::integer(out, 0),
+            Some(_) => reply::error(
+                out,
+                &format!(
+                    "ERR unknown subcommand '{}'. Try COMMAND HELP.",
+                    String::from_utf8_lossy(request.arg(1))
+                ),
+            ),
+        }
+    }
+
+    fn config(&mut self, key: usize, request: &Request<'_>) {
+        let out = &mut self.conns[key].out;
+        let sub = request.arg(1).to_ascii_uppercase();
+        if sub != b"GET" || request.len() < 3 {
+            reply::error(
+                out,
+                "ERR CONFIG is read-only here: only CONFIG GET <parameter> is supported",
+            );
+            return;
+        }
+        let mut found = Vec::new();
+        for pattern in request.args().skip(2) {
+            let pattern = pattern.to_ascii_lowercase();
+            for &(name, value) in CONFIG {
+                if super::glob::glob_match(&pattern, name.as_bytes())
+                    && !found.iter().any(|&(seen, _)| seen == name)
+                {
+                    found.push((name, value));
+                }
+            }
+        }
+        reply::array_header(out, found.len() * 2);
+        for (name, value) in found {
+            reply::bulk(out, name.as_bytes());
+            reply::bulk(out, value.as_bytes());
+        }
+    }
+}

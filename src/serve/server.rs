@@ -1,0 +1,759 @@
+//! `corelane serve`: a Redis-protocol pub/sub server on the runtime.
+//!
+//! Core 0 accepts connections and deals them to the cores in turn (itself
+//! included), handing each socket over through a lane. From then on a
+//! connection belongs to one core: its reads, parsing, replies and
+//! subscriptions happen there and nowhere else.
+//!
+//! A PUBLISH is delivered at once to the subscribers on the publisher's
+//! core and forwarded, as one frame, to every other core, which delivers
+//! it to its own. A lane that is full does not lose or reorder a forward:
+//! it waits in a per-destination backlog, and while the backlog is over
+//! its bound the core stops reading from its clients (backpressure).
+//!
+//! Output is written once per turn per connection. A subscriber whose
+//! unwritten output passes the output limit is disconnected; a client that
+//! is not a subscriber is simply not read from until its replies drain.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Token};
+use rkyv::Archived;
+use slab::Slab;
+
+use super::connection::{Connection, ReadOutcome};
+use super::message::{ArchivedServerMsg, ServerMsg};
+use super::pubsub::{RemoteInterest, Subscriptions};
+use super::reply;
+use super::resp::{Limits, RequestParser};
+use crate::runtime::{
+    Context, Handler, IdleStrategy, Running, Runtime, RuntimeError, RuntimeHandle, SendError,
+    ShutdownReport,
+};
+
+/// The listener's token on core 0; connections use their slab key.
+const LISTENER: Token = Token(usize::MAX - 1);
+
+/// Reads from one connection per readiness event before the core moves on
+/// to others (the rest is read on a later turn).
+const READS_PER_EVENT: usize = 16;
+
+/// Settings of a server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Address to listen on. Default `127.0.0.1:6380`.
+    pub bind: SocketAddr,
+    /// Cores to run; `None` for one per CPU.
+    pub cores: Option<usize>,
+    /// Bytes of frames in each lane; a published message (channel plus
+    /// payload) must fit in half of it. Default 1 MiB.
+    pub lane_capacity: usize,
+    /// How idle cores wait. Default [`IdleStrategy::default`].
+    pub idle: IdleStrategy,
+    /// Most frames a core reads from one lane per turn. Default 1024: a
+    /// core serving many pipelining clients receives forwards in bursts,
+    /// and a small batch would let them queue for many turns.
+    pub drain_batch: usize,
+    /// Unwritten output at which a subscriber is disconnected. Default
+    /// 32 MiB (Redis's hard limit for pub/sub clients).
+    pub output_limit: usize,
+    /// Unwritten output at which the server stops reading a client's
+    /// commands until it reads its replies. Default 1 MiB.
+    pub read_pause: usize,
+    /// Bytes of forwards waiting for full lanes at which a core stops
+    /// reading from its clients. Default 16 MiB.
+    pub backlog_limit: usize,
+    /// Request size limits. Default: Redis's, with bulk strings capped at
+    /// 8 MiB (no message larger than a lane frame can be published).
+    pub limits: Limits,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 6380)),
+            cores: None,
+            lane_capacity: 1 << 20,
+            idle: IdleStrategy::default(),
+            drain_batch: 1024,
+            output_limit: 32 << 20,
+            read_pause: 1 << 20,
+            backlog_limit: 16 << 20,
+            limits: Limits {
+                max_bulk_len: 8 << 20,
+                ..Limits::default()
+            },
+        }
+    }
+}
+
+/// Why a server could not start or stopped badly.
+#[derive(Debug)]
+pub enum ServeError {
+    /// Binding the listening socket failed.
+    Bind(SocketAddr, io::Error),
+    /// The runtime failed.
+    Runtime(RuntimeError),
+}
+
+impl fmt::Display for ServeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServeError::Bind(addr, error) => write!(f, "cannot listen on {addr}: {error}"),
+            ServeError::Runtime(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+impl From<RuntimeError> for ServeError {
+    fn from(error: RuntimeError) -> Self {
+        ServeError::Runtime(error)
+    }
+}
+
+/// Counters the cores share with INFO: each written by its own core.
+#[derive(Debug)]
+pub(crate) struct ServerStats {
+    pub(crate) connections: Vec<AtomicU64>,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) bind: SocketAddr,
+    pub(crate) started: std::time::Instant,
+}
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    running: Running<ServerMsg>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server").field("addr", &self.addr).finish()
+    }
+}
+
+impl Server {
+    /// Binds the listener, then starts the cores.
+    ///
+    /// # Errors
+    ///
+    /// [`ServeError::Bind`] if the address cannot be bound (in use, not
+    /// local); [`ServeError::Runtime`] if the runtime cannot start.
+    pub fn start(config: ServerConfig) -> Result<Server, ServeError> {
+        let listener =
+            TcpListener::bind(config.bind).map_err(|error| ServeError::Bind(config.bind, error))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|error| ServeError::Bind(config.bind, error))?;
+        let mut builder = Runtime::builder()
+            .lane_capacity(config.lane_capacity)
+            .drain_batch(config.drain_batch)
+            .idle(config.idle);
+        if let Some(cores) = config.cores {
+            builder = builder.cores(cores);
+        }
+        let runtime = builder.build()?;
+        let stats = Arc::new(ServerStats {
+            connections: (0..runtime.cores()).map(|_| AtomicU64::new(0)).collect(),
+            accepted: AtomicU64::new(0),
+            bind: addr,
+            started: std::time::Instant::now(),
+        });
+        let listener = Mutex::new(Some(listener));
+        let config = Arc::new(config);
+        let running = runtime.start(move |core| {
+            // Only core 0 accepts; it takes the listener on its first call.
+            let listener = if core == 0 {
+                listener.lock().map(|mut slot| slot.take()).unwrap_or(None)
+            } else {
+                None
+            };
+            ServeCore::new(core, Arc::clone(&config), Arc::clone(&stats), listener)
+        })?;
+        Ok(Server { addr, running })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle to the runtime: stop it, read metrics.
+    pub fn runtime(&self) -> RuntimeHandle {
+        self.running.handle()
+    }
+
+    /// Stops the server: closes the listener and every connection, drains
+    /// the lanes, and reports.
+    ///
+    /// # Errors
+    ///
+    /// [`ServeError::Runtime`] if a core panicked.
+    pub fn shutdown(self) -> Result<ShutdownReport, ServeError> {
+        Ok(self.running.shutdown()?)
+    }
+
+    /// Waits until something stops the server (see [`Server::runtime`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ServeError::Runtime`] if a core panicked.
+    pub fn wait(self) -> Result<ShutdownReport, ServeError> {
+        Ok(self.running.wait()?)
+    }
+}
+
+/// One core of the server.
+pub(crate) struct ServeCore {
+    pub(crate) core: usize,
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) stats: Arc<ServerStats>,
+    listener: Option<TcpListener>,
+    /// The core the next accepted connection goes to.
+    next_core: usize,
+    /// Accepted sockets waiting for room in the lane to their core.
+    pending_adopt: VecDeque<(usize, TcpStream)>,
+    pub(crate) conns: Slab<Connection>,
+    pub(crate) subs: Subscriptions,
+    /// What each other core's subscribers want (this core's entry unused).
+    remote: Vec<RemoteInterest>,
+    /// Messages waiting for room, per destination core, in order.
+    backlog: Vec<VecDeque<ServerMsg>>,
+    backlog_bytes: usize,
+    /// Connections with output to write this turn.
+    pub(crate) dirty: Vec<usize>,
+    /// Connections with input left unread on their socket.
+    unread: Vec<usize>,
+    next_id: u64,
+}
+
+impl ServeCore {
+    fn new(
+        core: usize,
+        config: Arc<ServerConfig>,
+        stats: Arc<ServerStats>,
+        listener: Option<TcpListener>,
+    ) -> Self {
+        let cores = stats.connections.len();
+        ServeCore {
+            core,
+            config,
+            stats,
+            listener,
+            next_core: 0,
+            pending_adopt: VecDeque::new(),
+            conns: Slab::new(),
+            subs: Subscriptions::default(),
+            remote: (0..cores).map(|_| RemoteInterest::default()).collect(),
+            backlog: (0..cores).map(|_| VecDeque::new()).collect(),
+            backlog_bytes: 0,
+            dirty: Vec::new(),
+            unread: Vec::new(),
+            next_id: 1,
+        }
+    }
+
+    /// Whether the core must stop reading client input for now.
+    fn backpressured(&self) -> bool {
+        self.backlog_bytes > self.config.backlog_limit
+    }
+
+    fn accept(&mut self, cx: &mut Context<'_, ServerMsg>) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        loop {
+            match listener.accept() {
+                Ok((stream, _peer)) => {
+                    if let Err(error) = stream.set_nodelay(true) {
+                        log::debug!("TCP_NODELAY: {error}");
+                    }
+                    self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                    let target = self.next_core;
+                    self.next_core = (self.next_core + 1) % cx.cores();
+                    self.pending_adopt.push_back((target, stream));
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    // Out of descriptors, or a connection reset before we
+                    // took it: log and try again on the next event.
+                    log::warn!("accept failed: {error}");
+                    break;
+                }
+            }
+        }
+        self.hand_over(cx);
+    }
+
+    /// Hands accepted sockets to their cores, in order; stops at a full lane.
+    fn hand_over(&mut self, cx: &mut Context<'_, ServerMsg>) -> bool {
+        let mut moved = false;
+        while let Some((target, stream)) = self.pending_adopt.pop_front() {
+            if target == self.core {
+                self.adopt(cx, stream);
+                moved = true;
+                continue;
+            }
+            let msg = ServerMsg::Adopt {
+                fd: stream.as_raw_fd(),
+            };
+            match cx.send(target, &msg) {
+                Ok(()) => {
+                    // The receiving core owns the descriptor now.
+                    let _ = stream.into_raw_fd();
+                    moved = true;
+                }
+                Err(SendError::Full(_)) => {
+                    self.pending_adopt.push_front((target, stream));
+                    break;
+                }
+                Err(error) => {
+                    log::error!("cannot hand a connection to core {target}: {error}");
+                }
+            }
+        }
+        moved
+    }
+
+    fn adopt(&mut self, cx: &mut Context<'_, ServerMsg>, mut stream: TcpStream) {
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if let Err(error) = cx.registry().register(
+            &mut stream,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::warn!("cannot register a connection: {error}");
+            return;
+        }
+        let parser = RequestParser::new(self.config.limits);
+        entry.insert(Connection::new(stream, self.next_id, parser));
+        self.next_id += 1;
+        self.stats.connections[self.core].fetch_add(1, Ordering::Relaxed);
+        // Bytes may have arrived before registration: read them now.
+        self.mark_unread(key);
+    }
+
+    fn mark_unread(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if !conn.unread {
+                conn.unread = true;
+                self.unread.push(key);
+            }
+        }
+    }
+
+    pub(crate) fn mark_dirty(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    /// Reads and executes what a client sent, within this event's budget.
+    fn read_from(&mut self, cx: &mut Context<'_, ServerMsg>, key: usize) {
+        for _ in 0..READS_PER_EVENT {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if conn.closing {
+                return;
+            }
+            if self.backlog_bytes > self.config.backlog_limit
+                || conn.pending_out() > self.config.read_pause
+            {
+                self.mark_unread(key);
+                return;
+            }
+            match conn.read_chunk() {
+                Ok(ReadOutcome::Data) => self.execute_input(cx, key),
+                Ok(ReadOutcome::Drained) => return,
+                Ok(ReadOutcome::Closed) => {
+                    self.close(cx, key);
+                    return;
+                }
+                Err(error) => {
+                    log::debug!("core {}: read from client: {error}", self.core);
+                    self.close(cx, key);
+                    return;
+                }
+            }
+        }
+        self.mark_unread(key);
+    }
+
+    /// Parses and executes every complete command in a client's input.
+    fn execute_input(&mut self, cx: &mut Context<'_, ServerMsg>, key: usize) {
+        let conn = &mut self.conns[key];
+        let input = std::mem::take(&mut conn.input);
+        let mut parser = std::mem::take(&mut conn.parser);
+        let mut consumed = 0;
+        loop {
+            match parser.parse(&input[consumed..]) {
+                Ok(Some(request)) => {
+                    consumed += request.consumed();
+                    self.execute(cx, key, &request);
+                    let stop = self
+                        .conns
+                        .get(key)
+                        .is_none_or(|conn| conn.closing || conn.pending_out() > self.config.read_pause);
+                    if stop {
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    consumed += parser.take_skipped();
+                    break;
+                }
+                Err(error) => {
+                    if let Some(conn) = self.conns.get_mut(key) {
+                        reply::error(&mut conn.out, &error.to_string());
+                        conn.closing = true;
+                    }
+                    self.mark_dirty(key);
+                    break;
+                }
+            }
+        }
+        if let Some(conn) = self.conns.get_mut(key) {
+            let mut input = input;
+            input.drain(..consumed);
+            conn.input = input;
+            conn.parser = parser;
+            if !conn.input.is_empty() && !conn.closing {
+                // Complete commands may remain (we stopped for output):
+                // come back to them on a later turn.
+                self.mark_unread(key);
+            }
+        }
+    }
+
+    /// Writes out a connection's pending output; closes it when asked to
+    /// or on error.
+    fn write_to(&mut self, cx: &mut Context<'_, ServerMsg>, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.dirty = false;
+        if conn.held > 0 {
+            // Waiting for other cores to acknowledge a subscription; the
+            // last acknowledgement marks the connection dirty again.
+            return;
+        }
+        match conn.write_out() {
+            Ok(true) if conn.closing => self.close(cx, key),
+            Ok(true) => {
+                if !conn.input.is_empty() {
+                    self.mark_unread(key);
+                }
+            }
+            Ok(false) => {}
+            Err(error) => {
+                log::debug!("core {}: write to client: {error}", self.core);
+                self.close(cx, key);
+            }
+        }
+    }
+
+    pub(crate) fn close(&mut self, cx: &mut Context<'_, ServerMsg>, key: usize) {
+        let Some(mut conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        for channel in &conn.channels {
+            self.subs.unsubscribe(channel, key);
+            self.announce(cx, channel, false, -1, None);
+        }
+        for pattern in &conn.patterns {
+            self.subs.punsubscribe(pattern, key);
+            self.announce(cx, pattern, true, -1, None);
+        }
+        if let Err(error) = cx.registry().deregister(&mut conn.stream) {
+            log::debug!("deregister: {error}");
+        }
+        self.stats.connections[self.core].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Sends `msg` to core `target` behind anything already waiting for
+    /// that lane, so messages to one core keep their order.
+    fn send_ordered(&mut self, cx: &mut Context<'_, ServerMsg>, target: usize, msg: ServerMsg) {
+        if self.backlog[target].is_empty() {
+            match cx.send(target, &msg) {
+                Ok(()) => return,
+                Err(SendError::Full(_)) => {}
+                Err(error) => {
+                    // Sizes are checked before sending; this is a bug.
+                    log::error!("cannot send to core {target}: {error}");
+                    return;
+                }
+            }
+        }
+        self.backlog_bytes += msg.heap_len();
+        self.backlog[target].push_back(msg);
+    }
+
+    /// Forwards a PUBLISH to every other core whose subscribers want it;
+    /// returns how many subscriptions there it reaches.
+    pub(crate) fn forward(
+        &mut self,
+        cx: &mut Context<'_, ServerMsg>,
+        channel: &[u8],
+        payload: &[u8],
+    ) -> usize {
+        let mut reached = 0;
+        for target in 0..cx.cores() {
+            if target == self.core {
+                continue;
+            }
+            let count = self.remote[target].count(channel);
+            if count == 0 {
+                continue;
+            }
+            reached += count;
+            let msg = ServerMsg::Publish {
+                channel: channel.to_vec(),
+                payload: payload.to_vec(),
+            };
+            self.send_ordered(cx, target, msg);
+        }
+        reached
+    }
+
+    /// Tells every other core that this core's subscriptions to `name`
+    /// changed by `delta`. With `waiter`, that connection's output is held
+    /// until every core has acknowledged, so that once a client sees its
+    /// SUBSCRIBE confirmed, a PUBLISH on any core reaches it.
+    pub(crate) fn announce(
+        &mut self,
+        cx: &mut Context<'_, ServerMsg>,
+        name: &[u8],
+        pattern: bool,
+        delta: i32,
+        waiter: Option<usize>,
+    ) {
+        let waiter_id = match waiter.and_then(|key| self.conns.get_mut(key).map(|c| (key, c))) {
+            Some((key, conn)) => {
+                conn.held += cx.cores() as u32 - 1;
+                (key as u32, conn.id)
+            }
+            None => (0, 0),
+        };
+        for target in 0..cx.cores() {
+            if target != self.core {
+                let msg = ServerMsg::Interest {
+                    name: name.to_vec(),
+                    pattern,
+                    delta,
+                    waiter: waiter_id,
+                };
+                self.send_ordered(cx, target, msg);
+            }
+        }
+    }
+
+    /// Moves waiting forwards into lanes that have room again.
+    fn drain_backlog(&mut self, cx: &mut Context<'_, ServerMsg>) -> bool {
+        let mut moved = false;
+        for target in 0..self.backlog.len() {
+            while let Some(msg) = self.backlog[target].front() {
+                match cx.send(target, msg) {
+                    Ok(()) => {}
+                    Err(SendError::Full(_)) => break,
+                    Err(error) => log::error!("cannot forward to core {target}: {error}"),
+                }
+                let len = msg.heap_len();
+                self.backlog[target].pop_front();
+                self.backlog_bytes -= len;
+                moved = true;
+            }
+        }
+        moved
+    }
+
+    /// Delivers a message published on `channel` to this core's
+    /// subscribers; returns how many received it.
+    pub(crate) fn deliver(&mut self, channel: &[u8], payload: &[u8]) -> usize {
+        let recipients = self.subs.recipients(channel);
+        let count = recipients.count();
+        if count == 0 {
+            return 0;
+        }
+        let mut over_limit = Vec::new();
+        let mut touched = Vec::with_capacity(count);
+        for &key in recipients.direct {
+            let conn = &mut self.conns[key];
+            reply::array_header(&mut conn.out, 3);
+            reply::bulk(&mut conn.out, b"message");
+            reply::bulk(&mut conn.out, channel);
+            reply::bulk(&mut conn.out, payload);
+            touched.push(key);
+        }
+        for (pattern, keys) in &recipients.by_pattern {
+            for &key in *keys {
+                let conn = &mut self.conns[key];
+                reply::array_header(&mut conn.out, 4);
+                reply::bulk(&mut conn.out, b"pmessage");
+                reply::bulk(&mut conn.out, pattern);
+                reply::bulk(&mut conn.out, channel);
+                reply::bulk(&mut conn.out, payload);
+                touched.push(key);
+            }
+        }
+        for key in touched {
+            if self.conns[key].pending_out() > self.config.output_limit {
+                over_limit.push(key);
+            } else {
+                self.mark_dirty(key);
+            }
+        }
+        for key in over_limit {
+            if let Some(conn) = self.conns.get_mut(key) {
+                log::info!(
+                    "core {}: disconnecting client {}: {} bytes of output unread (limit {})",
+                    self.core,
+                    conn.id,
+                    conn.pending_out(),
+                    self.config.output_limit
+                );
+                // Not closed here: `close` needs the context. Drop its
+                // output and close it on the next flush.
+                conn.out.clear();
+                conn.closing = true;
+                conn.stream.shutdown(std::net::Shutdown::Both).ok();
+            }
+            self.mark_dirty(key);
+        }
+        count
+    }
+}
+
+impl Handler for ServeCore {
+    type Message = ServerMsg;
+
+    fn on_start(&mut self, cx: &mut Context<'_, ServerMsg>) {
+        if let Some(listener) = &mut self.listener {
+            if let Err(error) = cx
+                .registry()
+                .register(listener, LISTENER, Interest::READABLE)
+            {
+                log::error!("cannot poll the listener: {error}");
+            }
+        } else {
+            // Make sure every core polls for the sockets it will adopt.
+            let _ = cx.registry();
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        cx: &mut Context<'_, ServerMsg>,
+        from: usize,
+        msg: &Archived<ServerMsg>,
+    ) {
+        match msg {
+            ArchivedServerMsg::Publish { channel, payload } => {
+                self.deliver(channel.as_slice(), payload.as_slice());
+            }
+            ArchivedServerMsg::Adopt { fd } => {
+                // SAFETY: core 0 sent this descriptor through this process's
+                // own lane right after accepting it, and gave up ownership
+                // (`into_raw_fd`) only once the send succeeded; each Adopt
+                // frame is read exactly once, so exactly one owner exists.
+                let stream = unsafe { std::net::TcpStream::from_raw_fd(fd.to_native()) };
+                self.adopt(cx, TcpStream::from_std(stream));
+            }
+            ArchivedServerMsg::Interest {
+                name,
+                pattern,
+                delta,
+                waiter,
+            } => {
+                self.remote[from].apply(name.as_slice(), *pattern, delta.to_native());
+                let (key, id) = (waiter.0.to_native(), waiter.1.to_native());
+                if id != 0 {
+                    self.send_ordered(cx, from, ServerMsg::Ack { waiter: (key, id) });
+                }
+            }
+            ArchivedServerMsg::Ack { waiter } => {
+                let (key, id) = (waiter.0.to_native() as usize, waiter.1.to_native());
+                let released = match self.conns.get_mut(key) {
+                    Some(conn) if conn.id == id => {
+                        conn.held = conn.held.saturating_sub(1);
+                        conn.held == 0
+                    }
+                    // The connection closed meanwhile.
+                    _ => false,
+                };
+                if released {
+                    self.mark_dirty(key);
+                }
+            }
+        }
+    }
+
+    fn on_io(&mut self, cx: &mut Context<'_, ServerMsg>, event: &mio::event::Event) {
+        if event.token() == LISTENER {
+            self.accept(cx);
+            return;
+        }
+        let key = event.token().0;
+        if event.is_writable() {
+            self.write_to(cx, key);
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.read_from(cx, key);
+        }
+    }
+
+    fn on_turn(&mut self, cx: &mut Context<'_, ServerMsg>) -> bool {
+        let mut work = self.drain_backlog(cx);
+        if !self.pending_adopt.is_empty() {
+            work |= self.hand_over(cx);
+        }
+        if !self.unread.is_empty() && !self.backpressured() {
+            for key in std::mem::take(&mut self.unread) {
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.unread = false;
+                    if !conn.input.is_empty() {
+                        self.execute_input(cx, key);
+                    }
+                    self.read_from(cx, key);
+                    work = true;
+                }
+            }
+        }
+        for key in std::mem::take(&mut self.dirty) {
+            self.write_to(cx, key);
+            work = true;
+        }
+        work
+    }
+
+    fn on_stop(&mut self, cx: &mut Context<'_, ServerMsg>) {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = cx.registry().deregister(&mut listener);
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            if let Some(conn) = self.conns.get_mut(key) {
+                // Best effort: what the socket takes now is sent.
+                let _ = conn.write_out();
+            }
+            self.close(cx, key);
+        }
+        for (_, stream) in self.pending_adopt.drain(..) {
+            drop(stream);
+        }
+    }
+}

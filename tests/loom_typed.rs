@@ -1,0 +1,155 @@
+//! Loom models of the typed SPSC ring (`corelane::lane::typed`).
+//!
+//! Loom runs each model under every interleaving of its two threads (up to a
+//! bound on preemptions) and checks every access to a slot for a data race,
+//! so these models prove the head and tail orderings, not only exercise them.
+//! They need the crate built with loom's atomics:
+//!
+//! ```text
+//! RUSTFLAGS="--cfg loom" cargo test --release --test loom_typed
+//! ```
+
+#![cfg(loom)]
+
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+
+use corelane::lane::typed::{ring, Consumer, Producer};
+
+/// Explores a model with at most `preemptions` forced thread switches, which
+/// keeps the larger models to seconds; every interleaving a real bug in a
+/// two-thread ring needs is reached within three.
+fn check(preemptions: usize, model: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(preemptions);
+    }
+    builder.check(model);
+}
+
+/// Pushes `values` one at a time, yielding to the consumer while full.
+fn push_all(producer: &mut Producer<usize>, values: std::ops::Range<usize>) {
+    for value in values {
+        let mut value = value;
+        while let Err(full) = producer.push(value) {
+            value = full.into_inner();
+            thread::yield_now();
+        }
+    }
+}
+
+/// Pops `count` values one at a time, yielding to the producer while empty.
+fn pop_all(consumer: &mut Consumer<usize>, count: usize) -> Vec<usize> {
+    let mut values = Vec::with_capacity(count);
+    while values.len() < count {
+        match consumer.pop() {
+            Some(value) => values.push(value),
+            None => thread::yield_now(),
+        }
+    }
+    values
+}
+
+/// Sends enough values through a ring of `capacity` for the positions to
+/// wrap past `2 * capacity`, and checks that they arrive in order.
+fn push_pop_across_the_wrap(capacity: usize, count: usize) {
+    let (mut producer, mut consumer) = ring::<usize>(capacity);
+    let sender = thread::spawn(move || push_all(&mut producer, 0..count));
+    let received = pop_all(&mut consumer, count);
+    sender.join().unwrap();
+    assert_eq!(received, (0..count).collect::<Vec<_>>());
+}
+
+#[test]
+fn push_pop_wraps_capacity_1() {
+    check(3, || push_pop_across_the_wrap(1, 3));
+}
+
+#[test]
+fn push_pop_wraps_capacity_2() {
+    check(3, || push_pop_across_the_wrap(2, 5));
+}
+
+#[test]
+fn batch_commit_publishes_the_committed_prefix() {
+    check(3, || {
+        let (mut producer, mut consumer) = ring::<usize>(3);
+        let sender = thread::spawn(move || {
+            // A chunk of three written, two published, one discarded.
+            let mut chunk = producer.write_chunk(3).unwrap();
+            assert_eq!(chunk.fill_from([0, 1, 99]), 3);
+            chunk.commit(2);
+            // Then a batch that has to reuse the slots the consumer frees.
+            let mut rest = 2..5;
+            while !rest.is_empty() {
+                if producer.push_batch(&mut rest) == 0 {
+                    thread::yield_now();
+                }
+            }
+        });
+
+        let mut received = Vec::new();
+        while received.len() < 5 {
+            if consumer.pop_batch(2, |value| received.push(value)) == 0 {
+                thread::yield_now();
+            }
+        }
+        sender.join().unwrap();
+        assert_eq!(received, [0, 1, 2, 3, 4]);
+    });
+}
+
+/// A value that counts its drops, to see that each is dropped exactly once
+/// whichever thread drops the ring.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn last_half_to_drop_drops_the_rest_once() {
+    check(3, || {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (mut producer, mut consumer) = ring::<Counted>(2);
+
+        let made = Arc::clone(&drops);
+        let sender = thread::spawn(move || {
+            let mut chunk = producer.write_chunk(2).unwrap();
+            chunk.push(Counted(Arc::clone(&made))).unwrap();
+            chunk.push(Counted(Arc::clone(&made))).unwrap();
+            chunk.commit(1);
+        });
+        drop(consumer.pop());
+        drop(consumer);
+        sender.join().unwrap();
+
+        assert_eq!(drops.load(Ordering::Relaxed), 2);
+    });
+}
+
+#[test]
+fn abandoned_producer_leaves_every_value_visible() {
+    check(3, || {
+        let (mut producer, mut consumer) = ring::<usize>(2);
+        let sender = thread::spawn(move || {
+            producer.push(1).unwrap();
+            producer.push(2).unwrap();
+        });
+
+        let mut received = Vec::new();
+        loop {
+            let abandoned = consumer.is_abandoned();
+            match consumer.pop() {
+                Some(value) => received.push(value),
+                None if abandoned => break,
+                None => thread::yield_now(),
+            }
+        }
+        sender.join().unwrap();
+        assert_eq!(received, [1, 2]);
+    });
+}
