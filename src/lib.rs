@@ -1,4 +1,14 @@
 //! corelane: a lock-free, thread-per-core runtime for low-latency messaging.
+//!
+//! One event loop per CPU core ([`runtime`]), pinned to its core, owns its
+//! state and talks to the other cores only through single-producer,
+//! single-consumer lanes ([`lane`]). Messages are rkyv archives in
+//! [`frame`]s, written once in place and read where they lie. Every core
+//! records its own [`metrics`]. [`serve`] is the reference embedding: a
+//! pub/sub server that speaks the Redis protocol.
+//!
+//! Start with [`runtime`] for embedding, or run `corelane serve`.
+
 pub mod clock;
 pub mod frame;
 pub mod lane;
@@ -6,3 +16,8 @@ pub mod metrics;
 pub mod runtime;
 pub mod serve;
 mod sync;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -14,7 +14,9 @@ use corelane::runtime::{Context, Handler, IdleStrategy, Runtime, SendError};
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 const STRATEGIES: [IdleStrategy; 4] = [
@@ -89,7 +91,10 @@ fn bounce(cores: usize, a: usize, b: usize, rounds: u64, idle: IdleStrategy) {
     let merged = report.metrics.merged();
     assert_eq!(merged.delivery.count(), rounds);
     assert_eq!(report.metrics.cores[a].counters.delivered, rounds / 2);
-    assert_eq!(report.metrics.cores[b].counters.delivered, rounds - rounds / 2);
+    assert_eq!(
+        report.metrics.cores[b].counters.delivered,
+        rounds - rounds / 2
+    );
 }
 
 #[test]
@@ -216,7 +221,10 @@ fn a_full_lane_hands_the_message_back_and_counts_add_up() {
             .unwrap();
         assert_eq!(report.totals.sent, 50_000);
         assert_eq!(report.totals.delivered, 50_000);
-        assert_eq!(report.totals.refused, refusals.load(Ordering::Relaxed) as u64);
+        assert_eq!(
+            report.totals.refused,
+            refusals.load(Ordering::Relaxed) as u64
+        );
         assert!(report.adds_up(), "{report}");
     }
 }
@@ -343,4 +351,3 @@ fn bad_settings_are_refused_with_a_reason() {
     let error = Runtime::builder().lane_capacity(3000).build().unwrap_err();
     assert!(error.to_string().contains("lane capacity 3000"));
 }
-

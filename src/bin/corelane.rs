@@ -12,7 +12,11 @@ use corelane::runtime::IdleStrategy;
 use corelane::serve::{Server, ServerConfig};
 
 #[derive(Parser)]
-#[command(name = "corelane", version, about = "A thread-per-core messaging runtime")]
+#[command(
+    name = "corelane",
+    version,
+    about = "A thread-per-core messaging runtime"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

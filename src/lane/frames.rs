@@ -192,7 +192,10 @@ impl<R: Region> Shape<R> {
 
     #[inline]
     fn ptr(&self, offset: usize) -> *mut u8 {
-        debug_assert!(offset <= self.capacity + TRAILER_LEN, "offset {offset} out of region");
+        debug_assert!(
+            offset <= self.capacity + TRAILER_LEN,
+            "offset {offset} out of region"
+        );
         // SAFETY: callers pass offsets inside the region (frames at most
         // `capacity`, trailer words below `capacity + TRAILER_LEN`).
         unsafe { self.data.as_ptr().add(offset) }
@@ -399,9 +402,11 @@ impl<R: Region> FrameProducer<R> {
                 claim.commit(used, M::meta(sequence, timestamp_ns));
                 Ok(())
             }
-            None => Err(WriteError::Encode(<rkyv::rancor::Error as rkyv::rancor::Source>::new(
-                std::io::Error::other("message size changed between two serializations"),
-            ))),
+            None => Err(WriteError::Encode(
+                <rkyv::rancor::Error as rkyv::rancor::Source>::new(std::io::Error::other(
+                    "message size changed between two serializations",
+                )),
+            )),
         }
     }
 
@@ -496,7 +501,10 @@ impl<R: Region> FrameClaim<'_, R> {
         producer.tail += used as u64;
         producer.sequence += 1;
         // For observers only; nobody's hot path reads it.
-        producer.shape.tail().store(producer.tail, Ordering::Release);
+        producer
+            .shape
+            .tail()
+            .store(producer.tail, Ordering::Release);
         std::mem::forget(self);
     }
 
@@ -583,7 +591,10 @@ impl<R: Region> FrameConsumer<R> {
     /// Bytes published and not yet released, as last stored by the
     /// producer (a snapshot for observers, not for the hot path).
     pub fn backlog_bytes(&self) -> u64 {
-        self.shape.tail().load(Ordering::Acquire).saturating_sub(self.head)
+        self.shape
+            .tail()
+            .load(Ordering::Acquire)
+            .saturating_sub(self.head)
     }
 
     /// Reads up to `max` frames in order, lending each to `on_frame` in
@@ -596,7 +607,11 @@ impl<R: Region> FrameConsumer<R> {
     ///
     /// [`RingError::Corrupt`] if a length word is impossible (the frames
     /// before it are still delivered and released).
-    pub fn drain(&mut self, max: usize, mut on_frame: impl FnMut(Frame<'_>)) -> Result<usize, RingError> {
+    pub fn drain(
+        &mut self,
+        max: usize,
+        mut on_frame: impl FnMut(Frame<'_>),
+    ) -> Result<usize, RingError> {
         let mut position = self.head;
         let mut read = 0;
         let mut outcome = Ok(());
@@ -615,7 +630,8 @@ impl<R: Region> FrameConsumer<R> {
             // SAFETY: the frame `[offset, offset + length)` is published
             // (Acquire above) and in bounds (checked above); the producer
             // does not touch it until `head` moves past it.
-            let bytes = unsafe { std::slice::from_raw_parts(self.shape.ptr(offset), length as usize) };
+            let bytes =
+                unsafe { std::slice::from_raw_parts(self.shape.ptr(offset), length as usize) };
             let meta = read_meta(bytes);
             if meta.msg_type != PADDING_TYPE {
                 on_frame(Frame {
@@ -694,7 +710,10 @@ mod tests {
             write(&mut producer, &[i]).unwrap();
         }
         assert_eq!(write(&mut producer, &[9]), Err(ClaimError::Full));
-        assert_eq!(read_all(&mut consumer), vec![vec![0], vec![1], vec![2], vec![3]]);
+        assert_eq!(
+            read_all(&mut consumer),
+            vec![vec![0], vec![1], vec![2], vec![3]]
+        );
         write(&mut producer, &[9]).unwrap();
         assert_eq!(read_all(&mut consumer), vec![vec![9]]);
     }
@@ -709,7 +728,9 @@ mod tests {
         assert_eq!(read_all(&mut consumer).len(), 2);
         write(&mut producer, &payload).unwrap();
         let mut positions = Vec::new();
-        consumer.drain(8, |frame| positions.push(frame.position)).unwrap();
+        consumer
+            .drain(8, |frame| positions.push(frame.position))
+            .unwrap();
         assert_eq!(positions, [256]);
     }
 
@@ -796,7 +817,10 @@ mod tests {
                     payload: &copy,
                     ..frame
                 };
-                assert!(matches!(tampered.verify(), Err(FrameError::Checksum { .. })));
+                assert!(matches!(
+                    tampered.verify(),
+                    Err(FrameError::Checksum { .. })
+                ));
             })
             .unwrap();
     }

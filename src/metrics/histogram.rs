@@ -37,7 +37,8 @@ impl LatencyHistogram {
         if value_ns > MAX_TRACKED_NS {
             self.saturated += 1;
         }
-        self.histogram.saturating_record(value_ns.min(MAX_TRACKED_NS));
+        self.histogram
+            .saturating_record(value_ns.min(MAX_TRACKED_NS));
     }
 
     /// Adds every value of `other`.

@@ -45,7 +45,7 @@ impl Counters {
 }
 
 /// What one core has recorded.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct CoreMetrics {
     /// Traffic counters.
     pub counters: Counters,
@@ -53,15 +53,6 @@ pub struct CoreMetrics {
     /// header to the moment the receiving core hands the frame to its
     /// handler, in nanoseconds.
     pub delivery: LatencyHistogram,
-}
-
-impl Default for CoreMetrics {
-    fn default() -> Self {
-        CoreMetrics {
-            counters: Counters::default(),
-            delivery: LatencyHistogram::new(),
-        }
-    }
 }
 
 impl CoreMetrics {

@@ -77,7 +77,7 @@ use self::idle::Idler;
 use crate::frame::Message;
 use crate::lane::frames::{self, FrameConsumer, FrameProducer};
 use crate::lane::HeapRegion;
-use crate::metrics::{Counters, MetricsCell, Recorder, Snapshot};
+use crate::metrics::{MetricsCell, Recorder, Snapshot};
 use crate::sync::{AtomicBool, AtomicUsize, Ordering};
 
 /// A core's behaviour. One handler per core, made on that core's thread and
@@ -223,7 +223,9 @@ impl Builder {
             )));
         }
         if self.drain_batch == 0 {
-            return Err(RuntimeError::Config("drain batch must be at least 1".into()));
+            return Err(RuntimeError::Config(
+                "drain batch must be at least 1".into(),
+            ));
         }
         Ok(Runtime {
             cores,
@@ -544,15 +546,8 @@ impl<M: Message> Running<M> {
         }
         let undelivered = count_undelivered::<M>(&mut leftovers);
         let metrics = self.handle.metrics();
-        let mut totals = Counters::default();
-        for core in &metrics.cores {
-            let mut merged = crate::metrics::CoreMetrics::default();
-            merged.counters = totals;
-            merged.merge(core);
-            totals = merged.counters;
-        }
         Ok(ShutdownReport {
-            totals,
+            totals: metrics.merged().counters,
             undelivered,
             metrics,
         })
@@ -577,7 +572,10 @@ fn count_undelivered<M: Message>(
             let name = if frame.meta.msg_type == M::TYPE_ID && frame.meta.version == M::VERSION {
                 M::NAME.to_string()
             } else {
-                format!("type {} version {}", frame.meta.msg_type, frame.meta.version)
+                format!(
+                    "type {} version {}",
+                    frame.meta.msg_type, frame.meta.version
+                )
             };
             match counts.iter_mut().find(|u| u.name == name) {
                 Some(entry) => entry.count += 1,

@@ -20,7 +20,10 @@ const CONFIG: &[(&str, &str)] = &[
     ("appendonly", "no"),
     ("databases", "1"),
     ("maxmemory", "0"),
-    ("client-output-buffer-limit", "normal 0 0 0 pubsub 33554432 0 0"),
+    (
+        "client-output-buffer-limit",
+        "normal 0 0 0 pubsub 33554432 0 0",
+    ),
 ];
 
 /// Overhead of a forwarded PUBLISH beyond channel and payload bytes
@@ -38,6 +41,18 @@ const SUBSCRIBED_ALLOWED: &[&[u8]] = &[
     b"RESET",
 ];
 
+/// The command name in upper case, in `buffer`; names longer than any
+/// command come back empty (unknown) rather than allocated.
+fn upper_name<'b>(name: &[u8], buffer: &'b mut [u8; 16]) -> &'b [u8] {
+    if name.len() > buffer.len() {
+        return &[];
+    }
+    let upper = &mut buffer[..name.len()];
+    upper.copy_from_slice(name);
+    upper.make_ascii_uppercase();
+    upper
+}
+
 impl ServeCore {
     /// Executes one request from connection `key`, appending its reply.
     pub(crate) fn execute(
@@ -46,9 +61,10 @@ impl ServeCore {
         key: usize,
         request: &Request<'_>,
     ) {
-        let name = request.arg(0).to_ascii_uppercase();
+        let mut upper = [0u8; 16];
+        let name = upper_name(request.arg(0), &mut upper);
         let conn = &self.conns[key];
-        if conn.is_subscriber() && !SUBSCRIBED_ALLOWED.contains(&name.as_slice()) {
+        if conn.is_subscriber() && !SUBSCRIBED_ALLOWED.contains(&name) {
             let text = format!(
                 "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / \
                  RESET are allowed in this context",
@@ -57,7 +73,7 @@ impl ServeCore {
             self.reply_error(key, &text);
             return;
         }
-        let arity_ok = match name.as_slice() {
+        let arity_ok = match name {
             b"PING" => request.len() <= 2,
             b"ECHO" => request.len() == 2,
             b"PUBLISH" => request.len() == 3,
@@ -75,7 +91,7 @@ impl ServeCore {
             self.reply_error(key, &text);
             return;
         }
-        match name.as_slice() {
+        match name {
             b"PING" => self.ping(key, request.get(1)),
             b"ECHO" => reply::bulk(&mut self.conns[key].out, request.arg(1)),
             b"PUBLISH" => self.publish(cx, key, request.arg(1), request.arg(2)),
@@ -114,7 +130,10 @@ impl ServeCore {
             String::from_utf8_lossy(request.arg(0))
         );
         for arg in request.args().skip(1).take(8) {
-            text.push_str(&format!(" '{}'", String::from_utf8_lossy(&arg[..arg.len().min(64)])));
+            text.push_str(&format!(
+                " '{}'",
+                String::from_utf8_lossy(&arg[..arg.len().min(64)])
+            ));
         }
         reply::error(&mut self.conns[key].out, &text);
     }
@@ -203,7 +222,11 @@ impl ServeCore {
             b"unsubscribe"
         };
         let conn = &self.conns[key];
-        let set = if pattern { &conn.patterns } else { &conn.channels };
+        let set = if pattern {
+            &conn.patterns
+        } else {
+            &conn.channels
+        };
         // No names: every one held.
         let names: Vec<Box<[u8]>> = if request.len() > 1 {
             request.args().skip(1).map(Box::from).collect()

@@ -11,6 +11,64 @@ use super::resp::RequestParser;
 /// Bytes read from a socket in one call.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// Bytes received and not yet parsed: `bytes[start..end]`. The storage is
+/// initialised once and reused, so a read costs no zeroing; it is compacted
+/// when the end is reached and grows only with bytes actually received.
+#[derive(Debug, Default)]
+pub(crate) struct InputBuffer {
+    bytes: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl InputBuffer {
+    /// The unparsed bytes.
+    pub(crate) fn data(&self) -> &[u8] {
+        &self.bytes[self.start..self.end]
+    }
+
+    /// Number of unparsed bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Drops `n` parsed bytes from the front.
+    pub(crate) fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.len(), "consumed {n} of {} bytes", self.len());
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if self.bytes.len() > 1 << 20 {
+                // A big command has gone; do not keep its memory per client.
+                self.bytes = Vec::new();
+            }
+        }
+    }
+
+    /// Reads once from `reader` into the free space, making some first.
+    fn read_from(&mut self, reader: &mut impl Read) -> io::Result<usize> {
+        if self.end == self.bytes.len() {
+            if self.start > 0 {
+                self.bytes.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.end == self.bytes.len() {
+                let grown = (self.bytes.len() * 2).max(READ_CHUNK);
+                self.bytes.resize(grown, 0);
+            }
+        }
+        let n = reader.read(&mut self.bytes[self.end..])?;
+        self.end += n;
+        Ok(n)
+    }
+}
+
 /// What one read found.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum ReadOutcome {
@@ -29,7 +87,7 @@ pub(crate) struct Connection {
     /// A number unique on this core, for `CLIENT ID`.
     pub(crate) id: u64,
     /// Bytes received and not yet parsed into commands.
-    pub(crate) input: Vec<u8>,
+    pub(crate) input: InputBuffer,
     pub(crate) parser: RequestParser,
     /// Replies and messages not yet written; `out[written..]` is pending.
     pub(crate) out: Vec<u8>,
@@ -55,7 +113,7 @@ impl Connection {
         Connection {
             stream,
             id,
-            input: Vec::new(),
+            input: InputBuffer::default(),
             parser,
             out: Vec::new(),
             written: 0,
@@ -87,31 +145,14 @@ impl Connection {
 
     /// Reads one chunk from the socket into the input buffer.
     pub(crate) fn read_chunk(&mut self) -> io::Result<ReadOutcome> {
-        let filled = self.input.len();
-        self.input.resize(filled + READ_CHUNK, 0);
-        let result = loop {
-            match self.stream.read(&mut self.input[filled..]) {
+        loop {
+            return match self.input.read_from(&mut self.stream) {
+                Ok(0) => Ok(ReadOutcome::Closed),
+                Ok(_) => Ok(ReadOutcome::Data),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::Drained),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other,
-            }
-        };
-        match result {
-            Ok(0) => {
-                self.input.truncate(filled);
-                Ok(ReadOutcome::Closed)
-            }
-            Ok(n) => {
-                self.input.truncate(filled + n);
-                Ok(ReadOutcome::Data)
-            }
-            Err(error) => {
-                self.input.truncate(filled);
-                if error.kind() == io::ErrorKind::WouldBlock {
-                    Ok(ReadOutcome::Drained)
-                } else {
-                    Err(error)
-                }
-            }
+                Err(error) => Err(error),
+            };
         }
     }
 
@@ -133,9 +174,6 @@ impl Connection {
         // memory back rather than keep it per idle connection.
         if self.out.capacity() > 1 << 20 {
             self.out.shrink_to(64 * 1024);
-        }
-        if self.input.is_empty() && self.input.capacity() > 1 << 20 {
-            self.input.shrink_to(READ_CHUNK);
         }
         Ok(true)
     }

@@ -29,7 +29,12 @@ impl Recipients<'_> {
     /// Number of deliveries (a connection subscribed twice counts twice, as
     /// in Redis).
     pub(crate) fn count(&self) -> usize {
-        self.direct.len() + self.by_pattern.iter().map(|(_, keys)| keys.len()).sum::<usize>()
+        self.direct.len()
+            + self
+                .by_pattern
+                .iter()
+                .map(|(_, keys)| keys.len())
+                .sum::<usize>()
     }
 }
 

@@ -73,6 +73,10 @@ pub struct ServerConfig {
     /// Request size limits. Default: Redis's, with bulk strings capped at
     /// 8 MiB (no message larger than a lane frame can be published).
     pub limits: Limits,
+    /// Unparsed input a client may accumulate (one huge or never-ending
+    /// command) before it gets an error and is disconnected. Default
+    /// 64 MiB.
+    pub max_query_buffer: usize,
 }
 
 impl Default for ServerConfig {
@@ -90,6 +94,7 @@ impl Default for ServerConfig {
                 max_bulk_len: 8 << 20,
                 ..Limits::default()
             },
+            max_query_buffer: 64 << 20,
         }
     }
 }
@@ -399,16 +404,23 @@ impl ServeCore {
         let conn = &mut self.conns[key];
         let input = std::mem::take(&mut conn.input);
         let mut parser = std::mem::take(&mut conn.parser);
+        if input.len() > self.config.max_query_buffer {
+            reply::error(&mut conn.out, "ERR query buffer limit reached");
+            conn.closing = true;
+            conn.input = input;
+            conn.parser = parser;
+            self.mark_dirty(key);
+            return;
+        }
         let mut consumed = 0;
         loop {
-            match parser.parse(&input[consumed..]) {
+            match parser.parse(&input.data()[consumed..]) {
                 Ok(Some(request)) => {
                     consumed += request.consumed();
                     self.execute(cx, key, &request);
-                    let stop = self
-                        .conns
-                        .get(key)
-                        .is_none_or(|conn| conn.closing || conn.pending_out() > self.config.read_pause);
+                    let stop = self.conns.get(key).is_none_or(|conn| {
+                        conn.closing || conn.pending_out() > self.config.read_pause
+                    });
                     if stop {
                         break;
                     }
@@ -429,7 +441,7 @@ impl ServeCore {
         }
         if let Some(conn) = self.conns.get_mut(key) {
             let mut input = input;
-            input.drain(..consumed);
+            input.consume(consumed);
             conn.input = input;
             conn.parser = parser;
             if !conn.input.is_empty() && !conn.closing {
