@@ -190,6 +190,9 @@ impl Handler for Flood {
             Err(SendError::Full(returned)) => {
                 assert_eq!(returned.hits, self.sent, "the same message came back");
                 self.refusals.fetch_add(1, Ordering::Relaxed);
+                // No progress: let the core idle. Under `Park` it parks and
+                // must be woken when core 1 frees room in the lane.
+                return false;
             }
             Err(other) => panic!("unexpected {other}"),
         }

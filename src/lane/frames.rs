@@ -304,6 +304,14 @@ impl<R: Region> FrameProducer<R> {
         self.sequence
     }
 
+    /// Whether the consumer has released space since this producer last
+    /// looked at `head` (which it does whenever a claim finds no room).
+    /// For a producer deciding whether it may park after a refusal.
+    pub fn consumer_moved(&self) -> bool {
+        // Pairs with the consumer's Release store of `head`.
+        self.shape.head().load(Ordering::Acquire) != self.cached_head
+    }
+
     /// Whether `len` more bytes fit, re-reading `head` only if the cached
     /// copy says they do not.
     #[inline]

@@ -79,6 +79,9 @@ pub(crate) struct Outbox {
     /// Destinations written to since the last `ring_doorbells`.
     pending_wake: Vec<bool>,
     any_pending: bool,
+    /// Destinations whose lane refused the last send: before parking, the
+    /// core asks their consumers to wake it when they free space.
+    pub(crate) blocked: Vec<bool>,
 }
 
 impl Outbox {
@@ -89,6 +92,7 @@ impl Outbox {
             arena: Arena::new(),
             pending_wake: vec![false; cores],
             any_pending: false,
+            blocked: vec![false; cores],
         }
     }
 
@@ -144,6 +148,7 @@ impl<M: Message> Context<'_, M> {
         };
         match lane.write_message(msg, clock::now_ns(), &mut self.outbox.arena) {
             Ok(()) => {
+                self.outbox.blocked[to] = false;
                 self.recorder.local.counters.sent += 1;
                 if to != self.core {
                     self.outbox.pending_wake[to] = true;
@@ -152,6 +157,7 @@ impl<M: Message> Context<'_, M> {
                 Ok(())
             }
             Err(WriteError::Claim(ClaimError::Full)) => {
+                self.outbox.blocked[to] = true;
                 self.recorder.local.counters.refused += 1;
                 Err(SendError::Full(msg))
             }

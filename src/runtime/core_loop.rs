@@ -12,6 +12,7 @@ use std::time::Duration;
 use mio::{Events, Poll, Token};
 
 use super::context::{Context, Outbox};
+use super::doorbell::fence_after_publish;
 use super::idle::{IdleAction, Idler};
 use super::{Handler, Shared};
 use crate::clock;
@@ -19,6 +20,7 @@ use crate::frame::envelope::{access_trusted, check_type};
 use crate::lane::frames::FrameConsumer;
 use crate::lane::HeapRegion;
 use crate::metrics::Recorder;
+use crate::sync::Ordering;
 
 /// Token of the core's waker in its poller.
 pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
@@ -150,7 +152,28 @@ impl<H: Handler> CoreLoop<H> {
             let from = (start + i) % lanes;
             delivered += self.drain_lane(from);
         }
+        if delivered > 0 {
+            self.wake_blocked_senders();
+        }
         delivered
+    }
+
+    /// Space was freed in inbound lanes: wake the senders parked waiting
+    /// for it. One fence for all lanes.
+    fn wake_blocked_senders(&self) {
+        // Pairs with the fence in the sender's `announce_sleep`, made after
+        // it set `room_wanted`: either it sees our new `head`, or we see its
+        // flag (see `park`).
+        fence_after_publish();
+        for from in 0..self.inbound.len() {
+            let wanted = self.shared.room_wanted(from, self.core);
+            if from != self.core
+                && wanted.load(Ordering::Relaxed)
+                && wanted.swap(false, Ordering::AcqRel)
+            {
+                self.shared.doorbells[from].ring_if_sleeping();
+            }
+        }
     }
 
     fn drain_lane(&mut self, from: usize) -> usize {
@@ -209,21 +232,46 @@ impl<H: Handler> CoreLoop<H> {
         self.outbox.ring_doorbells(&self.shared.doorbells);
     }
 
-    /// Parks until a frame, an I/O event or a wake-up arrives.
+    /// Whether a lane that refused a send has been drained since. Called
+    /// after `announce_sleep`, whose fence orders the `room_wanted` flags
+    /// set here before the loads of `head`.
+    fn room_appeared(&mut self) -> bool {
+        let mut appeared = false;
+        for (to, blocked) in self.outbox.blocked.iter_mut().enumerate() {
+            if *blocked && self.outbox.lanes[to].consumer_moved() {
+                // The handler retries on the next turn; a new refusal
+                // sets the flag again with a fresh view of `head`.
+                *blocked = false;
+                appeared = true;
+            }
+        }
+        appeared
+    }
+
+    /// Parks until a frame, an I/O event or a wake-up arrives; a core with
+    /// sends refused by full lanes also wakes when those lanes drain.
     fn park(&mut self) {
         // Publish first: a reader must never wait for a parked core.
         self.recorder.flush(clock::now_ns());
-        let doorbell = &self.shared.doorbells[self.core];
-        doorbell.announce_sleep();
+        for (to, &blocked) in self.outbox.blocked.iter().enumerate() {
+            if blocked {
+                self.shared
+                    .room_wanted(self.core, to)
+                    .store(true, Ordering::Relaxed);
+            }
+        }
+        self.shared.doorbells[self.core].announce_sleep();
         // The last core to reach `Stopping` wakes the others, so a stopping
         // core may park until then.
         let must_stop = match self.phase {
             Phase::Running => self.shared.stop_requested(),
             Phase::Stopping => self.shared.all_stopping(),
         };
-        let has_work = must_stop || self.inbound.iter().any(FrameConsumer::has_frame);
+        let has_work = must_stop
+            || self.inbound.iter().any(FrameConsumer::has_frame)
+            || self.room_appeared();
         if has_work {
-            doorbell.awake();
+            self.shared.doorbells[self.core].awake();
             return;
         }
         self.recorder.local.counters.parks += 1;

@@ -250,6 +250,10 @@ pub(crate) struct Shared {
     /// Cores that have run `on_stop`.
     stopping: AtomicUsize,
     doorbells: Vec<Doorbell>,
+    /// `room_wanted[from * cores + to]`: core `from` is parked (or about
+    /// to) waiting for room in its lane to `to`; set by `from`, cleared by
+    /// `to` when it frees space and rings `from`.
+    room_wanted: Vec<AtomicBool>,
     metrics: Vec<std::sync::Arc<MetricsCell>>,
     /// Cores whose loop has returned (or panicked).
     exited: Vec<AtomicBool>,
@@ -281,6 +285,11 @@ impl Shared {
         // Pairs with the AcqRel increments: messages sent in every `on_stop`
         // are published before the count is seen complete.
         self.stopping.load(Ordering::Acquire) >= self.cores()
+    }
+
+    /// The flag core `from` sets to be woken when `to` frees room.
+    pub(crate) fn room_wanted(&self, from: usize, to: usize) -> &AtomicBool {
+        &self.room_wanted[from * self.cores() + to]
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
@@ -358,6 +367,7 @@ impl Runtime {
             stop: AtomicBool::new(false),
             stopping: AtomicUsize::new(0),
             doorbells,
+            room_wanted: (0..n * n).map(|_| AtomicBool::new(false)).collect(),
             metrics: (0..n).map(|_| Default::default()).collect(),
             exited: (0..n).map(|_| AtomicBool::new(false)).collect(),
         });

@@ -41,6 +41,15 @@ const SUBSCRIBED_ALLOWED: &[&[u8]] = &[
     b"RESET",
 ];
 
+/// Longest name or argument an error message repeats; the rest is cut, as
+/// Redis cuts it, so that a client cannot have megabytes echoed back.
+const SHOWN_LEN: usize = 128;
+
+/// A client's name or argument as an error message shows it.
+fn shown(arg: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(&arg[..arg.len().min(SHOWN_LEN)])
+}
+
 /// The command name in upper case, in `buffer`; names longer than any
 /// command come back empty (unknown) rather than allocated.
 fn upper_name<'b>(name: &[u8], buffer: &'b mut [u8; 16]) -> &'b [u8] {
@@ -68,7 +77,7 @@ impl ServeCore {
             let text = format!(
                 "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / \
                  RESET are allowed in this context",
-                String::from_utf8_lossy(request.arg(0)).to_lowercase()
+                shown(request.arg(0)).to_lowercase()
             );
             self.reply_error(key, &text);
             return;
@@ -86,7 +95,7 @@ impl ServeCore {
         if !arity_ok {
             let text = format!(
                 "ERR wrong number of arguments for '{}' command",
-                String::from_utf8_lossy(request.arg(0)).to_lowercase()
+                shown(request.arg(0)).to_lowercase()
             );
             self.reply_error(key, &text);
             return;
@@ -127,7 +136,7 @@ impl ServeCore {
     fn unknown(&mut self, key: usize, request: &Request<'_>) {
         let mut text = format!(
             "ERR unknown command '{}', with args beginning with:",
-            String::from_utf8_lossy(request.arg(0))
+            shown(request.arg(0))
         );
         for arg in request.args().skip(1).take(8) {
             text.push_str(&format!(
@@ -255,7 +264,9 @@ impl ServeCore {
                 } else {
                     self.subs.unsubscribe(&name, key);
                 }
-                self.announce(cx, &name, pattern, -1, None);
+                // Held like a SUBSCRIBE reply: once the client sees it, no
+                // core still counts this subscription in a PUBLISH reply.
+                self.announce(cx, &name, pattern, -1, Some(key));
             }
             let conn = &mut self.conns[key];
             reply::array_header(&mut conn.out, 3);
@@ -272,13 +283,14 @@ impl ServeCore {
         let patterns: Vec<_> = conn.patterns.drain().collect();
         conn.name = None;
         reply::simple(&mut conn.out, "RESET");
+        // Held as for UNSUBSCRIBE: the reply means every core has forgotten.
         for channel in channels {
             self.subs.unsubscribe(&channel, key);
-            self.announce(cx, &channel, false, -1, None);
+            self.announce(cx, &channel, false, -1, Some(key));
         }
         for pattern in patterns {
             self.subs.punsubscribe(&pattern, key);
-            self.announce(cx, &pattern, true, -1, None);
+            self.announce(cx, &pattern, true, -1, Some(key));
         }
     }
 
@@ -354,7 +366,7 @@ impl ServeCore {
                 &mut conn.out,
                 &format!(
                     "ERR unknown subcommand or wrong number of arguments for 'CLIENT|{}'",
-                    String::from_utf8_lossy(request.arg(1)).to_lowercase()
+                    shown(request.arg(1)).to_lowercase()
                 ),
             ),
         }
@@ -372,7 +384,7 @@ impl ServeCore {
                 out,
                 &format!(
                     "ERR unknown subcommand '{}'. Try COMMAND HELP.",
-                    String::from_utf8_lossy(request.arg(1))
+                    shown(request.arg(1))
                 ),
             ),
         }

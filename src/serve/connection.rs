@@ -11,6 +11,10 @@ use super::resp::RequestParser;
 /// Bytes read from a socket in one call.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// Written output worth moving the pending rest for (see
+/// [`Connection::drop_written`]).
+const COMPACT_AFTER: usize = 64 * 1024;
+
 /// Bytes received and not yet parsed: `bytes[start..end]`. The storage is
 /// initialised once and reused, so a read costs no zeroing; it is compacted
 /// when the end is reached and grows only with bytes actually received.
@@ -106,6 +110,9 @@ pub(crate) struct Connection {
     /// backpressure or fairness); edge-triggered polling will not tell us
     /// again, so the core must come back to it.
     pub(crate) unread: bool,
+    /// Not read from because its unwritten output passed the read pause;
+    /// writing enough of it out puts it back on the unread list.
+    pub(crate) read_paused: bool,
 }
 
 impl Connection {
@@ -124,6 +131,7 @@ impl Connection {
             held: 0,
             dirty: false,
             unread: false,
+            read_paused: false,
         }
     }
 
@@ -141,6 +149,14 @@ impl Connection {
     /// Bytes waiting to be written.
     pub(crate) fn pending_out(&self) -> usize {
         self.out.len() - self.written
+    }
+
+    /// Drops all pending output, written or not. `written` goes back to
+    /// zero with it: an offset past the end of `out` would make
+    /// [`pending_out`](Self::pending_out) underflow.
+    pub(crate) fn discard_output(&mut self) {
+        self.out.clear();
+        self.written = 0;
     }
 
     /// Reads one chunk from the socket into the input buffer.
@@ -163,7 +179,10 @@ impl Connection {
             match self.stream.write(&self.out[self.written..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.written += n,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    self.drop_written();
+                    return Ok(false);
+                }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(error),
             }
@@ -176,5 +195,18 @@ impl Connection {
             self.out.shrink_to(64 * 1024);
         }
         Ok(true)
+    }
+
+    /// Drops the written front of `out` once it is at least half of it.
+    ///
+    /// `out` is otherwise emptied only when all of it is written, so a
+    /// subscriber that reads but never quite catches up would keep
+    /// everything ever sent to it. Moving the pending rest costs no more
+    /// than the bytes written since the last move.
+    fn drop_written(&mut self) {
+        if self.written >= COMPACT_AFTER && self.written >= self.out.len() / 2 {
+            self.out.drain(..self.written);
+            self.written = 0;
+        }
     }
 }

@@ -376,10 +376,14 @@ impl ServeCore {
             if conn.closing {
                 return;
             }
-            if self.backlog_bytes > self.config.backlog_limit
-                || conn.pending_out() > self.config.read_pause
-            {
+            if self.backlog_bytes > self.config.backlog_limit {
                 self.mark_unread(key);
+                return;
+            }
+            if conn.pending_out() > self.config.read_pause {
+                // `write_to` resumes reading once the client has read its
+                // replies; coming back every turn would spin the core.
+                conn.read_paused = true;
                 return;
             }
             match conn.read_chunk() {
@@ -402,6 +406,13 @@ impl ServeCore {
     /// Parses and executes every complete command in a client's input.
     fn execute_input(&mut self, cx: &mut Context<'_, ServerMsg>, key: usize) {
         let conn = &mut self.conns[key];
+        if conn.closing {
+            // After QUIT or an error the rest of the input must never run,
+            // but the connection can still be on the unread list (its last
+            // read used up the read budget, or a closed connection's key
+            // there was reused): parsing again would repeat the error.
+            return;
+        }
         let input = std::mem::take(&mut conn.input);
         let mut parser = std::mem::take(&mut conn.parser);
         if input.len() > self.config.max_query_buffer {
@@ -431,7 +442,10 @@ impl ServeCore {
                 }
                 Err(error) => {
                     if let Some(conn) = self.conns.get_mut(key) {
-                        reply::error(&mut conn.out, &error.to_string());
+                        // The parser's text has no error code; Redis sends
+                        // `-ERR Protocol error: ...` and clients read the
+                        // first word as the code.
+                        reply::error(&mut conn.out, &format!("ERR {error}"));
                         conn.closing = true;
                     }
                     self.mark_dirty(key);
@@ -444,10 +458,13 @@ impl ServeCore {
             input.consume(consumed);
             conn.input = input;
             conn.parser = parser;
-            if !conn.input.is_empty() && !conn.closing {
+            if !conn.closing && conn.pending_out() > self.config.read_pause {
                 // Complete commands may remain (we stopped for output):
-                // come back to them on a later turn.
-                self.mark_unread(key);
+                // `write_to` comes back to them once the client has read.
+                // Input left otherwise is an incomplete command, and its
+                // next bytes come with a readable event: polling for them
+                // every turn would spin the core.
+                conn.read_paused = true;
             }
         }
     }
@@ -466,12 +483,12 @@ impl ServeCore {
         }
         match conn.write_out() {
             Ok(true) if conn.closing => self.close(cx, key),
-            Ok(true) => {
-                if !conn.input.is_empty() {
+            Ok(_) => {
+                if conn.read_paused && conn.pending_out() <= self.config.read_pause {
+                    conn.read_paused = false;
                     self.mark_unread(key);
                 }
             }
-            Ok(false) => {}
             Err(error) => {
                 log::debug!("core {}: write to client: {error}", self.core);
                 self.close(cx, key);
@@ -545,7 +562,8 @@ impl ServeCore {
     /// Tells every other core that this core's subscriptions to `name`
     /// changed by `delta`. With `waiter`, that connection's output is held
     /// until every core has acknowledged, so that once a client sees its
-    /// SUBSCRIBE confirmed, a PUBLISH on any core reaches it.
+    /// SUBSCRIBE confirmed, a PUBLISH on any core reaches it (and once it
+    /// sees an UNSUBSCRIBE confirmed, no PUBLISH counts it).
     pub(crate) fn announce(
         &mut self,
         cx: &mut Context<'_, ServerMsg>,
@@ -605,6 +623,10 @@ impl ServeCore {
         let mut touched = Vec::with_capacity(count);
         for &key in recipients.direct {
             let conn = &mut self.conns[key];
+            if conn.closing {
+                // Its output is final: QUIT, or cut off at the limit below.
+                continue;
+            }
             reply::array_header(&mut conn.out, 3);
             reply::bulk(&mut conn.out, b"message");
             reply::bulk(&mut conn.out, channel);
@@ -614,6 +636,9 @@ impl ServeCore {
         for (pattern, keys) in &recipients.by_pattern {
             for &key in *keys {
                 let conn = &mut self.conns[key];
+                if conn.closing {
+                    continue;
+                }
                 reply::array_header(&mut conn.out, 4);
                 reply::bulk(&mut conn.out, b"pmessage");
                 reply::bulk(&mut conn.out, pattern);
@@ -640,7 +665,7 @@ impl ServeCore {
                 );
                 // Not closed here: `close` needs the context. Drop its
                 // output and close it on the next flush.
-                conn.out.clear();
+                conn.discard_output();
                 conn.closing = true;
                 conn.stream.shutdown(std::net::Shutdown::Both).ok();
             }
@@ -749,6 +774,8 @@ impl Handler for ServeCore {
             self.write_to(cx, key);
             work = true;
         }
+        // A core with forwards or sockets waiting for room in a lane may
+        // park: the runtime wakes it when that lane's consumer frees space.
         work
     }
 

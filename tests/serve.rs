@@ -1,0 +1,1477 @@
+//! `corelane serve` end to end: a server started in this process, driven by
+//! the `redis` client crate and by raw sockets that send exactly the bytes
+//! a test wants, well-formed or not.
+//!
+//! Core 0 deals accepted connections to the cores in turn, so on a fresh
+//! server the k-th connection lives on core `k % cores`; the tests open
+//! their connections in order to put subscribers and publishers on the
+//! cores they mean, and check it with INFO's `this_core`.
+//!
+//! Runtimes pin their loops to CPUs, so the tests take a lock and run one
+//! at a time. Every socket read has a timeout: a server bug fails a test
+//! instead of hanging it.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use corelane::runtime::IdleStrategy;
+use corelane::serve::{Server, ServerConfig};
+
+/// How long any one read may wait before the test gives up.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A server's settings for a test: a free port on loopback, `cores` cores,
+/// everything else default.
+fn config(cores: usize) -> ServerConfig {
+    ServerConfig {
+        bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        cores: Some(cores),
+        ..ServerConfig::default()
+    }
+}
+
+fn start(config: ServerConfig) -> Server {
+    Server::start(config).expect("server starts")
+}
+
+/// Shuts the server down and checks that every frame between its cores was
+/// accounted for.
+fn stop(server: Server) {
+    let report = server.shutdown().expect("no core panicked");
+    assert!(report.adds_up(), "lane traffic does not add up: {report}");
+}
+
+/// A `redis` crate connection with read and write timeouts.
+fn client(server: &Server) -> redis::Connection {
+    let url = format!("redis://{}/", server.local_addr());
+    let client = redis::Client::open(url).expect("valid url");
+    let con = client
+        .get_connection_with_timeout(TIMEOUT)
+        .expect("client connects");
+    con.set_read_timeout(Some(TIMEOUT)).unwrap();
+    con.set_write_timeout(Some(TIMEOUT)).unwrap();
+    con
+}
+
+/// The core a connection lives on, from INFO's `this_core`.
+fn core_of(con: &mut redis::Connection) -> usize {
+    let info: String = redis::cmd("INFO").arg("server").query(con).unwrap();
+    info_field(&info, "this_core")
+}
+
+/// A numeric field of INFO's text.
+fn info_field(info: &str, name: &str) -> usize {
+    info.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("INFO has no {name}: {info}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|error| panic!("INFO {name}: {error}"))
+}
+
+/// The process's resident memory, in bytes (the server runs in-process).
+fn rss_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
+    let kib: usize = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status");
+    kib * 1024
+}
+
+/// Polls `check` until it holds or `limit` passes.
+fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Sets a socket option that std does not expose.
+fn set_socket_option<T>(stream: &TcpStream, option: libc::c_int, value: T) {
+    // SAFETY: `stream` is an open socket, and `value` a live `T` whose size
+    // is passed along with it.
+    let result = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            (&value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(result, 0, "setsockopt: {}", io::Error::last_os_error());
+}
+
+/// The RESP2 encoding of a bulk string.
+fn bulk(bytes: &[u8]) -> Vec<u8> {
+    let mut out = format!("${}\r\n", bytes.len()).into_bytes();
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// The RESP2 encoding of an array of bulk strings: a multibulk command, or
+/// a pub/sub message as the server sends it.
+fn multibulk(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", parts.len()).into_bytes();
+    for part in parts {
+        out.extend_from_slice(&bulk(part));
+    }
+    out
+}
+
+/// A subscription confirmation, `[kind, name, count]`.
+fn confirmation(kind: &str, name: &str, count: usize) -> Vec<u8> {
+    let mut out = b"*3\r\n".to_vec();
+    out.extend_from_slice(&bulk(kind.as_bytes()));
+    out.extend_from_slice(&bulk(name.as_bytes()));
+    out.extend_from_slice(format!(":{count}\r\n").as_bytes());
+    out
+}
+
+/// Bytes for a failure message: the first 200, lossily.
+fn shown(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
+    format!("{text:?} ({} bytes)", bytes.len())
+}
+
+/// One reply, parsed from a raw socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Resp {
+    Simple(String),
+    Error(String),
+    Integer(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Option<Vec<Resp>>),
+}
+
+/// How a raw connection ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ending {
+    /// The server closed it (read returned 0).
+    Eof,
+    /// The server reset it (it closed with our bytes unread).
+    Reset,
+}
+
+/// A plain TCP connection to the server: what a test writes is exactly what
+/// the server reads.
+struct Raw {
+    stream: TcpStream,
+    /// Bytes received and not yet taken by the test.
+    buffer: Vec<u8>,
+}
+
+impl Raw {
+    fn connect(server: &Server) -> Raw {
+        let stream = TcpStream::connect(server.local_addr()).expect("raw connect");
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Raw {
+            stream,
+            buffer: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write to server");
+    }
+
+    /// One read from the socket into the buffer; panics on a timeout.
+    fn fill(&mut self) -> io::Result<usize> {
+        let mut chunk = [0u8; 64 * 1024];
+        match self.stream.read(&mut chunk) {
+            Ok(n) => {
+                self.buffer.extend_from_slice(&chunk[..n]);
+                Ok(n)
+            }
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("no reply within {TIMEOUT:?}; have {}", shown(&self.buffer))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Takes exactly `n` bytes.
+    fn take(&mut self, n: usize) -> Vec<u8> {
+        while self.buffer.len() < n {
+            let read = self.fill().expect("read from server");
+            assert!(
+                read > 0,
+                "server closed with {n} bytes wanted, have {}",
+                shown(&self.buffer)
+            );
+        }
+        let rest = self.buffer.split_off(n);
+        std::mem::replace(&mut self.buffer, rest)
+    }
+
+    /// Reads exactly `expected.len()` bytes and checks them.
+    fn expect(&mut self, expected: &[u8]) {
+        let got = self.take(expected.len());
+        if let Some(at) = got.iter().zip(expected).position(|(a, b)| a != b) {
+            // Show where they part, not megabytes of what matched.
+            let from = at.saturating_sub(40);
+            let to = |bytes: &[u8]| {
+                String::from_utf8_lossy(&bytes[from..(at + 40).min(bytes.len())]).into_owned()
+            };
+            panic!(
+                "replies differ at byte {at} of {}:\nexpected ...{:?}...\n     got ...{:?}...",
+                expected.len(),
+                to(expected),
+                to(&got)
+            );
+        }
+    }
+
+    /// Takes one line, without its `\r\n`.
+    fn line(&mut self) -> Vec<u8> {
+        loop {
+            if let Some(at) = self.buffer.windows(2).position(|w| w == b"\r\n") {
+                let line = self.take(at + 2);
+                return line[..at].to_vec();
+            }
+            let read = self.fill().expect("read from server");
+            assert!(read > 0, "server closed mid-line");
+        }
+    }
+
+    /// Takes one whole reply.
+    fn reply(&mut self) -> Resp {
+        let line = self.line();
+        let text = String::from_utf8_lossy(&line[1..]).into_owned();
+        let number = || text.parse::<i64>().expect("a number");
+        match line[0] {
+            b'+' => Resp::Simple(text),
+            b'-' => Resp::Error(text),
+            b':' => Resp::Integer(number()),
+            b'$' if number() < 0 => Resp::Bulk(None),
+            b'$' => {
+                let mut bytes = self.take(number() as usize + 2);
+                assert_eq!(bytes.split_off(bytes.len() - 2), b"\r\n");
+                Resp::Bulk(Some(bytes))
+            }
+            b'*' if number() < 0 => Resp::Array(None),
+            b'*' => Resp::Array(Some((0..number()).map(|_| self.reply()).collect())),
+            other => panic!("not a reply: {:?}", char::from(other)),
+        }
+    }
+
+    /// Sends an inline command and returns its reply.
+    fn command(&mut self, line: &str) -> Resp {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    /// The core this connection lives on.
+    fn core(&mut self) -> usize {
+        match self.command("INFO server") {
+            Resp::Bulk(Some(info)) => info_field(&String::from_utf8_lossy(&info), "this_core"),
+            other => panic!("INFO replied {other:?}"),
+        }
+    }
+
+    /// Reads until the server closes the connection; returns every byte
+    /// received (buffered ones included) and how it ended.
+    fn until_closed(&mut self) -> (Vec<u8>, Ending) {
+        let deadline = Instant::now() + TIMEOUT;
+        let ending = loop {
+            assert!(Instant::now() < deadline, "server did not close");
+            match self.fill() {
+                Ok(0) => break Ending::Eof,
+                Ok(_) => {}
+                Err(error) if error.kind() == io::ErrorKind::ConnectionReset => {
+                    break Ending::Reset
+                }
+                Err(error) => panic!("read failed: {error}"),
+            }
+        };
+        (std::mem::take(&mut self.buffer), ending)
+    }
+
+    /// Checks that nothing more arrives for a while.
+    fn quiet(&mut self) {
+        self.stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        let result = self.stream.read(&mut byte);
+        self.stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        match result {
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            other => panic!(
+                "expected silence, got {other:?}, have {}",
+                shown(&self.buffer)
+            ),
+        }
+        assert!(self.buffer.is_empty(), "unexpected {}", shown(&self.buffer));
+    }
+}
+
+/// The payload of message `index` in the ordering tests: the index first,
+/// then a length that varies, so that a lost, repeated or reordered message
+/// cannot go unnoticed.
+fn numbered(prefix: &str, index: usize) -> Vec<u8> {
+    let mut payload = format!("{prefix}{index:08}:").into_bytes();
+    payload.resize(payload.len() + index % 61, b'a' + (index % 26) as u8);
+    payload
+}
+
+/// Subscribes `con` to `channel`, reports on `ready` once the server has
+/// confirmed, then collects `count` message payloads.
+fn collect(
+    mut con: redis::Connection,
+    channel: &'static str,
+    count: usize,
+    ready: mpsc::Sender<()>,
+) -> Vec<Vec<u8>> {
+    let mut pubsub = con.as_pubsub();
+    pubsub.subscribe(channel).expect("subscribe");
+    ready.send(()).unwrap();
+    (0..count)
+        .map(|_| {
+            let msg = pubsub.get_message().expect("message within the timeout");
+            assert_eq!(msg.get_channel_name(), channel);
+            assert!(!msg.from_pattern());
+            msg.get_payload_bytes().to_vec()
+        })
+        .collect()
+}
+
+/// Redis's error text when `command` is sent in subscribed mode.
+fn subscribed_mode_error(command: &str) -> String {
+    format!(
+        "-ERR Can't execute '{command}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / \
+         RESET are allowed in this context\r\n"
+    )
+}
+
+/// C14: what redis-cli, redis-benchmark and client libraries send when they
+/// connect gets well-formed answers, and an unknown command leaves the
+/// connection usable.
+#[test]
+fn connect_time_commands_get_well_formed_replies() {
+    let _serial = serial();
+    let server = start(config(2));
+    let mut con = client(&server);
+
+    let pong: String = redis::cmd("PING").query(&mut con).unwrap();
+    assert_eq!(pong, "PONG");
+    let echoed: String = redis::cmd("PING").arg("hi there").query(&mut con).unwrap();
+    assert_eq!(echoed, "hi there");
+    let echoed: Vec<u8> = redis::cmd("ECHO")
+        .arg(&b"a\r\nb\0"[..])
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(echoed, b"a\r\nb\0");
+
+    // redis-cli asks for the command docs first; an empty table is fine.
+    let docs: redis::Value = redis::cmd("COMMAND").arg("DOCS").query(&mut con).unwrap();
+    assert_eq!(docs, redis::Value::Array(vec![]));
+
+    // redis-benchmark reads these two and requires name-value pairs.
+    let save: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("save")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(save, ["save", ""]);
+    let aof: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("appendonly")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(aof, ["appendonly", "no"]);
+
+    for hello in [&["HELLO"][..], &["HELLO", "2"]] {
+        let fields: Vec<redis::Value> = redis::cmd(hello[0])
+            .arg(&hello[1..])
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(fields.len(), 14, "{hello:?}: {fields:?}");
+        let proto = fields
+            .iter()
+            .position(|field| *field == redis::Value::BulkString(b"proto".to_vec()))
+            .expect("HELLO names the protocol");
+        assert_eq!(fields[proto + 1], redis::Value::Int(2));
+    }
+    let refused = redis::cmd("HELLO")
+        .arg("3")
+        .query::<redis::Value>(&mut con)
+        .unwrap_err();
+    assert_eq!(refused.code(), Some("NOPROTO"), "{refused}");
+
+    let ok: String = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg("tester")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(ok, "OK");
+    let name: String = redis::cmd("CLIENT").arg("GETNAME").query(&mut con).unwrap();
+    assert_eq!(name, "tester");
+    let id: i64 = redis::cmd("CLIENT").arg("ID").query(&mut con).unwrap();
+    assert!(id > 0);
+    let ok: String = redis::cmd("CLIENT")
+        .arg("SETINFO")
+        .arg("LIB-NAME")
+        .arg("corelane-tests")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(ok, "OK");
+    let ok: String = redis::cmd("SELECT").arg(0).query(&mut con).unwrap();
+    assert_eq!(ok, "OK");
+    let refused = redis::cmd("SELECT")
+        .arg(1)
+        .query::<String>(&mut con)
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("DB index is out of range"),
+        "{refused}"
+    );
+
+    let info: String = redis::cmd("INFO").query(&mut con).unwrap();
+    assert!(info.contains("# Latency\r\n"), "{info}");
+    assert!(info.contains("\r\ndelivery_all:count="), "{info}");
+    assert!(info.contains("\r\ndelivery_core_1:count="), "{info}");
+    assert!(info.contains("\r\nconnected_clients:1\r\n"), "{info}");
+
+    let unknown = redis::cmd("FLUSHALL")
+        .arg("ASYNC")
+        .query::<String>(&mut con)
+        .unwrap_err();
+    assert_eq!(unknown.code(), Some("ERR"), "{unknown}");
+    assert!(
+        unknown
+            .to_string()
+            .contains("unknown command 'FLUSHALL', with args beginning with: 'ASYNC'"),
+        "{unknown}"
+    );
+    let pong: String = redis::cmd("PING").query(&mut con).unwrap();
+    assert_eq!(pong, "PONG", "the connection survives an unknown command");
+
+    // The exact bytes redis-benchmark parses, on a raw socket.
+    let mut raw = Raw::connect(&server);
+    raw.send(&multibulk(&[b"CONFIG", b"GET", b"save"]));
+    raw.expect(b"*2\r\n$4\r\nsave\r\n$0\r\n\r\n");
+    raw.send(b"CONFIG GET appendonly\r\n");
+    raw.expect(b"*2\r\n$10\r\nappendonly\r\n$2\r\nno\r\n");
+    raw.send(b"COMMAND DOCS\r\nHELLO 3\r\nNOSUCH\r\nPING\r\n");
+    raw.expect(b"*0\r\n-NOPROTO this server speaks RESP2 only\r\n");
+    raw.expect(b"-ERR unknown command 'NOSUCH', with args beginning with:\r\n+PONG\r\n");
+
+    // Names are cut at 128 bytes in errors, as Redis cuts them, rather
+    // than echoed whole.
+    let long = vec![b'X'; 100_000];
+    for command in [&[&long[..]][..], &[b"CLIENT", &long], &[b"COMMAND", &long]] {
+        raw.send(&multibulk(command));
+        match raw.reply() {
+            Resp::Error(text) => {
+                assert!(text.len() < 300, "a {}-byte error", text.len());
+                assert!(text.to_uppercase().contains(&"X".repeat(128)), "{text}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    raw.send(b"SUBSCRIBE c\r\n");
+    raw.expect(&confirmation("subscribe", "c", 1));
+    raw.send(&multibulk(&[&long]));
+    match raw.reply() {
+        Resp::Error(text) => assert!(text.len() < 300, "a {}-byte error", text.len()),
+        other => panic!("{other:?}"),
+    }
+
+    drop(con);
+    drop(raw);
+    stop(server);
+}
+
+/// Subscribers on three cores each receive all of 10,000 messages from a
+/// publisher on a fourth, in publish order, and every PUBLISH counts all
+/// three.
+#[test]
+fn messages_reach_subscribers_on_every_core_in_publish_order() {
+    const MESSAGES: usize = 10_000;
+    const BATCH: usize = 100;
+    let _serial = serial();
+    let server = start(config(4));
+
+    let mut subscribers = Vec::new();
+    for core in 0..3 {
+        let mut con = client(&server);
+        assert_eq!(core_of(&mut con), core);
+        subscribers.push(con);
+    }
+    let mut publisher = client(&server);
+    assert_eq!(core_of(&mut publisher), 3);
+
+    let (ready, confirmed) = mpsc::channel();
+    let readers: Vec<_> = subscribers
+        .into_iter()
+        .map(|con| {
+            let ready = ready.clone();
+            thread::spawn(move || collect(con, "orders", MESSAGES, ready))
+        })
+        .collect();
+    for _ in 0..readers.len() {
+        confirmed
+            .recv_timeout(TIMEOUT)
+            .expect("subscription confirmed");
+    }
+
+    for first in (0..MESSAGES).step_by(BATCH) {
+        let mut pipe = redis::pipe();
+        for index in first..first + BATCH {
+            pipe.cmd("PUBLISH").arg("orders").arg(numbered("", index));
+        }
+        let receivers: Vec<i64> = pipe.query(&mut publisher).expect("publish");
+        assert!(
+            receivers.iter().all(|&n| n == 3),
+            "PUBLISH {first}..: {receivers:?}"
+        );
+    }
+
+    let expected: Vec<Vec<u8>> = (0..MESSAGES).map(|index| numbered("", index)).collect();
+    for (core, reader) in readers.into_iter().enumerate() {
+        let received = reader.join().expect("subscriber received everything");
+        assert!(
+            received == expected,
+            "core {core}: messages lost or reordered"
+        );
+    }
+    drop(publisher);
+    stop(server);
+}
+
+/// Two publishers on different cores, one channel: every subscriber sees
+/// each publisher's messages in that publisher's order, and all of them.
+#[test]
+fn each_publishers_order_is_kept_at_every_subscriber() {
+    const EACH: usize = 3_000;
+    let _serial = serial();
+    let server = start(config(3));
+
+    let mut cons: Vec<redis::Connection> = (0..4).map(|_| client(&server)).collect();
+    let cores: Vec<usize> = cons.iter_mut().map(core_of).collect();
+    assert_eq!(cores, [0, 1, 2, 0]);
+    let publishers = cons.split_off(2);
+
+    let (ready, confirmed) = mpsc::channel();
+    let readers: Vec<_> = cons
+        .into_iter()
+        .map(|con| {
+            let ready = ready.clone();
+            thread::spawn(move || collect(con, "ticks", 2 * EACH, ready))
+        })
+        .collect();
+    for _ in 0..readers.len() {
+        confirmed
+            .recv_timeout(TIMEOUT)
+            .expect("subscription confirmed");
+    }
+
+    let writers: Vec<_> = publishers
+        .into_iter()
+        .zip(["A", "B"])
+        .map(|(mut con, name)| {
+            thread::spawn(move || {
+                for first in (0..EACH).step_by(50) {
+                    let mut pipe = redis::pipe();
+                    for index in first..first + 50 {
+                        pipe.cmd("PUBLISH").arg("ticks").arg(numbered(name, index));
+                    }
+                    let receivers: Vec<i64> = pipe.query(&mut con).expect("publish");
+                    assert!(receivers.iter().all(|&n| n == 2), "{receivers:?}");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().expect("publisher finished");
+    }
+
+    for reader in readers {
+        let received = reader.join().expect("subscriber received everything");
+        for name in ["A", "B"] {
+            let mine: Vec<&Vec<u8>> = received
+                .iter()
+                .filter(|payload| payload.starts_with(name.as_bytes()))
+                .collect();
+            let expected: Vec<Vec<u8>> = (0..EACH).map(|index| numbered(name, index)).collect();
+            assert_eq!(mine.len(), EACH, "publisher {name}: count");
+            assert!(
+                mine.into_iter().eq(expected.iter()),
+                "publisher {name}: order broken"
+            );
+        }
+    }
+    stop(server);
+}
+
+/// PSUBSCRIBE patterns match as Redis globs, for a subscriber on the
+/// publisher's core and one on another; the subscribed mode allows only
+/// what RESP2 allows; PUNSUBSCRIBE and UNSUBSCRIBE stop delivery.
+#[test]
+fn pattern_subscriptions_and_subscribed_mode() {
+    let _serial = serial();
+    let server = start(config(2));
+    let mut local = Raw::connect(&server);
+    let mut remote = Raw::connect(&server);
+    let mut publisher = client(&server);
+    assert_eq!((local.core(), remote.core()), (0, 1));
+    assert_eq!(core_of(&mut publisher), 0, "the publisher shares core 0");
+    let mut subs = [local, remote];
+    let publish = |con: &mut redis::Connection, channel: &str, payload: &str| -> i64 {
+        redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query(con)
+            .unwrap()
+    };
+
+    let patterns = ["news.*", "h?llo", "[ab]c"];
+    for sub in &mut subs {
+        sub.send(b"PSUBSCRIBE news.* h?llo [ab]c\r\n");
+        for (count, pattern) in patterns.iter().enumerate() {
+            sub.expect(&confirmation("psubscribe", pattern, count + 1));
+        }
+    }
+
+    let deliveries = [
+        ("news.sport", "goal", Some("news.*")),
+        ("news", "no dot", None),
+        ("hello", "h1", Some("h?llo")),
+        ("hallo", "h2", Some("h?llo")),
+        ("hllo", "too short", None),
+        ("ac", "c1", Some("[ab]c")),
+        ("bc", "c2", Some("[ab]c")),
+        ("cc", "outside the class", None),
+    ];
+    for (channel, payload, pattern) in deliveries {
+        let expected = if pattern.is_some() { 2 } else { 0 };
+        assert_eq!(
+            publish(&mut publisher, channel, payload),
+            expected,
+            "{channel}"
+        );
+    }
+    for sub in &mut subs {
+        for (channel, payload, pattern) in deliveries {
+            if let Some(pattern) = pattern {
+                let parts: [&[u8]; 4] = [
+                    b"pmessage",
+                    pattern.as_bytes(),
+                    channel.as_bytes(),
+                    payload.as_bytes(),
+                ];
+                sub.expect(&multibulk(&parts));
+            }
+        }
+        sub.quiet();
+
+        // Subscribed mode: RESP2 allows (un)subscribing, PING, QUIT, RESET.
+        sub.send(b"ECHO hi\r\n");
+        sub.expect(subscribed_mode_error("echo").as_bytes());
+        sub.send(b"PING\r\nPING hey\r\n");
+        sub.expect(b"*2\r\n$4\r\npong\r\n$0\r\n\r\n*2\r\n$4\r\npong\r\n$3\r\nhey\r\n");
+    }
+
+    for sub in &mut subs {
+        sub.send(b"PUNSUBSCRIBE h?llo\r\n");
+        sub.expect(&confirmation("punsubscribe", "h?llo", 2));
+    }
+    assert_eq!(publish(&mut publisher, "hello", "gone"), 0);
+    assert_eq!(publish(&mut publisher, "ac", "still here"), 2);
+    for sub in &mut subs {
+        sub.expect(&multibulk(&[b"pmessage", b"[ab]c", b"ac", b"still here"]));
+    }
+
+    // UNSUBSCRIBE without names drops every channel (in any order), not
+    // the patterns.
+    for sub in &mut subs {
+        sub.send(b"SUBSCRIBE plain1 plain2\r\n");
+        sub.expect(&confirmation("subscribe", "plain1", 3));
+        sub.expect(&confirmation("subscribe", "plain2", 4));
+    }
+    assert_eq!(publish(&mut publisher, "plain1", "p"), 2);
+    for sub in &mut subs {
+        sub.expect(&multibulk(&[b"message", b"plain1", b"p"]));
+        sub.send(b"UNSUBSCRIBE\r\n");
+        let replies = [sub.reply(), sub.reply()];
+        let order = |first: &str, second: &str| {
+            let reply = |name: &str, count| {
+                Resp::Array(Some(vec![
+                    Resp::Bulk(Some(b"unsubscribe".to_vec())),
+                    Resp::Bulk(Some(name.as_bytes().to_vec())),
+                    Resp::Integer(count),
+                ]))
+            };
+            [reply(first, 3), reply(second, 2)]
+        };
+        assert!(
+            replies == order("plain1", "plain2") || replies == order("plain2", "plain1"),
+            "{replies:?}"
+        );
+    }
+    assert_eq!(publish(&mut publisher, "plain2", "p"), 0);
+    assert_eq!(publish(&mut publisher, "news.x", "n"), 2);
+    for sub in &mut subs {
+        sub.expect(&multibulk(&[b"pmessage", b"news.*", b"news.x", b"n"]));
+        sub.send(b"PUNSUBSCRIBE\r\n");
+        let counts: Vec<Resp> = (0..2)
+            .map(|_| match sub.reply() {
+                Resp::Array(Some(mut parts)) => parts.pop().unwrap(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(counts, [Resp::Integer(1), Resp::Integer(0)]);
+
+        // Out of subscribed mode: any command again.
+        sub.send(b"ECHO hi\r\nPING\r\nUNSUBSCRIBE\r\n");
+        sub.expect(b"$2\r\nhi\r\n+PONG\r\n");
+        sub.expect(b"*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n");
+    }
+    assert_eq!(publish(&mut publisher, "news.y", "n"), 0);
+    for sub in &mut subs {
+        sub.quiet();
+    }
+    stop(server);
+}
+
+/// Once UNSUBSCRIBE or RESET is confirmed, no core counts the old
+/// subscription in a PUBLISH reply. Repeated, with the subscriber on
+/// another core than the publisher's, where a late announcement shows.
+#[test]
+fn publish_counts_follow_confirmed_unsubscribes() {
+    let _serial = serial();
+    // Parked cores widen the window: the publisher's core wakes for the
+    // announcement no sooner than the client has read the confirmation.
+    let mut config = config(2);
+    config.idle = IdleStrategy::Park;
+    let server = start(config);
+    let mut publisher = client(&server);
+    let mut sub = Raw::connect(&server);
+    assert_eq!((core_of(&mut publisher), sub.core()), (0, 1));
+    for round in 0..200 {
+        sub.send(b"SUBSCRIBE flip\r\n");
+        sub.expect(&confirmation("subscribe", "flip", 1));
+        let n: i64 = redis::cmd("PUBLISH")
+            .arg("flip")
+            .arg("x")
+            .query(&mut publisher)
+            .unwrap();
+        assert_eq!(n, 1, "round {round}: after SUBSCRIBE");
+        sub.expect(&multibulk(&[b"message", b"flip", b"x"]));
+        // RESET drops subscriptions too, and is confirmed the same way.
+        if round % 2 == 0 {
+            sub.send(b"UNSUBSCRIBE flip\r\n");
+            sub.expect(&confirmation("unsubscribe", "flip", 0));
+        } else {
+            sub.send(b"RESET\r\n");
+            sub.expect(b"+RESET\r\n");
+        }
+        let n: i64 = redis::cmd("PUBLISH")
+            .arg("flip")
+            .arg("y")
+            .query(&mut publisher)
+            .unwrap();
+        assert_eq!(n, 0, "round {round}: after UNSUBSCRIBE");
+    }
+    sub.quiet();
+    stop(server);
+}
+
+/// The request stream of the pipelining tests, with the replies it must
+/// get: multibulk and inline commands mixed, blank lines and empty arrays
+/// (skipped by Redis) in between.
+fn pipeline(commands: usize) -> (Vec<u8>, Vec<u8>) {
+    let mut requests = Vec::new();
+    let mut replies = Vec::new();
+    for index in 0..commands {
+        match index % 6 {
+            0 => {
+                requests.extend_from_slice(b"PING\r\n");
+                replies.extend_from_slice(b"+PONG\r\n");
+            }
+            1 => {
+                requests.extend_from_slice(b"*2\r\n$4\r\nECHO\r\n$3\r\nabc\r\n");
+                replies.extend_from_slice(b"$3\r\nabc\r\n");
+            }
+            2 => {
+                let word = format!("w{index}");
+                requests.extend_from_slice(format!("echo {word}\n").as_bytes());
+                replies.extend_from_slice(&bulk(word.as_bytes()));
+            }
+            3 => {
+                let payload = numbered("", index);
+                requests.extend_from_slice(&multibulk(&[b"PING", &payload]));
+                replies.extend_from_slice(&bulk(&payload));
+            }
+            4 => {
+                requests.extend_from_slice(b"\r\n*0\r\nECHO \"a b\\x41\"\r\n");
+                replies.extend_from_slice(b"$4\r\na bA\r\n");
+            }
+            _ => {
+                requests.extend_from_slice(&multibulk(&[b"PUBLISH", b"nobody", b"x"]));
+                replies.extend_from_slice(b":0\r\n");
+            }
+        }
+    }
+    (requests, replies)
+}
+
+/// Thousands of commands in one write come back as their replies, in
+/// order, byte for byte.
+#[test]
+fn pipelined_commands_reply_in_order() {
+    let _serial = serial();
+    let server = start(config(2));
+    let (requests, replies) = pipeline(20_000);
+    for _ in 0..2 {
+        // One connection per core.
+        let mut raw = Raw::connect(&server);
+        let mut writer = raw.stream.try_clone().unwrap();
+        let requests = requests.clone();
+        // Written from another thread: the replies must be read meanwhile
+        // or both sides' socket buffers could fill.
+        let sending = thread::spawn(move || writer.write_all(&requests));
+        raw.expect(&replies);
+        sending.join().unwrap().expect("requests written");
+        raw.quiet();
+    }
+    stop(server);
+}
+
+/// A pipeline that arrives in pieces, split at every byte boundary or one
+/// byte at a time, gets the same replies as in one piece.
+#[test]
+fn pipelines_split_anywhere_get_the_same_replies() {
+    let _serial = serial();
+    let server = start(config(2));
+    let (requests, replies) = pipeline(6);
+    let mut raw = Raw::connect(&server);
+
+    for split in 1..requests.len() {
+        raw.send(&requests[..split]);
+        thread::sleep(Duration::from_micros(300));
+        raw.send(&requests[split..]);
+        raw.expect(&replies);
+    }
+
+    for &byte in &requests {
+        raw.send(&[byte]);
+        thread::sleep(Duration::from_micros(200));
+    }
+    raw.expect(&replies);
+    raw.quiet();
+    stop(server);
+}
+
+/// Malformed requests get Redis's protocol error and a closed connection;
+/// the lengths they claim are never allocated; other clients carry on.
+#[test]
+fn malformed_input_gets_an_error_and_a_closed_connection() {
+    let _serial = serial();
+    let mut config = config(2);
+    config.max_query_buffer = 1 << 20;
+    let server = start(config);
+    let mut bystander = client(&server);
+    let before = rss_bytes();
+
+    let mut garbage: Vec<u8> = (0..70_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    garbage.retain(|&b| b != b'\n');
+    let long_count = [&b"*"[..], &[b'1'; 70_000]].concat();
+    let cases: [(&str, Vec<u8>, &str); 10] = [
+        (
+            "not a count",
+            b"*abc\r\n".to_vec(),
+            "invalid multibulk length",
+        ),
+        (
+            "negative bulk",
+            b"*1\r\n$-5\r\n".to_vec(),
+            "invalid bulk length",
+        ),
+        (
+            "2 GB bulk",
+            b"*1\r\n$2000000000\r\n".to_vec(),
+            "invalid bulk length",
+        ),
+        (
+            "100M arguments",
+            b"*100000000\r\n".to_vec(),
+            "invalid multibulk length",
+        ),
+        (
+            "binary argument",
+            b"*2\r\n\xff\xfe\x00junk\r\n".to_vec(),
+            "expected '$', got '\\xff'",
+        ),
+        ("binary line", garbage, "too big inline request"),
+        ("endless count", long_count, "too big mbulk count string"),
+        (
+            "bulk overrun",
+            b"*1\r\n$3\r\nabcdef\r\n".to_vec(),
+            "bulk string not followed by CRLF",
+        ),
+        (
+            "open quote",
+            b"ECHO \"abc\r\n".to_vec(),
+            "unbalanced quotes in request",
+        ),
+        (
+            "count then junk",
+            b"*1\r\nPING\r\n".to_vec(),
+            "expected '$', got 'P'",
+        ),
+    ];
+    for (case, bytes, reason) in cases {
+        let mut raw = Raw::connect(&server);
+        // The server may close before it has read everything: a failed
+        // write is expected then.
+        let _ = raw.stream.write_all(&bytes);
+        let (reply, ending) = raw.until_closed();
+        let expected = format!("-ERR Protocol error: {reason}\r\n");
+        assert_eq!(
+            String::from_utf8_lossy(&reply),
+            expected,
+            "{case}: reply (connection ended by {ending:?})"
+        );
+    }
+
+    // Lengths within the limits, claimed and never sent: nothing is set
+    // aside for them (100 clients claiming 8 MB each would be 800 MB).
+    let claims: Vec<Raw> = (0..100)
+        .map(|_| {
+            let mut raw = Raw::connect(&server);
+            raw.send(b"*3\r\n$7\r\nPUBLISH\r\n$1\r\nc\r\n$8000000\r\nabc");
+            raw
+        })
+        .collect();
+    eventually(TIMEOUT, "the claims to be read", || {
+        let mut raw = Raw::connect(&server);
+        match raw.command("INFO clients") {
+            Resp::Bulk(Some(info)) => {
+                info_field(&String::from_utf8_lossy(&info), "connected_clients") >= 102
+            }
+            other => panic!("INFO replied {other:?}"),
+        }
+    });
+    thread::sleep(Duration::from_millis(50));
+    let claimed = rss_bytes().saturating_sub(before);
+    assert!(claimed < 64 << 20, "memory grew by {claimed} bytes");
+    drop(claims);
+
+    // A command that never ends is cut off at the query buffer limit.
+    let mut raw = Raw::connect(&server);
+    let mut writer = raw.stream.try_clone().unwrap();
+    let sending = thread::spawn(move || {
+        let _ = writer.write_all(b"*3\r\n$7\r\nPUBLISH\r\n$1\r\nc\r\n$8000000\r\n");
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..64 {
+            if writer.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let (reply, _) = raw.until_closed();
+    assert_eq!(reply, b"-ERR query buffer limit reached\r\n");
+    sending.join().unwrap();
+
+    let pong: String = redis::cmd("PING").query(&mut bystander).unwrap();
+    assert_eq!(pong, "PONG");
+    let mut fresh = Raw::connect(&server);
+    fresh.send(b"PING\r\n");
+    fresh.expect(b"+PONG\r\n");
+
+    let grown = rss_bytes().saturating_sub(before);
+    assert!(grown < 64 << 20, "memory grew by {grown} bytes");
+    drop(bystander);
+    stop(server);
+}
+
+/// C15: a subscriber that never reads is disconnected at the output limit,
+/// while a subscriber that reads, on another core, gets every message in
+/// order, other clients keep being served, and memory stays bounded.
+#[test]
+fn silent_subscriber_is_disconnected_and_others_are_unaffected() {
+    const PAYLOAD: usize = 64 * 1024;
+    const MESSAGES: usize = 800; // 50 MiB
+    /// Messages the reading subscriber may lag behind: it keeps up, by far
+    /// less than the output limit.
+    const WINDOW: usize = 4;
+    let _serial = serial();
+    let mut config = config(3);
+    config.output_limit = 1 << 20;
+    let server = start(config);
+
+    let mut silent = Raw::connect(&server);
+    let mut reader = Raw::connect(&server);
+    let mut publisher = client(&server);
+    let mut bystander = client(&server);
+    assert_eq!((silent.core(), reader.core()), (0, 1));
+    assert_eq!((core_of(&mut publisher), core_of(&mut bystander)), (2, 0));
+    for sub in [&mut silent, &mut reader] {
+        sub.send(b"SUBSCRIBE feed\r\n");
+        sub.expect(&confirmation("subscribe", "feed", 1));
+    }
+
+    let payload = |index: usize| {
+        let mut bytes = vec![b'a' + (index % 26) as u8; PAYLOAD];
+        bytes[..8].copy_from_slice(&(index as u64).to_le_bytes());
+        bytes
+    };
+    let frame = move |index: usize| multibulk(&[b"message", b"feed", &payload(index)]);
+
+    let received = Arc::new(AtomicUsize::new(0));
+    let reading = {
+        let received = Arc::clone(&received);
+        thread::spawn(move || {
+            for index in 0..MESSAGES {
+                reader.expect(&frame(index));
+                received.store(index + 1, Ordering::Release);
+            }
+            reader.quiet();
+        })
+    };
+
+    let before = rss_bytes();
+    let mut peak = before;
+    let mut counts = Vec::with_capacity(MESSAGES);
+    for index in 0..MESSAGES {
+        eventually(TIMEOUT, "the reader to keep up", || {
+            received.load(Ordering::Acquire) + WINDOW > index || reading.is_finished()
+        });
+        let n: i64 = redis::cmd("PUBLISH")
+            .arg("feed")
+            .arg(payload(index))
+            .query(&mut publisher)
+            .expect("publish");
+        counts.push(n);
+        if index % 50 == 0 {
+            let started = Instant::now();
+            let pong: String = redis::cmd("PING").query(&mut bystander).unwrap();
+            assert_eq!(pong, "PONG");
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "PING took {:?}",
+                started.elapsed()
+            );
+            peak = peak.max(rss_bytes());
+        }
+    }
+    reading
+        .join()
+        .expect("the reading subscriber got every message in order");
+
+    // The silent subscriber was counted while it lasted, then dropped.
+    assert_eq!(counts[0], 2);
+    assert_eq!(*counts.last().unwrap(), 1, "the silent subscriber is gone");
+    assert!(counts.windows(2).all(|w| w[0] >= w[1]), "{counts:?}");
+    let (got, _) = silent.until_closed();
+    let sent_to_silent = counts.iter().filter(|&&n| n == 2).count();
+    assert!(
+        got.len() < sent_to_silent * (PAYLOAD + 40),
+        "the silent subscriber got more than was published while it was counted"
+    );
+    let stream: Vec<u8> = (0..got.len() / PAYLOAD + 1).flat_map(frame).collect();
+    assert!(
+        got[..] == stream[..got.len()],
+        "what the silent subscriber got is not a prefix of the messages"
+    );
+
+    let pong: String = redis::cmd("PING").query(&mut bystander).unwrap();
+    assert_eq!(pong, "PONG");
+    let grown = peak.saturating_sub(before);
+    eprintln!(
+        "silent subscriber: got {} KiB before the cut; memory grew by {} KiB",
+        got.len() >> 10,
+        grown >> 10
+    );
+    assert!(
+        grown < 16 << 20,
+        "memory grew by {grown} bytes publishing 50 MiB"
+    );
+    drop((publisher, bystander));
+    stop(server);
+}
+
+/// A subscriber that reads, but always a little behind, keeps some output
+/// pending on every turn: the server's buffer for it must hold what is
+/// pending, not everything ever sent to it.
+#[test]
+fn lagging_subscriber_output_memory_stays_bounded() {
+    const PAYLOAD: usize = 64 * 1024;
+    const MESSAGES: usize = 2048; // 128 MiB
+    /// The reader's lag, in messages (12 MiB): more than the kernel buffers
+    /// between server and reader, so the server always has output pending,
+    /// and less than the output limit, so the reader is never cut off.
+    const LAG: usize = 192;
+    let _serial = serial();
+    let server = start(config(2));
+    let mut publisher = client(&server);
+    let mut reader = Raw::connect(&server);
+    assert_eq!((core_of(&mut publisher), reader.core()), (0, 1));
+    // A small receive buffer, fixed so that the kernel cannot grow it.
+    set_socket_option(&reader.stream, libc::SO_RCVBUF, 64 * 1024 as libc::c_int);
+    reader.send(b"SUBSCRIBE slow\r\n");
+    reader.expect(&confirmation("subscribe", "slow", 1));
+
+    let payload = |index: usize| {
+        let mut bytes = vec![b'k' + (index % 7) as u8; PAYLOAD];
+        bytes[..8].copy_from_slice(&(index as u64).to_le_bytes());
+        bytes
+    };
+    let received = Arc::new(AtomicUsize::new(0));
+    let reading = {
+        let received = Arc::clone(&received);
+        thread::spawn(move || {
+            for index in 0..MESSAGES {
+                reader.expect(&multibulk(&[b"message", b"slow", &payload(index)]));
+                received.store(index + 1, Ordering::Release);
+                if index % 4 == 3 {
+                    // Slower than the publisher, so the lag stays.
+                    thread::sleep(Duration::from_millis(1));
+                }
+            }
+        })
+    };
+
+    let before = rss_bytes();
+    let mut peak = before;
+    for index in 0..MESSAGES {
+        eventually(TIMEOUT, "the reader to catch up", || {
+            received.load(Ordering::Acquire) + LAG > index || reading.is_finished()
+        });
+        let n: i64 = redis::cmd("PUBLISH")
+            .arg("slow")
+            .arg(payload(index))
+            .query(&mut publisher)
+            .expect("publish");
+        assert_eq!(n, 1, "message {index}: the reader was cut off");
+        if index % 32 == 0 {
+            peak = peak.max(rss_bytes());
+        }
+    }
+    reading
+        .join()
+        .expect("the reader got every message in order");
+
+    let grown = peak.saturating_sub(before);
+    eprintln!("lagging subscriber: memory grew by {} KiB", grown >> 10);
+    assert!(
+        grown < 48 << 20,
+        "memory grew by {grown} bytes sending 128 MiB with a 12 MiB lag"
+    );
+    drop(publisher);
+    stop(server);
+}
+
+/// Checks that the server's cores, with nothing to do, wait rather than
+/// spin: under [`IdleStrategy::Park`] an idle core turns only on events.
+fn assert_idle(server: &Server) {
+    let runtime = server.runtime();
+    let turns = || -> u64 {
+        let snapshot = runtime.fresh_metrics(Duration::from_secs(1));
+        snapshot.cores.iter().map(|core| core.counters.turns).sum()
+    };
+    let before = turns();
+    thread::sleep(Duration::from_millis(300));
+    let spun = turns() - before;
+    assert!(
+        spun < 1_000,
+        "{spun} loop turns in 300 ms with nothing to do"
+    );
+}
+
+/// A client that has sent part of a command is waited for, not polled.
+#[test]
+fn client_with_a_partial_command_does_not_keep_its_core_busy() {
+    let _serial = serial();
+    let mut config = config(2);
+    config.idle = IdleStrategy::Park;
+    let server = start(config);
+    let mut clients = [Raw::connect(&server), Raw::connect(&server)];
+    for raw in &mut clients {
+        raw.send(b"*3\r\n$7\r\nPUBLISH\r\n$1\r\nc\r\n$5\r\nhel");
+    }
+    assert_idle(&server);
+    for raw in &mut clients {
+        raw.send(b"lo\r\n");
+        raw.expect(b":0\r\n");
+    }
+    stop(server);
+}
+
+/// A client that sends commands and never reads the replies is not read
+/// from once they pile up, and its core then waits instead of spinning;
+/// once the client reads, every command it sent is answered.
+#[test]
+fn client_that_does_not_read_replies_is_paused_without_spinning() {
+    let _serial = serial();
+    let mut config = config(2);
+    config.idle = IdleStrategy::Park;
+    let server = start(config);
+    let mut stuck = Raw::connect(&server);
+    let mut writer = stuck.stream.try_clone().unwrap();
+
+    // Write until the server stops reading (a write blocks for 200 ms).
+    writer
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let chunk = b"PING\r\n".repeat(10_000);
+    let mut sent = 0usize;
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the server never stopped reading"
+        );
+        match writer.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                break
+            }
+            Err(error) => panic!("write: {error}"),
+        }
+    }
+
+    assert_idle(&server);
+
+    // Complete the last command, then read every reply.
+    let cut = sent % 6;
+    if cut > 0 {
+        writer.set_write_timeout(Some(TIMEOUT)).unwrap();
+        let mut rest = b"PING\r\n"[cut..].to_vec();
+        let finishing = thread::spawn(move || writer.write_all(&rest.split_off(0)));
+        stuck.expect(&b"+PONG\r\n".repeat(sent / 6 + 1));
+        finishing.join().unwrap().expect("write the rest");
+    } else {
+        stuck.expect(&b"+PONG\r\n".repeat(sent / 6));
+    }
+    stuck.send(b"PING\r\n");
+    stuck.expect(b"+PONG\r\n");
+    stuck.quiet();
+    stop(server);
+}
+
+/// Forwards that find the lane to another core full wait in order, the
+/// publisher is throttled while they are over the backlog limit, and all of
+/// them arrive, whether or not the publishing core parks meanwhile.
+#[test]
+fn full_lanes_delay_forwards_without_losing_or_reordering_them() {
+    const MESSAGES: usize = 5_000;
+    let _serial = serial();
+    for idle in [IdleStrategy::default(), IdleStrategy::Park] {
+        let mut config = config(2);
+        config.idle = idle;
+        config.lane_capacity = 4 * 1024;
+        config.backlog_limit = 16 * 1024;
+        let server = start(config);
+        let mut publisher = Raw::connect(&server);
+        let mut sub = Raw::connect(&server);
+        assert_eq!((publisher.core(), sub.core()), (0, 1));
+        sub.send(b"SUBSCRIBE lane\r\n");
+        sub.expect(&confirmation("subscribe", "lane", 1));
+
+        let payload = |index: usize| {
+            let mut bytes = numbered("", index);
+            bytes.resize(1000, b'.');
+            bytes
+        };
+        let requests: Vec<u8> = (0..MESSAGES)
+            .flat_map(|index| multibulk(&[b"PUBLISH", b"lane", &payload(index)]))
+            .collect();
+        let mut writer = publisher.stream.try_clone().unwrap();
+        let sending = thread::spawn(move || writer.write_all(&requests));
+        let replies = thread::spawn(move || publisher.expect(&b":1\r\n".repeat(MESSAGES)));
+        for index in 0..MESSAGES {
+            sub.expect(&multibulk(&[b"message", b"lane", &payload(index)]));
+        }
+        sending.join().unwrap().expect("requests written");
+        replies.join().expect("every PUBLISH answered");
+        sub.quiet();
+        stop(server);
+    }
+}
+
+/// QUIT is answered, then the connection closes.
+#[test]
+fn quit_replies_ok_and_closes() {
+    let _serial = serial();
+    let server = start(config(2));
+    let mut raw = Raw::connect(&server);
+    raw.send(b"PING\r\nQUIT\r\n");
+    let (got, ending) = raw.until_closed();
+    assert_eq!(got, b"+PONG\r\n+OK\r\n");
+    assert_eq!(ending, Ending::Eof);
+
+    // Commands after QUIT in the same write are not executed.
+    let mut raw = Raw::connect(&server);
+    raw.send(b"QUIT\r\nPING\r\n");
+    let (got, _) = raw.until_closed();
+    assert_eq!(got, b"+OK\r\n");
+    stop(server);
+}
+
+/// A PUBLISH larger than a lane can carry is refused before any core
+/// delivers it; the largest that fits reaches every core; the connection
+/// stays usable.
+#[test]
+fn oversized_publish_is_refused_everywhere() {
+    let _serial = serial();
+    let mut config = config(2);
+    config.lane_capacity = 64 * 1024;
+    let server = start(config);
+    let mut local = Raw::connect(&server);
+    let mut remote = Raw::connect(&server);
+    let mut publisher = Raw::connect(&server);
+    assert_eq!((local.core(), remote.core(), publisher.core()), (0, 1, 0));
+    for sub in [&mut local, &mut remote] {
+        sub.send(b"SUBSCRIBE big\r\n");
+        sub.expect(&confirmation("subscribe", "big", 1));
+    }
+
+    let payload = vec![b'z'; 40 * 1024];
+    publisher.send(&multibulk(&[b"PUBLISH", b"big", &payload]));
+    let carried = match publisher.reply() {
+        Resp::Error(text) => {
+            assert!(text.starts_with("ERR message too large"), "{text}");
+            // "... a lane carries at most N (raise ...)"
+            let tail = text.split("at most ").nth(1).expect("names the limit");
+            tail.split(' ').next().unwrap().parse::<usize>().unwrap()
+        }
+        other => panic!("expected an error, got {other:?}"),
+    };
+    publisher.send(b"PING\r\n");
+    publisher.expect(b"+PONG\r\n");
+
+    // Around the limit: refused everywhere or delivered everywhere.
+    for len in carried - 3 - 4..=carried - 3 + 4 {
+        let payload = vec![b'y'; len];
+        publisher.send(&multibulk(&[b"PUBLISH", b"big", &payload]));
+        if 3 + len <= carried {
+            publisher.expect(b":2\r\n");
+            for sub in [&mut local, &mut remote] {
+                sub.expect(&multibulk(&[b"message", b"big", &payload]));
+            }
+        } else {
+            assert!(
+                matches!(publisher.reply(), Resp::Error(_)),
+                "{len} bytes accepted"
+            );
+        }
+    }
+    publisher.send(b"PUBLISH big after\r\n");
+    publisher.expect(b":2\r\n");
+    for sub in [&mut local, &mut remote] {
+        sub.expect(&multibulk(&[b"message", b"big", b"after"]));
+        sub.quiet();
+    }
+    stop(server);
+}
+
+/// Clients that vanish mid-command, with replies unread, or right after
+/// connecting leave nothing behind: the server keeps serving, their
+/// subscriptions are forgotten and the client count returns to zero.
+#[test]
+fn vanished_clients_leave_nothing_behind() {
+    let _serial = serial();
+    let server = start(config(2));
+
+    let connected = || {
+        let mut raw = Raw::connect(&server);
+        match raw.command("INFO clients") {
+            // Less the connection that asks.
+            Resp::Bulk(Some(info)) => {
+                info_field(&String::from_utf8_lossy(&info), "connected_clients") - 1
+            }
+            other => panic!("INFO replied {other:?}"),
+        }
+    };
+
+    // Mid-command: a multibulk cut inside an argument.
+    let mut raw = Raw::connect(&server);
+    raw.send(b"*3\r\n$7\r\nPUBLISH\r\n$2\r\nch\r\n$10\r\nhal");
+    drop(raw);
+    // Thousands of replies left unread.
+    let mut raw = Raw::connect(&server);
+    raw.send(&b"PING\r\n".repeat(20_000));
+    drop(raw);
+    // Subscribers that go away without unsubscribing, on both cores.
+    let mut publisher = client(&server);
+    for _ in 0..2 {
+        let mut sub = Raw::connect(&server);
+        sub.send(b"SUBSCRIBE ghost\r\n");
+        sub.expect(&confirmation("subscribe", "ghost", 1));
+    }
+    // Many short-lived connections, some reset rather than closed.
+    for index in 0..200 {
+        let mut raw = Raw::connect(&server);
+        if index % 2 == 0 {
+            raw.send(b"PING\r\n");
+            raw.expect(b"+PONG\r\n");
+        } else {
+            // Closed with SO_LINGER 0: the server sees a reset.
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            set_socket_option(&raw.stream, libc::SO_LINGER, linger);
+            raw.send(b"PING\r\n");
+        }
+        if index % 3 == 0 {
+            raw.stream.shutdown(Shutdown::Write).unwrap();
+        }
+    }
+
+    eventually(TIMEOUT, "ghost subscriptions to go", || {
+        let n: i64 = redis::cmd("PUBLISH")
+            .arg("ghost")
+            .arg("boo")
+            .query(&mut publisher)
+            .unwrap();
+        n == 0
+    });
+    drop(publisher);
+    eventually(TIMEOUT, "connected_clients to return to 0", || {
+        connected() == 0
+    });
+    let mut raw = Raw::connect(&server);
+    raw.send(b"PING\r\n");
+    raw.expect(b"+PONG\r\n");
+    drop(raw);
+    stop(server);
+}
