@@ -71,7 +71,7 @@ field() { awk -F, -v s="$1" -v t="$2" -v f="$3" '$1 == s && $2 == t { print $f }
 
 echo
 echo "redis-benchmark -n $requests -c 50 -P 16, medians of $rounds interleaved rounds"
-echo "corelane serve ${serve_flags[*]:-(defaults)} on :$corelane_port, $(redis-server --version | awk '{print $3}') on :$redis_port"
+echo "corelane serve ${serve_flags[*]:-(defaults)} on :$corelane_port, redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') on :$redis_port"
 echo
 printf '| %-10s | %-8s | %12s | %8s | %8s |\n' test server "requests/s" "p50 ms" "p99 ms"
 printf '|%s|%s|%s|%s|%s|\n' ------------ ---------- -------------- ---------- ----------

@@ -353,4 +353,19 @@ fn bad_settings_are_refused_with_a_reason() {
     );
     let error = Runtime::builder().lane_capacity(3000).build().unwrap_err();
     assert!(error.to_string().contains("lane capacity 3000"));
+    let error = Runtime::builder()
+        .lane_capacity(1 << 62)
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("not a power of two from 1024"));
+    // Lanes grow with the square of the core count: refused, not aborted.
+    let error = Runtime::builder().cores(100_000).build().unwrap_err();
+    assert!(error.to_string().contains("100000x100000 lanes"), "{error}");
+    let error = Runtime::builder()
+        .cores(8)
+        .lane_capacity(1 << 20)
+        .max_lane_memory(32 << 20)
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("use fewer cores"), "{error}");
 }

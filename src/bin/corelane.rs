@@ -30,21 +30,23 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:6380")]
+    /// Address to listen on, HOST:PORT (a name such as localhost:6380 is
+    /// resolved; the first address is used).
+    #[arg(long, default_value = "127.0.0.1:6380", value_parser = resolve)]
     bind: SocketAddr,
     /// Number of cores (event loops); default one per CPU.
     #[arg(long)]
     cores: Option<usize>,
-    /// Bytes of frames per lane between two cores (a power of two); the
-    /// largest publishable message is about half of it.
+    /// Bytes of frames per lane between two cores: a power of two from
+    /// 1024 to 1 GiB. The largest publishable message is about half of it;
+    /// all lanes together take cores x cores x this (committed as used).
     #[arg(long, default_value_t = 1 << 20)]
     lane_capacity: usize,
     /// How idle cores wait for work.
     #[arg(long, value_enum, default_value_t = Idle::Backoff)]
     idle: Idle,
     /// Unwritten bytes at which a subscriber that does not read is
-    /// disconnected.
+    /// disconnected; 0 for no limit.
     #[arg(long, default_value_t = 32 << 20)]
     output_limit: usize,
 }
@@ -70,6 +72,16 @@ impl From<Idle> for IdleStrategy {
             Idle::Park => IdleStrategy::Park,
         }
     }
+}
+
+fn resolve(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let mut addrs = text
+        .to_socket_addrs()
+        .map_err(|error| format!("cannot resolve {text:?}: {error}"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("{text:?} resolves to no address"))
 }
 
 fn main() -> ExitCode {

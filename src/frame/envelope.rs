@@ -46,6 +46,27 @@ pub type SizingSerializer<'a> = HighSerializer<AlignedVec<16>, ArenaHandle<'a>, 
 ///     const NAME: &'static str = "Quote";
 /// }
 /// ```
+///
+/// Type id 0 marks padding frames; a message type claiming it is refused
+/// when the program is built:
+///
+/// ```compile_fail
+/// use corelane::frame::Message;
+/// use corelane::lane::frames;
+///
+/// #[derive(rkyv::Archive, rkyv::Serialize)]
+/// struct Wrong(u8);
+///
+/// impl Message for Wrong {
+///     const TYPE_ID: u16 = 0;
+///     const VERSION: u8 = 1;
+///     const NAME: &'static str = "Wrong";
+/// }
+///
+/// let (mut producer, _consumer) = frames::heap_ring(1024);
+/// let mut arena = rkyv::ser::allocator::Arena::new();
+/// producer.write_message(&Wrong(1), 0, &mut arena).unwrap();
+/// ```
 pub trait Message:
     Archive + for<'a> Serialize<InPlaceSerializer<'a>> + for<'a> Serialize<SizingSerializer<'a>>
 {

@@ -49,7 +49,7 @@ use std::sync::Arc;
 
 use rkyv::ser::allocator::Arena;
 
-use super::region::{HeapRegion, Region, REGION_ALIGN};
+use super::region::{HeapRegion, Region, RegionAllocError, REGION_ALIGN};
 use crate::frame::envelope::{self, Message};
 use crate::frame::layout::{
     aligned_len, checksum, read_checksum, read_meta, write_meta, FrameMeta, FLAG_CHECKSUM,
@@ -77,6 +77,8 @@ pub const fn region_len(capacity: usize) -> usize {
 pub enum RingError {
     /// The frame area is not a power of two of at least [`MIN_CAPACITY`].
     BadCapacity(usize),
+    /// The memory for the ring could not be allocated.
+    Alloc(RegionAllocError),
     /// A published frame's length is impossible: the ring is corrupt.
     Corrupt {
         /// Position of the frame.
@@ -93,6 +95,7 @@ impl fmt::Display for RingError {
                 f,
                 "ring capacity {capacity} is not a power of two of at least {MIN_CAPACITY}"
             ),
+            RingError::Alloc(error) => error.fmt(f),
             RingError::Corrupt { position, length } => {
                 write!(f, "corrupt frame at position {position}: length {length}")
             }
@@ -263,8 +266,25 @@ pub fn ring<R: Region>(region: R) -> Result<(FrameProducer<R>, FrameConsumer<R>)
 /// assert_eq!(seen, [b"hello".to_vec()]);
 /// ```
 pub fn heap_ring(capacity: usize) -> (FrameProducer<HeapRegion>, FrameConsumer<HeapRegion>) {
-    let region = HeapRegion::zeroed(region_len(capacity));
-    ring(region).unwrap_or_else(|error| panic!("{error}"))
+    try_heap_ring(capacity).unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// Type of both ends of a heap ring.
+pub type HeapRing = (FrameProducer<HeapRegion>, FrameConsumer<HeapRegion>);
+
+/// As [`heap_ring`], returning an error instead of panicking.
+///
+/// # Errors
+///
+/// [`RingError::BadCapacity`] or [`RingError::Alloc`].
+pub fn try_heap_ring(capacity: usize) -> Result<HeapRing, RingError> {
+    if capacity < MIN_CAPACITY || !capacity.is_power_of_two() {
+        return Err(RingError::BadCapacity(capacity));
+    }
+    let len = capacity
+        .checked_add(TRAILER_LEN)
+        .ok_or(RingError::BadCapacity(capacity))?;
+    ring(HeapRegion::try_zeroed(len).map_err(RingError::Alloc)?)
 }
 
 /// The writing end of a frame ring.
@@ -393,6 +413,12 @@ impl<R: Region> FrameProducer<R> {
         timestamp_ns: u64,
         arena: &mut Arena,
     ) -> Result<(), WriteError> {
+        const {
+            assert!(
+                M::TYPE_ID != PADDING_TYPE,
+                "Message::TYPE_ID 0 is reserved for padding frames"
+            )
+        };
         let sequence = self.sequence;
         if let Some(mut claim) = self.claim_contiguous() {
             if let Some(used) = envelope::encode_into(msg, claim.payload_mut(), arena) {

@@ -18,7 +18,7 @@ pub mod frames;
 pub mod region;
 pub mod typed;
 
-pub use region::{HeapRegion, Region};
+pub use region::{HeapRegion, Region, RegionAllocError};
 
 /// The ring had no room: the value is handed back to the caller, unchanged.
 #[derive(Clone, Copy, PartialEq, Eq)]

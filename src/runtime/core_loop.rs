@@ -267,9 +267,8 @@ impl<H: Handler> CoreLoop<H> {
             Phase::Running => self.shared.stop_requested(),
             Phase::Stopping => self.shared.all_stopping(),
         };
-        let has_work = must_stop
-            || self.inbound.iter().any(FrameConsumer::has_frame)
-            || self.room_appeared();
+        let has_work =
+            must_stop || self.inbound.iter().any(FrameConsumer::has_frame) || self.room_appeared();
         if has_work {
             self.shared.doorbells[self.core].awake();
             return;

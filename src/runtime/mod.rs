@@ -156,7 +156,11 @@ pub struct Builder {
     idle: IdleStrategy,
     pin: bool,
     drain_batch: usize,
+    max_lane_memory: usize,
 }
+
+/// Largest lane a builder accepts (1 GiB).
+const MAX_LANE_CAPACITY: usize = 1 << 30;
 
 impl Default for Builder {
     fn default() -> Self {
@@ -166,6 +170,7 @@ impl Default for Builder {
             idle: IdleStrategy::default(),
             pin: true,
             drain_batch: 64,
+            max_lane_memory: 4 << 30,
         }
     }
 }
@@ -197,6 +202,14 @@ impl Builder {
         self
     }
 
+    /// The most memory all lanes together may take: `cores * cores *
+    /// lane_capacity` (a lane for every ordered pair of cores). Default
+    /// 4 GiB. Lane memory is committed by the OS only as it is used.
+    pub fn max_lane_memory(mut self, bytes: usize) -> Self {
+        self.max_lane_memory = bytes;
+        self
+    }
+
     /// Most frames read from one lane per turn. Default 64.
     pub fn drain_batch(mut self, frames: usize) -> Self {
         self.drain_batch = frames;
@@ -216,11 +229,29 @@ impl Builder {
         if cores == 0 {
             return Err(RuntimeError::Config("at least one core is needed".into()));
         }
-        if !self.lane_capacity.is_power_of_two() || self.lane_capacity < 1024 {
+        if !self.lane_capacity.is_power_of_two()
+            || !(1024..=MAX_LANE_CAPACITY).contains(&self.lane_capacity)
+        {
             return Err(RuntimeError::Config(format!(
-                "lane capacity {} is not a power of two of at least 1024",
+                "lane capacity {} is not a power of two from 1024 to {MAX_LANE_CAPACITY}",
                 self.lane_capacity
             )));
+        }
+        let lane_memory = cores
+            .checked_mul(cores)
+            .and_then(|lanes| lanes.checked_mul(self.lane_capacity));
+        if lane_memory.is_none_or(|bytes| bytes > self.max_lane_memory) {
+            return Err(RuntimeError::Config(format!(
+                "{cores} cores need {cores}x{cores} lanes of {} bytes, more than the {} bytes \
+                 allowed for lanes: use fewer cores or a smaller lane capacity",
+                self.lane_capacity, self.max_lane_memory
+            )));
+        }
+        if cores > placement.cpu_count() {
+            log::warn!(
+                "{cores} cores on {} CPUs: loops will share CPUs and yield instead of spinning",
+                placement.cpu_count()
+            );
         }
         if self.drain_batch == 0 {
             return Err(RuntimeError::Config(
@@ -355,7 +386,7 @@ impl Runtime {
         F: Fn(usize) -> H + Send + Sync + 'static,
     {
         let n = self.cores;
-        let (mut outbound, mut inbound) = lanes(n, self.settings.lane_capacity);
+        let (mut outbound, mut inbound) = lanes(n, self.settings.lane_capacity)?;
         let mut polls = Vec::with_capacity(n);
         let mut doorbells = Vec::with_capacity(n);
         for _ in 0..n {
@@ -426,18 +457,19 @@ type LaneMatrix = (
     Vec<Vec<FrameConsumer<HeapRegion>>>,
 );
 
-fn lanes(cores: usize, capacity: usize) -> LaneMatrix {
+fn lanes(cores: usize, capacity: usize) -> Result<LaneMatrix, RuntimeError> {
     let mut outbound: Vec<Vec<_>> = (0..cores).map(|_| Vec::with_capacity(cores)).collect();
     let mut inbound: Vec<Vec<_>> = (0..cores).map(|_| Vec::with_capacity(cores)).collect();
     for (from, row) in outbound.iter_mut().enumerate() {
         for (to, column) in inbound.iter_mut().enumerate() {
-            let (producer, consumer) = frames::heap_ring(capacity);
+            let (producer, consumer) = frames::try_heap_ring(capacity)
+                .map_err(|error| RuntimeError::Config(format!("lane {from}->{to}: {error}")))?;
             row.push(producer);
             debug_assert_eq!(column.len(), from, "lane {from}->{to} out of order");
             column.push(consumer);
         }
     }
-    (outbound, inbound)
+    Ok((outbound, inbound))
 }
 
 /// A cheap, cloneable handle on a running runtime: stop it, read metrics.

@@ -6,6 +6,8 @@
 //! GET, INFO. Anything else gets `-ERR unknown command`, never a dropped
 //! connection.
 
+use std::sync::atomic::Ordering;
+
 use super::info;
 use super::message::ServerMsg;
 use super::reply;
@@ -70,6 +72,8 @@ impl ServeCore {
         key: usize,
         request: &Request<'_>,
     ) {
+        self.commands += 1;
+        self.stats.commands[self.core].store(self.commands, Ordering::Relaxed);
         let mut upper = [0u8; 16];
         let name = upper_name(request.arg(0), &mut upper);
         let conn = &self.conns[key];

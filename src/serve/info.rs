@@ -3,6 +3,7 @@
 //! Counts of other cores come from what they last published (see
 //! [`crate::metrics`]); INFO never waits for another core.
 
+use std::collections::HashSet;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
@@ -12,8 +13,8 @@ use crate::metrics::{CoreMetrics, LatencyHistogram};
 use crate::runtime::Context;
 
 /// Renders INFO for `section` (`None`, `all`, `everything` or `default`
-/// for every section; otherwise one of server, clients, pubsub, stats,
-/// latency, case-insensitive).
+/// for every section; otherwise one of server, clients, memory, pubsub,
+/// stats, latency, case-insensitive).
 pub(crate) fn render(
     core: &ServeCore,
     cx: &mut Context<'_, ServerMsg>,
@@ -30,6 +31,9 @@ pub(crate) fn render(
     }
     if show("clients") {
         clients(core, &mut text);
+    }
+    if show("memory") {
+        memory(&mut text);
     }
     if show("pubsub") {
         pubsub(core, &mut text);
@@ -76,17 +80,40 @@ fn clients(core: &ServeCore, text: &mut String) {
     }
     let _ = write!(
         text,
-        "client_output_limit_bytes:{}\r\n\r\n",
+        "blocked_clients:0\r\nclient_output_limit_bytes:{}\r\n\r\n",
         core.config.output_limit
     );
 }
 
-fn pubsub(core: &ServeCore, text: &mut String) {
+/// The process's resident memory, as `used_memory` (tools such as
+/// `redis-cli --stat` read it).
+fn memory(text: &mut String) {
+    let rss = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as u64;
     let _ = write!(
         text,
-        "# Pubsub\r\npubsub_channels_this_core:{}\r\npubsub_patterns_this_core:{}\r\n\r\n",
-        core.subs.channel_count(),
-        core.subs.pattern_count()
+        "# Memory\r\nused_memory:{bytes}\r\nused_memory_rss:{bytes}\r\n\r\n",
+        bytes = rss * page
+    );
+}
+
+fn pubsub(core: &ServeCore, text: &mut String) {
+    // This core's subscriptions and what the others last announced.
+    let mut channels: HashSet<&[u8]> = core.subs.channels().collect();
+    let mut patterns: HashSet<&[u8]> = core.subs.patterns().collect();
+    for remote in &core.remote {
+        channels.extend(remote.channels());
+        patterns.extend(remote.patterns());
+    }
+    let _ = write!(
+        text,
+        "# Pubsub\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\n\r\n",
+        channels.len(),
+        patterns.len()
     );
 }
 
@@ -94,10 +121,16 @@ fn stats(core: &ServeCore, merged: &CoreMetrics, text: &mut String) {
     let counters = &merged.counters;
     let _ = write!(
         text,
-        "# Stats\r\ntotal_connections_received:{}\r\nlane_messages_sent:{}\r\n\
+        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
+         lane_messages_sent:{}\r\n\
          lane_messages_delivered:{}\r\nlane_messages_refused:{}\r\nloop_turns:{}\r\n\
          loop_parks:{}\r\n\r\n",
         core.stats.accepted.load(Ordering::Relaxed),
+        core.stats
+            .commands
+            .iter()
+            .map(|count| count.load(Ordering::Relaxed))
+            .sum::<u64>(),
         counters.sent,
         counters.delivered,
         counters.refused,

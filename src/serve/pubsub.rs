@@ -71,14 +71,14 @@ impl Subscriptions {
         Recipients { direct, by_pattern }
     }
 
-    /// Number of channels with at least one subscriber.
-    pub(crate) fn channel_count(&self) -> usize {
-        self.channels.len()
+    /// Channels with at least one subscriber on this core.
+    pub(crate) fn channels(&self) -> impl Iterator<Item = &[u8]> {
+        self.channels.keys().map(|name| &name[..])
     }
 
-    /// Number of patterns with at least one subscriber.
-    pub(crate) fn pattern_count(&self) -> usize {
-        self.patterns.len()
+    /// Patterns with at least one subscriber on this core.
+    pub(crate) fn patterns(&self) -> impl Iterator<Item = &[u8]> {
+        self.patterns.keys().map(|name| &name[..])
     }
 }
 
@@ -106,6 +106,16 @@ impl RemoteInterest {
         } else if let Some(slot) = map.get_mut(name) {
             *slot = updated;
         }
+    }
+
+    /// Channels that core has subscribers to.
+    pub(crate) fn channels(&self) -> impl Iterator<Item = &[u8]> {
+        self.channels.keys().map(|name| &name[..])
+    }
+
+    /// Patterns that core has subscribers to.
+    pub(crate) fn patterns(&self) -> impl Iterator<Item = &[u8]> {
+        self.patterns.keys().map(|name| &name[..])
     }
 
     /// How many of that core's subscriptions a message on `channel` reaches.
@@ -180,11 +190,11 @@ mod tests {
         let mut subs = Subscriptions::default();
         subs.subscribe(b"a", 1);
         subs.psubscribe(b"a*", 1);
-        assert_eq!((subs.channel_count(), subs.pattern_count()), (1, 1));
+        assert_eq!((subs.channels().count(), subs.patterns().count()), (1, 1));
         subs.unsubscribe(b"a", 1);
         subs.punsubscribe(b"a*", 1);
         subs.unsubscribe(b"never", 1);
-        assert_eq!((subs.channel_count(), subs.pattern_count()), (0, 0));
+        assert_eq!((subs.channels().count(), subs.patterns().count()), (0, 0));
         assert_eq!(subs.recipients(b"a").count(), 0);
     }
 }

@@ -61,8 +61,9 @@ pub struct ServerConfig {
     /// core serving many pipelining clients receives forwards in bursts,
     /// and a small batch would let them queue for many turns.
     pub drain_batch: usize,
-    /// Unwritten output at which a subscriber is disconnected. Default
-    /// 32 MiB (Redis's hard limit for pub/sub clients).
+    /// Unwritten output at which a subscriber is disconnected; 0 for no
+    /// limit, as in Redis. Default 32 MiB (Redis's hard limit for pub/sub
+    /// clients).
     pub output_limit: usize,
     /// Unwritten output at which the server stops reading a client's
     /// commands until it reads its replies. Default 1 MiB.
@@ -129,6 +130,8 @@ impl From<RuntimeError> for ServeError {
 #[derive(Debug)]
 pub(crate) struct ServerStats {
     pub(crate) connections: Vec<AtomicU64>,
+    /// Commands executed, per core (stored, not added to: one writer).
+    pub(crate) commands: Vec<AtomicU64>,
     pub(crate) accepted: AtomicU64,
     pub(crate) bind: SocketAddr,
     pub(crate) started: std::time::Instant,
@@ -169,6 +172,7 @@ impl Server {
         let runtime = builder.build()?;
         let stats = Arc::new(ServerStats {
             connections: (0..runtime.cores()).map(|_| AtomicU64::new(0)).collect(),
+            commands: (0..runtime.cores()).map(|_| AtomicU64::new(0)).collect(),
             accepted: AtomicU64::new(0),
             bind: addr,
             started: std::time::Instant::now(),
@@ -230,7 +234,7 @@ pub(crate) struct ServeCore {
     pub(crate) conns: Slab<Connection>,
     pub(crate) subs: Subscriptions,
     /// What each other core's subscribers want (this core's entry unused).
-    remote: Vec<RemoteInterest>,
+    pub(crate) remote: Vec<RemoteInterest>,
     /// Messages waiting for room, per destination core, in order.
     backlog: Vec<VecDeque<ServerMsg>>,
     backlog_bytes: usize,
@@ -239,6 +243,8 @@ pub(crate) struct ServeCore {
     /// Connections with input left unread on their socket.
     unread: Vec<usize>,
     next_id: u64,
+    /// Commands executed on this core; published in `stats.commands`.
+    pub(crate) commands: u64,
 }
 
 impl ServeCore {
@@ -264,6 +270,7 @@ impl ServeCore {
             dirty: Vec::new(),
             unread: Vec::new(),
             next_id: 1,
+            commands: 0,
         }
     }
 
@@ -648,7 +655,8 @@ impl ServeCore {
             }
         }
         for key in touched {
-            if self.conns[key].pending_out() > self.config.output_limit {
+            let limit = self.config.output_limit;
+            if limit != 0 && self.conns[key].pending_out() > limit {
                 over_limit.push(key);
             } else {
                 self.mark_dirty(key);
