@@ -369,3 +369,33 @@ fn bad_settings_are_refused_with_a_reason() {
         .unwrap_err();
     assert!(error.to_string().contains("use fewer cores"), "{error}");
 }
+
+/// What a handler still holds at exit is reported by name, apart from the
+/// lane accounting.
+#[test]
+fn messages_held_by_handlers_at_exit_are_reported() {
+    let _serial = serial();
+
+    struct Hoarder;
+    impl Handler for Hoarder {
+        type Message = Ball;
+        fn on_start(&mut self, cx: &mut Context<'_, Ball>) {
+            cx.stop_runtime();
+        }
+        fn on_message(&mut self, _: &mut Context<'_, Ball>, _: usize, _: &ArchivedBall) {}
+        fn on_exit(&mut self, cx: &mut Context<'_, Ball>) {
+            cx.abandon("queued Ball", 3);
+            cx.abandon("queued Ball", 2);
+        }
+    }
+
+    let runtime = Runtime::builder().cores(2).build().unwrap();
+    let report = runtime.start(|_| Hoarder).unwrap().wait().unwrap();
+    assert_eq!(report.abandoned.len(), 1);
+    assert_eq!(report.abandoned[0].name, "queued Ball");
+    assert_eq!(report.abandoned[0].count, 10);
+    assert!(report.adds_up());
+    assert!(report
+        .to_string()
+        .contains("held by handlers at exit, never sent: 10 x queued Ball"));
+}

@@ -34,11 +34,20 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 /// A server's settings for a test: a free port on loopback, `cores` cores,
-/// everything else default.
+/// everything else default, except the idle strategy when
+/// `CORELANE_TEST_IDLE` names one (busy-spin, park): CI runs this file
+/// under both, since spinning can hide a missing wake-up (C11).
 fn config(cores: usize) -> ServerConfig {
+    let idle = match std::env::var("CORELANE_TEST_IDLE").as_deref() {
+        Ok("busy-spin") => IdleStrategy::BusySpin,
+        Ok("park") => IdleStrategy::Park,
+        Ok(other) => panic!("CORELANE_TEST_IDLE={other}: expected busy-spin or park"),
+        Err(_) => IdleStrategy::default(),
+    };
     ServerConfig {
         bind: SocketAddr::from(([127, 0, 0, 1], 0)),
         cores: Some(cores),
+        idle,
         ..ServerConfig::default()
     }
 }
@@ -1473,5 +1482,54 @@ fn vanished_clients_leave_nothing_behind() {
     raw.send(b"PING\r\n");
     raw.expect(b"+PONG\r\n");
     drop(raw);
+    stop(server);
+}
+
+/// A client that sends its commands and then shuts down only its sending
+/// side still gets every reply before the server closes.
+#[test]
+fn half_closed_clients_get_their_replies() {
+    let _serial = serial();
+    let server = start(config(2));
+    for _ in 0..20 {
+        let mut raw = Raw::connect(&server);
+        raw.send(b"PING\r\nECHO hello\r\n");
+        raw.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let (got, ending) = raw.until_closed();
+        assert_eq!(got, b"+PONG\r\n$5\r\nhello\r\n");
+        assert_eq!(ending, Ending::Eof);
+    }
+    stop(server);
+}
+
+/// A (P)SUBSCRIBE whose name could not be announced to the other cores, or
+/// whose pattern is too long to match cheaply, is refused whole: nothing
+/// subscribed, the connection usable, no reply held forever.
+#[test]
+fn subscriptions_too_large_to_announce_are_refused() {
+    let _serial = serial();
+    let mut config = config(2);
+    config.lane_capacity = 4096;
+    let server = start(config);
+    let mut raw = Raw::connect(&server);
+    let huge = vec![b'c'; 3000];
+    raw.send(&multibulk(&[b"SUBSCRIBE", b"ok", &huge]));
+    let error = raw.line();
+    assert!(
+        error.starts_with(b"-ERR name of 3000 bytes is too large"),
+        "{}",
+        shown(&error)
+    );
+    let long_pattern = vec![b'*'; 1025];
+    raw.send(&multibulk(&[b"PSUBSCRIBE", &long_pattern]));
+    let error = raw.line();
+    assert!(
+        error.starts_with(b"-ERR pattern of 1025 bytes is too long"),
+        "{}",
+        shown(&error)
+    );
+    // Not in subscribed mode: ordinary commands still work.
+    raw.send(b"ECHO still-here\r\n");
+    raw.expect(b"$10\r\nstill-here\r\n");
     stop(server);
 }

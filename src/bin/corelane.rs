@@ -6,9 +6,10 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use corelane::runtime::IdleStrategy;
+use corelane::runtime::{IdleStrategy, RuntimeHandle};
 use corelane::serve::{Server, ServerConfig};
 
 #[derive(Parser)]
@@ -110,6 +111,27 @@ fn serve(args: ServeArgs) -> ExitCode {
         output_limit: args.output_limit,
         ..ServerConfig::default()
     };
+    // The waiter starts before the server, so a signal during start-up
+    // (lanes for many cores take a while) is not ignored.
+    let started: Arc<OnceLock<RuntimeHandle>> = Arc::new(OnceLock::new());
+    let runtime = Arc::clone(&started);
+    std::thread::spawn(move || loop {
+        let signal = signals.wait();
+        match runtime.get() {
+            Some(runtime) if !runtime.is_stopping() => {
+                log::info!("signal {signal}: shutting down (again to force)");
+                runtime.stop();
+            }
+            Some(_) => {
+                eprintln!("corelane: signal {signal} during shutdown: exiting now");
+                std::process::exit(130);
+            }
+            None => {
+                eprintln!("corelane: signal {signal} during start-up: exiting");
+                std::process::exit(130);
+            }
+        }
+    });
     let server = match Server::start(config) {
         Ok(server) => server,
         Err(error) => {
@@ -117,17 +139,12 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = server.runtime();
     log::info!(
         "corelane serve: listening on {} with {} cores (Ctrl-C to stop)",
         server.local_addr(),
-        runtime.cores()
+        server.runtime().cores()
     );
-    std::thread::spawn(move || {
-        let signal = signals.wait();
-        log::info!("signal {signal}: shutting down");
-        runtime.stop();
-    });
+    let _ = started.set(server.runtime());
     match server.wait() {
         Ok(report) => {
             println!("corelane serve: stopped: {report}");

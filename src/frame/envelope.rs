@@ -77,6 +77,13 @@ pub trait Message:
     /// Name used in reports (undelivered messages at shutdown, errors).
     const NAME: &'static str;
 
+    /// A finer name for one message in reports, such as an enum's variant.
+    /// Defaults to [`Message::NAME`].
+    fn kind(archived: &Archived<Self>) -> &'static str {
+        let _ = archived;
+        Self::NAME
+    }
+
     /// The header fields that identify this type.
     fn meta(sequence: u64, timestamp_ns: u64) -> FrameMeta {
         FrameMeta {

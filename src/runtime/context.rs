@@ -7,6 +7,7 @@ use std::marker::PhantomData;
 use rkyv::ser::allocator::Arena;
 
 use super::doorbell::{fence_after_publish, Doorbell};
+use super::report::{tally, Undelivered};
 use super::Shared;
 use crate::clock;
 use crate::frame::Message;
@@ -82,6 +83,8 @@ pub(crate) struct Outbox {
     /// Destinations whose lane refused the last send: before parking, the
     /// core asks their consumers to wake it when they free space.
     pub(crate) blocked: Vec<bool>,
+    /// What the handler said it held and never sent (see `abandon`).
+    pub(crate) abandoned: Vec<Undelivered>,
 }
 
 impl Outbox {
@@ -93,6 +96,7 @@ impl Outbox {
             pending_wake: vec![false; cores],
             any_pending: false,
             blocked: vec![false; cores],
+            abandoned: Vec::new(),
         }
     }
 
@@ -191,6 +195,17 @@ impl<M: Message> Context<'_, M> {
     pub fn metrics(&mut self) -> Snapshot {
         self.recorder.flush(clock::now_ns());
         self.shared.snapshot()
+    }
+
+    /// Reports `count` messages of kind `name` that the handler holds and
+    /// will never send (typically from [`Handler::on_exit`]); they appear
+    /// in [`ShutdownReport::abandoned`](crate::runtime::ShutdownReport).
+    ///
+    /// [`Handler::on_exit`]: crate::runtime::Handler::on_exit
+    pub fn abandon(&mut self, name: &str, count: u64) {
+        if count > 0 {
+            tally(&mut self.outbox.abandoned, name, count);
+        }
     }
 
     /// Asks every core to stop: see [`crate::runtime::Running::shutdown`].

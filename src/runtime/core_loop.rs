@@ -22,6 +22,16 @@ use crate::lane::HeapRegion;
 use crate::metrics::Recorder;
 use crate::sync::Ordering;
 
+/// Longest a core spends in its final drain (100 ms).
+const FINAL_DRAIN_NS: u64 = 100_000_000;
+
+/// What a core leaves behind: its inbound lanes (to count what is left in
+/// them) and what its handler reported holding.
+pub(crate) struct CoreExit {
+    pub(crate) inbound: Vec<FrameConsumer<HeapRegion>>,
+    pub(crate) abandoned: Vec<super::Undelivered>,
+}
+
 /// Token of the core's waker in its poller.
 pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
 
@@ -69,7 +79,7 @@ macro_rules! with_context {
 impl<H: Handler> CoreLoop<H> {
     /// Runs until the runtime stops; returns the inbound lanes so that what
     /// is left in them can be counted.
-    pub(crate) fn run(mut self) -> Vec<FrameConsumer<HeapRegion>> {
+    pub(crate) fn run(mut self) -> CoreExit {
         with_context!(self, cx => self.handler.on_start(cx));
         self.ring_doorbells();
         loop {
@@ -94,12 +104,24 @@ impl<H: Handler> CoreLoop<H> {
                 IdleAction::Park => self.park(),
             }
         }
-        // Every core has run `on_stop`: deliver what is still in flight.
-        while self.drain_lanes() > 0 {
+        // Every core has run `on_stop`: deliver what is still in flight,
+        // and let handlers move what they queued into lanes. Bounded in
+        // time: a handler that always claims work must not hold shutdown.
+        let deadline = clock::now_ns() + FINAL_DRAIN_NS;
+        loop {
+            let drained = self.drain_lanes();
+            let worked = with_context!(self, cx => self.handler.on_turn(cx));
             self.ring_doorbells();
+            if (drained == 0 && !worked) || clock::now_ns() > deadline {
+                break;
+            }
         }
+        with_context!(self, cx => self.handler.on_exit(cx));
         self.recorder.flush(clock::now_ns());
-        self.inbound
+        CoreExit {
+            inbound: self.inbound,
+            abandoned: self.outbox.abandoned,
+        }
     }
 
     /// One turn; returns how much work it found.

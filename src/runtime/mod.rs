@@ -71,7 +71,7 @@ pub use placement::Placement;
 pub use report::{ShutdownReport, Undelivered};
 
 use self::context::Outbox;
-use self::core_loop::{CoreLoop, Phase, WAKER_TOKEN};
+use self::core_loop::{CoreExit, CoreLoop, Phase, WAKER_TOKEN};
 use self::doorbell::{fence_after_publish, Doorbell};
 use self::idle::Idler;
 use crate::frame::Message;
@@ -110,6 +110,11 @@ pub trait Handler: 'static {
     /// Called once when a stop is requested; messages sent here are still
     /// delivered.
     fn on_stop(&mut self, cx: &mut Context<'_, Self::Message>) {}
+
+    /// Called once, last, after the core's final drain. A handler that
+    /// still holds messages it meant to send reports them here with
+    /// [`Context::abandon`], so the shutdown report names them.
+    fn on_exit(&mut self, cx: &mut Context<'_, Self::Message>) {}
 }
 
 /// Why a runtime could not be built, started or shut down cleanly.
@@ -535,7 +540,7 @@ impl RuntimeHandle {
 /// [`Running::wait`] stops the cores and detaches their threads.
 pub struct Running<M: Message> {
     handle: RuntimeHandle,
-    threads: Vec<JoinHandle<Vec<FrameConsumer<HeapRegion>>>>,
+    threads: Vec<JoinHandle<CoreExit>>,
     _message: std::marker::PhantomData<fn(M)>,
 }
 
@@ -569,10 +574,16 @@ impl<M: Message> Running<M> {
     /// [`RuntimeError::CorePanicked`] if a handler panicked.
     pub fn wait(mut self) -> Result<ShutdownReport, RuntimeError> {
         let mut leftovers = Vec::new();
+        let mut abandoned = Vec::new();
         let mut panicked = None;
         for (core, thread) in std::mem::take(&mut self.threads).into_iter().enumerate() {
             match thread.join() {
-                Ok(inbound) => leftovers.push(inbound),
+                Ok(exit) => {
+                    leftovers.push(exit.inbound);
+                    for held in exit.abandoned {
+                        report::tally(&mut abandoned, &held.name, held.count);
+                    }
+                }
                 Err(payload) => {
                     let message = payload
                         .downcast_ref::<&str>()
@@ -591,6 +602,7 @@ impl<M: Message> Running<M> {
         Ok(ShutdownReport {
             totals: metrics.merged().counters,
             undelivered,
+            abandoned,
             metrics,
         })
     }
@@ -611,17 +623,18 @@ fn count_undelivered<M: Message>(
     let mut counts: Vec<Undelivered> = Vec::new();
     for consumer in leftovers.iter_mut().flatten() {
         let drained = consumer.drain(usize::MAX, |frame| {
-            let name = if frame.meta.msg_type == M::TYPE_ID && frame.meta.version == M::VERSION {
-                M::NAME.to_string()
+            if crate::frame::envelope::check_type::<M>(&frame.meta).is_ok() {
+                // SAFETY: these lanes are this process's heap memory, written
+                // only by `Context::send` for `M`, whose type and version were
+                // just checked; the payload is lent aligned and unchanged.
+                let msg = unsafe { crate::frame::envelope::access_trusted::<M>(frame.payload()) };
+                report::tally(&mut counts, M::kind(msg), 1);
             } else {
-                format!(
+                let name = format!(
                     "type {} version {}",
                     frame.meta.msg_type, frame.meta.version
-                )
-            };
-            match counts.iter_mut().find(|u| u.name == name) {
-                Some(entry) => entry.count += 1,
-                None => counts.push(Undelivered { name, count: 1 }),
+                );
+                report::tally(&mut counts, &name, 1);
             }
         });
         if let Err(error) = drained {

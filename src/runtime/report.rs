@@ -22,10 +22,26 @@ pub struct Undelivered {
 pub struct ShutdownReport {
     /// Totals over all cores.
     pub totals: Counters,
-    /// Messages still in lanes when the cores had stopped.
+    /// Messages still in lanes when the cores had stopped, by kind.
     pub undelivered: Vec<Undelivered>,
+    /// Messages handlers still held (queued for a full lane, say) when
+    /// they exited, as they reported them with
+    /// [`Context::abandon`](crate::runtime::Context::abandon). Never sent,
+    /// so not part of `sent`.
+    pub abandoned: Vec<Undelivered>,
     /// Final metrics of every core.
     pub metrics: Snapshot,
+}
+
+/// Adds `count` messages of kind `name` to `list`.
+pub(crate) fn tally(list: &mut Vec<Undelivered>, name: &str, count: u64) {
+    match list.iter_mut().find(|entry| entry.name == name) {
+        Some(entry) => entry.count += count,
+        None => list.push(Undelivered {
+            name: name.to_string(),
+            count,
+        }),
+    }
 }
 
 impl ShutdownReport {
@@ -53,6 +69,12 @@ impl fmt::Display for ShutdownReport {
         )?;
         for undelivered in &self.undelivered {
             write!(f, "; {} x {}", undelivered.count, undelivered.name)?;
+        }
+        if !self.abandoned.is_empty() {
+            f.write_str("; held by handlers at exit, never sent:")?;
+            for abandoned in &self.abandoned {
+                write!(f, " {} x {}", abandoned.count, abandoned.name)?;
+            }
         }
         Ok(())
     }

@@ -32,6 +32,10 @@ const CONFIG: &[(&str, &str)] = &[
 /// (rkyv's enum tag, two vectors' lengths and offsets, alignment).
 const PUBLISH_OVERHEAD: usize = 64;
 
+/// Longest PSUBSCRIBE pattern accepted. Matching costs up to pattern
+/// length times channel length per PUBLISH; this bounds it.
+const MAX_PATTERN_LEN: usize = 1024;
+
 /// Commands a subscribed RESP2 connection may still send.
 const SUBSCRIBED_ALLOWED: &[&[u8]] = &[
     b"SUBSCRIBE",
@@ -197,6 +201,10 @@ impl ServeCore {
         request: &Request<'_>,
         pattern: bool,
     ) {
+        if let Some(text) = self.refuse_names(cx, request, pattern) {
+            reply::error(&mut self.conns[key].out, &text);
+            return;
+        }
         let kind: &[u8] = if pattern { b"psubscribe" } else { b"subscribe" };
         for name in request.args().skip(1) {
             let conn = &mut self.conns[key];
@@ -220,6 +228,31 @@ impl ServeCore {
             let count = conn.subscription_count() as i64;
             reply::integer(&mut conn.out, count);
         }
+    }
+
+    /// Why a (P)SUBSCRIBE must be refused as a whole, if it must: a name
+    /// too large for the notice other cores need, or a pattern long enough
+    /// to make matching every PUBLISH against it costly.
+    fn refuse_names(
+        &self,
+        cx: &Context<'_, ServerMsg>,
+        request: &Request<'_>,
+        pattern: bool,
+    ) -> Option<String> {
+        let longest = request.args().skip(1).map(<[u8]>::len).max().unwrap_or(0);
+        if pattern && longest > MAX_PATTERN_LEN {
+            return Some(format!(
+                "ERR pattern of {longest} bytes is too long (at most {MAX_PATTERN_LEN})"
+            ));
+        }
+        if cx.cores() > 1 && longest + PUBLISH_OVERHEAD > cx.max_payload() {
+            return Some(format!(
+                "ERR name of {longest} bytes is too large: a lane carries at most {} \
+                 (raise --lane-capacity)",
+                cx.max_payload() - PUBLISH_OVERHEAD
+            ));
+        }
+        None
     }
 
     fn unsubscribe(

@@ -46,9 +46,28 @@ impl Message for ServerMsg {
     const TYPE_ID: u16 = 0x5250; // "RP"
     const VERSION: u8 = 1;
     const NAME: &'static str = "ServerMsg";
+
+    fn kind(archived: &ArchivedServerMsg) -> &'static str {
+        match archived {
+            ArchivedServerMsg::Publish { .. } => "PUBLISH forward",
+            ArchivedServerMsg::Adopt { .. } => "connection hand-over",
+            ArchivedServerMsg::Interest { .. } => "subscription notice",
+            ArchivedServerMsg::Ack { .. } => "subscription acknowledgement",
+        }
+    }
 }
 
 impl ServerMsg {
+    /// The name reports use for this kind of message.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            ServerMsg::Publish { .. } => "PUBLISH forward",
+            ServerMsg::Adopt { .. } => "connection hand-over",
+            ServerMsg::Interest { .. } => "subscription notice",
+            ServerMsg::Ack { .. } => "subscription acknowledgement",
+        }
+    }
+
     /// Bytes this message holds beyond its fixed size, for accounting the
     /// memory of messages waiting for a lane.
     pub fn heap_len(&self) -> usize {

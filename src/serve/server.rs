@@ -397,7 +397,12 @@ impl ServeCore {
                 Ok(ReadOutcome::Data) => self.execute_input(cx, key),
                 Ok(ReadOutcome::Drained) => return,
                 Ok(ReadOutcome::Closed) => {
-                    self.close(cx, key);
+                    // The client may have only shut down its sending side
+                    // and still wait for replies: write them, then close.
+                    if let Some(conn) = self.conns.get_mut(key) {
+                        conn.closing = true;
+                    }
+                    self.mark_dirty(key);
                     return;
                 }
                 Err(error) => {
@@ -799,8 +804,17 @@ impl Handler for ServeCore {
             }
             self.close(cx, key);
         }
-        for (_, stream) in self.pending_adopt.drain(..) {
-            drop(stream);
+    }
+
+    fn on_exit(&mut self, cx: &mut Context<'_, ServerMsg>) {
+        // Whatever is still queued for full lanes (the receiving cores have
+        // stopped reading) is reported, not silently dropped.
+        for queue in &self.backlog {
+            for msg in queue {
+                cx.abandon(msg.kind_name(), 1);
+            }
         }
+        cx.abandon("accepted connection", self.pending_adopt.len() as u64);
+        self.pending_adopt.clear();
     }
 }
