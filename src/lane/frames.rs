@@ -373,6 +373,7 @@ impl<R: Region> FrameProducer<R> {
         Ok(FrameClaim {
             offset: self.shape.offset(self.tail),
             room: payload_len,
+            dirty: 0,
             producer: self,
         })
     }
@@ -393,6 +394,7 @@ impl<R: Region> FrameProducer<R> {
         (room > HEADER_LEN).then(|| FrameClaim {
             offset,
             room: room - HEADER_LEN,
+            dirty: 0,
             producer: self,
         })
     }
@@ -421,7 +423,7 @@ impl<R: Region> FrameProducer<R> {
         };
         let sequence = self.sequence;
         if let Some(mut claim) = self.claim_contiguous() {
-            if let Some(used) = envelope::encode_into(msg, claim.payload_mut(), arena) {
+            if let Some(used) = claim.encode(msg, arena) {
                 claim.commit(used, M::meta(sequence, timestamp_ns));
                 return Ok(());
             }
@@ -431,7 +433,7 @@ impl<R: Region> FrameProducer<R> {
         }
         let payload_len = envelope::encoded_len(msg, arena).map_err(WriteError::Encode)?;
         let mut claim = self.claim(payload_len)?;
-        match envelope::encode_into(msg, claim.payload_mut(), arena) {
+        match claim.encode(msg, arena) {
             Some(used) => {
                 claim.commit(used, M::meta(sequence, timestamp_ns));
                 Ok(())
@@ -481,12 +483,21 @@ pub struct FrameClaim<'p, R: Region> {
     offset: usize,
     /// Payload bytes lent.
     room: usize,
+    /// Payload bytes that may have been written, from the start: what must
+    /// be zeroed again if it is not published.
+    dirty: usize,
 }
 
 impl<R: Region> FrameClaim<'_, R> {
     /// The payload space, zeroed, to write into in place. Its start is
     /// aligned to [`FRAME_ALIGN`].
     pub fn payload_mut(&mut self) -> &mut [u8] {
+        // Anything in the room may be written now.
+        self.dirty = self.room;
+        self.payload_unmarked()
+    }
+
+    fn payload_unmarked(&mut self) -> &mut [u8] {
         // SAFETY: the claimed bytes lie inside the frame area, are owned by
         // this producer until published (the consumer reads nothing beyond
         // the length word at `offset`, which this slice excludes), and the
@@ -497,6 +508,15 @@ impl<R: Region> FrameClaim<'_, R> {
                 self.room,
             )
         }
+    }
+
+    /// Serializes `msg` into the payload space; returns the bytes used.
+    /// rkyv writes front to back, so on success only those bytes are dirty
+    /// and a large claim costs nothing to give back.
+    fn encode<M: Message>(&mut self, msg: &M, arena: &mut Arena) -> Option<usize> {
+        let used = envelope::encode_into(msg, self.payload_unmarked(), arena);
+        self.dirty = self.dirty.max(used.unwrap_or(self.room));
+        used
     }
 
     /// Publishes the frame with `payload_len` bytes of payload (at most the
@@ -522,13 +542,15 @@ impl<R: Region> FrameClaim<'_, R> {
         );
         let length = HEADER_LEN + payload_len;
         let used = aligned_len(length);
+        // The consumer zeroes the published frame; what was written beyond
+        // it is ours to zero.
         self.zero_from(used);
         let mut sum = 0;
         if with_checksum {
             meta.flags |= FLAG_CHECKSUM;
             let mut header = [0u8; HEADER_LEN];
             write_meta(&mut header, &meta, 0);
-            sum = checksum(&header, &self.payload_mut()[..payload_len]);
+            sum = checksum(&header, &self.payload_unmarked()[..payload_len]);
         }
         let producer = &mut *self.producer;
         producer.publish(self.offset, length, &meta, sum);
@@ -542,11 +564,11 @@ impl<R: Region> FrameClaim<'_, R> {
         std::mem::forget(self);
     }
 
-    /// Zeroes the claimed bytes from frame offset `from` to the end of the
-    /// claim, restoring the ring's "free space is zero" invariant for the
-    /// part of the claim that will not be published.
+    /// Zeroes the dirty bytes of the claim from frame offset `from`,
+    /// restoring the ring's "free space is zero" invariant for the part of
+    /// the claim that will not be published.
     fn zero_from(&mut self, from: usize) {
-        let end = aligned_len(HEADER_LEN + self.room);
+        let end = aligned_len(HEADER_LEN + self.dirty);
         if from < end {
             // SAFETY: `[offset + from, offset + end)` lies inside the claim,
             // owned by this producer, and inside the frame area.

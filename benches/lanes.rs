@@ -1,0 +1,1426 @@
+//! Lanes against the floor and against peer rings, side by side in one run.
+//!
+//! ```text
+//! cargo bench --bench lanes                  # about 2 minutes
+//! LANES_QUICK=1 cargo bench --bench lanes    # smoke run, a few seconds
+//! ```
+//!
+//! Every row moves `u64` sequence numbers (the frame rows: 64-byte rkyv
+//! messages carrying them) between two threads pinned to two different
+//! CPUs, and is measured twice:
+//!
+//! - *throughput*: one thread sends as fast as the lane takes values, the
+//!   other receives and checks their order; both spin
+//!   (`std::hint::spin_loop`) when the lane is full or empty. Messages per
+//!   second over a fixed time, timed by the receiver.
+//! - *round trip*: thread A sends, thread B echoes what it received through
+//!   a second lane of the same kind, A waits for the echo. A times each round
+//!   trip with the time-stamp counter (`rdtscp`) and records it in an
+//!   HdrHistogram, for a fixed time after a warm-up of more than a lap of
+//!   every ring. Batch rows carry a whole batch (64 values) each way.
+//!
+//! The *floor* is the round trip with no lane at all: A writes a ping line,
+//! B answers on a pong line, each on a 128-byte-aligned line of its own. No
+//! cross-core message can cost less on this machine, so lane latencies are
+//! reported as multiples of it. It is timed exactly as the lanes are, so
+//! the cost of the clock (printed in the header) is in both.
+//!
+//! The rows run interleaved for several rounds, after a short warm-up round
+//! that is not kept: a round measures every row's throughput (A B C ...),
+//! then every row's round trips (A B C ...), each corelane row next to the
+//! row it is compared with. The table shows each row's median over the
+//! rounds. Ratios are the medians of the per-round ratios,
+//! each taken between two rows measured seconds apart. Runs are bounded by
+//! time, not by counts, so that a loaded machine does not stretch the run.
+//!
+//! Environment: `LANES_QUICK=1` (smoke run), `LANES_ROUNDS=n` (rounds,
+//! default 7), `LANES_FILTER=text` (only rows whose name contains `text`;
+//! the floor and rtrb always run, as references). Results also go to
+//! `$CARGO_TARGET_DIR/corelane-bench/lanes.json` (default `target/`).
+//! Run as a test (`cargo test --benches`), it does a quick pass and writes
+//! no JSON.
+//!
+//! `LANES_SOLO=key` (`typed`, `typed-batch`, `frames`, `rtrb`, ...) instead
+//! sends and receives `LANES_SOLO_MESSAGES` values (default 1,000,000) on
+//! one thread through that row's lane, to count instructions per message:
+//!
+//! ```text
+//! LANES_SOLO=typed valgrind --tool=callgrind --toggle-collect='*solo*' \
+//!     target/release/deps/lanes-<hash> --bench
+//! ```
+
+use std::fmt::Write as _;
+use std::hint::spin_loop;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, OnceLock};
+use std::time::{Duration, Instant};
+use std::{env, fs, thread};
+
+use corelane::frame::envelope::{access_trusted, check_type, encode_into, encoded_len};
+use corelane::frame::{Message, HEADER_LEN};
+use corelane::lane::frames::{self, ClaimError, FrameConsumer, FrameProducer, WriteError};
+use corelane::lane::{typed, HeapRegion};
+use crossbeam_queue::ArrayQueue;
+use hdrhistogram::Histogram;
+use ringbuf::traits::{Consumer as _, Producer as _, Split as _};
+use ringbuf::{HeapCons, HeapProd, HeapRb};
+use rkyv::ser::allocator::Arena;
+use rtrb::chunks::ChunkError;
+
+/// Values a batch row moves per call, and each way per round trip.
+const BATCH: usize = 64;
+/// Slots of every ring in the default-capacity rows.
+const DEFAULT_SLOTS: usize = 4096;
+/// Slots of the small-ring rows (case C06).
+const SMALL_SLOTS: usize = 16;
+/// Bytes of frames in the frame ring rows: 2,730 frames of 96 bytes.
+const FRAME_RING_BYTES: usize = 256 * 1024;
+/// Frames the frame ring's reader takes per `drain`, as the runtime does.
+const DRAIN_BATCH: usize = 64;
+/// Values the throughput runs move between two looks at the clock (the
+/// receiver) or at the stop flag (the sender).
+const BLOCK: u64 = 4096;
+/// Values sent before a round trip is recorded: more than a lap of every
+/// ring, so that no first touch of a page lands in the histogram.
+const WARMUP_VALUES: u64 = 8192;
+/// Largest round trip the histograms track: one minute.
+const MAX_TRACKED_NS: u64 = 60_000_000_000;
+
+// ---------------------------------------------------------------------------
+// The message of the frame rows
+
+/// The frame rows' message: eight words, 64 archived bytes.
+#[derive(rkyv::Archive, rkyv::Serialize)]
+struct Words64 {
+    /// `words[i]` is the sequence number plus `i`, so the reader can tell a
+    /// torn message from a whole one.
+    words: [u64; 8],
+}
+
+impl Message for Words64 {
+    const TYPE_ID: u16 = 0x6c61;
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "Words64";
+}
+
+impl Words64 {
+    fn new(sequence: u64) -> Self {
+        Words64 {
+            words: std::array::from_fn(|i| sequence + i as u64),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The lanes under test
+
+/// A kind of lane, seen as a pipe of `u64` sequence numbers.
+trait Lane {
+    type Tx: Send;
+    type Rx: Send;
+
+    /// Makes a lane of `capacity` (slots, or bytes for the frame ring).
+    fn pair(capacity: usize) -> (Self::Tx, Self::Rx);
+
+    /// Sends `from`, `from + 1`, ... (below `to`), as many as one call of
+    /// the lane's API takes: one for the one-at-a-time rows, up to
+    /// [`BATCH`] for the batch rows. Returns how many it sent.
+    fn send(tx: &mut Self::Tx, from: u64, to: u64) -> u64;
+
+    /// Receives what one call of the lane's API hands over, but at most
+    /// `limit` (at least 1) values, passing each to `each`; returns how many.
+    fn recv(rx: &mut Self::Rx, limit: u64, each: impl FnMut(u64)) -> u64;
+}
+
+/// corelane's typed ring, `push` and `pop`.
+struct Typed;
+
+impl Lane for Typed {
+    type Tx = typed::Producer<u64>;
+    type Rx = typed::Consumer<u64>;
+
+    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
+        typed::ring(capacity)
+    }
+
+    #[inline]
+    fn send(tx: &mut Self::Tx, from: u64, _to: u64) -> u64 {
+        u64::from(tx.push(from).is_ok())
+    }
+
+    #[inline]
+    fn recv(rx: &mut Self::Rx, _limit: u64, mut each: impl FnMut(u64)) -> u64 {
+        match rx.pop() {
+            Some(value) => {
+                each(value);
+                1
+            }
+            None => 0,
+        }
+    }
+}
+
+/// corelane's typed ring in batches: `write_chunk` and `pop_batch` (a
+/// `read_chunk`).
+struct TypedBatch;
+
+impl Lane for TypedBatch {
+    type Tx = typed::Producer<u64>;
+    type Rx = typed::Consumer<u64>;
+
+    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
+        typed::ring(capacity)
+    }
+
+    #[inline]
+    fn send(tx: &mut Self::Tx, from: u64, to: u64) -> u64 {
+        // `write_chunk` of the batch, as rtrb's batch row claims its chunk:
+        // `push_batch` claims every free slot, and so loads the shared head
+        // on every call.
+        let wanted = (to - from).min(BATCH as u64);
+        let Ok(mut chunk) = tx.write_chunk(wanted as usize) else {
+            return 0;
+        };
+        let sent = chunk.fill_from(from..from + wanted);
+        chunk.commit(sent);
+        sent as u64
+    }
+
+    #[inline]
+    fn recv(rx: &mut Self::Rx, limit: u64, each: impl FnMut(u64)) -> u64 {
+        rx.pop_batch(BATCH.min(limit as usize), each) as u64
+    }
+}
+
+/// corelane's frame ring: `write_message` of a [`Words64`], then `drain`,
+/// `check_type` and `access_trusted`.
+struct Frames;
+
+/// The writing end of a frame row, with the scratch space rkyv needs.
+struct FrameTx {
+    producer: FrameProducer<HeapRegion>,
+    arena: Arena,
+    /// Bytes a [`Words64`] archives to.
+    payload_len: usize,
+}
+
+impl Lane for Frames {
+    type Tx = FrameTx;
+    type Rx = FrameConsumer<HeapRegion>;
+
+    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
+        let (producer, consumer) = frames::heap_ring(capacity);
+        let mut arena = Arena::new();
+        let payload_len = encoded_len(&Words64::new(0), &mut arena).expect("Words64 archives");
+        let tx = FrameTx {
+            producer,
+            arena,
+            payload_len,
+        };
+        (tx, consumer)
+    }
+
+    #[inline]
+    fn send(tx: &mut Self::Tx, from: u64, _to: u64) -> u64 {
+        // The send time is the caller's to give; the sequence number stands
+        // in for it, so that no clock read is charged to the ring.
+        let message = Words64::new(from);
+        match tx.producer.write_message(&message, from, &mut tx.arena) {
+            Ok(()) => 1,
+            Err(WriteError::Claim(ClaimError::Full)) => 0,
+            Err(error) => panic!("frame lane refused a message: {error}"),
+        }
+    }
+
+    #[inline]
+    fn recv(rx: &mut Self::Rx, limit: u64, mut each: impl FnMut(u64)) -> u64 {
+        let read = rx.drain(DRAIN_BATCH.min(limit as usize), |frame| {
+            if let Err(error) = check_type::<Words64>(&frame.meta) {
+                panic!("unexpected frame: {error}");
+            }
+            // SAFETY: the frame was written by `write_message` of a
+            // `Words64` in this process (type and version checked just
+            // above) and is lent unchanged; frame payloads start 32-byte
+            // aligned.
+            let message = unsafe { access_trusted::<Words64>(frame.payload()) };
+            let first = message.words[0].to_native();
+            let last = message.words[7].to_native();
+            assert_eq!(last, first + 7, "torn message {first}");
+            each(first);
+        });
+        read.unwrap_or_else(|error| panic!("frame lane: {error}")) as u64
+    }
+}
+
+/// corelane's frame ring with a claim of exactly the message's size:
+/// `claim`, `encode_into` and `commit`, read as [`Frames`] reads. Not one of
+/// the issue's rows: it tells the ring's cost apart from `write_message`'s.
+struct FramesExact;
+
+impl Lane for FramesExact {
+    type Tx = FrameTx;
+    type Rx = FrameConsumer<HeapRegion>;
+
+    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
+        Frames::pair(capacity)
+    }
+
+    #[inline]
+    fn send(tx: &mut Self::Tx, from: u64, _to: u64) -> u64 {
+        let message = Words64::new(from);
+        let sequence = tx.producer.committed();
+        let mut claim = match tx.producer.claim(tx.payload_len) {
+            Ok(claim) => claim,
+            Err(ClaimError::Full) => return 0,
+            Err(error) => panic!("frame lane refused a message: {error}"),
+        };
+        let used = encode_into(&message, claim.payload_mut(), &mut tx.arena)
+            .expect("a Words64 fits the space its archive needs");
+        claim.commit(used, Words64::meta(sequence, from));
+        1
+    }
+
+    #[inline]
+    fn recv(rx: &mut Self::Rx, limit: u64, each: impl FnMut(u64)) -> u64 {
+        Frames::recv(rx, limit, each)
+    }
+}
+
+/// rtrb, `push` and `pop`.
+struct Rtrb;
+
+impl Lane for Rtrb {
+    type Tx = rtrb::Producer<u64>;
+    type Rx = rtrb::Consumer<u64>;
+
+    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
+        rtrb::RingBuffer::new(capacity)
+    }
+
+    #[inline]
+    fn send(tx: &mut Self::Tx, from: u64, _to: u64) -> u64 {
+        u64::from(tx.push(from).is_ok())
+    }
+
+    #[inline]
+    fn recv(rx: &mut Self::Rx, _limit: u64, mut each: impl FnMut(u64)) -> u64 {
+        match rx.pop() {
+            Ok(value) => {
+                each(value);
+                1
+            }
+            Err(_) => 0,
+        }
+    }
+}
+
+/// rtrb in batches: `write_chunk_uninit` and `read_chunk`.
+struct RtrbBatch;
+
+impl Lane for RtrbBatch {
+    type Tx = rtrb::Producer<u64>;
+    type Rx = rtrb::Consumer<u64>;
+
+    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
+        rtrb::RingBuffer::new(capacity)
+    }
+
+    #[inline]
+    fn send(tx: &mut Self::Tx, from: u64, to: u64) -> u64 {
+        let wanted = (to - from).min(BATCH as u64) as usize;
+        let chunk = match tx.write_chunk_uninit(wanted) {
+            Ok(chunk) => chunk,
+            Err(ChunkError::TooFewSlots(0)) => return 0,
+            Err(ChunkError::TooFewSlots(free)) => match tx.write_chunk_uninit(free) {
+                Ok(chunk) => chunk,
+                Err(_) => return 0,
+            },
+        };
+        chunk.fill_from_iter(from..) as u64
+    }
+
+    #[inline]
+    fn recv(rx: &mut Self::Rx, limit: u64, each: impl FnMut(u64)) -> u64 {
+        let chunk = match rx.read_chunk(BATCH.min(limit as usize)) {
+            Ok(chunk) => chunk,
+            Err(ChunkError::TooFewSlots(0)) => return 0,
+            Err(ChunkError::TooFewSlots(available)) => match rx.read_chunk(available) {
+                Ok(chunk) => chunk,
+                Err(_) => return 0,
+            },
+        };
+        let count = chunk.len() as u64;
+        chunk.into_iter().for_each(each);
+        count
+    }
+}
+
+/// ringbuf's SPSC heap ring, `try_push` and `try_pop`.
+struct Ringbuf;
+
+impl Lane for Ringbuf {
+    type Tx = HeapProd<u64>;
+    type Rx = HeapCons<u64>;
+
+    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
+        HeapRb::new(capacity).split()
+    }
+
+    #[inline]
+    fn send(tx: &mut Self::Tx, from: u64, _to: u64) -> u64 {
+        u64::from(tx.try_push(from).is_ok())
+    }
+
+    #[inline]
+    fn recv(rx: &mut Self::Rx, _limit: u64, mut each: impl FnMut(u64)) -> u64 {
+        match rx.try_pop() {
+            Some(value) => {
+                each(value);
+                1
+            }
+            None => 0,
+        }
+    }
+}
+
+/// crossbeam-queue's `ArrayQueue` (a bounded MPMC queue), used by one
+/// thread on each side.
+struct Queue;
+
+impl Lane for Queue {
+    type Tx = Arc<ArrayQueue<u64>>;
+    type Rx = Arc<ArrayQueue<u64>>;
+
+    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
+        let queue = Arc::new(ArrayQueue::new(capacity));
+        (Arc::clone(&queue), queue)
+    }
+
+    #[inline]
+    fn send(tx: &mut Self::Tx, from: u64, _to: u64) -> u64 {
+        u64::from(tx.push(from).is_ok())
+    }
+
+    #[inline]
+    fn recv(rx: &mut Self::Rx, _limit: u64, mut each: impl FnMut(u64)) -> u64 {
+        match rx.pop() {
+            Some(value) => {
+                each(value);
+                1
+            }
+            None => 0,
+        }
+    }
+}
+
+/// crossbeam-channel's bounded channel, `try_send` and `try_recv`.
+struct Channel;
+
+impl Lane for Channel {
+    type Tx = crossbeam_channel::Sender<u64>;
+    type Rx = crossbeam_channel::Receiver<u64>;
+
+    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
+        crossbeam_channel::bounded(capacity)
+    }
+
+    #[inline]
+    fn send(tx: &mut Self::Tx, from: u64, _to: u64) -> u64 {
+        u64::from(tx.try_send(from).is_ok())
+    }
+
+    #[inline]
+    fn recv(rx: &mut Self::Rx, _limit: u64, mut each: impl FnMut(u64)) -> u64 {
+        match rx.try_recv() {
+            Ok(value) => {
+                each(value);
+                1
+            }
+            Err(_) => 0,
+        }
+    }
+}
+
+/// `std::sync::mpsc::sync_channel`, `try_send` and `try_recv`.
+struct Mpsc;
+
+impl Lane for Mpsc {
+    type Tx = std::sync::mpsc::SyncSender<u64>;
+    type Rx = std::sync::mpsc::Receiver<u64>;
+
+    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
+        std::sync::mpsc::sync_channel(capacity)
+    }
+
+    #[inline]
+    fn send(tx: &mut Self::Tx, from: u64, _to: u64) -> u64 {
+        u64::from(tx.try_send(from).is_ok())
+    }
+
+    #[inline]
+    fn recv(rx: &mut Self::Rx, _limit: u64, mut each: impl FnMut(u64)) -> u64 {
+        match rx.try_recv() {
+            Ok(value) => {
+                each(value);
+                1
+            }
+            Err(_) => 0,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Pinning and the clock
+
+/// Pins the calling thread to the first (`side` 0) or second (`side` 1)
+/// CPU; does nothing on a machine with fewer than two.
+fn pin(side: usize) {
+    static CORES: OnceLock<Vec<core_affinity::CoreId>> = OnceLock::new();
+    let cores = CORES.get_or_init(|| core_affinity::get_core_ids().unwrap_or_default());
+    if cores.len() >= 2 {
+        core_affinity::set_for_current(cores[side]);
+    }
+}
+
+/// Reads the time-stamp counter with RDTSCP, which waits for the work
+/// before it (the load that saw the echo) to finish; where the CPU has no
+/// RDTSCP, nanoseconds on the monotonic clock.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn ticks() -> u64 {
+    if has_rdtscp() {
+        let mut core = 0;
+        // SAFETY: the CPU has RDTSCP (checked just above); the instruction
+        // only writes `core`, a local.
+        unsafe { std::arch::x86_64::__rdtscp(&mut core) }
+    } else {
+        monotonic_ns()
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn ticks() -> u64 {
+    monotonic_ns()
+}
+
+fn monotonic_ns() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+fn clock_name() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if has_rdtscp() {
+        return "TSC (rdtscp)";
+    }
+    "Instant"
+}
+
+/// Whether the CPU has RDTSCP, asked once of CPUID (leaf 0x8000_0001, EDX
+/// bit 27); virtual machines may hide it.
+#[cfg(target_arch = "x86_64")]
+fn has_rdtscp() -> bool {
+    use std::arch::x86_64::__cpuid;
+    static RDTSCP: OnceLock<bool> = OnceLock::new();
+    *RDTSCP.get_or_init(|| {
+        // SAFETY: every x86_64 CPU has CPUID, and these leaves only report.
+        // (`__cpuid` is a safe function from Rust 1.87 on, unsafe before.)
+        #[allow(unused_unsafe)]
+        unsafe {
+            __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).edx & (1 << 27) != 0
+        }
+    })
+}
+
+/// Nanoseconds per tick, measured once against `Instant` over 100 ms.
+fn ns_per_tick() -> f64 {
+    static SCALE: OnceLock<f64> = OnceLock::new();
+    *SCALE.get_or_init(|| {
+        let started = Instant::now();
+        let first = ticks();
+        thread::sleep(Duration::from_millis(100));
+        let last = ticks();
+        started.elapsed().as_nanos() as f64 / (last - first).max(1) as f64
+    })
+}
+
+/// The median time between two clock reads back to back, in nanoseconds:
+/// every round trip, the floor's included, counts this much clock.
+fn clock_read_ns() -> f64 {
+    let mut gaps: Vec<f64> = (0..10_001)
+        .map(|_| {
+            let first = ticks();
+            let second = ticks();
+            (second - first) as f64
+        })
+        .collect();
+    gaps.sort_by(f64::total_cmp);
+    gaps[gaps.len() / 2] * ns_per_tick()
+}
+
+// ---------------------------------------------------------------------------
+// The two measurements
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_TRACKED_NS, 3).expect("constant bounds are valid")
+}
+
+/// A value alone on its 128 bytes. Each half of a lane under test lives in
+/// one, so that the sender's private fields (its tail, its cached head)
+/// never share a cache line with the receiver's, wherever the halves are
+/// kept: the harness must not add false sharing the lane itself avoids.
+#[repr(align(128))]
+struct Own<T>(T);
+
+/// Makes a lane with each half in an [`Own`].
+fn own_pair<L: Lane>(capacity: usize) -> (Own<L::Tx>, Own<L::Rx>) {
+    let (tx, rx) = L::pair(capacity);
+    (Own(tx), Own(rx))
+}
+
+/// Sets the flag when dropped: each measuring thread holds one, so that its
+/// partner stops spinning when it ends, normally or by a panic.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Sends `from..to`, spinning while the lane is full. Returns `false`,
+/// unfinished, if `stop` is set meanwhile.
+#[inline]
+fn send_all<L: Lane>(tx: &mut L::Tx, from: u64, to: u64, stop: &AtomicBool) -> bool {
+    let mut next = from;
+    while next < to {
+        let sent = L::send(tx, next, to);
+        if sent == 0 {
+            if stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            spin_loop();
+        }
+        next += sent;
+    }
+    true
+}
+
+/// Receives `from..to`, checking that they come in order, spinning while
+/// the lane is empty. Returns `false`, unfinished, if `stop` is set
+/// meanwhile.
+#[inline]
+fn receive_all<L: Lane>(rx: &mut L::Rx, from: u64, to: u64, stop: &AtomicBool) -> bool {
+    let mut expected = from;
+    while expected < to {
+        let received = L::recv(rx, to - expected, |value| {
+            assert_eq!(value, expected, "lane lost or reordered a value");
+            expected += 1;
+        });
+        if received == 0 {
+            if stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            spin_loop();
+        }
+    }
+    true
+}
+
+/// Messages per second from one pinned thread to another through one lane,
+/// over about `secs` seconds.
+///
+/// The receiver looks at the clock once every [`BLOCK`] values and, past
+/// the deadline, raises the flag the sender looks at as often.
+fn throughput<L: Lane>(capacity: usize, secs: f64) -> f64 {
+    let (mut tx, mut rx) = own_pair::<L>(capacity);
+    let start_line = Barrier::new(2);
+    let stop = Own(AtomicBool::new(false));
+    let stop = &stop.0;
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            pin(0);
+            let _stop = StopOnDrop(stop);
+            start_line.wait();
+            let mut next = 0;
+            while !stop.load(Ordering::Relaxed)
+                && send_all::<L>(&mut tx.0, next, next + BLOCK, stop)
+            {
+                next += BLOCK;
+            }
+        });
+        let receiver = scope.spawn(|| {
+            pin(1);
+            let _stop = StopOnDrop(stop);
+            start_line.wait();
+            let started = Instant::now();
+            let deadline = started + Duration::from_secs_f64(secs);
+            let mut received = 0;
+            while receive_all::<L>(&mut rx.0, received, received + BLOCK, stop) {
+                received += BLOCK;
+                if Instant::now() >= deadline {
+                    break;
+                }
+            }
+            received as f64 / started.elapsed().as_secs_f64()
+        });
+        receiver.join().expect("receiving thread panicked")
+    })
+}
+
+/// Round trips of `per_trip` values out through one lane and back through
+/// another, recorded for about `secs` seconds after `warmup` unrecorded ones.
+fn round_trips<L: Lane>(capacity: usize, per_trip: u64, warmup: u64, secs: f64) -> Histogram<u64> {
+    let (mut out_tx, mut out_rx) = own_pair::<L>(capacity);
+    let (mut back_tx, mut back_rx) = own_pair::<L>(capacity);
+    let stop = &Own(AtomicBool::new(false)).0;
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            pin(1);
+            let _stop = StopOnDrop(stop);
+            let mut first = 0;
+            while receive_all::<L>(&mut out_rx.0, first, first + per_trip, stop)
+                && send_all::<L>(&mut back_tx.0, first, first + per_trip, stop)
+            {
+                first += per_trip;
+            }
+        });
+        let timer = scope.spawn(|| {
+            pin(0);
+            let _stop = StopOnDrop(stop);
+            let scale = ns_per_tick();
+            let mut histogram = new_histogram();
+            let mut deadline = u64::MAX;
+            for trip in 0.. {
+                if trip == warmup {
+                    deadline = ticks() + (secs * 1e9 / scale) as u64;
+                }
+                let first = trip * per_trip;
+                let sent = ticks();
+                if !send_all::<L>(&mut out_tx.0, first, first + per_trip, stop)
+                    || !receive_all::<L>(&mut back_rx.0, first, first + per_trip, stop)
+                {
+                    break;
+                }
+                let echoed = ticks();
+                if trip >= warmup {
+                    histogram.saturating_record(((echoed - sent) as f64 * scale) as u64);
+                    if echoed >= deadline {
+                        break;
+                    }
+                }
+            }
+            histogram
+        });
+        timer.join().expect("timing thread panicked")
+    })
+}
+
+/// A cache line of its own for one word.
+#[repr(align(128))]
+struct Line(AtomicU64);
+
+/// The floor's two lines: `ping` written only by A, `pong` only by B.
+struct Lines {
+    ping: Line,
+    pong: Line,
+}
+
+/// The floor: round trips of one value through a pair of cache lines,
+/// timed as [`round_trips`] times a lane's.
+fn floor_round_trips(_capacity: usize, _per_trip: u64, warmup: u64, secs: f64) -> Histogram<u64> {
+    let lines = &Lines {
+        ping: Line(AtomicU64::new(0)),
+        pong: Line(AtomicU64::new(0)),
+    };
+    let stop = &Own(AtomicBool::new(false)).0;
+    thread::scope(|scope| {
+        scope.spawn(move || {
+            pin(1);
+            let _stop = StopOnDrop(stop);
+            for value in 1.. {
+                while lines.ping.0.load(Ordering::Acquire) != value {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    spin_loop();
+                }
+                lines.pong.0.store(value, Ordering::Release);
+            }
+        });
+        let timer = scope.spawn(move || {
+            pin(0);
+            let _stop = StopOnDrop(stop);
+            let scale = ns_per_tick();
+            let mut histogram = new_histogram();
+            let mut deadline = u64::MAX;
+            for value in 1.. {
+                if value == warmup + 1 {
+                    deadline = ticks() + (secs * 1e9 / scale) as u64;
+                }
+                let sent = ticks();
+                lines.ping.0.store(value, Ordering::Release);
+                while lines.pong.0.load(Ordering::Acquire) != value {
+                    if stop.load(Ordering::Relaxed) {
+                        return histogram;
+                    }
+                    spin_loop();
+                }
+                let echoed = ticks();
+                if value > warmup {
+                    histogram.saturating_record(((echoed - sent) as f64 * scale) as u64);
+                    if echoed >= deadline {
+                        break;
+                    }
+                }
+            }
+            histogram
+        });
+        timer.join().expect("timing thread panicked")
+    })
+}
+
+/// Sends and receives `messages` values on one thread, `per_trip` at a
+/// time: the loop to count instructions per message in, under
+/// `valgrind --tool=callgrind --toggle-collect='*solo*'` (see `LANES_SOLO`).
+#[inline(never)]
+fn solo<L: Lane>(capacity: usize, per_trip: u64, messages: u64) {
+    let (mut tx, mut rx) = L::pair(capacity);
+    let never = AtomicBool::new(false);
+    let mut next = 0;
+    while next < messages {
+        let end = messages.min(next + per_trip);
+        send_all::<L>(&mut tx, next, end, &never);
+        receive_all::<L>(&mut rx, next, end, &never);
+        next = end;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Rows, rounds and medians
+
+/// What a row is to the bars: the rows they compare.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Floor,
+    Typed,
+    TypedBatch,
+    TypedSmall,
+    Frames,
+    Rtrb,
+    RtrbSmall,
+    Other,
+}
+
+type ThroughputFn = fn(usize, f64) -> f64;
+type RoundTripFn = fn(usize, u64, u64, f64) -> Histogram<u64>;
+type SoloFn = fn(usize, u64, u64);
+
+struct Row {
+    /// Short name for `LANES_SOLO`.
+    key: &'static str,
+    name: &'static str,
+    role: Role,
+    capacity: usize,
+    /// Values each way per round trip.
+    per_trip: u64,
+    throughput: Option<ThroughputFn>,
+    round_trips: RoundTripFn,
+    solo: Option<SoloFn>,
+}
+
+impl Row {
+    fn lane<L: Lane>(
+        key: &'static str,
+        name: &'static str,
+        role: Role,
+        capacity: usize,
+        per_trip: u64,
+    ) -> Row {
+        Row {
+            key,
+            name,
+            role,
+            capacity,
+            per_trip,
+            throughput: Some(throughput::<L>),
+            round_trips: round_trips::<L>,
+            solo: Some(solo::<L>),
+        }
+    }
+}
+
+/// The rows, in the order they run and print: each corelane row next to the
+/// row its bar compares it with.
+fn rows() -> Vec<Row> {
+    let batch = BATCH as u64;
+    let (slots, small, other) = (DEFAULT_SLOTS, SMALL_SLOTS, Role::Other);
+    vec![
+        Row {
+            key: "floor",
+            name: "floor (cache-line ping-pong)",
+            role: Role::Floor,
+            capacity: 0,
+            per_trip: 1,
+            throughput: None,
+            round_trips: floor_round_trips,
+            solo: None,
+        },
+        Row::lane::<Frames>(
+            "frames",
+            "corelane frames, 64 B (256 KiB)",
+            Role::Frames,
+            FRAME_RING_BYTES,
+            1,
+        ),
+        Row::lane::<FramesExact>(
+            "frames-exact",
+            "(frames, exact claim: diagnostic)",
+            other,
+            FRAME_RING_BYTES,
+            1,
+        ),
+        Row::lane::<Typed>("typed", "corelane typed (4096)", Role::Typed, slots, 1),
+        Row::lane::<Rtrb>("rtrb", "rtrb (4096)", Role::Rtrb, slots, 1),
+        Row::lane::<TypedBatch>(
+            "typed-batch",
+            "corelane typed, batch 64 (4096)",
+            Role::TypedBatch,
+            slots,
+            batch,
+        ),
+        Row::lane::<RtrbBatch>("rtrb-batch", "rtrb, batch 64 (4096)", other, slots, batch),
+        Row::lane::<Typed>(
+            "typed-16",
+            "corelane typed (16)",
+            Role::TypedSmall,
+            small,
+            1,
+        ),
+        Row::lane::<Rtrb>("rtrb-16", "rtrb (16)", Role::RtrbSmall, small, 1),
+        Row::lane::<Ringbuf>("ringbuf", "ringbuf HeapRb (4096)", other, slots, 1),
+        Row::lane::<Queue>("arrayqueue", "crossbeam ArrayQueue (4096)", other, slots, 1),
+        Row::lane::<Channel>(
+            "channel",
+            "crossbeam-channel bounded (4096)",
+            other,
+            slots,
+            1,
+        ),
+        Row::lane::<Mpsc>("mpsc", "std mpsc sync_channel (4096)", other, slots, 1),
+    ]
+}
+
+/// How long and how often to measure.
+struct Settings {
+    rounds: usize,
+    /// Seconds of each throughput run.
+    throughput_secs: f64,
+    /// Seconds of recorded round trips in each round-trip run.
+    round_trip_secs: f64,
+    /// Seconds of each run of the warm-up round, which is not kept.
+    warmup_secs: f64,
+    filter: Option<String>,
+    write_json: bool,
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        // `cargo bench` passes `--bench`; `cargo test --benches` does not,
+        // and then a quick pass that writes nothing is enough.
+        let benching = env::args().any(|arg| arg == "--bench");
+        let quick = !benching || env::var("LANES_QUICK").is_ok_and(|value| value != "0");
+        let rounds = env::var("LANES_ROUNDS")
+            .ok()
+            .and_then(|value| value.parse().ok())
+            .filter(|&rounds| rounds > 0)
+            .unwrap_or(if quick { 3 } else { 7 });
+        let filter = env::var("LANES_FILTER")
+            .ok()
+            .filter(|text| !text.is_empty());
+        let (run_secs, warmup_secs) = if quick { (0.05, 0.02) } else { (0.6, 0.1) };
+        Settings {
+            rounds,
+            throughput_secs: run_secs,
+            round_trip_secs: run_secs,
+            warmup_secs,
+            filter,
+            write_json: benching,
+        }
+    }
+}
+
+/// One round of one row.
+#[derive(Clone, Copy)]
+struct Sample {
+    msgs_per_s: Option<f64>,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+    count: u64,
+}
+
+/// One round: every row's throughput, then every row's round trips, in the
+/// order of [`rows`], so that rows compared with each other run close in
+/// time.
+fn measure_round(rows: &[Row], throughput_secs: f64, round_trip_secs: f64) -> Vec<Sample> {
+    let throughputs: Vec<Option<f64>> = rows
+        .iter()
+        .map(|row| {
+            row.throughput
+                .map(|throughput| throughput(row.capacity, throughput_secs))
+        })
+        .collect();
+    rows.iter()
+        .zip(throughputs)
+        .map(|(row, msgs_per_s)| {
+            let warmup = WARMUP_VALUES.div_ceil(row.per_trip);
+            let histogram = (row.round_trips)(row.capacity, row.per_trip, warmup, round_trip_secs);
+            Sample {
+                msgs_per_s,
+                p50: histogram.value_at_quantile(0.50) as f64,
+                p99: histogram.value_at_quantile(0.99) as f64,
+                p999: histogram.value_at_quantile(0.999) as f64,
+                max: histogram.max() as f64,
+                count: histogram.len(),
+            }
+        })
+        .collect()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.is_empty() {
+        f64::NAN
+    } else if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        (values[middle - 1] + values[middle]) / 2.0
+    }
+}
+
+/// Per-round ratios of `field` between two rows.
+fn ratios(top: &[Sample], bottom: &[Sample], field: fn(&Sample) -> Option<f64>) -> Vec<f64> {
+    top.iter()
+        .zip(bottom)
+        .filter_map(|(top, bottom)| Some(field(top)? / field(bottom)?))
+        .collect()
+}
+
+fn msgs(sample: &Sample) -> Option<f64> {
+    sample.msgs_per_s
+}
+
+fn p50(sample: &Sample) -> Option<f64> {
+    Some(sample.p50)
+}
+
+fn p999(sample: &Sample) -> Option<f64> {
+    Some(sample.p999)
+}
+
+/// A row's medians over the rounds, and its ratios to the references.
+struct Summary {
+    name: &'static str,
+    per_trip: u64,
+    msgs_per_s: Option<f64>,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+    count: u64,
+    vs_rtrb: Option<f64>,
+    p50_vs_floor: Option<f64>,
+    p999_vs_floor: Option<f64>,
+    rounds: Vec<Sample>,
+}
+
+fn summarize(row: &Row, samples: &[Sample], rtrb: &[Sample], floor: &[Sample]) -> Summary {
+    let column = |field: fn(&Sample) -> f64| median(samples.iter().map(field).collect());
+    let median_ratio = |values: Vec<f64>| (!values.is_empty()).then(|| median(values));
+    let throughputs: Vec<f64> = samples.iter().filter_map(msgs).collect();
+    Summary {
+        name: row.name,
+        per_trip: row.per_trip,
+        msgs_per_s: (!throughputs.is_empty()).then(|| median(throughputs)),
+        p50: column(|sample| sample.p50),
+        p99: column(|sample| sample.p99),
+        p999: column(|sample| sample.p999),
+        max: column(|sample| sample.max),
+        count: column(|sample| sample.count as f64) as u64,
+        vs_rtrb: median_ratio(ratios(samples, rtrb, msgs)),
+        p50_vs_floor: median_ratio(ratios(samples, floor, p50)),
+        p999_vs_floor: median_ratio(ratios(samples, floor, p999)),
+        rounds: samples.to_vec(),
+    }
+}
+
+/// One of the issue's bars, as met or missed in this run.
+struct Bar {
+    text: &'static str,
+    /// Per-round ratios.
+    ratios: Vec<f64>,
+    limit: f64,
+    /// `true` if the ratio must be at least `limit`, `false` at most.
+    at_least: bool,
+}
+
+impl Bar {
+    fn ratio(&self) -> f64 {
+        median(self.ratios.clone())
+    }
+
+    fn met(&self) -> bool {
+        let ratio = self.ratio();
+        if self.at_least {
+            ratio >= self.limit
+        } else {
+            ratio <= self.limit
+        }
+    }
+}
+
+fn bars(results: &[(Role, Vec<Sample>)]) -> Vec<Bar> {
+    let of = |role: Role| {
+        results
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, s)| &s[..])
+    };
+    let mut bars = Vec::new();
+    let mut bar = |text, top: Role, bottom: Role, field, limit, at_least| {
+        if let (Some(top), Some(bottom)) = (of(top), of(bottom)) {
+            bars.push(Bar {
+                text,
+                ratios: ratios(top, bottom, field),
+                limit,
+                at_least,
+            });
+        }
+    };
+    bar(
+        "typed ring, one at a time: throughput >= 1.0x rtrb's",
+        Role::Typed,
+        Role::Rtrb,
+        msgs,
+        1.0,
+        true,
+    );
+    bar(
+        "typed ring, batches of 64: throughput >= 3x rtrb's one at a time",
+        Role::TypedBatch,
+        Role::Rtrb,
+        msgs,
+        3.0,
+        true,
+    );
+    bar(
+        "frame ring, 64 B: round trip p50 <= 1.3x the floor's p50",
+        Role::Frames,
+        Role::Floor,
+        p50,
+        1.3,
+        false,
+    );
+    bar(
+        "frame ring, 64 B: round trip p99.9 <= 2x the floor's p99.9",
+        Role::Frames,
+        Role::Floor,
+        p999,
+        2.0,
+        false,
+    );
+    bar(
+        "capacity 16: typed ring throughput >= 1.0x rtrb's at capacity 16",
+        Role::TypedSmall,
+        Role::RtrbSmall,
+        msgs,
+        1.0,
+        true,
+    );
+    bars
+}
+
+// ---------------------------------------------------------------------------
+// Output
+
+fn or_dash(value: Option<f64>, format: impl Fn(f64) -> String) -> String {
+    value.map_or_else(|| "-".to_owned(), format)
+}
+
+fn print_table(summaries: &[Summary]) {
+    println!(
+        "{:<36} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8}",
+        "lane (capacity)",
+        "msgs/s",
+        "p50 ns",
+        "p99 ns",
+        "p99.9 ns",
+        "max ns",
+        "count",
+        "x rtrb",
+        "p50 /fl",
+        "p999 /fl"
+    );
+    for row in summaries {
+        let name = if row.per_trip > 1 {
+            format!("{} *", row.name)
+        } else {
+            row.name.to_owned()
+        };
+        println!(
+            "{:<36} {:>9} {:>8.0} {:>8.0} {:>8.0} {:>9.0} {:>9} {:>8} {:>8} {:>8}",
+            name,
+            or_dash(row.msgs_per_s, |rate| format!("{:.1}M", rate / 1e6)),
+            row.p50,
+            row.p99,
+            row.p999,
+            row.max,
+            row.count,
+            or_dash(row.vs_rtrb, |ratio| format!("{ratio:.2}")),
+            or_dash(row.p50_vs_floor, |ratio| format!("{ratio:.2}")),
+            or_dash(row.p999_vs_floor, |ratio| format!("{ratio:.2}")),
+        );
+    }
+    println!(
+        "Rows move one value per call of the lane's API unless marked *; a round trip \
+         of a * row carries {BATCH} values each way.\nMedians over the rounds; ratios are medians of per-round ratios \
+         (x rtrb: throughput / rtrb (4096)'s; /fl: latency / the floor's)."
+    );
+}
+
+fn print_bars(bars: &[Bar]) {
+    println!("\nbars (this run):");
+    for bar in bars {
+        let rounds: Vec<String> = bar.ratios.iter().map(|r| format!("{r:.2}")).collect();
+        println!(
+            "  [{}] {:<66} {:>5.2}x  (rounds: {})",
+            if bar.met() { "met   " } else { "MISSED" },
+            bar.text,
+            bar.ratio(),
+            rounds.join(" ")
+        );
+    }
+}
+
+fn json_string(text: &str) -> String {
+    let mut quoted = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(quoted, "\\u{:04x}", c as u32);
+            }
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+fn json_number(value: Option<f64>) -> String {
+    match value {
+        Some(value) if value.is_finite() => format!("{}", (value * 1000.0).round() / 1000.0),
+        _ => "null".to_owned(),
+    }
+}
+
+fn json_sample(sample: &Sample) -> String {
+    format!(
+        "{{\"msgs_per_s\": {}, \"p50_ns\": {}, \"p99_ns\": {}, \"p999_ns\": {}, \
+         \"max_ns\": {}, \"count\": {}}}",
+        json_number(sample.msgs_per_s),
+        json_number(Some(sample.p50)),
+        json_number(Some(sample.p99)),
+        json_number(Some(sample.p999)),
+        json_number(Some(sample.max)),
+        sample.count
+    )
+}
+
+fn json(settings: &Settings, clock_ns: f64, summaries: &[Summary], bars: &[Bar]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{{");
+    let _ = writeln!(out, "  \"bench\": \"lanes\",");
+    let _ = writeln!(out, "  \"rounds\": {},", settings.rounds);
+    let _ = writeln!(out, "  \"throughput_secs\": {},", settings.throughput_secs);
+    let _ = writeln!(out, "  \"round_trip_secs\": {},", settings.round_trip_secs);
+    let _ = writeln!(out, "  \"clock\": {},", json_string(clock_name()));
+    let _ = writeln!(out, "  \"clock_read_ns\": {},", json_number(Some(clock_ns)));
+    let _ = writeln!(out, "  \"message_bytes\": 64,");
+    let _ = writeln!(out, "  \"rows\": [");
+    for (index, row) in summaries.iter().enumerate() {
+        let rounds: Vec<String> = row.rounds.iter().map(json_sample).collect();
+        let _ = write!(
+            out,
+            "    {{\"name\": {}, \"msgs_per_s\": {}, \"p50_ns\": {}, \"p99_ns\": {}, \
+             \"p999_ns\": {}, \"max_ns\": {}, \"count\": {}, \"values_per_round_trip\": {}, \
+             \"throughput_vs_rtrb\": {}, \"p50_vs_floor\": {}, \"p999_vs_floor\": {}, \
+             \"per_round\": [{}]}}",
+            json_string(row.name),
+            json_number(row.msgs_per_s),
+            json_number(Some(row.p50)),
+            json_number(Some(row.p99)),
+            json_number(Some(row.p999)),
+            json_number(Some(row.max)),
+            row.count,
+            row.per_trip,
+            json_number(row.vs_rtrb),
+            json_number(row.p50_vs_floor),
+            json_number(row.p999_vs_floor),
+            rounds.join(", ")
+        );
+        let _ = writeln!(
+            out,
+            "{}",
+            if index + 1 < summaries.len() { "," } else { "" }
+        );
+    }
+    let _ = writeln!(out, "  ],");
+    let _ = writeln!(out, "  \"bars\": [");
+    for (index, bar) in bars.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "    {{\"bar\": {}, \"ratio\": {}, \"limit\": {}, \"met\": {}}}{}",
+            json_string(bar.text),
+            json_number(Some(bar.ratio())),
+            json_number(Some(bar.limit)),
+            bar.met(),
+            if index + 1 < bars.len() { "," } else { "" }
+        );
+    }
+    let _ = writeln!(out, "  ]");
+    let _ = writeln!(out, "}}");
+    out
+}
+
+fn write_json(text: &str) -> std::io::Result<PathBuf> {
+    let target =
+        env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    let directory = target.join("corelane-bench");
+    fs::create_dir_all(&directory)?;
+    let path = directory.join("lanes.json");
+    fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// Runs one row's [`solo`] loop, for an instruction count under callgrind.
+fn run_solo(key: &str) {
+    let messages = env::var("LANES_SOLO_MESSAGES")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(1_000_000);
+    let rows = rows();
+    let Some((row, solo)) = rows
+        .iter()
+        .find_map(|row| Some((row, row.solo?)).filter(|_| row.key == key))
+    else {
+        let keys: Vec<&str> = rows
+            .iter()
+            .filter(|row| row.solo.is_some())
+            .map(|row| row.key)
+            .collect();
+        eprintln!(
+            "lanes: LANES_SOLO={key} names no lane; try one of {}",
+            keys.join(", ")
+        );
+        std::process::exit(2);
+    };
+    let started = Instant::now();
+    solo(row.capacity, row.per_trip, messages);
+    println!(
+        "{}: {messages} values sent and received on one thread, {} at a time, in {:.3} s",
+        row.name,
+        row.per_trip,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn main() {
+    if let Ok(key) = env::var("LANES_SOLO") {
+        run_solo(&key);
+        return;
+    }
+    let settings = Settings::from_env();
+    let rows: Vec<Row> = rows()
+        .into_iter()
+        .filter(|row| {
+            matches!(row.role, Role::Floor | Role::Rtrb)
+                || settings
+                    .filter
+                    .as_deref()
+                    .is_none_or(|text| row.name.contains(text))
+        })
+        .collect();
+
+    let cpus = core_affinity::get_core_ids().map_or(0, |cores| cores.len());
+    if cpus < 2 {
+        eprintln!("lanes: fewer than 2 CPUs to pin to; threads run unpinned");
+    }
+    let message_len = encoded_len(&Words64::new(0), &mut Arena::new()).expect("Words64 archives");
+    let clock_ns = clock_read_ns();
+    println!(
+        "lanes: 2 threads pinned to CPUs 0 and 1 (of {cpus}); clock {} ({:.3} ns/tick, \
+         {clock_ns:.1} ns a read); {} rounds\n\
+         frame message: {message_len} archived bytes, {} bytes with its header; \
+         values: u64",
+        clock_name(),
+        ns_per_tick(),
+        settings.rounds,
+        message_len + HEADER_LEN,
+    );
+
+    // A short first round warms every row up (caches, allocator, clock
+    // speed); it is not kept.
+    let started = Instant::now();
+    measure_round(&rows, settings.warmup_secs, settings.warmup_secs);
+    eprintln!("warmed up in {:.1} s", started.elapsed().as_secs_f64());
+
+    let mut samples: Vec<Vec<Sample>> = rows.iter().map(|_| Vec::new()).collect();
+    for round in 1..=settings.rounds {
+        let measured = measure_round(&rows, settings.throughput_secs, settings.round_trip_secs);
+        for (kept, sample) in samples.iter_mut().zip(measured) {
+            kept.push(sample);
+        }
+        eprintln!(
+            "round {round}/{} done at {:.1} s",
+            settings.rounds,
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    let results: Vec<(Role, Vec<Sample>)> = rows
+        .iter()
+        .zip(samples)
+        .map(|(row, kept)| (row.role, kept))
+        .collect();
+    let reference = |role: Role| {
+        results
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, kept)| kept.clone())
+            .expect("reference rows always run")
+    };
+    let (rtrb, floor) = (reference(Role::Rtrb), reference(Role::Floor));
+    let summaries: Vec<Summary> = rows
+        .iter()
+        .zip(&results)
+        .map(|(row, (_, kept))| summarize(row, kept, &rtrb, &floor))
+        .collect();
+    let bars = bars(&results);
+
+    println!();
+    print_table(&summaries);
+    print_bars(&bars);
+    if settings.write_json {
+        match write_json(&json(&settings, clock_ns, &summaries, &bars)) {
+            Ok(path) => println!("\nwrote {}", path.display()),
+            Err(error) => eprintln!("lanes: cannot write the JSON report: {error}"),
+        }
+    }
+}
