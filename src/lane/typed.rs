@@ -135,6 +135,8 @@ struct Ring<T> {
     /// One slot per unit of capacity. Slots from head up to tail hold
     /// values; the others are uninitialised.
     slots: Box<[UnsafeCell<MaybeUninit<T>>]>,
+    /// `slots.len()`, kept beside the pointer the hot paths read anyway.
+    capacity: usize,
 }
 
 // SAFETY: a `Ring` is reached only through one `Producer` and one
@@ -155,12 +157,13 @@ impl<T> Ring<T> {
             slots: (0..capacity)
                 .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
                 .collect(),
+            capacity,
         }
     }
 
     #[inline]
     fn capacity(&self) -> usize {
-        self.slots.len()
+        self.capacity
     }
 
     /// Moves `position` on by `count` slots, wrapping at `2 * capacity`.
@@ -195,15 +198,41 @@ impl<T> Ring<T> {
         distance
     }
 
+    /// The slot index of `position` (positions run to twice the capacity).
     #[inline]
-    fn slot(&self, position: usize) -> &UnsafeCell<MaybeUninit<T>> {
-        let capacity = self.capacity();
-        let index = if position >= capacity {
-            position - capacity
+    fn index_of(&self, position: usize) -> usize {
+        debug_assert!(
+            position < 2 * self.capacity,
+            "position {position} out of range"
+        );
+        if position >= self.capacity {
+            position - self.capacity
         } else {
             position
-        };
-        &self.slots[index]
+        }
+    }
+
+    /// The index after `index`, wrapping at the capacity.
+    #[inline]
+    fn next_index(&self, index: usize) -> usize {
+        if index + 1 == self.capacity {
+            0
+        } else {
+            index + 1
+        }
+    }
+
+    #[inline]
+    fn slot(&self, position: usize) -> &UnsafeCell<MaybeUninit<T>> {
+        self.slot_at(self.index_of(position))
+    }
+
+    #[inline]
+    fn slot_at(&self, index: usize) -> &UnsafeCell<MaybeUninit<T>> {
+        debug_assert!(index < self.capacity, "slot {index} out of range");
+        // SAFETY: every index handed here comes from `index_of` or
+        // `next_index`, both below `capacity == slots.len()`.
+        unsafe { self.slots.get_unchecked(index) }
     }
 
     /// Moves `value` into the slot at `position`.
@@ -214,7 +243,18 @@ impl<T> Ring<T> {
     /// after the tail, and before the head it last loaded plus the capacity.
     #[inline]
     unsafe fn write(&self, position: usize, value: T) {
-        self.slot(position).with_mut(|slot| {
+        // SAFETY: the caller's contract, for the slot of `position`.
+        unsafe { self.write_at(self.index_of(position), value) }
+    }
+
+    /// As [`Ring::write`], for the slot at `index`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Ring::write`].
+    #[inline]
+    unsafe fn write_at(&self, index: usize, value: T) {
+        self.slot_at(index).with_mut(|slot| {
             // SAFETY: the slot is free (caller's contract), so the consumer
             // does not read it and nothing in it needs dropping.
             unsafe { slot.write(MaybeUninit::new(value)) }
@@ -231,7 +271,18 @@ impl<T> Ring<T> {
     /// loaded, or one the producer wrote and has not published.
     #[inline]
     unsafe fn take(&self, position: usize) -> T {
-        self.slot(position).with(|slot| {
+        // SAFETY: the caller's contract, for the slot of `position`.
+        unsafe { self.take_at(self.index_of(position)) }
+    }
+
+    /// As [`Ring::take`], for the slot at `index`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Ring::take`].
+    #[inline]
+    unsafe fn take_at(&self, index: usize) -> T {
+        self.slot_at(index).with(|slot| {
             // SAFETY: the slot holds an initialised value owned by the caller
             // (caller's contract), and it is read only this once.
             unsafe { slot.read().assume_init() }
@@ -354,6 +405,7 @@ impl<T> Producer<T> {
         Ok(WriteChunk {
             len: free.min(count),
             filled: 0,
+            next_index: self.ring.index_of(self.tail),
             producer: self,
         })
     }
@@ -545,6 +597,7 @@ impl<T> Consumer<T> {
     pub fn read_chunk(&mut self, count: usize) -> ReadChunk<'_, T> {
         let len = self.available(count).min(count);
         ReadChunk {
+            next_index: self.ring.index_of(self.head),
             consumer: self,
             len,
             taken: 0,
@@ -679,6 +732,8 @@ pub struct WriteChunk<'a, T> {
     len: usize,
     /// Number of slots written so far, from the start of the chunk.
     filled: usize,
+    /// Slot index of the next write.
+    next_index: usize,
 }
 
 impl<T> WriteChunk<'_, T> {
@@ -755,12 +810,12 @@ impl<T> WriteChunk<'_, T> {
     #[inline]
     fn write_next(&mut self, value: T) {
         debug_assert!(self.filled < self.len, "chunk of {} is full", self.len);
-        let producer = &mut *self.producer;
-        let position = producer.ring.advance(producer.tail, self.filled);
+        let ring = &self.producer.ring;
         // SAFETY: the chunk's slots were free when it was claimed, and the
         // consumer cannot reach them before the producer publishes, which
         // needs the `&mut Producer` this chunk holds.
-        unsafe { producer.ring.write(position, value) };
+        unsafe { ring.write_at(self.next_index, value) };
+        self.next_index = ring.next_index(self.next_index);
         self.filled += 1;
     }
 
@@ -806,6 +861,8 @@ pub struct ReadChunk<'a, T> {
     len: usize,
     /// Number of values moved out of the front of the chunk so far.
     taken: usize,
+    /// Slot index of the next value to move out.
+    next_index: usize,
 }
 
 impl<T> ReadChunk<'_, T> {
@@ -887,12 +944,12 @@ impl<T> Iterator for ReadChunk<'_, T> {
         if self.taken == self.len {
             return None;
         }
-        let consumer = &mut *self.consumer;
-        let position = consumer.ring.advance(consumer.head, self.taken);
+        let ring = &self.consumer.ring;
         // SAFETY: the value at `taken` was published, is not yet released and
         // has not moved out; counting it in `taken` right after makes sure it
         // is moved out only this once.
-        let value = unsafe { consumer.ring.take(position) };
+        let value = unsafe { ring.take_at(self.next_index) };
+        self.next_index = ring.next_index(self.next_index);
         self.taken += 1;
         Some(value)
     }
