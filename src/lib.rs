@@ -15,6 +15,7 @@ pub mod lane;
 pub mod metrics;
 pub mod runtime;
 pub mod serve;
+pub mod timer;
 mod sync;
 
 /// The README's examples, compiled and run as doctests.
