@@ -15,8 +15,8 @@ pub mod lane;
 pub mod metrics;
 pub mod runtime;
 pub mod serve;
-pub mod timer;
 mod sync;
+pub mod timer;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
