@@ -626,45 +626,32 @@ impl ServeCore {
     /// Delivers a message published on `channel` to this core's
     /// subscribers; returns how many received it.
     pub(crate) fn deliver(&mut self, channel: &[u8], payload: &[u8]) -> usize {
-        let recipients = self.subs.recipients(channel);
-        let count = recipients.count();
-        if count == 0 {
-            return 0;
-        }
+        // Written in place, no per-message allocation: subscriptions and
+        // connections are separate fields, borrowed apart.
+        let limit = self.config.output_limit;
         let mut over_limit = Vec::new();
-        let mut touched = Vec::with_capacity(count);
+        let ServeCore {
+            subs, conns, dirty, ..
+        } = self;
+        let recipients = subs.recipients(channel);
+        let count = recipients.count();
         for &key in recipients.direct {
-            let conn = &mut self.conns[key];
-            if conn.closing {
-                // Its output is final: QUIT, or cut off at the limit below.
-                continue;
-            }
-            reply::array_header(&mut conn.out, 3);
-            reply::bulk(&mut conn.out, b"message");
-            reply::bulk(&mut conn.out, channel);
-            reply::bulk(&mut conn.out, payload);
-            touched.push(key);
+            queue_output(conns, dirty, &mut over_limit, limit, key, |out| {
+                reply::array_header(out, 3);
+                reply::bulk(out, b"message");
+                reply::bulk(out, channel);
+                reply::bulk(out, payload);
+            });
         }
         for (pattern, keys) in &recipients.by_pattern {
             for &key in *keys {
-                let conn = &mut self.conns[key];
-                if conn.closing {
-                    continue;
-                }
-                reply::array_header(&mut conn.out, 4);
-                reply::bulk(&mut conn.out, b"pmessage");
-                reply::bulk(&mut conn.out, pattern);
-                reply::bulk(&mut conn.out, channel);
-                reply::bulk(&mut conn.out, payload);
-                touched.push(key);
-            }
-        }
-        for key in touched {
-            let limit = self.config.output_limit;
-            if limit != 0 && self.conns[key].pending_out() > limit {
-                over_limit.push(key);
-            } else {
-                self.mark_dirty(key);
+                queue_output(conns, dirty, &mut over_limit, limit, key, |out| {
+                    reply::array_header(out, 4);
+                    reply::bulk(out, b"pmessage");
+                    reply::bulk(out, pattern);
+                    reply::bulk(out, channel);
+                    reply::bulk(out, payload);
+                });
             }
         }
         for key in over_limit {
@@ -685,6 +672,31 @@ impl ServeCore {
             self.mark_dirty(key);
         }
         count
+    }
+}
+
+/// Appends one message to connection `key`'s output and queues it for
+/// writing; a connection past the output limit goes to `over_limit`
+/// instead, and one already closing gets nothing more.
+fn queue_output(
+    conns: &mut Slab<Connection>,
+    dirty: &mut Vec<usize>,
+    over_limit: &mut Vec<usize>,
+    limit: usize,
+    key: usize,
+    write: impl FnOnce(&mut Vec<u8>),
+) {
+    let conn = &mut conns[key];
+    if conn.closing {
+        // Its output is final: QUIT, or cut off at the limit.
+        return;
+    }
+    write(&mut conn.out);
+    if limit != 0 && conn.pending_out() > limit {
+        over_limit.push(key);
+    } else if !conn.dirty {
+        conn.dirty = true;
+        dirty.push(key);
     }
 }
 
