@@ -118,60 +118,17 @@ fn class_matches(pattern: &[u8], mut at: usize, byte: u8) -> (bool, usize) {
 }
 
 #[cfg(test)]
+#[path = "glob_reference.rs"]
+mod glob_reference;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A plain recursive matcher written straight from the rules, for
-    /// comparison: exponential on hostile patterns, so fed small ones only.
+    /// The matcher written straight from the rules, shared with the fuzz
+    /// target.
     fn reference(pattern: &[u8], subject: &[u8]) -> bool {
-        let Some((&first, rest)) = pattern.split_first() else {
-            return subject.is_empty();
-        };
-        if first == b'*' {
-            return (0..=subject.len()).any(|skip| reference(rest, &subject[skip..]));
-        }
-        let Some((&byte, subject_rest)) = subject.split_first() else {
-            return false;
-        };
-        let (hit, token_len) = match first {
-            b'?' => (true, 1),
-            b'\\' if !rest.is_empty() => (rest[0] == byte, 2),
-            b'[' => reference_class(rest, byte),
-            _ => (first == byte, 1),
-        };
-        hit && reference(&pattern[token_len..], subject_rest)
-    }
-
-    /// Matches a class body against `byte`; returns the result and the
-    /// class's length counting its `[`.
-    fn reference_class(body: &[u8], byte: u8) -> (bool, usize) {
-        let (negated, mut rest) = match body {
-            [b'^', rest @ ..] => (true, rest),
-            _ => (false, body),
-        };
-        let mut hit = false;
-        loop {
-            rest = match rest {
-                [] => break,
-                [b'\\', c, tail @ ..] => {
-                    hit |= *c == byte;
-                    tail
-                }
-                [b']', tail @ ..] => {
-                    rest = tail;
-                    break;
-                }
-                [a, b'-', b, tail @ ..] => {
-                    hit |= (*a.min(b)..=*a.max(b)).contains(&byte);
-                    tail
-                }
-                [c, tail @ ..] => {
-                    hit |= *c == byte;
-                    tail
-                }
-            };
-        }
-        (hit ^ negated, 1 + body.len() - rest.len())
+        super::glob_reference::reference_match(pattern, subject)
     }
 
     /// A small deterministic generator (xorshift), enough to spread cases.
