@@ -14,6 +14,7 @@ pub mod frame;
 pub mod lane;
 pub mod metrics;
 pub mod runtime;
+pub mod segment;
 pub mod serve;
 mod sync;
 pub mod timer;
