@@ -10,22 +10,11 @@
 #![no_main]
 
 use corelane::serve::resp::{Limits, ProtocolError, Request, RequestParser};
+use resp_check::{parse_pieces, parse_whole};
 use libfuzzer_sys::fuzz_target;
 
-/// Each request with the stream offset where it ended, then how the stream
-/// ended (`None`: waiting for more bytes).
-#[derive(Debug, PartialEq, Eq)]
-struct Outcome {
-    requests: Vec<(Vec<Vec<u8>>, usize)>,
-    end: Option<ProtocolError>,
-}
-
-fn owned(request: &Request<'_>) -> Vec<Vec<u8>> {
-    assert!(!request.is_empty());
-    assert!(request.consumed() > 0);
-    assert_eq!(request.args().len(), request.len());
-    request.args().map(<[u8]>::to_vec).collect()
-}
+#[path = "../../src/serve/resp_check.rs"]
+mod resp_check;
 
 fn limits(choice: u8) -> Limits {
     match choice % 4 {
@@ -48,79 +37,16 @@ fn limits(choice: u8) -> Limits {
     }
 }
 
-fn parse_whole(stream: &[u8], limits: Limits) -> Outcome {
-    let mut parser = RequestParser::new(limits);
-    let mut requests = Vec::new();
-    let mut offset = 0;
-    loop {
-        match parser.parse(&stream[offset..]) {
-            Ok(Some(request)) => {
-                assert!(request.consumed() <= stream.len() - offset);
-                offset += request.consumed();
-                requests.push((owned(&request), offset));
-            }
-            Ok(None) => {
-                return Outcome {
-                    requests,
-                    end: None,
-                }
-            }
-            Err(error) => {
-                return Outcome {
-                    requests,
-                    end: Some(error),
-                }
-            }
-        }
-    }
-}
-
-fn parse_in_reads(stream: &[u8], limits: Limits, reads: &[usize], drain_skipped: bool) -> Outcome {
-    let mut parser = RequestParser::new(limits);
-    let mut buf = Vec::new();
-    let mut drained = 0;
-    let mut requests = Vec::new();
-    let mut rest = stream;
-    for &size in reads.iter().cycle() {
+/// Cuts the stream into reads of the given sizes, in turn.
+fn in_reads<'a>(mut rest: &'a [u8], sizes: &'a [usize]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    sizes.iter().cycle().map_while(move |&size| {
         if rest.is_empty() {
-            break;
+            return None;
         }
         let (read, tail) = rest.split_at(size.min(rest.len()));
         rest = tail;
-        buf.extend_from_slice(read);
-        loop {
-            match parser.parse(&buf) {
-                Ok(Some(request)) => {
-                    let consumed = request.consumed();
-                    assert!(
-                        consumed <= buf.len(),
-                        "consumed {consumed} of {}",
-                        buf.len()
-                    );
-                    requests.push((owned(&request), drained + consumed));
-                    buf.drain(..consumed);
-                    drained += consumed;
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    return Outcome {
-                        requests,
-                        end: Some(error),
-                    }
-                }
-            }
-        }
-        if drain_skipped {
-            let skipped = parser.take_skipped();
-            assert!(skipped <= buf.len(), "skipped {skipped} of {}", buf.len());
-            buf.drain(..skipped);
-            drained += skipped;
-        }
-    }
-    Outcome {
-        requests,
-        end: None,
-    }
+        Some(read)
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -136,6 +62,6 @@ fuzz_target!(|data: &[u8]| {
     ];
 
     let whole = parse_whole(stream, limits);
-    let pieces = parse_in_reads(stream, limits, &reads, drain_skipped);
+    let pieces = parse_pieces(in_reads(stream, &reads), limits, drain_skipped);
     assert_eq!(whole, pieces);
 });

@@ -759,92 +759,16 @@ fn hex_value(digit: u8) -> u8 {
 }
 
 #[cfg(test)]
+#[path = "resp_check.rs"]
+mod resp_check;
+
+#[cfg(test)]
 mod tests {
+    use super::resp_check::{owned, parse_pieces, parse_whole, Args, Outcome};
     use super::*;
-
-    type Args = Vec<Vec<u8>>;
-
-    /// Everything one run of the parser over a stream produced: each request
-    /// with the stream offset where it ended, then how the stream ended
-    /// (`None`: waiting for more bytes).
-    #[derive(Debug, PartialEq, Eq)]
-    struct Outcome {
-        requests: Vec<(Args, usize)>,
-        end: Option<ProtocolError>,
-    }
-
-    fn owned(request: &Request<'_>) -> Args {
-        request.args().map(<[u8]>::to_vec).collect()
-    }
 
     fn args(words: &[&str]) -> Args {
         words.iter().map(|word| word.as_bytes().to_vec()).collect()
-    }
-
-    /// Parses a stream that is all there at once.
-    fn parse_whole(input: &[u8], limits: Limits) -> Outcome {
-        let mut parser = RequestParser::new(limits);
-        let mut requests = Vec::new();
-        let mut offset = 0;
-        loop {
-            match parser.parse(&input[offset..]) {
-                Ok(Some(request)) => {
-                    offset += request.consumed();
-                    requests.push((owned(&request), offset));
-                }
-                Ok(None) => {
-                    return Outcome {
-                        requests,
-                        end: None,
-                    }
-                }
-                Err(error) => {
-                    return Outcome {
-                        requests,
-                        end: Some(error),
-                    }
-                }
-            }
-        }
-    }
-
-    /// Parses a stream arriving in pieces, as a server's read loop would,
-    /// draining skipped empty commands when `take_skipped` is set.
-    fn parse_pieces(pieces: &[&[u8]], limits: Limits, take_skipped: bool) -> Outcome {
-        let mut parser = RequestParser::new(limits);
-        let mut buf = Vec::new();
-        let mut drained = 0;
-        let mut requests = Vec::new();
-        for piece in pieces {
-            buf.extend_from_slice(piece);
-            loop {
-                match parser.parse(&buf) {
-                    Ok(Some(request)) => {
-                        let consumed = request.consumed();
-                        assert!(consumed <= buf.len());
-                        requests.push((owned(&request), drained + consumed));
-                        buf.drain(..consumed);
-                        drained += consumed;
-                    }
-                    Ok(None) => break,
-                    Err(error) => {
-                        return Outcome {
-                            requests,
-                            end: Some(error),
-                        }
-                    }
-                }
-            }
-            if take_skipped {
-                let skipped = parser.take_skipped();
-                buf.drain(..skipped);
-                drained += skipped;
-            }
-        }
-        Outcome {
-            requests,
-            end: None,
-        }
     }
 
     fn one(input: &[u8]) -> Result<Option<Args>, ProtocolError> {
@@ -913,13 +837,19 @@ mod tests {
         for split in 0..=input.len() {
             let (head, tail) = input.split_at(split);
             for take_skipped in [false, true] {
-                let pieces = parse_pieces(&[head, tail], Limits::default(), take_skipped);
+                let pieces = parse_pieces([head, tail], Limits::default(), take_skipped);
                 assert_eq!(pieces, whole, "split at {split}");
             }
         }
         let bytes: Vec<&[u8]> = input.chunks(1).collect();
-        assert_eq!(parse_pieces(&bytes, Limits::default(), false), whole);
-        assert_eq!(parse_pieces(&bytes, Limits::default(), true), whole);
+        assert_eq!(
+            parse_pieces(bytes.iter().copied(), Limits::default(), false),
+            whole
+        );
+        assert_eq!(
+            parse_pieces(bytes.iter().copied(), Limits::default(), true),
+            whole
+        );
     }
 
     #[test]
@@ -929,7 +859,7 @@ mod tests {
         assert_eq!(whole.end, Some(ProtocolError::ExpectedBulk(b':')));
         for split in 0..=input.len() {
             let (head, tail) = input.split_at(split);
-            assert_eq!(parse_pieces(&[head, tail], Limits::default(), true), whole);
+            assert_eq!(parse_pieces([head, tail], Limits::default(), true), whole);
         }
     }
 
@@ -1159,7 +1089,7 @@ mod tests {
         input.extend_from_slice(b"\r\n");
 
         let pieces: Vec<&[u8]> = input.chunks(4096).collect();
-        let outcome = parse_pieces(&pieces, Limits::default(), false);
+        let outcome = parse_pieces(pieces.iter().copied(), Limits::default(), false);
         assert_eq!(outcome.requests.len(), 1);
         assert_eq!(outcome.requests[0].0[1], payload);
         assert_eq!(outcome.requests[0].1, input.len());
