@@ -1,5 +1,6 @@
-//! What a handler sees of its core: sending to other cores, its sockets,
-//! and the runtime's stop switch.
+//! What a handler sees of its core: sending to other cores (at a priority,
+//! by key, or after a delay: see `priority`, `routing`, `timers`), its
+//! timers, its sockets, and the runtime's stop switch.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -291,7 +292,9 @@ impl<M: Message> Context<'_, M> {
         Ok(())
     }
 
-    /// Largest archived message a lane can carry.
+    /// Largest archived message a normal lane can carry. A high-priority
+    /// lane carries at most half of `Builder::high_lane_capacity`, less a
+    /// header.
     pub fn max_payload(&self) -> usize {
         self.outbox.lanes[self.core].max_payload()
     }
