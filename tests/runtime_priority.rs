@@ -386,3 +386,73 @@ fn overflow_at_shutdown_is_accounted_for() {
     );
     assert!(report.adds_up(), "{report}");
 }
+
+/// Core 0 sends `TOTAL` messages to core 1 and, when refused, idles until
+/// room appears (under `Park` it parks and must be woken: by core 1
+/// draining a full high lane, or reading below the in-flight bound).
+struct Patient {
+    priority: Priority,
+    sent: u64,
+    seen: u64,
+}
+
+const TOTAL: u64 = 10_000;
+
+impl Handler for Patient {
+    type Message = Item;
+
+    fn on_turn(&mut self, cx: &mut Context<'_, Item>) -> bool {
+        if cx.core() != 0 || self.sent == TOTAL {
+            return false;
+        }
+        match cx.send_with(1, &item(self.sent), self.priority) {
+            Ok(()) => self.sent += 1,
+            Err(SendError::Full(back)) => {
+                assert_eq!(back.id, self.sent, "the same message came back");
+                return false;
+            }
+            Err(other) => panic!("{other}"),
+        }
+        true
+    }
+
+    fn on_message(&mut self, cx: &mut Context<'_, Item>, _: usize, item: &ArchivedItem) {
+        assert_eq!(item.id, self.seen, "out of order");
+        self.seen += 1;
+        if self.seen == TOTAL {
+            cx.stop_runtime();
+        }
+    }
+}
+
+fn patient(builder: corelane::runtime::Builder, priority: Priority) {
+    let report = builder
+        .cores(2)
+        .idle(idle())
+        .drain_batch(1)
+        .build()
+        .unwrap()
+        .start(move |_| Patient {
+            priority,
+            sent: 0,
+            seen: 0,
+        })
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(report.totals.sent, TOTAL);
+    assert_eq!(report.totals.delivered, TOTAL);
+    assert!(report.adds_up(), "{report}");
+}
+
+#[test]
+fn a_sender_refused_by_a_full_high_lane_is_woken_when_it_drains() {
+    let _serial = serial();
+    patient(Runtime::builder().high_lane_capacity(1024), Priority::High);
+}
+
+#[test]
+fn a_sender_refused_at_the_in_flight_bound_is_woken_when_it_falls() {
+    let _serial = serial();
+    patient(Runtime::builder().max_in_flight(3), Priority::Normal);
+}
