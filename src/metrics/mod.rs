@@ -32,6 +32,14 @@ pub struct Counters {
     pub turns: u64,
     /// Times the core parked.
     pub parks: u64,
+    /// Delayed messages scheduled (`Context::send_after`); each is later
+    /// sent, cancelled, or listed as held at shutdown.
+    pub delayed: u64,
+    /// Messages put in a backpressure overflow queue instead of a lane
+    /// (sent on later, or listed as held at shutdown).
+    pub overflowed: u64,
+    /// Timers that fired (handler timers and delayed messages).
+    pub timers_fired: u64,
 }
 
 impl Counters {
@@ -41,6 +49,9 @@ impl Counters {
         self.refused += other.refused;
         self.turns += other.turns;
         self.parks += other.parks;
+        self.delayed += other.delayed;
+        self.overflowed += other.overflowed;
+        self.timers_fired += other.timers_fired;
     }
 }
 
@@ -53,6 +64,10 @@ pub struct CoreMetrics {
     /// header to the moment the receiving core hands the frame to its
     /// handler, in nanoseconds.
     pub delivery: LatencyHistogram,
+    /// Frames the core reads from one lane per turn, as it adapts to the
+    /// backlog within the builder's bounds: the size in use when the core
+    /// last published (a gauge; in [`Snapshot::merged`], the largest).
+    pub drain_batch: u64,
 }
 
 impl CoreMetrics {
@@ -60,6 +75,10 @@ impl CoreMetrics {
     pub fn merge(&mut self, other: &CoreMetrics) {
         self.counters.add(&other.counters);
         self.delivery.merge(&other.delivery);
+        // A gauge: the later interval's value replaces the earlier one.
+        if other.drain_batch != 0 {
+            self.drain_batch = other.drain_batch;
+        }
     }
 
     fn reset(&mut self) {
@@ -82,6 +101,12 @@ impl Snapshot {
         for core in &self.cores {
             total.merge(core);
         }
+        total.drain_batch = self
+            .cores
+            .iter()
+            .map(|core| core.drain_batch)
+            .max()
+            .unwrap_or(0);
         total
     }
 }

@@ -1,13 +1,18 @@
-//! What a handler sees of its core: sending to other cores, its sockets,
-//! and the runtime's stop switch.
+//! What a handler sees of its core: sending to other cores (at a priority,
+//! by key, or after a delay: see `priority`, `routing`, `timers`), its
+//! timers, its sockets, and the runtime's stop switch.
 
 use std::fmt;
 use std::marker::PhantomData;
 
 use rkyv::ser::allocator::Arena;
 
+use super::backpressure::Flow;
 use super::doorbell::{fence_after_publish, Doorbell};
+use super::held::HeldFrame;
+use super::priority::Priority;
 use super::report::{tally, Undelivered};
+use super::timers::Timers;
 use super::Shared;
 use crate::clock;
 use crate::frame::Message;
@@ -17,7 +22,9 @@ use crate::metrics::{Recorder, Snapshot};
 
 /// Why a message was not sent. Every variant hands the message back.
 pub enum SendError<T> {
-    /// The lane to that core is full now; retry later.
+    /// The lane to that core is full now, or the core's in-flight bound is
+    /// reached, and the backpressure policy does not hold the message;
+    /// retry later.
     Full(T),
     /// The message is larger than a lane frame can ever carry.
     TooLarge {
@@ -72,31 +79,79 @@ impl<T> fmt::Display for SendError<T> {
 
 impl<T> std::error::Error for SendError<T> {}
 
-/// A core's sending side: one producer per destination core (itself
-/// included), the serializer's scratch arena, and who needs waking.
+/// Bits of [`Outbox::blocked`]: why sends to a destination were refused.
+pub(crate) const BLOCKED_NORMAL: u8 = 1;
+/// The high-priority lane was full.
+pub(crate) const BLOCKED_HIGH: u8 = 2;
+/// The in-flight bound was reached.
+pub(crate) const BLOCKED_BOUND: u8 = 4;
+
+/// The `blocked` bit for a lane of `priority`.
+pub(crate) fn blocked_bit(priority: Priority) -> u8 {
+    match priority {
+        Priority::Normal => BLOCKED_NORMAL,
+        Priority::High => BLOCKED_HIGH,
+    }
+}
+
+/// A core's sending side: two producers per destination core (itself
+/// included), one per priority, the serializer's scratch arena, the
+/// backpressure accounting, and who needs waking.
 pub(crate) struct Outbox {
     pub(crate) lanes: Vec<FrameProducer<HeapRegion>>,
-    arena: Arena,
+    /// The high-priority lane to each destination.
+    pub(crate) high: Vec<FrameProducer<HeapRegion>>,
+    pub(crate) arena: Arena,
     /// Destinations written to since the last `ring_doorbells`.
     pending_wake: Vec<bool>,
     any_pending: bool,
-    /// Destinations whose lane refused the last send: before parking, the
-    /// core asks their consumers to wake it when they free space.
-    pub(crate) blocked: Vec<bool>,
+    /// Per destination, why the last sends to it were refused (the
+    /// `BLOCKED_*` bits): before parking, the core asks their consumers to
+    /// wake it when they free space.
+    pub(crate) blocked: Vec<u8>,
+    /// In-flight bound and overflow queues.
+    pub(crate) flow: Flow,
     /// What the handler said it held and never sent (see `abandon`).
     pub(crate) abandoned: Vec<Undelivered>,
 }
 
 impl Outbox {
-    pub(crate) fn new(lanes: Vec<FrameProducer<HeapRegion>>) -> Self {
+    pub(crate) fn new(
+        lanes: Vec<FrameProducer<HeapRegion>>,
+        high: Vec<FrameProducer<HeapRegion>>,
+        flow: Flow,
+    ) -> Self {
         let cores = lanes.len();
         Outbox {
             lanes,
+            high,
             arena: Arena::new(),
             pending_wake: vec![false; cores],
             any_pending: false,
-            blocked: vec![false; cores],
+            blocked: vec![0; cores],
+            flow,
             abandoned: Vec::new(),
+        }
+    }
+
+    /// The lanes of `priority`, by destination.
+    #[inline]
+    pub(crate) fn lanes_for(&mut self, priority: Priority) -> &mut [FrameProducer<HeapRegion>] {
+        match priority {
+            Priority::Normal => &mut self.lanes,
+            Priority::High => &mut self.high,
+        }
+    }
+
+    /// Accounts for a message written into a lane to `to` by core `core`.
+    #[inline]
+    pub(crate) fn wrote(&mut self, core: usize, to: usize, priority: Priority, sent: &mut u64) {
+        self.blocked[to] &= !blocked_bit(priority);
+        self.flow.written[to] += 1;
+        *sent += 1;
+        if to != core {
+            self.pending_wake[to] = true;
+            self.any_pending = true;
         }
     }
 
@@ -123,6 +178,7 @@ pub struct Context<'c, M> {
     pub(crate) recorder: &'c mut Recorder,
     pub(crate) registry: &'c mio::Registry,
     pub(crate) uses_io: &'c mut bool,
+    pub(crate) timers: &'c mut Timers,
     pub(crate) shared: &'c Shared,
     pub(crate) _message: PhantomData<fn(M)>,
 }
@@ -138,46 +194,107 @@ impl<M: Message> Context<'_, M> {
         self.outbox.lanes.len()
     }
 
-    /// Serializes `msg` into the lane to core `to` (this core included),
-    /// stamped with the current time. Its receiver reads it in place.
+    /// Serializes `msg` into the normal lane to core `to` (this core
+    /// included), stamped with the current time. Its receiver reads it in
+    /// place. The same as [`send_with`](Self::send_with) at
+    /// [`Priority::Normal`].
     ///
     /// # Errors
     ///
-    /// Hands `msg` back in every case: [`SendError::Full`] if the lane has
-    /// no room now (counted as refused), [`SendError::TooLarge`] if it never
-    /// will, [`SendError::NoSuchCore`], [`SendError::Encode`].
+    /// Hands `msg` back in every case: [`SendError::Full`] if the lane (or
+    /// the destination's in-flight bound) has no room now and the
+    /// backpressure policy does not hold it (counted as refused),
+    /// [`SendError::TooLarge`] if it never will, [`SendError::NoSuchCore`],
+    /// [`SendError::Encode`].
     pub fn send<'m>(&mut self, to: usize, msg: &'m M) -> Result<(), SendError<&'m M>> {
-        let Some(lane) = self.outbox.lanes.get_mut(to) else {
-            return Err(SendError::NoSuchCore(msg, to));
-        };
-        match lane.write_message(msg, clock::now_ns(), &mut self.outbox.arena) {
-            Ok(()) => {
-                self.outbox.blocked[to] = false;
-                self.recorder.local.counters.sent += 1;
-                if to != self.core {
-                    self.outbox.pending_wake[to] = true;
-                    self.outbox.any_pending = true;
-                }
-                Ok(())
-            }
-            Err(WriteError::Claim(ClaimError::Full)) => {
-                self.outbox.blocked[to] = true;
-                self.recorder.local.counters.refused += 1;
-                Err(SendError::Full(msg))
-            }
-            Err(WriteError::Claim(ClaimError::TooLarge {
-                payload_len,
-                max_payload,
-            })) => Err(SendError::TooLarge {
-                msg,
-                payload_len,
-                max_payload,
-            }),
-            Err(WriteError::Encode(error)) => Err(SendError::Encode(msg, error.to_string())),
-        }
+        self.send_with(to, msg, Priority::Normal)
     }
 
-    /// Largest archived message a lane can carry.
+    /// Sends `msg` to core `to` in the lane of `priority`: high-priority
+    /// lanes are drained first (see [`Priority`]).
+    ///
+    /// When the destination has no room (its lane is full, or the
+    /// builder's `max_in_flight` is reached), the builder's
+    /// [`Backpressure`](crate::runtime::Backpressure) policy decides: refuse
+    /// and hand the message back, or hold it in a bounded overflow queue
+    /// that the core sends on, in order, as room appears.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn send_with<'m>(
+        &mut self,
+        to: usize,
+        msg: &'m M,
+        priority: Priority,
+    ) -> Result<(), SendError<&'m M>> {
+        if to >= self.cores() {
+            return Err(SendError::NoSuchCore(msg, to));
+        }
+        let (core, shared) = (self.core, self.shared);
+        let outbox = &mut *self.outbox;
+        let counters = &mut self.recorder.local.counters;
+        let now = clock::now_ns();
+
+        // Messages already queued for `to` go first, to keep order.
+        let queued = !outbox.flow.overflow[to].is_empty();
+        if !queued {
+            if outbox.flow.admits(to, || shared.consumed(core, to)) {
+                let lane = match priority {
+                    Priority::Normal => &mut outbox.lanes[to],
+                    Priority::High => &mut outbox.high[to],
+                };
+                match lane.write_message(msg, now, &mut outbox.arena) {
+                    Ok(()) => {
+                        outbox.wrote(core, to, priority, &mut counters.sent);
+                        return Ok(());
+                    }
+                    Err(WriteError::Claim(ClaimError::Full)) => {
+                        outbox.blocked[to] |= blocked_bit(priority);
+                    }
+                    Err(WriteError::Claim(ClaimError::TooLarge {
+                        payload_len,
+                        max_payload,
+                    })) => {
+                        return Err(SendError::TooLarge {
+                            msg,
+                            payload_len,
+                            max_payload,
+                        })
+                    }
+                    Err(WriteError::Encode(error)) => {
+                        return Err(SendError::Encode(msg, error.to_string()))
+                    }
+                }
+            } else {
+                outbox.blocked[to] |= BLOCKED_BOUND;
+            }
+        }
+
+        // No room now: hold it if the policy and the queue allow.
+        if !outbox.flow.overflow_has_room(to) {
+            counters.refused += 1;
+            return Err(SendError::Full(msg));
+        }
+        let held = HeldFrame::encode(msg, to, priority, now, &mut outbox.arena)
+            .map_err(|reason| SendError::Encode(msg, reason))?;
+        let max_payload = outbox.lanes_for(priority)[to].max_payload();
+        if held.len() > max_payload {
+            return Err(SendError::TooLarge {
+                msg,
+                payload_len: held.len(),
+                max_payload,
+            });
+        }
+        outbox.flow.overflow[to].push_back(held);
+        outbox.flow.overflowing = true;
+        counters.overflowed += 1;
+        Ok(())
+    }
+
+    /// Largest archived message a normal lane can carry. A high-priority
+    /// lane carries at most half of `Builder::high_lane_capacity`, less a
+    /// header.
     pub fn max_payload(&self) -> usize {
         self.outbox.lanes[self.core].max_payload()
     }

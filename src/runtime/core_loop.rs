@@ -1,19 +1,30 @@
 //! One core's event loop.
 //!
 //! A turn: poll for I/O (zero timeout, only on a core that uses I/O), drain
-//! inbound lanes in batches (round-robin, starting one lane further each
-//! turn), let the handler do its own work, wake the cores written to, and
-//! publish metrics when due. A turn that found nothing to do is idle and
-//! the idle strategy decides: spin, yield or park.
+//! inbound lanes in batches (high-priority lanes first, then the normal
+//! ones unless the starvation guard holds them back; round-robin within a
+//! priority, starting one lane further each turn), fire the timers that are
+//! due, let the handler do its own work, move overflow queues into lanes,
+//! wake the cores written to, and publish metrics when due. A turn that
+//! found nothing to do is idle and the idle strategy decides: spin, yield
+//! or park; a parked core wakes for a frame, an I/O event, room in a lane
+//! it waits on, or its next timer.
+//!
+//! The same loop runs on a pinned thread ([`CoreLoop::run`]) or turn by
+//! turn on a host's thread (`manual`).
 
 use std::marker::PhantomData;
 use std::time::Duration;
 
 use mio::{Events, Poll, Token};
 
-use super::context::{Context, Outbox};
+use super::context::{Context, Outbox, BLOCKED_BOUND, BLOCKED_HIGH, BLOCKED_NORMAL};
 use super::doorbell::fence_after_publish;
+use super::drain_budget::DrainBudget;
 use super::idle::{IdleAction, Idler};
+use super::priority::{Priority, StarvationGuard};
+use super::report::tally;
+use super::timers::{TimerAction, Timers};
 use super::{Handler, Shared};
 use crate::clock;
 use crate::frame::envelope::{access_trusted, check_type};
@@ -23,13 +34,15 @@ use crate::metrics::Recorder;
 use crate::sync::Ordering;
 
 /// Longest a core spends in its final drain (100 ms).
-const FINAL_DRAIN_NS: u64 = 100_000_000;
+pub(crate) const FINAL_DRAIN_NS: u64 = 100_000_000;
 
 /// What a core leaves behind: its inbound lanes (to count what is left in
-/// them) and what its handler reported holding.
+/// them), what its handler reported holding, and what the runtime held for
+/// it (delayed and overflow messages).
 pub(crate) struct CoreExit {
     pub(crate) inbound: Vec<FrameConsumer<HeapRegion>>,
     pub(crate) abandoned: Vec<super::Undelivered>,
+    pub(crate) held: Vec<super::Undelivered>,
 }
 
 /// Token of the core's waker in its poller.
@@ -43,18 +56,38 @@ pub(crate) enum Phase {
     Stopping,
 }
 
+/// What a step of the loop came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// The turn did work (or moved the shutdown on).
+    Work(usize),
+    /// The turn found nothing to do.
+    Idle,
+    /// Every core has run `on_stop`: time for the final drain.
+    Stopped,
+}
+
 /// Everything one core owns.
 pub(crate) struct CoreLoop<H: Handler> {
     pub(crate) core: usize,
     pub(crate) handler: H,
     pub(crate) poll: Poll,
     pub(crate) events: Events,
+    /// Normal lanes from every core, by sender.
     pub(crate) inbound: Vec<FrameConsumer<HeapRegion>>,
+    /// High-priority lanes from every core, by sender.
+    pub(crate) inbound_high: Vec<FrameConsumer<HeapRegion>>,
     pub(crate) outbox: Outbox,
     pub(crate) recorder: Recorder,
     pub(crate) idler: Idler,
     pub(crate) shared: std::sync::Arc<Shared>,
-    pub(crate) drain_batch: usize,
+    pub(crate) budget: DrainBudget,
+    pub(crate) guard: StarvationGuard,
+    /// Messages read from each sender, published for its in-flight bound
+    /// when `count_consumed`.
+    pub(crate) consumed: Vec<u64>,
+    pub(crate) count_consumed: bool,
+    pub(crate) timers: Timers,
     pub(crate) uses_io: bool,
     pub(crate) next_lane: usize,
     pub(crate) phase: Phase,
@@ -69,6 +102,7 @@ macro_rules! with_context {
             recorder: &mut $self.recorder,
             registry: $self.poll.registry(),
             uses_io: &mut $self.uses_io,
+            timers: &mut $self.timers,
             shared: &$self.shared,
             _message: PhantomData,
         };
@@ -80,60 +114,118 @@ impl<H: Handler> CoreLoop<H> {
     /// Runs until the runtime stops; returns the inbound lanes so that what
     /// is left in them can be counted.
     pub(crate) fn run(mut self) -> CoreExit {
+        self.start();
+        loop {
+            match self.step() {
+                Step::Work(_) => {}
+                Step::Idle => self.idle(),
+                Step::Stopped => break,
+            }
+        }
+        self.finish()
+    }
+
+    /// Runs the handler's `on_start`.
+    pub(crate) fn start(&mut self) {
         with_context!(self, cx => self.handler.on_start(cx));
         self.ring_doorbells();
-        loop {
-            let work = self.turn();
-            if self.phase == Phase::Running && self.shared.stop_requested() {
-                with_context!(self, cx => self.handler.on_stop(cx));
-                self.ring_doorbells();
-                self.shared.core_stopping();
-                self.phase = Phase::Stopping;
-                continue;
-            }
-            if self.phase == Phase::Stopping && self.shared.all_stopping() {
-                break;
-            }
-            if work > 0 {
-                self.idler.reset();
-                continue;
-            }
-            match self.idler.next() {
-                IdleAction::Spin => std::hint::spin_loop(),
-                IdleAction::Yield => std::thread::yield_now(),
-                IdleAction::Park => self.park(),
-            }
-        }
-        // Every core has run `on_stop`: deliver what is still in flight,
-        // and let handlers move what they queued into lanes. Bounded in
-        // time: a handler that always claims work must not hold shutdown.
-        let deadline = clock::now_ns() + FINAL_DRAIN_NS;
-        loop {
-            let drained = self.drain_lanes();
-            let worked = with_context!(self, cx => self.handler.on_turn(cx));
+    }
+
+    /// Lends the handler and a context to `work`, as a callback would.
+    pub(crate) fn with_handler<R>(
+        &mut self,
+        work: impl FnOnce(&mut H, &mut Context<'_, H::Message>) -> R,
+    ) -> R {
+        let result = with_context!(self, cx => work(&mut self.handler, cx));
+        self.ring_doorbells();
+        result
+    }
+
+    /// One turn, and the shutdown sequence's next move if one is due.
+    pub(crate) fn step(&mut self) -> Step {
+        let work = self.turn();
+        if self.phase == Phase::Running && self.shared.stop_requested() {
+            with_context!(self, cx => self.handler.on_stop(cx));
             self.ring_doorbells();
-            if (drained == 0 && !worked) || clock::now_ns() > deadline {
-                break;
+            self.shared.core_stopping();
+            self.phase = Phase::Stopping;
+            return Step::Work(work);
+        }
+        if self.phase == Phase::Stopping && self.shared.all_stopping() {
+            return Step::Stopped;
+        }
+        if work > 0 {
+            self.idler.reset();
+            Step::Work(work)
+        } else {
+            Step::Idle
+        }
+    }
+
+    /// What an idle turn does, by the idle strategy.
+    pub(crate) fn idle(&mut self) {
+        match self.idler.next() {
+            IdleAction::Spin => std::hint::spin_loop(),
+            IdleAction::Yield => std::thread::yield_now(),
+            IdleAction::Park => self.park(),
+        }
+    }
+
+    /// Every core has run `on_stop`: delivers what is still in flight, lets
+    /// handlers move what they queued into lanes, then exits. Bounded in
+    /// time: a handler that always claims work must not hold shutdown.
+    pub(crate) fn finish(mut self) -> CoreExit {
+        let deadline = clock::now_ns() + FINAL_DRAIN_NS;
+        while self.final_drain_round() && clock::now_ns() <= deadline {}
+        self.exit()
+    }
+
+    /// One round of the final drain; returns whether it found work.
+    pub(crate) fn final_drain_round(&mut self) -> bool {
+        let drained = self.drain_lanes();
+        let fired = self.fire_timers();
+        let worked = with_context!(self, cx => self.handler.on_turn(cx));
+        let moved = self.flush_overflow();
+        self.ring_doorbells();
+        drained + fired + moved > 0 || worked
+    }
+
+    /// Runs `on_exit` and accounts for everything still held.
+    pub(crate) fn exit(mut self) -> CoreExit {
+        with_context!(self, cx => self.handler.on_exit(cx));
+        let mut held = Vec::new();
+        self.outbox.take_held(&mut held);
+        // The end of time fires every pending timer: delayed messages are
+        // counted, the handler's own timers simply end.
+        let mut pending = std::mem::take(&mut self.timers.fired);
+        self.timers.wheel.advance(u64::MAX, &mut pending);
+        for entry in pending.drain(..) {
+            if let TimerAction::Delayed(frame) = entry.action {
+                tally(&mut held, frame.kind, 1);
             }
         }
-        with_context!(self, cx => self.handler.on_exit(cx));
         self.recorder.flush(clock::now_ns());
+        let mut inbound = self.inbound;
+        inbound.append(&mut self.inbound_high);
         CoreExit {
-            inbound: self.inbound,
+            inbound,
             abandoned: self.outbox.abandoned,
+            held,
         }
     }
 
     /// One turn; returns how much work it found.
-    fn turn(&mut self) -> usize {
+    pub(crate) fn turn(&mut self) -> usize {
         let mut work = 0;
         if self.uses_io {
             work += self.poll_io(Some(Duration::ZERO));
         }
         work += self.drain_lanes();
+        work += self.fire_timers();
         if with_context!(self, cx => self.handler.on_turn(cx)) {
             work += 1;
         }
+        work += self.flush_overflow();
         self.ring_doorbells();
         self.recorder.local.counters.turns += 1;
         self.recorder.maybe_flush(clock::now_ns());
@@ -163,17 +255,70 @@ impl<H: Handler> CoreLoop<H> {
         work
     }
 
-    /// Reads up to `drain_batch` frames from each inbound lane; returns how
-    /// many it delivered.
+    /// Fires the timers that are due; returns how many fired.
+    fn fire_timers(&mut self) -> usize {
+        if self.timers.wheel.is_empty() {
+            return 0;
+        }
+        let now = self.timers.source.now_ns();
+        if !self.timers.due(now) {
+            return 0;
+        }
+        let count = self.timers.fire(now);
+        let mut fired = std::mem::take(&mut self.timers.fired);
+        for entry in fired.drain(..) {
+            match entry.action {
+                TimerAction::Handler(timer) => {
+                    with_context!(self, cx => self.handler.on_timer(cx, timer));
+                }
+                TimerAction::Delayed(mut frame) => {
+                    frame.timestamp_ns = clock::now_ns();
+                    let counters = &mut self.recorder.local.counters;
+                    self.outbox
+                        .send_held(self.core, frame, &self.shared, counters);
+                }
+            }
+        }
+        self.timers.fired = fired;
+        self.recorder.local.counters.timers_fired += count as u64;
+        count
+    }
+
+    fn flush_overflow(&mut self) -> usize {
+        let counters = &mut self.recorder.local.counters;
+        self.outbox
+            .flush_overflow(self.core, &self.shared, counters)
+    }
+
+    /// Reads a batch from each inbound lane, high-priority lanes first;
+    /// returns how many frames it delivered.
     fn drain_lanes(&mut self) -> usize {
         let lanes = self.inbound.len();
         let start = self.next_lane;
         self.next_lane = (start + 1) % lanes;
+        let batch = self.budget.current();
         let mut delivered = 0;
+        let mut largest = 0;
+        let mut backlog = false;
+        let mut high_backlog = false;
         for i in 0..lanes {
             let from = (start + i) % lanes;
-            delivered += self.drain_lane(from);
+            let got = self.drain_lane(from, Priority::High, batch);
+            delivered += got;
+            largest = largest.max(got);
+            high_backlog |= got == batch && self.inbound_high[from].has_frame();
         }
+        if self.guard.drain_normal(high_backlog) {
+            for i in 0..lanes {
+                let from = (start + i) % lanes;
+                let got = self.drain_lane(from, Priority::Normal, batch);
+                delivered += got;
+                largest = largest.max(got);
+                backlog |= got == batch && self.inbound[from].has_frame();
+            }
+        }
+        self.budget.adapt(backlog || high_backlog, largest);
+        self.recorder.local.drain_batch = self.budget.current() as u64;
         if delivered > 0 {
             self.wake_blocked_senders();
         }
@@ -184,8 +329,8 @@ impl<H: Handler> CoreLoop<H> {
     /// for it. One fence for all lanes.
     fn wake_blocked_senders(&self) {
         // Pairs with the fence in the sender's `announce_sleep`, made after
-        // it set `room_wanted`: either it sees our new `head`, or we see its
-        // flag (see `park`).
+        // it set `room_wanted`: either it sees our new `head` (and consumed
+        // count), or we see its flag (see `park`).
         fence_after_publish();
         for from in 0..self.inbound.len() {
             let wanted = self.shared.room_wanted(from, self.core);
@@ -198,29 +343,35 @@ impl<H: Handler> CoreLoop<H> {
         }
     }
 
-    fn drain_lane(&mut self, from: usize) -> usize {
+    fn drain_lane(&mut self, from: usize, priority: Priority, batch: usize) -> usize {
         let CoreLoop {
             core,
             handler,
             poll,
             inbound,
+            inbound_high,
             outbox,
             recorder,
             uses_io,
+            timers,
             shared,
-            drain_batch,
             ..
         } = self;
+        let lane = match priority {
+            Priority::Normal => &mut inbound[from],
+            Priority::High => &mut inbound_high[from],
+        };
         let cx = &mut Context {
             core: *core,
             outbox,
             recorder,
             registry: poll.registry(),
             uses_io,
+            timers,
             shared,
             _message: PhantomData,
         };
-        let drained = inbound[from].drain(*drain_batch, |frame| {
+        let drained = lane.drain(batch, |frame| {
             if let Err(error) = check_type::<H::Message>(&frame.meta) {
                 // Lanes carry only the runtime's own message type: this is a
                 // bug in corelane, not bad input.
@@ -229,9 +380,10 @@ impl<H: Handler> CoreLoop<H> {
                 return;
             }
             // SAFETY: lanes are heap memory of this process; every frame in
-            // them was written by `Context::send` for `H::Message`, whose
-            // type and version were just checked, and the ring lends the
-            // payload 32-byte aligned and unchanged until released.
+            // them was written by `Context::send` (or copied whole from an
+            // archive it made, `HeldFrame`) for `H::Message`, whose type and
+            // version were just checked, and the ring lends the payload
+            // 32-byte aligned and unchanged until released.
             let msg = unsafe { access_trusted::<H::Message>(frame.payload()) };
             let now = clock::now_ns();
             cx.recorder
@@ -241,42 +393,72 @@ impl<H: Handler> CoreLoop<H> {
             cx.recorder.local.counters.delivered += 1;
             handler.on_message(cx, from, msg);
         });
-        match drained {
+        let count = match drained {
             Ok(count) => count,
             Err(error) => {
                 log::error!("core {core}: lane from core {from}: {error}");
                 0
             }
+        };
+        if self.count_consumed && count > 0 {
+            self.consumed[from] += count as u64;
+            // Pairs with the Acquire load in the sender's `Shared::consumed`:
+            // the frames counted here have been released.
+            self.shared
+                .consumed_cell(from, self.core)
+                .store(self.consumed[from], Ordering::Release);
         }
+        count
     }
 
     fn ring_doorbells(&mut self) {
         self.outbox.ring_doorbells(&self.shared.doorbells);
     }
 
-    /// Whether a lane that refused a send has been drained since. Called
-    /// after `announce_sleep`, whose fence orders the `room_wanted` flags
-    /// set here before the loads of `head`.
+    /// Whether a destination that refused a send has made room since.
+    /// Called after `announce_sleep`, whose fence orders the `room_wanted`
+    /// flags set here before the loads of `head` and consumed counts.
     fn room_appeared(&mut self) -> bool {
         let mut appeared = false;
-        for (to, blocked) in self.outbox.blocked.iter_mut().enumerate() {
-            if *blocked && self.outbox.lanes[to].consumer_moved() {
-                // The handler retries on the next turn; a new refusal
-                // sets the flag again with a fresh view of `head`.
-                *blocked = false;
+        for to in 0..self.outbox.blocked.len() {
+            let blocked = self.outbox.blocked[to];
+            if blocked == 0 {
+                continue;
+            }
+            let mut moved = (blocked & BLOCKED_NORMAL != 0
+                && self.outbox.lanes[to].consumer_moved())
+                || (blocked & BLOCKED_HIGH != 0 && self.outbox.high[to].consumer_moved());
+            if blocked & BLOCKED_BOUND != 0 {
+                let consumed = self.shared.consumed(self.core, to);
+                if consumed != self.outbox.flow.cached_consumed[to] {
+                    self.outbox.flow.cached_consumed[to] = consumed;
+                    moved = true;
+                }
+            }
+            if moved {
+                // The handler (or the overflow flush) retries on the next
+                // turn; a new refusal sets the bits again with a fresh view.
+                self.outbox.blocked[to] = 0;
                 appeared = true;
             }
         }
         appeared
     }
 
-    /// Parks until a frame, an I/O event or a wake-up arrives; a core with
-    /// sends refused by full lanes also wakes when those lanes drain.
-    fn park(&mut self) {
+    /// Whether a frame waits in any inbound lane.
+    fn has_frame(&self) -> bool {
+        self.inbound_high.iter().any(FrameConsumer::has_frame)
+            || self.inbound.iter().any(FrameConsumer::has_frame)
+    }
+
+    /// Parks until a frame, an I/O event, a wake-up or the next timer; a
+    /// core with sends refused by full lanes (or the in-flight bound) also
+    /// wakes when those destinations make room.
+    pub(crate) fn park(&mut self) {
         // Publish first: a reader must never wait for a parked core.
         self.recorder.flush(clock::now_ns());
         for (to, &blocked) in self.outbox.blocked.iter().enumerate() {
-            if blocked {
+            if blocked != 0 {
                 self.shared
                     .room_wanted(self.core, to)
                     .store(true, Ordering::Relaxed);
@@ -289,14 +471,18 @@ impl<H: Handler> CoreLoop<H> {
             Phase::Running => self.shared.stop_requested(),
             Phase::Stopping => self.shared.all_stopping(),
         };
+        // Read after the announcement: a virtual clock that moves after
+        // this read rings the doorbell.
+        let now = self.timers.source.now_ns();
         let has_work =
-            must_stop || self.inbound.iter().any(FrameConsumer::has_frame) || self.room_appeared();
+            must_stop || self.has_frame() || self.room_appeared() || self.timers.due(now);
         if has_work {
             self.shared.doorbells[self.core].awake();
             return;
         }
         self.recorder.local.counters.parks += 1;
-        self.poll_io(None);
+        let timeout = self.timers.park_timeout(now);
+        self.poll_io(timeout);
         self.shared.doorbells[self.core].awake();
     }
 }

@@ -51,12 +51,21 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod backpressure;
+mod batcher;
 mod context;
 mod core_loop;
 mod doorbell;
+mod drain_budget;
+mod held;
 mod idle;
+mod manual;
 mod placement;
+mod priority;
 mod report;
+mod routing;
+mod time;
+mod timers;
 
 use std::fmt;
 use std::thread::JoinHandle;
@@ -65,20 +74,30 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll, Waker};
 use rkyv::Archived;
 
+pub use backpressure::Backpressure;
+pub use batcher::Batcher;
 pub use context::{Context, SendError};
 pub use idle::IdleStrategy;
+pub use manual::{HostedCore, ManualRuntime};
 pub use placement::Placement;
+pub use priority::Priority;
 pub use report::{ShutdownReport, Undelivered};
+pub use routing::{core_for_key, key_hash};
+pub use time::{TimeSource, VirtualClock};
 
+use self::backpressure::Flow;
 use self::context::Outbox;
 use self::core_loop::{CoreExit, CoreLoop, Phase, WAKER_TOKEN};
 use self::doorbell::{fence_after_publish, Doorbell};
+use self::drain_budget::DrainBudget;
 use self::idle::Idler;
+use self::priority::StarvationGuard;
+use self::timers::Timers;
 use crate::frame::Message;
 use crate::lane::frames::{self, FrameConsumer, FrameProducer};
 use crate::lane::HeapRegion;
 use crate::metrics::{MetricsCell, Recorder, Snapshot};
-use crate::sync::{AtomicBool, AtomicUsize, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, CachePadded, Ordering};
 
 /// A core's behaviour. One handler per core, made on that core's thread and
 /// touched only by it, so it need not be `Send`.
@@ -97,6 +116,10 @@ pub trait Handler: 'static {
         from: usize,
         msg: &Archived<Self::Message>,
     );
+
+    /// A timer the handler scheduled with
+    /// [`Context::schedule_timer`] has fired; `timer` is the id it gave.
+    fn on_timer(&mut self, cx: &mut Context<'_, Self::Message>, timer: u64) {}
 
     /// An I/O event for a source the handler registered.
     fn on_io(&mut self, cx: &mut Context<'_, Self::Message>, event: &mio::event::Event) {}
@@ -160,8 +183,14 @@ pub struct Builder {
     lane_capacity: usize,
     idle: IdleStrategy,
     pin: bool,
-    drain_batch: usize,
+    drain_batch: (usize, usize),
     max_lane_memory: usize,
+    high_lane_capacity: usize,
+    starvation_limit: u32,
+    timer_tick: Duration,
+    time_source: TimeSource,
+    max_in_flight: Option<u64>,
+    backpressure: Backpressure,
 }
 
 /// Largest lane a builder accepts (1 GiB).
@@ -174,8 +203,14 @@ impl Default for Builder {
             lane_capacity: 1 << 16,
             idle: IdleStrategy::default(),
             pin: true,
-            drain_batch: 64,
+            drain_batch: (16, 256),
             max_lane_memory: 4 << 30,
+            high_lane_capacity: 1 << 14,
+            starvation_limit: 8,
+            timer_tick: Duration::from_millis(1),
+            time_source: TimeSource::Monotonic,
+            max_in_flight: None,
+            backpressure: Backpressure::Refuse,
         }
     }
 }
@@ -215,9 +250,66 @@ impl Builder {
         self
     }
 
-    /// Most frames read from one lane per turn. Default 64.
+    /// Reads exactly `frames` frames (at most) from one lane per turn: a
+    /// fixed batch. Default: adaptive, see
+    /// [`drain_batch_range`](Self::drain_batch_range).
     pub fn drain_batch(mut self, frames: usize) -> Self {
-        self.drain_batch = frames;
+        self.drain_batch = (frames, frames);
+        self
+    }
+
+    /// Lets the frames read from one lane per turn adapt to the backlog
+    /// between `min` and `max`: doubled after a turn that left frames
+    /// behind, halved after a quiet one. Default 16 to 256. The size in use
+    /// shows in [`CoreMetrics::drain_batch`](crate::metrics::CoreMetrics).
+    pub fn drain_batch_range(mut self, min: usize, max: usize) -> Self {
+        self.drain_batch = (min, max);
+        self
+    }
+
+    /// Bytes of frames in each high-priority lane (a power of two, at least
+    /// 1 KiB). Default 16 KiB. Every ordered pair of cores has one, beside
+    /// its normal lane; see [`Priority`].
+    pub fn high_lane_capacity(mut self, bytes: usize) -> Self {
+        self.high_lane_capacity = bytes;
+        self
+    }
+
+    /// Turns in a row the normal lanes may wait while high-priority lanes
+    /// are backed up; on the next turn they are drained anyway. Default 8;
+    /// 0 drains both every turn.
+    pub fn starvation_limit(mut self, turns: u32) -> Self {
+        self.starvation_limit = turns;
+        self
+    }
+
+    /// The tick of every core's timing wheel: timers fire at most this late
+    /// on a busy core. Default 1 ms.
+    pub fn timer_tick(mut self, tick: Duration) -> Self {
+        self.timer_tick = tick;
+        self
+    }
+
+    /// The time the cores' timers run on. Default
+    /// [`TimeSource::Monotonic`]; tests pass a [`VirtualClock`].
+    pub fn time_source(mut self, source: TimeSource) -> Self {
+        self.time_source = source;
+        self
+    }
+
+    /// Bounds the messages in flight (sent, not yet read) from one core to
+    /// another at `messages`; past it, sends meet the
+    /// [`backpressure`](Self::backpressure) policy as if the lane were
+    /// full. Default: no bound but the lane's size.
+    pub fn max_in_flight(mut self, messages: u64) -> Self {
+        self.max_in_flight = Some(messages);
+        self
+    }
+
+    /// What a send does when its destination has no room. Default
+    /// [`Backpressure::Refuse`].
+    pub fn backpressure(mut self, policy: Backpressure) -> Self {
+        self.backpressure = policy;
         self
     }
 
@@ -242,14 +334,24 @@ impl Builder {
                 self.lane_capacity
             )));
         }
+        if !self.high_lane_capacity.is_power_of_two()
+            || !(1024..=MAX_LANE_CAPACITY).contains(&self.high_lane_capacity)
+        {
+            return Err(RuntimeError::Config(format!(
+                "high-priority lane capacity {} is not a power of two from 1024 to \
+                 {MAX_LANE_CAPACITY}",
+                self.high_lane_capacity
+            )));
+        }
         let lane_memory = cores
             .checked_mul(cores)
-            .and_then(|lanes| lanes.checked_mul(self.lane_capacity));
+            .and_then(|lanes| lanes.checked_mul(self.lane_capacity + self.high_lane_capacity));
         if lane_memory.is_none_or(|bytes| bytes > self.max_lane_memory) {
             return Err(RuntimeError::Config(format!(
-                "{cores} cores need {cores}x{cores} lanes of {} bytes, more than the {} bytes \
-                 allowed for lanes: use fewer cores or a smaller lane capacity",
-                self.lane_capacity, self.max_lane_memory
+                "{cores} cores need {cores}x{cores} lanes of {} bytes (and high-priority lanes \
+                 of {}), more than the {} bytes allowed for lanes: use fewer cores or a \
+                 smaller lane capacity",
+                self.lane_capacity, self.high_lane_capacity, self.max_lane_memory
             )));
         }
         if cores > placement.cpu_count() {
@@ -258,9 +360,21 @@ impl Builder {
                 placement.cpu_count()
             );
         }
-        if self.drain_batch == 0 {
+        let (min, max) = self.drain_batch;
+        if min == 0 || min > max {
+            return Err(RuntimeError::Config(format!(
+                "drain batch range {min}..={max} must be at least 1 and not empty"
+            )));
+        }
+        if self.timer_tick.is_zero() || u64::try_from(self.timer_tick.as_nanos()).is_err() {
+            return Err(RuntimeError::Config(format!(
+                "timer tick {:?} must be from 1 ns to u64::MAX ns",
+                self.timer_tick
+            )));
+        }
+        if self.max_in_flight == Some(0) {
             return Err(RuntimeError::Config(
-                "drain batch must be at least 1".into(),
+                "max in flight must be at least 1".into(),
             ));
         }
         Ok(Runtime {
@@ -293,6 +407,10 @@ pub(crate) struct Shared {
     metrics: Vec<std::sync::Arc<MetricsCell>>,
     /// Cores whose loop has returned (or panicked).
     exited: Vec<AtomicBool>,
+    /// `consumed[from * cores + to]`: messages core `to` has read from
+    /// core `from`, for `from`'s in-flight bound; written by `to` only,
+    /// and only when a bound is set.
+    consumed: Vec<CachePadded<AtomicU64>>,
 }
 
 impl Shared {
@@ -328,13 +446,25 @@ impl Shared {
         &self.room_wanted[from * self.cores() + to]
     }
 
+    /// The count of messages `to` has read from `from`.
+    pub(crate) fn consumed_cell(&self, from: usize, to: usize) -> &AtomicU64 {
+        &self.consumed[from * self.cores() + to]
+    }
+
+    /// Loads the count of messages `to` has read from `from`.
+    pub(crate) fn consumed(&self, from: usize, to: usize) -> u64 {
+        // Pairs with the receiver's Release store after it released the
+        // frames it counts.
+        self.consumed_cell(from, to).load(Ordering::Acquire)
+    }
+
     pub(crate) fn snapshot(&self) -> Snapshot {
         Snapshot {
             cores: self.metrics.iter().map(|cell| cell.read()).collect(),
         }
     }
 
-    fn wake_all(&self) {
+    pub(crate) fn wake_all(&self) {
         fence_after_publish();
         for doorbell in &self.doorbells {
             doorbell.ring_if_sleeping();
@@ -390,8 +520,27 @@ impl Runtime {
         H: Handler,
         F: Fn(usize) -> H + Send + Sync + 'static,
     {
+        let (running, hosted) = self.launch(std::sync::Arc::new(make_handler), |_| false)?;
+        debug_assert!(hosted.is_empty());
+        Ok(running)
+    }
+
+    /// Makes everything the cores share and starts a pinned thread for
+    /// every core that `hosted` does not claim; returns the parts of the
+    /// hosted cores, for the host to drive.
+    fn launch<H, F>(
+        self,
+        make_handler: std::sync::Arc<F>,
+        hosted: impl Fn(usize) -> bool,
+    ) -> Result<(Running<H::Message>, Vec<CoreParts>), RuntimeError>
+    where
+        H: Handler,
+        F: Fn(usize) -> H + Send + Sync + 'static,
+    {
         let n = self.cores;
-        let (mut outbound, mut inbound) = lanes(n, self.settings.lane_capacity)?;
+        let settings = &self.settings;
+        let (mut outbound, mut inbound) = lanes(n, settings.lane_capacity)?;
+        let (mut outbound_high, mut inbound_high) = lanes(n, settings.high_lane_capacity)?;
         let mut polls = Vec::with_capacity(n);
         let mut doorbells = Vec::with_capacity(n);
         for _ in 0..n {
@@ -406,52 +555,95 @@ impl Runtime {
             room_wanted: (0..n * n).map(|_| AtomicBool::new(false)).collect(),
             metrics: (0..n).map(|_| Default::default()).collect(),
             exited: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            consumed: (0..n * n).map(|_| Default::default()).collect(),
         });
-        let make_handler = std::sync::Arc::new(make_handler);
+        settings.time_source.attach(&shared);
         let mut threads = Vec::with_capacity(n);
+        let mut parts_of_hosted = Vec::new();
         for (core, poll) in polls.into_iter().enumerate().rev() {
-            let lanes_out = outbound.pop().expect("one row of lanes per core");
-            let lanes_in = inbound.pop().expect("one column of lanes per core");
-            let shared = std::sync::Arc::clone(&shared);
+            let parts = CoreParts {
+                core,
+                poll,
+                outbound: outbound.pop().expect("one row of lanes per core"),
+                outbound_high: outbound_high.pop().expect("one row of lanes per core"),
+                inbound: inbound.pop().expect("one column of lanes per core"),
+                inbound_high: inbound_high.pop().expect("one column of lanes per core"),
+                shared: std::sync::Arc::clone(&shared),
+                settings: self.settings.clone(),
+                shares_cpu: self.placement.shares_cpu(core, n),
+            };
+            if hosted(core) {
+                parts_of_hosted.push(parts);
+                threads.push(None);
+                continue;
+            }
             let make_handler = std::sync::Arc::clone(&make_handler);
             let placement = self.placement.clone();
-            let settings = self.settings.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("corelane-core-{core}"))
                 .spawn(move || {
                     placement.pin_current(core);
                     let mut guard = ExitGuard {
-                        shared: std::sync::Arc::clone(&shared),
+                        shared: std::sync::Arc::clone(&parts.shared),
                         core,
                         finished: false,
                     };
-                    let core_loop = CoreLoop {
-                        core,
-                        handler: make_handler(core),
-                        poll,
-                        events: Events::with_capacity(1024),
-                        inbound: lanes_in,
-                        outbox: Outbox::new(lanes_out),
-                        recorder: Recorder::new(std::sync::Arc::clone(&shared.metrics[core])),
-                        idler: Idler::new(settings.idle, placement.shares_cpu(core, n)),
-                        shared,
-                        drain_batch: settings.drain_batch,
-                        uses_io: false,
-                        next_lane: core,
-                        phase: Phase::Running,
-                    };
-                    let leftover = core_loop.run();
+                    let leftover = parts.into_loop(make_handler(core)).run();
                     guard.finished = true;
                     leftover
                 })?;
-            threads.push(thread);
+            threads.push(Some(thread));
         }
         threads.reverse();
-        Ok(Running {
+        parts_of_hosted.reverse();
+        let running = Running {
             handle: RuntimeHandle { shared },
             threads,
             _message: std::marker::PhantomData,
-        })
+        };
+        Ok((running, parts_of_hosted))
+    }
+}
+
+/// What one core is made of before its handler exists.
+pub(crate) struct CoreParts {
+    core: usize,
+    poll: Poll,
+    outbound: Vec<FrameProducer<HeapRegion>>,
+    outbound_high: Vec<FrameProducer<HeapRegion>>,
+    inbound: Vec<FrameConsumer<HeapRegion>>,
+    inbound_high: Vec<FrameConsumer<HeapRegion>>,
+    shared: std::sync::Arc<Shared>,
+    settings: Builder,
+    shares_cpu: bool,
+}
+
+impl CoreParts {
+    /// The core's loop, with its handler.
+    fn into_loop<H: Handler>(self, handler: H) -> CoreLoop<H> {
+        let settings = self.settings;
+        let cores = self.outbound.len();
+        let flow = Flow::new(cores, settings.max_in_flight, settings.backpressure);
+        CoreLoop {
+            core: self.core,
+            handler,
+            poll: self.poll,
+            events: Events::with_capacity(1024),
+            inbound: self.inbound,
+            inbound_high: self.inbound_high,
+            outbox: Outbox::new(self.outbound, self.outbound_high, flow),
+            recorder: Recorder::new(std::sync::Arc::clone(&self.shared.metrics[self.core])),
+            idler: Idler::new(settings.idle, self.shares_cpu),
+            budget: DrainBudget::new(settings.drain_batch.0, settings.drain_batch.1),
+            guard: StarvationGuard::new(settings.starvation_limit),
+            consumed: vec![0; cores],
+            count_consumed: settings.max_in_flight.is_some(),
+            timers: Timers::new(settings.timer_tick, settings.time_source),
+            shared: self.shared,
+            uses_io: false,
+            next_lane: self.core,
+            phase: Phase::Running,
+        }
     }
 }
 
@@ -540,8 +732,17 @@ impl RuntimeHandle {
 /// [`Running::wait`] stops the cores and detaches their threads.
 pub struct Running<M: Message> {
     handle: RuntimeHandle,
-    threads: Vec<JoinHandle<CoreExit>>,
+    /// One per core; `None` for a core driven by the host's thread.
+    threads: Vec<Option<JoinHandle<CoreExit>>>,
     _message: std::marker::PhantomData<fn(M)>,
+}
+
+impl<M: Message> fmt::Debug for Running<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Running")
+            .field("handle", &self.handle)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<M: Message> Running<M> {
@@ -571,19 +772,30 @@ impl<M: Message> Running<M> {
     ///
     /// # Errors
     ///
-    /// [`RuntimeError::CorePanicked`] if a handler panicked.
-    pub fn wait(mut self) -> Result<ShutdownReport, RuntimeError> {
-        let mut leftovers = Vec::new();
-        let mut abandoned = Vec::new();
+    /// [`RuntimeError::CorePanicked`] if a handler panicked;
+    /// [`RuntimeError::Config`] if a core is driven by the host's thread
+    /// (finish it with [`HostedCore::finish`] instead).
+    pub fn wait(self) -> Result<ShutdownReport, RuntimeError> {
+        if let Some(core) = self.threads.iter().position(Option::is_none) {
+            self.handle.stop();
+            return Err(RuntimeError::Config(format!(
+                "core {core} is driven by the host's thread: finish it with HostedCore::finish"
+            )));
+        }
+        self.join(Vec::new())
+    }
+
+    /// Joins the cores' threads and reports, with the exits of the cores
+    /// the host drove.
+    fn join(mut self, hosted: Vec<(usize, CoreExit)>) -> Result<ShutdownReport, RuntimeError> {
+        let mut exits = Vec::with_capacity(self.threads.len());
         let mut panicked = None;
         for (core, thread) in std::mem::take(&mut self.threads).into_iter().enumerate() {
+            let Some(thread) = thread else {
+                continue;
+            };
             match thread.join() {
-                Ok(exit) => {
-                    leftovers.push(exit.inbound);
-                    for held in exit.abandoned {
-                        report::tally(&mut abandoned, &held.name, held.count);
-                    }
-                }
+                Ok(exit) => exits.push(exit),
                 Err(payload) => {
                     let message = payload
                         .downcast_ref::<&str>()
@@ -597,14 +809,8 @@ impl<M: Message> Running<M> {
         if let Some(error) = panicked {
             return Err(error);
         }
-        let undelivered = count_undelivered::<M>(&mut leftovers);
-        let metrics = self.handle.metrics();
-        Ok(ShutdownReport {
-            totals: metrics.merged().counters,
-            undelivered,
-            abandoned,
-            metrics,
-        })
+        exits.extend(hosted.into_iter().map(|(_, exit)| exit));
+        Ok(report_exits::<M>(exits, &self.handle.shared))
     }
 }
 
@@ -613,6 +819,31 @@ impl<M: Message> Drop for Running<M> {
         if !self.threads.is_empty() {
             self.handle.stop();
         }
+    }
+}
+
+/// The shutdown report from what every core left.
+fn report_exits<M: Message>(exits: Vec<CoreExit>, shared: &Shared) -> ShutdownReport {
+    let mut leftovers = Vec::with_capacity(exits.len());
+    let mut abandoned = Vec::new();
+    let mut held = Vec::new();
+    for exit in exits {
+        leftovers.push(exit.inbound);
+        for entry in exit.abandoned {
+            report::tally(&mut abandoned, &entry.name, entry.count);
+        }
+        for entry in exit.held {
+            report::tally(&mut held, &entry.name, entry.count);
+        }
+    }
+    let undelivered = count_undelivered::<M>(&mut leftovers);
+    let metrics = shared.snapshot();
+    ShutdownReport {
+        totals: metrics.merged().counters,
+        undelivered,
+        abandoned,
+        held,
+        metrics,
     }
 }
 

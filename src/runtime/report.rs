@@ -29,6 +29,11 @@ pub struct ShutdownReport {
     /// [`Context::abandon`](crate::runtime::Context::abandon). Never sent,
     /// so not part of `sent`.
     pub abandoned: Vec<Undelivered>,
+    /// Messages the runtime itself still held when the cores exited, by
+    /// kind: delayed messages not yet due and messages waiting in
+    /// backpressure overflow queues. Never written into a lane, so not part
+    /// of `sent`.
+    pub held: Vec<Undelivered>,
     /// Final metrics of every core.
     pub metrics: Snapshot,
 }
@@ -50,6 +55,11 @@ impl ShutdownReport {
         self.undelivered.iter().map(|u| u.count).sum()
     }
 
+    /// Messages the runtime held at exit (see [`ShutdownReport::held`]).
+    pub fn held_total(&self) -> u64 {
+        self.held.iter().map(|u| u.count).sum()
+    }
+
     /// Whether `sent == delivered + undelivered`.
     pub fn adds_up(&self) -> bool {
         self.totals.sent == self.totals.delivered + self.undelivered_total()
@@ -69,6 +79,12 @@ impl fmt::Display for ShutdownReport {
         )?;
         for undelivered in &self.undelivered {
             write!(f, "; {} x {}", undelivered.count, undelivered.name)?;
+        }
+        if !self.held.is_empty() {
+            f.write_str("; held by the runtime at exit (delayed or overflow), never sent:")?;
+            for held in &self.held {
+                write!(f, " {} x {}", held.count, held.name)?;
+            }
         }
         if !self.abandoned.is_empty() {
             f.write_str("; held by handlers at exit, never sent:")?;

@@ -1,0 +1,169 @@
+//! Embedding: a core driven by the host's own thread, beside pinned cores
+//! or with every core driven by hand. Threaded cores take their idle
+//! strategy from `CORELANE_TEST_IDLE` (busy-spin or park), as CI runs both.
+
+use std::sync::{Mutex, MutexGuard};
+
+use corelane::frame::Message;
+use corelane::runtime::{Context, Handler, IdleStrategy, Runtime, RuntimeError};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Threaded runtimes pin their loops: run them one at a time.
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn idle() -> IdleStrategy {
+    match std::env::var("CORELANE_TEST_IDLE").as_deref() {
+        Ok("busy-spin") => IdleStrategy::BusySpin,
+        Ok("park") => IdleStrategy::Park,
+        Ok(other) => panic!("CORELANE_TEST_IDLE={other}: expected busy-spin or park"),
+        Err(_) => IdleStrategy::default(),
+    }
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize)]
+struct Ball(u64);
+
+impl Message for Ball {
+    const TYPE_ID: u16 = 3;
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "Ball";
+}
+
+/// Returns every ball to its sender, one hit higher, up to `rounds`.
+#[derive(Default)]
+struct Player {
+    rounds: u64,
+    hits_seen: u64,
+    timer_at: Option<u64>,
+}
+
+impl Handler for Player {
+    type Message = Ball;
+
+    fn on_message(&mut self, cx: &mut Context<'_, Ball>, from: usize, ball: &ArchivedBall) {
+        let hits = ball.0.to_native() + 1;
+        self.hits_seen = hits;
+        if hits < self.rounds {
+            cx.send(from, &Ball(hits)).unwrap();
+        }
+    }
+
+    fn on_timer(&mut self, cx: &mut Context<'_, Ball>, _: u64) {
+        self.timer_at = Some(cx.now_ns());
+    }
+}
+
+#[test]
+fn the_host_thread_drives_one_core_turn_by_turn() {
+    let _serial = serial();
+    const ROUNDS: u64 = 2000;
+    let runtime = Runtime::builder().cores(2).idle(idle()).build().unwrap();
+    let (mut host, running) = runtime
+        .start_hosted(0, |_| Player {
+            rounds: ROUNDS,
+            ..Player::default()
+        })
+        .unwrap();
+    assert_eq!(host.core(), 0);
+    host.with_context(|_, cx| cx.send(1, &Ball(0)).unwrap());
+    // The host decides when core 0 runs: here, a plain loop of turns.
+    let mut turns = 0u64;
+    while host.handler().hits_seen + 1 < ROUNDS {
+        host.turn();
+        turns += 1;
+        if turns % 1024 == 0 {
+            std::thread::yield_now();
+        }
+    }
+    let report = host.finish(running).unwrap();
+    assert_eq!(report.totals.delivered, ROUNDS);
+    assert_eq!(report.metrics.cores[0].counters.delivered, ROUNDS / 2);
+    assert!(report.metrics.cores[0].counters.turns >= ROUNDS / 2);
+    assert!(report.adds_up());
+}
+
+#[test]
+fn a_hosted_core_parks_until_its_timer() {
+    let _serial = serial();
+    let runtime = Runtime::builder()
+        .cores(2)
+        .idle(IdleStrategy::Park)
+        .build()
+        .unwrap();
+    let (mut host, running) = runtime.start_hosted(1, |_| Player::default()).unwrap();
+    let deadline = host.with_context(|_, cx| {
+        let deadline = cx.now_ns() + 2_000_000;
+        cx.schedule_timer_at(deadline, 1);
+        deadline
+    });
+    assert!(host.run_until(|player| player.timer_at.is_some()));
+    let fired_at = host.handler().timer_at.unwrap();
+    assert!(
+        fired_at >= deadline,
+        "fired at {fired_at}, before {deadline}"
+    );
+    let report = host.finish(running).unwrap();
+    assert_eq!(report.metrics.cores[1].counters.timers_fired, 1);
+    assert!(report.adds_up());
+}
+
+#[test]
+fn waiting_on_a_runtime_with_a_hosted_core_says_how_to_finish_it() {
+    let _serial = serial();
+    let runtime = Runtime::builder().cores(2).idle(idle()).build().unwrap();
+    let (host, running) = runtime.start_hosted(1, |_| Player::default()).unwrap();
+    let error = running.wait().unwrap_err();
+    assert!(matches!(error, RuntimeError::Config(_)));
+    assert!(error.to_string().contains("HostedCore::finish"), "{error}");
+    drop(host);
+}
+
+#[test]
+fn hosting_a_core_that_does_not_exist_is_refused() {
+    let runtime = Runtime::builder().cores(2).build().unwrap();
+    let error = runtime.start_hosted(2, |_| Player::default()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "invalid runtime configuration: no core 2 to host: the runtime has 2"
+    );
+}
+
+#[test]
+fn a_manual_runtime_shuts_down_like_a_threaded_one() {
+    /// Sends one last ball in `on_stop`; it must still be delivered.
+    struct Farewell(Vec<u64>);
+    impl Handler for Farewell {
+        type Message = Ball;
+        fn on_message(&mut self, _: &mut Context<'_, Ball>, _: usize, ball: &ArchivedBall) {
+            self.0.push(ball.0.to_native());
+        }
+        fn on_stop(&mut self, cx: &mut Context<'_, Ball>) {
+            let to = (cx.core() + 1) % cx.cores();
+            cx.send(to, &Ball(100 + cx.core() as u64)).unwrap();
+        }
+        fn on_exit(&mut self, cx: &mut Context<'_, Ball>) {
+            assert_eq!(self.0.len(), 1, "core {} heard {:?}", cx.core(), self.0);
+        }
+    }
+    let mut runtime = Runtime::builder()
+        .cores(3)
+        .build()
+        .unwrap()
+        .start_manual(|_| Farewell(Vec::new()))
+        .unwrap();
+    assert_eq!(runtime.cores(), 3);
+    assert_eq!(
+        runtime.run_until_idle(5),
+        1,
+        "nothing to do before any send"
+    );
+    let report = runtime.shutdown().unwrap();
+    assert_eq!(report.totals.sent, 3);
+    assert_eq!(report.totals.delivered, 3);
+    assert!(report.adds_up());
+}
