@@ -469,3 +469,130 @@ fn every_durability_policy_keeps_every_frame() {
         assert_eq!(read_all(&dir.0).unwrap(), positions, "{durability:?}");
     }
 }
+
+#[test]
+fn serve_journal_records_every_publish_per_core_in_order() {
+    use corelane::serve::journal::core_dir;
+    use corelane::serve::{Server, ServerConfig};
+    use std::net::SocketAddr;
+
+    let dir = Scratch::new("serve");
+    let server = Server::start(ServerConfig {
+        bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        cores: Some(2),
+        journal: Some(dir.0.clone()),
+        journal_config: JournalConfig {
+            segment_size: 1 << 20,
+            durability: Durability::default(),
+        },
+        ..ServerConfig::default()
+    })
+    .unwrap();
+    let url = format!("redis://{}/", server.local_addr());
+    let client = redis::Client::open(url).unwrap();
+    let timeout = Duration::from_secs(10);
+    let mut publishers: Vec<redis::Connection> = (0..2)
+        .map(|_| {
+            let con = client.get_connection_with_timeout(timeout).unwrap();
+            con.set_read_timeout(Some(timeout)).unwrap();
+            con
+        })
+        .collect();
+    for i in 0..50 {
+        for (p, con) in publishers.iter_mut().enumerate() {
+            let payload = format!("msg-{p}-{i}\n\0");
+            let _: i64 = redis::cmd("PUBLISH")
+                .arg(format!("chan-{p}"))
+                .arg(payload.as_bytes())
+                .query(con)
+                .unwrap();
+        }
+    }
+    drop(publishers);
+    let report = server.shutdown().unwrap();
+    assert!(report.adds_up(), "{report}");
+
+    // Each publisher's messages are all in one core's journal, in order.
+    let mut seen = [Vec::new(), Vec::new()];
+    for core in 0..2 {
+        let mut reader = JournalReader::open(&core_dir(&dir.0, core), Start::Beginning).unwrap();
+        let mut last_time = 0;
+        while let Some(frame) = reader.next_frame().unwrap() {
+            let msg = frame.message::<Published>().unwrap();
+            let channel = std::str::from_utf8(&msg.channel).unwrap();
+            let p: usize = channel.strip_prefix("chan-").unwrap().parse().unwrap();
+            seen[p].push((core, msg.payload.to_vec()));
+            assert!(msg.time_ns.to_native() >= last_time, "time goes forward");
+            last_time = msg.time_ns.to_native();
+        }
+    }
+    for (p, messages) in seen.iter().enumerate() {
+        let expected: Vec<Vec<u8>> = (0..50)
+            .map(|i| format!("msg-{p}-{i}\n\0").into_bytes())
+            .collect();
+        let payloads: Vec<Vec<u8>> = messages.iter().map(|(_, m)| m.clone()).collect();
+        assert_eq!(payloads, expected, "publisher {p}");
+        assert!(messages.iter().all(|(core, _)| *core == messages[0].0));
+    }
+    assert_ne!(
+        seen[0][0].0, seen[1][0].0,
+        "connections were dealt to both cores"
+    );
+
+    // The command line reads the same journals.
+    let corelane = env!("CARGO_BIN_EXE_corelane");
+    let inspect = Command::new(corelane)
+        .args(["journal", "inspect"])
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(inspect.stdout).unwrap();
+    assert!(inspect.status.success(), "{text}");
+    assert_eq!(text.matches(" 50 frames,").count(), 2, "{text}");
+    assert_eq!(text.matches("no damage").count(), 2, "{text}");
+    let tail = Command::new(corelane)
+        .args(["journal", "tail"])
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(tail.stdout).unwrap();
+    assert!(tail.status.success(), "{text}");
+    assert_eq!(text.lines().count(), 100, "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains(" chan-1 msg-1-7\\n\\x00"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.starts_with("core-"), "{line}");
+    assert!(
+        line.contains("Z chan-1"),
+        "time printed before the channel: {line}"
+    );
+}
+
+#[test]
+fn journal_inspect_reports_damage_with_a_failing_status() {
+    let dir = Scratch::new("cli-damage");
+    let mut writer = JournalWriter::open(&dir.0, config(1 << 16)).unwrap();
+    let positions = append_frames(&mut writer, 0..10);
+    drop(writer);
+    let path = segment_path(&dir.0, 0);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[HEADER_PAGE + positions[2] as usize + PAYLOAD_OFFSET] ^= 1;
+    fs::write(&path, &bytes).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_corelane"))
+        .args(["journal", "inspect"])
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(!output.status.success(), "{text}");
+    assert!(text.contains(" 2 frames,"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "DAMAGE: {}: damaged frame at position {}",
+            path.display(),
+            positions[2]
+        )),
+        "{text}"
+    );
+}

@@ -13,6 +13,7 @@ mod commands;
 mod connection;
 pub mod glob;
 mod info;
+pub mod journal;
 pub mod message;
 pub mod published;
 mod pubsub;
