@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use corelane::runtime::{IdleStrategy, RuntimeHandle};
+use corelane::segment::journal::{Durability, JournalConfig};
 use corelane::serve::{Server, ServerConfig};
 
 #[derive(Parser)]
@@ -27,7 +28,13 @@ struct Cli {
 enum Command {
     /// Run the pub/sub server that speaks the Redis protocol (RESP2).
     Serve(ServeArgs),
+    /// Inspect or tail a journal (see `serve --journal`).
+    #[command(subcommand)]
+    Journal(journal_cli::JournalCommand),
 }
+
+#[path = "cli/journal.rs"]
+mod journal_cli;
 
 #[derive(clap::Args)]
 struct ServeArgs {
@@ -50,6 +57,33 @@ struct ServeArgs {
     /// disconnected; 0 for no limit.
     #[arg(long, default_value_t = 32 << 20)]
     output_limit: usize,
+    /// Journal every PUBLISH under this directory (one journal per core,
+    /// in DIR/core-N).
+    #[arg(long, value_name = "DIR")]
+    journal: Option<std::path::PathBuf>,
+    /// When journal frames are synced to disk: none, each, frames:N or
+    /// ms:N (every N frames or N milliseconds).
+    #[arg(long, default_value = "ms:100", value_parser = parse_durability)]
+    journal_sync: Durability,
+    /// Bytes of frames per journal segment file.
+    #[arg(long, default_value_t = 64 << 20)]
+    journal_segment_size: usize,
+}
+
+fn parse_durability(text: &str) -> Result<Durability, String> {
+    let number = |n: &str| {
+        n.parse::<u64>()
+            .map_err(|e| format!("{text:?}: {e} (expected none, each, frames:N or ms:N)"))
+    };
+    match text.split_once(':') {
+        None if text == "none" => Ok(Durability::None),
+        None if text == "each" => Ok(Durability::EachFrame),
+        Some(("frames", n)) => Ok(Durability::EveryFrames(number(n)?)),
+        Some(("ms", n)) => Ok(Durability::Every(std::time::Duration::from_millis(number(
+            n,
+        )?))),
+        _ => Err(format!("{text:?}: expected none, each, frames:N or ms:N")),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -90,6 +124,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Journal(command) => journal_cli::run(command),
     }
 }
 
@@ -109,6 +144,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         lane_capacity: args.lane_capacity,
         idle: args.idle.into(),
         output_limit: args.output_limit,
+        journal: args.journal,
+        journal_config: JournalConfig {
+            segment_size: args.journal_segment_size,
+            durability: args.journal_sync,
+        },
         ..ServerConfig::default()
     };
     // The waiter starts before the server, so a signal during start-up

@@ -188,6 +188,16 @@ impl ServeCore {
             reply::error(&mut self.conns[key].out, &text);
             return;
         }
+        // Journaled before anyone receives it: a message that could not be
+        // journaled is refused.
+        if let Some(journal) = &mut self.journal {
+            if let Err(error) = journal.append(channel, payload) {
+                log::error!("core {}: journal append failed: {error}", self.core);
+                let text = format!("ERR journal: {error}");
+                reply::error(&mut self.conns[key].out, &text);
+                return;
+            }
+        }
         let receivers = self.deliver(channel, payload) + self.forward(cx, channel, payload);
         if let Some(conn) = self.conns.get_mut(key) {
             reply::integer(&mut conn.out, receivers as i64);

@@ -13,11 +13,14 @@ mod commands;
 mod connection;
 pub mod glob;
 mod info;
+pub mod journal;
 pub mod message;
+pub mod published;
 mod pubsub;
 pub mod reply;
 pub mod resp;
 mod server;
 
 pub use message::ServerMsg;
+pub use published::Published;
 pub use server::{ServeError, Server, ServerConfig};

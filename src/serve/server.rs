@@ -29,6 +29,7 @@ use rkyv::Archived;
 use slab::Slab;
 
 use super::connection::{Connection, ReadOutcome};
+use super::journal::CoreJournal;
 use super::message::{ArchivedServerMsg, ServerMsg};
 use super::pubsub::{RemoteInterest, Subscriptions};
 use super::reply;
@@ -37,6 +38,7 @@ use crate::runtime::{
     Context, Handler, IdleStrategy, Running, Runtime, RuntimeError, RuntimeHandle, SendError,
     ShutdownReport,
 };
+use crate::segment::journal::{JournalConfig, JournalError};
 
 /// The listener's token on core 0; connections use their slab key.
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -78,6 +80,11 @@ pub struct ServerConfig {
     /// command) before it gets an error and is disconnected. Default
     /// 64 MiB.
     pub max_query_buffer: usize,
+    /// Journal every PUBLISH under this directory, one journal per core
+    /// (`core-N`, see [`super::journal`]). Default none.
+    pub journal: Option<std::path::PathBuf>,
+    /// Segment size and durability of those journals.
+    pub journal_config: JournalConfig,
 }
 
 impl Default for ServerConfig {
@@ -96,6 +103,8 @@ impl Default for ServerConfig {
                 ..Limits::default()
             },
             max_query_buffer: 64 << 20,
+            journal: None,
+            journal_config: JournalConfig::default(),
         }
     }
 }
@@ -107,6 +116,8 @@ pub enum ServeError {
     Bind(SocketAddr, io::Error),
     /// The runtime failed.
     Runtime(RuntimeError),
+    /// A core's journal could not be opened (or recovered).
+    Journal(JournalError),
 }
 
 impl fmt::Display for ServeError {
@@ -114,6 +125,7 @@ impl fmt::Display for ServeError {
         match self {
             ServeError::Bind(addr, error) => write!(f, "cannot listen on {addr}: {error}"),
             ServeError::Runtime(error) => error.fmt(f),
+            ServeError::Journal(error) => write!(f, "journal: {error}"),
         }
     }
 }
@@ -177,6 +189,15 @@ impl Server {
             bind: addr,
             started: std::time::Instant::now(),
         });
+        let journals = match &config.journal {
+            Some(dir) => CoreJournal::open_all(dir, runtime.cores(), config.journal_config)
+                .map_err(ServeError::Journal)?
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => Vec::new(),
+        };
+        let journals = Mutex::new(journals);
         let listener = Mutex::new(Some(listener));
         let config = Arc::new(config);
         let running = runtime.start(move |core| {
@@ -186,7 +207,14 @@ impl Server {
             } else {
                 None
             };
-            ServeCore::new(core, Arc::clone(&config), Arc::clone(&stats), listener)
+            let journal = journals
+                .lock()
+                .ok()
+                .and_then(|mut all| all.get_mut(core).and_then(Option::take));
+            let mut serve_core =
+                ServeCore::new(core, Arc::clone(&config), Arc::clone(&stats), listener);
+            serve_core.journal = journal;
+            serve_core
         })?;
         Ok(Server { addr, running })
     }
@@ -245,6 +273,8 @@ pub(crate) struct ServeCore {
     next_id: u64,
     /// Commands executed on this core; published in `stats.commands`.
     pub(crate) commands: u64,
+    /// This core's journal of PUBLISHes, with `--journal`.
+    pub(crate) journal: Option<CoreJournal>,
 }
 
 impl ServeCore {
@@ -271,6 +301,7 @@ impl ServeCore {
             unread: Vec::new(),
             next_id: 1,
             commands: 0,
+            journal: None,
         }
     }
 

@@ -1,0 +1,268 @@
+//! `corelane journal inspect|tail`: reading journals from the command line.
+//!
+//! Both accept a journal directory (segment files) or the directory given
+//! to `corelane serve --journal`, whose per-core journals live in `core-N`
+//! subdirectories; then every core's journal is inspected or tailed.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use corelane::segment::journal::dir::list_segments;
+use corelane::segment::journal::{
+    inspect, JournalError, JournalFrame, JournalReader, SegmentSummary, Start,
+};
+use corelane::serve::Published;
+
+/// How often `tail --follow` polls a journal that has nothing new.
+const FOLLOW_POLL: Duration = Duration::from_millis(10);
+
+#[derive(clap::Subcommand)]
+pub enum JournalCommand {
+    /// Check every segment: frame counts, first and last positions, torn
+    /// tails and damage. Exits with status 1 if damage is found.
+    Inspect {
+        /// The journal directory (or a `serve --journal` directory).
+        dir: PathBuf,
+    },
+    /// Print frames: published messages as time, channel and payload.
+    Tail {
+        /// The journal directory (or a `serve --journal` directory).
+        dir: PathBuf,
+        /// Start at the frame with this position (one journal only).
+        #[arg(long)]
+        from: Option<u64>,
+        /// Keep printing frames as they are appended, until interrupted.
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+/// Runs a `journal` subcommand.
+pub fn run(command: JournalCommand) -> ExitCode {
+    let result = match command {
+        JournalCommand::Inspect { dir } => inspect_command(&dir),
+        JournalCommand::Tail { dir, from, follow } => tail_command(&dir, from, follow),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("corelane journal: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The journals under `dir`: itself if it holds segments, else its
+/// `core-N` subdirectories in core order.
+fn journals(dir: &Path) -> Result<Vec<(String, PathBuf)>, JournalError> {
+    if !list_segments(dir)?.is_empty() {
+        return Ok(vec![(String::new(), dir.to_path_buf())]);
+    }
+    let mut cores: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)
+        .map_err(|e| io_error(dir, e))?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let core = name.to_str()?.strip_prefix("core-")?.parse().ok()?;
+            Some((core, entry.path()))
+        })
+        .collect();
+    cores.sort();
+    if cores.is_empty() {
+        return Ok(vec![(String::new(), dir.to_path_buf())]);
+    }
+    Ok(cores
+        .into_iter()
+        .map(|(core, path)| (format!("core-{core} "), path))
+        .collect())
+}
+
+fn io_error(dir: &Path, source: io::Error) -> JournalError {
+    JournalError::Io {
+        path: dir.to_path_buf(),
+        op: "read directory",
+        source,
+    }
+}
+
+fn inspect_command(dir: &Path) -> Result<ExitCode, JournalError> {
+    let mut out = io::stdout().lock();
+    let mut damaged = false;
+    for (_, journal) in journals(dir)? {
+        let inspection = inspect(&journal)?;
+        let segments = &inspection.segments;
+        let first = segments.iter().find_map(|s| s.first);
+        let last = segments.iter().rev().find_map(|s| s.last);
+        let _ = writeln!(
+            out,
+            "journal {}: {} segments, {} frames, first position {}, last position {}, ends at {}",
+            journal.display(),
+            segments.len(),
+            inspection.frames(),
+            shown(first),
+            shown(last),
+            segments.last().map_or(0, |s| s.end),
+        );
+        for segment in segments {
+            let _ = writeln!(out, "  {}", segment_line(segment));
+            if let Some(tail) = &segment.torn_tail {
+                let why = tail
+                    .damage
+                    .as_ref()
+                    .map_or_else(|| "unpublished frame".to_string(), ToString::to_string);
+                let _ = writeln!(
+                    out,
+                    "    torn tail at position {}: {} bytes ({why}); the writer cuts it on open",
+                    tail.position, tail.bytes
+                );
+            }
+        }
+        match &inspection.damage {
+            Some(error) => {
+                damaged = true;
+                let _ = writeln!(out, "  DAMAGE: {error}");
+                let _ = writeln!(out, "  (segments after the damage were not checked)");
+            }
+            None => {
+                let _ = writeln!(out, "  no damage");
+            }
+        }
+    }
+    Ok(if damaged {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn segment_line(segment: &SegmentSummary) -> String {
+    let name = segment
+        .path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    format!(
+        "{name}  base {}  capacity {}  frames {}  first {}  last {}  {}",
+        segment.base,
+        segment.capacity,
+        segment.frames,
+        shown(segment.first),
+        shown(segment.last),
+        if segment.sealed {
+            "sealed".to_string()
+        } else {
+            format!("open, {} bytes used", segment.end - segment.base)
+        }
+    )
+}
+
+fn shown(position: Option<u64>) -> String {
+    position.map_or_else(|| "-".to_string(), |p| p.to_string())
+}
+
+fn tail_command(dir: &Path, from: Option<u64>, follow: bool) -> Result<ExitCode, JournalError> {
+    let journals = journals(dir)?;
+    if from.is_some() && journals.len() > 1 {
+        eprintln!(
+            "corelane journal: --from needs one journal; {} holds {} (pick a core-N directory)",
+            dir.display(),
+            journals.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let start = from.map_or(Start::Beginning, Start::Position);
+    let mut readers = journals
+        .into_iter()
+        .map(|(label, path)| Ok((label, JournalReader::open(&path, start)?)))
+        .collect::<Result<Vec<_>, JournalError>>()?;
+    let mut out = io::stdout().lock();
+    loop {
+        let mut printed = false;
+        for (label, reader) in &mut readers {
+            while let Some(frame) = reader.next_frame()? {
+                printed = true;
+                if writeln!(out, "{label}{}", frame_line(&frame)).is_err() {
+                    // The reader of our output went away (`| head`).
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+        }
+        if !follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !printed {
+            let _ = out.flush();
+            std::thread::sleep(FOLLOW_POLL);
+        }
+    }
+}
+
+/// One frame as a line: a published message as position, time, channel
+/// and payload; any other frame as its header fields and size.
+fn frame_line(frame: &JournalFrame<'_>) -> String {
+    match frame.message::<Published>() {
+        Ok(message) => format!(
+            "{} {} {} {}",
+            frame.position,
+            utc(message.time_ns.to_native()),
+            escaped(&message.channel),
+            escaped(&message.payload)
+        ),
+        Err(_) => format!(
+            "{} type {} version {} {} bytes",
+            frame.position,
+            frame.meta.msg_type,
+            frame.meta.version,
+            frame.payload.len()
+        ),
+    }
+}
+
+/// Bytes as printable ASCII, the rest escaped (`\n`, `\x00`).
+fn escaped(bytes: &[u8]) -> String {
+    bytes.escape_ascii().to_string()
+}
+
+/// Nanoseconds since the Unix epoch as an RFC 3339 UTC time.
+fn utc(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (proleptic Gregorian), by eras
+    // of 400 years.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        ns % 1_000_000_000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            utc(951_827_696_000_000_007),
+            "2000-02-29T12:34:56.000000007Z"
+        );
+        assert_eq!(
+            utc(4_102_444_799_000_000_000),
+            "2099-12-31T23:59:59.000000000Z"
+        );
+    }
+}

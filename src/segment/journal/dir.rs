@@ -1,0 +1,85 @@
+//! Segment file names: the base position in zero-padded hex, so that names
+//! sort in position order.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::error::JournalError;
+
+/// Suffix of every journal segment file.
+pub const SEGMENT_SUFFIX: &str = ".journal";
+
+/// Name of the lock file that keeps a second writer out of a directory.
+pub const LOCK_FILE: &str = "writer.lock";
+
+/// The file name of the segment based at `base`: 16 hex digits, then the
+/// suffix (`0000000000010000.journal`).
+pub fn segment_name(base: u64) -> String {
+    format!("{base:016x}{SEGMENT_SUFFIX}")
+}
+
+/// The path of the segment based at `base` in `dir`.
+pub fn segment_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(segment_name(base))
+}
+
+/// The base position a segment file name stands for, if it is one.
+pub fn parse_segment_name(name: &str) -> Option<u64> {
+    let hex = name.strip_suffix(SEGMENT_SUFFIX)?;
+    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// The segments in `dir`, as (base position, path), in position order.
+/// Other files (the lock file, a segment's temporary file while it is
+/// created) are ignored.
+///
+/// # Errors
+///
+/// [`JournalError::Io`] if the directory cannot be read.
+pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, JournalError> {
+    let entries = fs::read_dir(dir).map_err(|e| JournalError::io(dir, "read directory", e))?;
+    let mut segments = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| JournalError::io(dir, "read directory", e))?;
+        let name = entry.file_name();
+        if let Some(base) = name.to_str().and_then(parse_segment_name) {
+            segments.push((base, entry.path()));
+        }
+    }
+    segments.sort_unstable_by_key(|&(base, _)| base);
+    Ok(segments)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_sort_by_position() {
+        let bases = [0u64, 0x1000, 0xFFFF_0000, u64::MAX - 4095];
+        let mut names: Vec<String> = bases.iter().rev().map(|&b| segment_name(b)).collect();
+        names.sort();
+        let parsed: Vec<u64> = names
+            .iter()
+            .map(|n| parse_segment_name(n).unwrap())
+            .collect();
+        assert_eq!(parsed, bases);
+        assert_eq!(segment_name(0x10000), "0000000000010000.journal");
+    }
+
+    #[test]
+    fn other_names_are_not_segments() {
+        for name in [
+            "writer.lock",
+            "10000.journal",
+            "000000000001000g.journal",
+            ".0000000000000000.journal.12.34.tmp",
+            "0000000000000000.journa",
+        ] {
+            assert_eq!(parse_segment_name(name), None, "{name}");
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! What can go wrong with a journal, and where.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::frame::FrameError;
+use crate::segment::SegmentError;
+
+/// Why a frame of a segment cannot be trusted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Damage {
+    /// The length word is negative, shorter than a header, or runs past
+    /// the end of the segment.
+    BadLength {
+        /// The length word found.
+        length: i32,
+        /// Bytes left in the segment from the frame's start.
+        room: usize,
+    },
+    /// The frame carries no checksum; every journal frame has one.
+    NoChecksum,
+    /// The checksum does not match the frame's bytes.
+    Checksum {
+        /// Stored in the header.
+        stored: u32,
+        /// Computed over the frame.
+        computed: u32,
+    },
+    /// The frame says it belongs at another position (moved or copied).
+    WrongPosition {
+        /// The position in the frame's header.
+        found: u64,
+    },
+    /// A segment that a later one follows ends without an end marker.
+    MissingEndMarker,
+    /// The next segment is not where the previous one ends.
+    Gap {
+        /// Where the next segment was expected to start.
+        expected: u64,
+        /// Where the next segment found starts.
+        found: u64,
+    },
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Damage::BadLength { length, room } => write!(
+                f,
+                "impossible frame length {length} ({room} bytes left in the segment)"
+            ),
+            Damage::NoChecksum => f.write_str("frame has no checksum"),
+            Damage::Checksum { stored, computed } => write!(
+                f,
+                "checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+            ),
+            Damage::WrongPosition { found } => {
+                write!(f, "frame says it is at position {found}")
+            }
+            Damage::MissingEndMarker => {
+                f.write_str("segment ends without an end marker but a later segment exists")
+            }
+            Damage::Gap { expected, found } => write!(
+                f,
+                "segments are not contiguous: next should start at {expected}, found {found}"
+            ),
+        }
+    }
+}
+
+/// Why a journal operation failed. Every variant names the file or
+/// position concerned.
+#[derive(Debug)]
+pub enum JournalError {
+    /// A segment file could not be created or opened (bad header, too
+    /// short, wrong permissions, ...).
+    Segment(SegmentError),
+    /// A system call failed.
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// A frame cannot be trusted; nothing after it is read.
+    Damaged {
+        /// The segment file.
+        path: PathBuf,
+        /// The journal position of the bad frame.
+        position: u64,
+        /// What is wrong with it.
+        damage: Damage,
+    },
+    /// A frame is larger than a whole segment: it can never be appended.
+    FrameTooLarge {
+        /// Bytes the frame would occupy.
+        len: usize,
+        /// Bytes in a segment's frame area.
+        segment_size: usize,
+    },
+    /// Another writer holds the directory's lock.
+    Locked {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A read was asked to start where no frame starts.
+    NotAFrameStart {
+        /// The position asked for.
+        position: u64,
+    },
+    /// A read was asked to start past the last frame written.
+    PastEnd {
+        /// The position asked for.
+        position: u64,
+        /// Where the journal ends.
+        end: u64,
+    },
+    /// A read was asked to start before the first segment.
+    BeforeStart {
+        /// The position asked for.
+        position: u64,
+        /// Where the first segment starts.
+        first: u64,
+    },
+    /// The message could not be serialized.
+    Encode(String),
+    /// A frame is valid but not the message type asked for, or its payload
+    /// failed rkyv validation.
+    Frame {
+        /// The frame's position.
+        position: u64,
+        /// What is wrong.
+        error: FrameError,
+    },
+}
+
+impl JournalError {
+    pub(crate) fn io(path: &Path, op: &'static str, source: io::Error) -> Self {
+        JournalError::Io {
+            path: path.to_path_buf(),
+            op,
+            source,
+        }
+    }
+}
+
+impl From<SegmentError> for JournalError {
+    fn from(error: SegmentError) -> Self {
+        JournalError::Segment(error)
+    }
+}
+
+impl fmt::Display for JournalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JournalError::Segment(error) => error.fmt(f),
+            JournalError::Io { path, op, source } => {
+                write!(f, "{}: {op} failed: {source}", path.display())
+            }
+            JournalError::Damaged {
+                path,
+                position,
+                damage,
+            } => write!(
+                f,
+                "{}: damaged frame at position {position}: {damage}",
+                path.display()
+            ),
+            JournalError::FrameTooLarge { len, segment_size } => write!(
+                f,
+                "a frame of {len} bytes can never fit in a segment of {segment_size} bytes"
+            ),
+            JournalError::Locked { dir } => {
+                write!(f, "{}: another journal writer holds it", dir.display())
+            }
+            JournalError::NotAFrameStart { position } => {
+                write!(f, "no frame starts at position {position}")
+            }
+            JournalError::PastEnd { position, end } => {
+                write!(f, "position {position} is past the journal's end ({end})")
+            }
+            JournalError::BeforeStart { position, first } => write!(
+                f,
+                "position {position} is before the journal's first segment ({first})"
+            ),
+            JournalError::Encode(reason) => write!(f, "cannot serialize message: {reason}"),
+            JournalError::Frame { position, error } => {
+                write!(f, "frame at position {position}: {error}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for JournalError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            JournalError::Segment(error) => Some(error),
+            JournalError::Io { source, .. } => Some(source),
+            JournalError::Frame { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! When the journal forces its frames to the disk.
+
+use std::time::Duration;
+
+/// When appended frames are written through to the disk (msync of the bytes
+/// written since the last sync; the directory is fsynced when a segment is
+/// added, for every policy but [`Durability::None`]).
+///
+/// Frames reach the page cache as they are appended, so a crash of the
+/// writing *process* loses nothing under any policy: the policy only bounds
+/// what a crash of the *machine* (power, kernel) can take.
+///
+/// The default is [`Durability::Every`] 100 ms: at most a tenth of a second
+/// of frames at risk from a machine crash, at a cost of ten syncs a second
+/// at most. The period is checked when a frame is appended (and when the
+/// writer is synced or dropped), not by a timer: frames appended just
+/// before the writer goes quiet are synced by the next append or by
+/// [`crate::segment::journal::JournalWriter::sync`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Never sync; the kernel writes pages back when it likes.
+    None,
+    /// Sync after every `n` frames (`n` of 0 counts as 1).
+    EveryFrames(u64),
+    /// Sync when an append finds this much time passed since the last sync.
+    Every(Duration),
+    /// Sync after each frame, before `append` returns.
+    EachFrame,
+}
+
+impl Default for Durability {
+    fn default() -> Self {
+        Durability::Every(Duration::from_millis(100))
+    }
+}
+
+/// Settings of a journal writer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JournalConfig {
+    /// Bytes of frames in each new segment file, rounded up to the frame
+    /// alignment and kept between one alignment unit and
+    /// [`super::writer::MAX_SEGMENT_SIZE`]; the largest frame must fit in
+    /// one. Default 64 MiB.
+    pub segment_size: usize,
+    /// When frames are synced to the disk. Default [`Durability::default`].
+    pub durability: Durability,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            segment_size: 64 << 20,
+            durability: Durability::default(),
+        }
+    }
+}

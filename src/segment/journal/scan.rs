@@ -1,0 +1,252 @@
+//! Reading one frame of a mapped journal segment, trusting nothing.
+//!
+//! A segment may be written by a live writer in another process or left
+//! damaged by a crash, so every frame is read the same careful way: the
+//! length word with `Acquire` (pairing with the writer's `Release` store,
+//! which it makes after every other byte of the frame), then bounds, then a
+//! copy of the frame into the caller's buffer, and only then the header
+//! fields and the checksum, computed over the copy. A length is trusted for
+//! a copy only once it is known to lie inside the mapped frame area, whose
+//! size was checked against `fstat` when the segment was opened.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use rkyv::util::AlignedVec;
+
+use super::error::Damage;
+use crate::frame::layout::{
+    aligned_len, checksum, read_checksum, read_meta, FrameMeta, FLAG_CHECKSUM, FRAME_ALIGN,
+    HEADER_LEN, LENGTH_OFFSET, PADDING_TYPE,
+};
+use crate::segment::Segment;
+
+// A frame that starts at an aligned offset inside the area always has room
+// for a whole header before the area's end.
+const _: () = assert!(FRAME_ALIGN >= HEADER_LEN);
+
+/// A buffer that frames are copied into: payloads land 16-byte aligned
+/// (the buffer is, and the header length is a multiple of 16).
+pub(crate) type FrameBuffer = AlignedVec<16>;
+
+const _: () = assert!(HEADER_LEN % 16 == 0);
+
+/// What lies at one offset of a segment's frame area.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// A valid frame, copied whole into the buffer (`length` bytes).
+    Frame {
+        /// Its header fields.
+        meta: FrameMeta,
+        /// Header plus payload.
+        length: usize,
+    },
+    /// The writer's end-of-segment marker: the journal continues in the
+    /// next segment.
+    EndMarker,
+    /// Nothing published here (yet).
+    Unwritten,
+    /// The offset is the end of the frame area.
+    AreaEnd,
+}
+
+/// Reads the frame at `offset` (a multiple of [`FRAME_ALIGN`]) of
+/// `segment`'s frame area into `buffer`.
+///
+/// # Errors
+///
+/// The [`Damage`] that makes the frame untrustworthy.
+pub(crate) fn read_slot(
+    segment: &Segment,
+    offset: usize,
+    buffer: &mut FrameBuffer,
+) -> Result<Slot, Damage> {
+    let capacity = segment.layout().capacity();
+    debug_assert_eq!(offset % FRAME_ALIGN, 0, "unaligned offset {offset}");
+    if offset >= capacity {
+        return Ok(Slot::AreaEnd);
+    }
+    let frame = frame_ptr(segment, offset);
+    // SAFETY: `offset < capacity` and both are multiples of FRAME_ALIGN, so
+    // the word is inside the frame area of the mapping, and 4-aligned (the
+    // area starts page-aligned). Length words are only accessed atomically.
+    let word = unsafe { AtomicI32::from_ptr(frame.add(LENGTH_OFFSET).cast()) };
+    // Acquire pairs with the writer's Release store of the length, made
+    // after every other byte of the frame was written.
+    let length = word.load(Ordering::Acquire);
+    if length == 0 {
+        return Ok(Slot::Unwritten);
+    }
+    let room = capacity - offset;
+    let fits = usize::try_from(length)
+        .ok()
+        .filter(|&len| len >= HEADER_LEN && aligned_len(len) <= room);
+    let Some(len) = fits else {
+        return Err(Damage::BadLength { length, room });
+    };
+
+    buffer.clear();
+    buffer.resize(len, 0);
+    // SAFETY: `frame..frame + len` lies inside the frame area (checked just
+    // above against the validated capacity); `buffer` holds `len` bytes of
+    // its own. The source is a published frame: the writer does not change
+    // it again, and any other change (a hostile process) is caught by the
+    // checksum computed over the copy.
+    unsafe { frame.copy_to_nonoverlapping(buffer.as_mut_ptr(), len) };
+
+    let (header, payload) = buffer.split_at(HEADER_LEN);
+    let meta = read_meta(header);
+    if meta.flags & FLAG_CHECKSUM == 0 {
+        return Err(Damage::NoChecksum);
+    }
+    let stored = read_checksum(header);
+    let computed = checksum(header, payload);
+    if stored != computed {
+        return Err(Damage::Checksum { stored, computed });
+    }
+    let position = segment.header().base_position.wrapping_add(offset as u64);
+    if meta.sequence != position {
+        return Err(Damage::WrongPosition {
+            found: meta.sequence,
+        });
+    }
+    if meta.msg_type == PADDING_TYPE {
+        return Ok(Slot::EndMarker);
+    }
+    Ok(Slot::Frame { meta, length: len })
+}
+
+/// The offset of the first non-zero byte of the frame area at or after
+/// `from`, if any.
+pub(crate) fn first_nonzero(segment: &Segment, from: usize) -> Option<usize> {
+    let capacity = segment.layout().capacity();
+    let mut chunk = [0u8; 4096];
+    let mut offset = from;
+    while offset < capacity {
+        let n = chunk.len().min(capacity - offset);
+        // SAFETY: `offset + n <= capacity`, inside the frame area; the copy
+        // goes into a local array.
+        unsafe { frame_ptr(segment, offset).copy_to_nonoverlapping(chunk.as_mut_ptr(), n) };
+        if let Some(i) = chunk[..n].iter().position(|&b| b != 0) {
+            return Some(offset + i);
+        }
+        offset += n;
+    }
+    None
+}
+
+/// The offset of the last non-zero byte of the frame area at or after
+/// `from`, if any.
+pub(crate) fn last_nonzero(segment: &Segment, from: usize) -> Option<usize> {
+    let mut chunk = [0u8; 4096];
+    let mut end = segment.layout().capacity();
+    while end > from {
+        let n = chunk.len().min(end - from);
+        let start = end - n;
+        // SAFETY: `start..end` is inside the frame area; the copy goes into
+        // a local array.
+        unsafe { frame_ptr(segment, start).copy_to_nonoverlapping(chunk.as_mut_ptr(), n) };
+        if let Some(i) = chunk[..n].iter().rposition(|&b| b != 0) {
+            return Some(start + i);
+        }
+        end = start;
+    }
+    None
+}
+
+/// The first byte of the frame at `offset` of the frame area.
+pub(crate) fn frame_ptr(segment: &Segment, offset: usize) -> *mut u8 {
+    debug_assert!(offset <= segment.layout().capacity());
+    // SAFETY: the frame area starts at `frames_offset()` and is `capacity`
+    // bytes long, all inside the mapping; callers pass `offset <= capacity`.
+    unsafe {
+        segment
+            .base()
+            .as_ptr()
+            .add(segment.layout().frames_offset() + offset)
+    }
+}
+
+/// How a scan of one segment ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// At the writer's end marker: the segment is sealed.
+    Sealed,
+    /// The frames fill the area exactly: sealed too.
+    Full,
+    /// At an unwritten slot: the segment is open for more.
+    Open,
+    /// At a frame that cannot be trusted.
+    Damaged(Damage),
+}
+
+/// The frames of one segment, as far as they can be trusted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SegmentScan {
+    /// Valid frames.
+    pub frames: u64,
+    /// Position of the first valid frame.
+    pub first: Option<u64>,
+    /// Position of the last valid frame.
+    pub last: Option<u64>,
+    /// Offset where the valid frames end (the end marker, the unwritten
+    /// slot or the damaged frame).
+    pub end: usize,
+    /// Why the scan stopped.
+    pub ending: Ending,
+}
+
+/// Reads every frame of `segment` from the start until the first slot that
+/// is not a valid frame. Takes at most `capacity / FRAME_ALIGN` steps.
+pub(crate) fn scan_segment(segment: &Segment, buffer: &mut FrameBuffer) -> SegmentScan {
+    let base = segment.header().base_position;
+    let mut scan = SegmentScan {
+        frames: 0,
+        first: None,
+        last: None,
+        end: 0,
+        ending: Ending::Open,
+    };
+    loop {
+        match read_slot(segment, scan.end, buffer) {
+            Ok(Slot::Frame { length, .. }) => {
+                let position = base.wrapping_add(scan.end as u64);
+                scan.first.get_or_insert(position);
+                scan.last = Some(position);
+                scan.frames += 1;
+                scan.end += aligned_len(length);
+            }
+            Ok(Slot::EndMarker) => {
+                scan.ending = Ending::Sealed;
+                return scan;
+            }
+            Ok(Slot::AreaEnd) => {
+                scan.ending = Ending::Full;
+                return scan;
+            }
+            Ok(Slot::Unwritten) => {
+                scan.ending = Ending::Open;
+                return scan;
+            }
+            Err(damage) => {
+                scan.ending = Ending::Damaged(damage);
+                return scan;
+            }
+        }
+    }
+}
+
+/// Where a damaged frame's claimed extent ends, for deciding whether
+/// anything was written after it: its claimed length when that stays in
+/// the segment, else the end of the segment.
+pub(crate) fn damaged_extent(segment: &Segment, offset: usize) -> usize {
+    let capacity = segment.layout().capacity();
+    // SAFETY: as in `read_slot`: a damaged frame's offset is below capacity
+    // and aligned.
+    let word = unsafe { AtomicI32::from_ptr(frame_ptr(segment, offset).cast()) };
+    let length = word.load(Ordering::Acquire);
+    let claimed = usize::try_from(length)
+        .ok()
+        .filter(|&len| len >= HEADER_LEN)
+        .map_or(FRAME_ALIGN, aligned_len);
+    offset.saturating_add(claimed).min(capacity)
+}

@@ -1,0 +1,374 @@
+//! The journal's one writer: appends checksummed frames, rolls to a new
+//! segment when the next frame does not fit, and syncs by its policy.
+//!
+//! A frame is written as a lane producer writes one: header fields and
+//! payload first, then the length word with `Release`, so a reader in
+//! another process never sees a length before the bytes it covers. A frame
+//! that does not fit in what is left of a segment is preceded by an *end
+//! marker* (a padding-type frame) there, and goes first in a new segment
+//! based where the old one ends.
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Instant;
+
+use rkyv::ser::allocator::Arena;
+
+use super::dir::{segment_path, LOCK_FILE};
+use super::error::JournalError;
+use super::policy::{Durability, JournalConfig};
+use super::recovery::{recover, RecoveryReport};
+use super::scan::frame_ptr;
+use crate::frame::envelope::{encode_into, encoded_len};
+use crate::frame::layout::{
+    aligned_len, checksum, write_meta, FrameMeta, FLAG_CHECKSUM, FRAME_ALIGN, HEADER_LEN,
+    LENGTH_OFFSET, PADDING_TYPE, PAYLOAD_OFFSET,
+};
+use crate::frame::Message;
+use crate::segment::{sync_directory, Segment, SegmentKind, SEGMENT_MODE};
+
+/// The largest segment a writer creates: a frame's length must fit the
+/// `i32` length word.
+pub const MAX_SEGMENT_SIZE: usize = 1 << 30;
+
+/// Appends frames to the journal in one directory.
+///
+/// # Examples
+///
+/// ```
+/// use corelane::frame::layout::FrameMeta;
+/// use corelane::segment::journal::{JournalConfig, JournalReader, JournalWriter, Start};
+///
+/// let dir = std::env::temp_dir().join(format!("corelane-doc-journal-{}", std::process::id()));
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// let mut writer = JournalWriter::open(&dir, JournalConfig::default())?;
+/// let meta = FrameMeta { msg_type: 9, version: 1, ..FrameMeta::default() };
+/// let position = writer.append(b"hello", meta)?;
+///
+/// let mut reader = JournalReader::open(&dir, Start::Beginning)?;
+/// let frame = reader.next_frame()?.expect("one frame");
+/// assert_eq!((frame.position, frame.payload), (position, &b"hello"[..]));
+/// assert!(reader.next_frame()?.is_none()); // nothing more yet
+/// # drop(writer);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct JournalWriter {
+    dir: PathBuf,
+    config: JournalConfig,
+    /// The segment being appended to.
+    segment: Segment,
+    /// Offset in its frame area of the next frame.
+    tail: usize,
+    /// Offset up to which its frames have been synced.
+    synced: usize,
+    /// Frames appended since the last sync.
+    unsynced_frames: u64,
+    /// When the last sync was made.
+    last_sync: Instant,
+    /// Scratch space for rkyv serialization.
+    arena: Arena,
+    /// What recovery found when the writer opened.
+    recovery: RecoveryReport,
+    /// Held (with an exclusive `flock`) for as long as the writer lives.
+    _lock: File,
+}
+
+impl std::fmt::Debug for JournalWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournalWriter")
+            .field("dir", &self.dir)
+            .field("config", &self.config)
+            .field("position", &self.position())
+            .finish()
+    }
+}
+
+impl JournalWriter {
+    /// Opens the journal in `dir` for appending, creating the directory and
+    /// a first segment if needed. Runs recovery first
+    /// ([`super::recovery`]): every segment is checked, a torn tail cut,
+    /// and appends resume after the last valid frame.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::Locked`] if another writer has the directory,
+    /// [`JournalError::Damaged`] if a frame before the end cannot be
+    /// trusted, [`JournalError::Segment`] if a segment file is unreadable,
+    /// [`JournalError::Io`] if a system call fails.
+    pub fn open(dir: &Path, config: JournalConfig) -> Result<JournalWriter, JournalError> {
+        let config = JournalConfig {
+            segment_size: aligned_len(config.segment_size.clamp(FRAME_ALIGN, MAX_SEGMENT_SIZE)),
+            ..config
+        };
+        std::fs::create_dir_all(dir).map_err(|e| JournalError::io(dir, "create directory", e))?;
+        let lock = lock_directory(dir)?;
+        let (last, recovery) = recover(dir)?;
+        let (segment, tail) = match last {
+            Some(found) => found,
+            None => {
+                let segment = create_segment(dir, &config, 0)?;
+                (segment, 0)
+            }
+        };
+        Ok(JournalWriter {
+            dir: dir.to_path_buf(),
+            config,
+            segment,
+            tail,
+            synced: tail,
+            unsynced_frames: 0,
+            last_sync: Instant::now(),
+            arena: Arena::new(),
+            recovery,
+            _lock: lock,
+        })
+    }
+
+    /// What recovery found when the writer opened.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// The position the next frame will have (unless it rolls).
+    pub fn position(&self) -> u64 {
+        self.segment.header().base_position + self.tail as u64
+    }
+
+    /// The journal's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends a frame holding `payload`, with `meta`'s type, version and
+    /// timestamp (its sequence is set to the frame's position and its
+    /// checksum always), and returns the frame's position.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::FrameTooLarge`] if the frame can never fit in a
+    /// segment; [`JournalError::Segment`] or [`JournalError::Io`] if
+    /// rolling or syncing fails.
+    pub fn append(&mut self, payload: &[u8], meta: FrameMeta) -> Result<u64, JournalError> {
+        let length = PAYLOAD_OFFSET + payload.len();
+        self.make_room(aligned_len(length))?;
+        let frame = frame_ptr(&self.segment, self.tail);
+        // SAFETY: `make_room` made sure `aligned_len(length)` bytes from
+        // `tail` lie inside the writable frame area; nothing else writes
+        // there (the writer lock) and readers do not read past a length of
+        // zero, which it is until `publish`.
+        unsafe {
+            frame
+                .add(PAYLOAD_OFFSET)
+                .copy_from_nonoverlapping(payload.as_ptr(), payload.len())
+        };
+        self.publish(length, meta)
+    }
+
+    /// Serializes `msg` in place into a new frame, timestamped
+    /// `timestamp_ns`, and returns the frame's position.
+    ///
+    /// # Errors
+    ///
+    /// As [`JournalWriter::append`]; [`JournalError::Encode`] if rkyv
+    /// cannot serialize the message.
+    pub fn append_message<M: Message>(
+        &mut self,
+        msg: &M,
+        timestamp_ns: u64,
+    ) -> Result<u64, JournalError> {
+        for _attempt in 0..2 {
+            self.make_room(aligned_len(HEADER_LEN))?;
+            // Never more than a segment's worth, even in a larger segment
+            // recovered from an earlier configuration.
+            let room = (self.segment.layout().capacity() - self.tail).min(self.config.segment_size)
+                - PAYLOAD_OFFSET;
+            let payload = frame_ptr(&self.segment, self.tail + PAYLOAD_OFFSET);
+            // SAFETY: `room` bytes from `payload` are the rest of the
+            // writable frame area, unpublished (zero, since a cut or a fresh
+            // segment), touched by no one else while this borrow lives.
+            let space = unsafe { std::slice::from_raw_parts_mut(payload, room) };
+            if let Some(len) = encode_into(msg, space, &mut self.arena) {
+                return self.publish(PAYLOAD_OFFSET + len, M::meta(0, timestamp_ns));
+            }
+            // It did not fit: clear what the attempt wrote, then roll (or
+            // report a message that fits no segment).
+            space.fill(0);
+            let len = encoded_len(msg, &mut self.arena)
+                .map_err(|e| JournalError::Encode(e.to_string()))?;
+            let need = aligned_len(PAYLOAD_OFFSET + len);
+            if need > self.config.segment_size {
+                return Err(JournalError::FrameTooLarge {
+                    len: need,
+                    segment_size: self.config.segment_size,
+                });
+            }
+            self.roll()?;
+        }
+        Err(JournalError::Encode(format!(
+            "{} did not fit in an empty segment of {} bytes",
+            M::NAME,
+            self.config.segment_size
+        )))
+    }
+
+    /// Writes every frame appended so far through to the disk.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::Segment`] if msync fails.
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        if self.synced < self.tail {
+            let from = self.segment.layout().frames_offset() + self.synced;
+            self.segment.sync_range(from, self.tail - self.synced)?;
+        }
+        self.synced = self.tail;
+        self.unsynced_frames = 0;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    /// Fills in the header of the frame at `tail` whose payload is in
+    /// place, publishes its length, and applies the durability policy.
+    fn publish(&mut self, length: usize, meta: FrameMeta) -> Result<u64, JournalError> {
+        let position = self.position();
+        let meta = FrameMeta {
+            sequence: position,
+            flags: meta.flags | FLAG_CHECKSUM,
+            ..meta
+        };
+        write_frame_header(&self.segment, self.tail, length, &meta);
+        self.tail += aligned_len(length);
+        self.unsynced_frames += 1;
+        let due = match self.config.durability {
+            Durability::None => false,
+            Durability::EachFrame => true,
+            Durability::EveryFrames(n) => self.unsynced_frames >= n.max(1),
+            Durability::Every(period) => self.last_sync.elapsed() >= period,
+        };
+        if due {
+            self.sync()?;
+        }
+        Ok(position)
+    }
+
+    /// Makes sure `need` bytes are free at `tail`, rolling if they are not.
+    fn make_room(&mut self, need: usize) -> Result<(), JournalError> {
+        if need <= self.segment.layout().capacity() - self.tail {
+            return Ok(());
+        }
+        if need > self.config.segment_size {
+            return Err(JournalError::FrameTooLarge {
+                len: need,
+                segment_size: self.config.segment_size,
+            });
+        }
+        self.roll()
+    }
+
+    /// Seals the current segment with an end marker and starts the next.
+    fn roll(&mut self) -> Result<(), JournalError> {
+        let capacity = self.segment.layout().capacity();
+        if self.tail < capacity {
+            let marker = FrameMeta {
+                msg_type: PADDING_TYPE,
+                version: 0,
+                flags: FLAG_CHECKSUM,
+                sequence: self.position(),
+                timestamp_ns: 0,
+            };
+            write_frame_header(&self.segment, self.tail, HEADER_LEN, &marker);
+            self.tail += aligned_len(HEADER_LEN);
+        }
+        let durable = self.config.durability != Durability::None;
+        if durable {
+            self.sync()?;
+        }
+        let next = self.segment.header().base_position + capacity as u64;
+        self.segment = create_segment(&self.dir, &self.config, next)?;
+        self.tail = 0;
+        self.synced = 0;
+        if durable {
+            sync_directory(&self.dir)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for JournalWriter {
+    fn drop(&mut self) {
+        if self.config.durability != Durability::None {
+            if let Err(error) = self.sync() {
+                log::error!("journal {}: final sync failed: {error}", self.dir.display());
+            }
+        }
+    }
+}
+
+/// Writes the header of a frame of `length` bytes at `offset` (payload
+/// already in place), checksum included, and publishes it by storing the
+/// length last.
+fn write_frame_header(segment: &Segment, offset: usize, length: usize, meta: &FrameMeta) {
+    let frame = frame_ptr(segment, offset);
+    // SAFETY: the caller checked that `aligned_len(length)` bytes from
+    // `offset` are inside the writable frame area; the payload's bytes are
+    // this writer's own until the length below publishes them.
+    let payload =
+        unsafe { std::slice::from_raw_parts(frame.add(PAYLOAD_OFFSET), length - PAYLOAD_OFFSET) };
+    let mut header = [0u8; HEADER_LEN];
+    write_meta(&mut header, meta, 0);
+    let sum = checksum(&header, payload);
+    write_meta(&mut header, meta, sum);
+    // SAFETY: as above; the length word is left alone here.
+    unsafe {
+        frame
+            .add(LENGTH_OFFSET + 4)
+            .copy_from_nonoverlapping(header.as_ptr().add(LENGTH_OFFSET + 4), HEADER_LEN - 4)
+    };
+    let length = i32::try_from(length).expect("segment sizes are checked to fit an i32 length");
+    // SAFETY: the word is inside the frame area and 4-aligned (frames are
+    // FRAME_ALIGN-aligned in a page-aligned area); length words are only
+    // accessed atomically.
+    let word = unsafe { AtomicI32::from_ptr(frame.add(LENGTH_OFFSET).cast()) };
+    // Release pairs with the Acquire load in `scan::read_slot`: a reader
+    // that sees the length sees the header and payload written above.
+    word.store(length, Ordering::Release);
+}
+
+/// Creates the segment based at `base`.
+fn create_segment(dir: &Path, config: &JournalConfig, base: u64) -> Result<Segment, JournalError> {
+    Ok(Segment::create(
+        &segment_path(dir, base),
+        SegmentKind::Journal,
+        config.segment_size,
+        base,
+    )?)
+}
+
+/// Takes the directory's writer lock, held until the file is closed.
+fn lock_directory(dir: &Path) -> Result<File, JournalError> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(SEGMENT_MODE)
+        .open(&path)
+        .map_err(|e| JournalError::io(&path, "open lock", e))?;
+    // SAFETY: flock on a descriptor we own; it only takes an advisory lock.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let error = std::io::Error::last_os_error();
+        if error.kind() == std::io::ErrorKind::WouldBlock {
+            return Err(JournalError::Locked {
+                dir: dir.to_path_buf(),
+            });
+        }
+        return Err(JournalError::io(&path, "flock", error));
+    }
+    Ok(file)
+}

@@ -1,0 +1,598 @@
+//! The journal: crash recovery, checksums, rolls, tailing a live writer,
+//! bad segment files (C09), permissions, and `serve --journal` end to end.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use corelane::frame::layout::{FrameMeta, PAYLOAD_OFFSET};
+use corelane::segment::journal::dir::{list_segments, segment_path, LOCK_FILE};
+use corelane::segment::journal::{
+    inspect, Damage, Durability, JournalConfig, JournalError, JournalReader, JournalWriter, Start,
+};
+use corelane::segment::layout::HEADER_PAGE;
+use corelane::segment::{SegmentError, SEGMENT_MODE};
+use corelane::serve::Published;
+
+/// Env var that turns this test binary into the writer child process.
+const CHILD_DIR: &str = "CORELANE_JOURNAL_CHILD_DIR";
+
+/// A fresh directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("corelane-journal-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn meta(i: u64) -> FrameMeta {
+    FrameMeta {
+        msg_type: 77,
+        version: 1,
+        timestamp_ns: i,
+        ..FrameMeta::default()
+    }
+}
+
+/// The payload of frame `i`: its number, then a length that varies.
+fn payload(i: u64) -> Vec<u8> {
+    let mut bytes = i.to_le_bytes().to_vec();
+    bytes.extend((0..(i * 7) % 300).map(|k| (k as u8) ^ (i as u8)));
+    bytes
+}
+
+fn config(segment_size: usize) -> JournalConfig {
+    JournalConfig {
+        segment_size,
+        durability: Durability::None,
+    }
+}
+
+/// Reads every frame there is now, checking each is frame `i` in order.
+fn read_all(dir: &Path) -> Result<Vec<u64>, JournalError> {
+    let mut reader = JournalReader::open(dir, Start::Beginning)?;
+    let mut positions = Vec::new();
+    while let Some(frame) = reader.next_frame()? {
+        let i = positions.len() as u64;
+        assert_eq!(frame.meta.timestamp_ns, i, "frame {i} out of order");
+        assert_eq!(frame.payload, payload(i), "frame {i} payload");
+        positions.push(frame.position);
+    }
+    Ok(positions)
+}
+
+fn append_frames(writer: &mut JournalWriter, range: std::ops::Range<u64>) -> Vec<u64> {
+    range
+        .map(|i| writer.append(&payload(i), meta(i)).unwrap())
+        .collect()
+}
+
+#[test]
+fn frames_round_trip_across_rolls_with_contiguous_positions() {
+    let dir = Scratch::new("roundtrip");
+    let mut writer = JournalWriter::open(&dir.0, config(4096)).unwrap();
+    let positions = append_frames(&mut writer, 0..500);
+    assert!(list_segments(&dir.0).unwrap().len() > 10, "rolled");
+    assert_eq!(read_all(&dir.0).unwrap(), positions);
+    // Every segment starts where the previous one ends.
+    let bases: Vec<u64> = list_segments(&dir.0).unwrap().iter().map(|s| s.0).collect();
+    for pair in bases.windows(2) {
+        assert_eq!(pair[1] - pair[0], 4096);
+    }
+    // A reader can start at any frame's position.
+    let mut reader = JournalReader::open(&dir.0, Start::Position(positions[321])).unwrap();
+    let frame = reader.next_frame().unwrap().unwrap();
+    assert_eq!(
+        (frame.position, frame.meta.timestamp_ns),
+        (positions[321], 321)
+    );
+    // Not between frames.
+    let error = JournalReader::open(&dir.0, Start::Position(positions[321] + 32)).unwrap_err();
+    assert!(
+        matches!(error, JournalError::NotAFrameStart { .. }),
+        "{error}"
+    );
+}
+
+#[test]
+fn reopened_writer_resumes_after_the_last_frame() {
+    let dir = Scratch::new("resume");
+    let mut writer = JournalWriter::open(&dir.0, config(8192)).unwrap();
+    let mut positions = append_frames(&mut writer, 0..100);
+    drop(writer);
+    let mut writer = JournalWriter::open(&dir.0, config(8192)).unwrap();
+    assert_eq!(writer.recovery().frames, 100);
+    assert_eq!(writer.recovery().torn_tail, None);
+    positions.extend(append_frames(&mut writer, 100..200));
+    assert_eq!(read_all(&dir.0).unwrap(), positions);
+    // One writer at a time.
+    let error = JournalWriter::open(&dir.0, config(8192)).unwrap_err();
+    assert!(matches!(error, JournalError::Locked { .. }), "{error}");
+}
+
+/// The child process: appends frames forever, acknowledging each on stdout
+/// once `append` has returned.
+#[test]
+fn journal_writer_child() {
+    let Some(dir) = std::env::var_os(CHILD_DIR) else {
+        return;
+    };
+    let mut writer = JournalWriter::open(Path::new(&dir), config(16 << 10)).unwrap();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for i in 0.. {
+        let position = writer.append(&payload(i), meta(i)).unwrap();
+        writeln!(out, "ack {i} {position}").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+#[test]
+fn sigkilled_writer_loses_no_acknowledged_frame_and_leaves_nothing_torn() {
+    let dir = Scratch::new("sigkill");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "journal_writer_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DIR, &dir.0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut acked = Vec::new();
+    while acked.len() < 3000 {
+        let line = lines.next().expect("child output").unwrap();
+        // libtest's "test journal_writer_child ... " may start the line.
+        let Some(at) = line.find("ack ") else {
+            continue;
+        };
+        let mut words = line[at + 4..].split_whitespace();
+        let i: u64 = words.next().unwrap().parse().unwrap();
+        assert_eq!(i, acked.len() as u64);
+        acked.push(words.next().unwrap().parse::<u64>().unwrap());
+    }
+    // Kill it while it is still appending (it never stops on its own).
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    // A reader before recovery sees every acknowledged frame, nothing torn.
+    let read = read_all(&dir.0).unwrap();
+    assert!(
+        read.len() >= acked.len(),
+        "{} < {}",
+        read.len(),
+        acked.len()
+    );
+    assert_eq!(read[..acked.len()], acked[..]);
+
+    // Recovery keeps them all, and appending resumes after the last one.
+    let mut writer = JournalWriter::open(&dir.0, config(16 << 10)).unwrap();
+    assert_eq!(writer.recovery().frames, read.len() as u64);
+    let next = read.len() as u64;
+    let position = writer.append(&payload(next), meta(next)).unwrap();
+    drop(writer);
+    let after = read_all(&dir.0).unwrap();
+    assert_eq!(after.len(), read.len() + 1);
+    assert_eq!(*after.last().unwrap(), position);
+}
+
+#[test]
+fn unpublished_tail_is_cut_and_overwritten_cleanly() {
+    let dir = Scratch::new("torn");
+    let mut writer = JournalWriter::open(&dir.0, config(1 << 16)).unwrap();
+    let positions = append_frames(&mut writer, 0..10);
+    let end = writer.position();
+    drop(writer);
+    // A frame filled in but never published (length still zero), as a
+    // writer killed before its length store leaves it.
+    let path = segment_path(&dir.0, 0);
+    let mut bytes = fs::read(&path).unwrap();
+    let at = HEADER_PAGE + end as usize;
+    bytes[at + 4..at + 200].fill(0xAB);
+    fs::write(&path, &bytes).unwrap();
+    assert_eq!(
+        read_all(&dir.0).unwrap(),
+        positions,
+        "reader stops before it"
+    );
+
+    let mut writer = JournalWriter::open(&dir.0, config(1 << 16)).unwrap();
+    let tail = writer.recovery().torn_tail.clone().expect("a torn tail");
+    assert_eq!((tail.position, tail.bytes, tail.damage), (end, 200, None));
+    assert_eq!(writer.position(), end);
+    let mut all = positions.clone();
+    all.extend(append_frames(&mut writer, 10..12));
+    assert_eq!(read_all(&dir.0).unwrap(), all);
+}
+
+#[test]
+fn half_written_last_frame_is_a_torn_tail_not_damage() {
+    let dir = Scratch::new("halfpage");
+    let mut writer = JournalWriter::open(&dir.0, config(1 << 16)).unwrap();
+    let positions = append_frames(&mut writer, 0..5);
+    let last = *positions.last().unwrap() as usize;
+    drop(writer);
+    // The last frame's length reached the disk but not all its payload.
+    let path = segment_path(&dir.0, 0);
+    let mut bytes = fs::read(&path).unwrap();
+    let at = HEADER_PAGE + last + PAYLOAD_OFFSET;
+    bytes[at..at + 8].fill(0);
+    fs::write(&path, &bytes).unwrap();
+
+    let inspection = inspect(&dir.0).unwrap();
+    assert!(inspection.damage.is_none());
+    assert_eq!(inspection.frames(), 4);
+    let tail = inspection.segments[0].torn_tail.clone().unwrap();
+    assert_eq!(tail.position, last as u64);
+    assert!(matches!(tail.damage, Some(Damage::Checksum { .. })));
+
+    let writer = JournalWriter::open(&dir.0, config(1 << 16)).unwrap();
+    assert_eq!(writer.position(), last as u64);
+    drop(writer);
+    assert_eq!(read_all(&dir.0).unwrap(), positions[..4]);
+}
+
+#[test]
+fn flipped_byte_is_caught_by_the_checksum_and_named_by_position() {
+    let dir = Scratch::new("flip");
+    let mut writer = JournalWriter::open(&dir.0, config(1 << 16)).unwrap();
+    let positions = append_frames(&mut writer, 0..10);
+    drop(writer);
+    let path = segment_path(&dir.0, 0);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[HEADER_PAGE + positions[5] as usize + PAYLOAD_OFFSET + 3] ^= 0x10;
+    fs::write(&path, &bytes).unwrap();
+
+    // The reader returns the five frames before it, then the damage, again
+    // and again: it never skips past it.
+    let mut reader = JournalReader::open(&dir.0, Start::Beginning).unwrap();
+    for &position in &positions[..5] {
+        assert_eq!(reader.next_frame().unwrap().unwrap().position, position);
+    }
+    for _ in 0..2 {
+        match reader.next_frame() {
+            Err(JournalError::Damaged {
+                position, damage, ..
+            }) => {
+                assert_eq!(position, positions[5]);
+                assert!(matches!(damage, Damage::Checksum { .. }));
+            }
+            other => panic!("expected damage, got {other:?}"),
+        }
+    }
+    let text = reader.next_frame().unwrap_err().to_string();
+    assert!(
+        text.contains(&format!("position {}", positions[5])),
+        "{text}"
+    );
+
+    // Frames follow it, so it is not a torn tail: the writer refuses.
+    let error = JournalWriter::open(&dir.0, config(1 << 16)).unwrap_err();
+    assert!(
+        matches!(error, JournalError::Damaged { position, .. } if position == positions[5]),
+        "{error}"
+    );
+    let inspection = inspect(&dir.0).unwrap();
+    assert_eq!(inspection.frames(), 5);
+    assert!(inspection.damage.is_some());
+}
+
+#[test]
+fn tail_reader_follows_a_live_writer_across_rolls() {
+    let dir = Scratch::new("follow");
+    const FRAMES: u64 = 20_000;
+    let mut writer = JournalWriter::open(&dir.0, config(8192)).unwrap();
+    let mut reader = JournalReader::open(&dir.0, Start::Beginning).unwrap();
+    let producer = std::thread::spawn(move || {
+        for i in 0..FRAMES {
+            writer.append(&payload(i), meta(i)).unwrap();
+            if i % 64 == 0 {
+                std::thread::yield_now();
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut next = 0;
+    let mut empty_polls = 0u64;
+    while next < FRAMES {
+        match reader.next_frame().unwrap() {
+            Some(frame) => {
+                assert_eq!(frame.meta.timestamp_ns, next);
+                assert_eq!(frame.payload, payload(next));
+                next += 1;
+            }
+            None => {
+                empty_polls += 1;
+                assert!(Instant::now() < deadline, "stuck at frame {next}");
+                std::thread::yield_now();
+            }
+        }
+    }
+    producer.join().unwrap();
+    assert!(reader.next_frame().unwrap().is_none());
+    assert!(list_segments(&dir.0).unwrap().len() > 100, "many rolls");
+    eprintln!("reader polled an empty journal {empty_polls} times");
+}
+
+#[test]
+fn typed_messages_are_validated_on_read() {
+    let dir = Scratch::new("typed");
+    let mut writer = JournalWriter::open(&dir.0, config(4096)).unwrap();
+    let mut positions = Vec::new();
+    for i in 0..200u64 {
+        let msg = Published {
+            channel: format!("chan-{}", i % 3).into_bytes(),
+            payload: vec![i as u8; (i as usize * 13) % 900],
+            time_ns: i,
+        };
+        positions.push(writer.append_message(&msg, i).unwrap());
+    }
+    // Too large for any segment: refused, nothing written.
+    let huge = Published {
+        channel: b"big".to_vec(),
+        payload: vec![0; 8192],
+        time_ns: 0,
+    };
+    let error = writer.append_message(&huge, 0).unwrap_err();
+    assert!(
+        matches!(error, JournalError::FrameTooLarge { .. }),
+        "{error}"
+    );
+    drop(writer);
+
+    let mut reader = JournalReader::open(&dir.0, Start::Beginning).unwrap();
+    for (i, &position) in positions.iter().enumerate() {
+        let frame = reader.next_frame().unwrap().unwrap();
+        assert_eq!(frame.position, position);
+        let msg = frame.message::<Published>().unwrap();
+        assert_eq!(msg.channel.as_slice(), format!("chan-{}", i % 3).as_bytes());
+        assert_eq!(msg.payload.len(), (i * 13) % 900);
+        assert_eq!(msg.time_ns, i as u64);
+    }
+    assert!(reader.next_frame().unwrap().is_none());
+}
+
+#[test]
+fn wrong_message_type_is_a_clear_error() {
+    let dir = Scratch::new("wrongtype");
+    let mut writer = JournalWriter::open(&dir.0, config(4096)).unwrap();
+    writer.append(b"not an archive", meta(0)).unwrap();
+    drop(writer);
+    let mut reader = JournalReader::open(&dir.0, Start::Beginning).unwrap();
+    let frame = reader.next_frame().unwrap().unwrap();
+    let error = frame.message::<Published>().unwrap_err();
+    assert!(error.to_string().contains("type id 77"), "{error}");
+}
+
+#[test]
+fn bad_segment_files_give_clear_errors() {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut random = vec![0u8; HEADER_PAGE + 8192 + 256];
+    for byte in random.iter_mut() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        *byte = state as u8;
+    }
+    let mut short = Vec::new();
+    {
+        let dir = Scratch::new("good");
+        JournalWriter::open(&dir.0, config(8192)).unwrap();
+        let good = fs::read(segment_path(&dir.0, 0)).unwrap();
+        short.extend_from_slice(&good[..good.len() - 100]);
+    }
+    type Expected = fn(&SegmentError) -> bool;
+    let cases: [(&str, &[u8], Expected); 3] = [
+        ("empty", &[], |e| {
+            matches!(e, SegmentError::TooShort { len: 0, .. })
+        }),
+        ("short", &short, |e| {
+            matches!(e, SegmentError::SizeMismatch { .. })
+        }),
+        ("random", &random, |e| {
+            matches!(e, SegmentError::BadMagic { .. })
+        }),
+    ];
+    for (name, bytes, expected) in cases {
+        let dir = Scratch::new(name);
+        let path = segment_path(&dir.0, 0);
+        fs::write(&path, bytes).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let check = |error: JournalError| match &error {
+            JournalError::Segment(inner) => {
+                assert!(expected(inner), "{name}: {error}");
+                assert!(error.to_string().contains(&*path.to_string_lossy()));
+            }
+            other => panic!("{name}: {other}"),
+        };
+        check(JournalWriter::open(&dir.0, config(8192)).unwrap_err());
+        let mut reader = JournalReader::open(&dir.0, Start::Beginning).unwrap();
+        check(reader.next_frame().unwrap_err());
+        check(inspect(&dir.0).unwrap().damage.unwrap());
+        assert_eq!(fs::read(&path).unwrap(), bytes, "{name}: left untouched");
+    }
+}
+
+#[test]
+fn journal_files_are_owner_only() {
+    let dir = Scratch::new("mode");
+    let mut writer = JournalWriter::open(&dir.0, config(4096)).unwrap();
+    append_frames(&mut writer, 0..100);
+    let segments = list_segments(&dir.0).unwrap();
+    assert!(segments.len() > 2);
+    for (_, path) in &segments {
+        let mode = fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, SEGMENT_MODE, "{}", path.display());
+    }
+    let lock = fs::metadata(dir.0.join(LOCK_FILE)).unwrap();
+    assert_eq!(lock.permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn every_durability_policy_keeps_every_frame() {
+    for durability in [
+        Durability::None,
+        Durability::EachFrame,
+        Durability::EveryFrames(7),
+        Durability::Every(Duration::from_millis(1)),
+    ] {
+        let dir = Scratch::new("durability");
+        let mut writer = JournalWriter::open(
+            &dir.0,
+            JournalConfig {
+                segment_size: 4096,
+                durability,
+            },
+        )
+        .unwrap();
+        let positions = append_frames(&mut writer, 0..60);
+        writer.sync().unwrap();
+        drop(writer);
+        assert_eq!(read_all(&dir.0).unwrap(), positions, "{durability:?}");
+    }
+}
+
+#[test]
+fn serve_journal_records_every_publish_per_core_in_order() {
+    use corelane::serve::journal::core_dir;
+    use corelane::serve::{Server, ServerConfig};
+    use std::net::SocketAddr;
+
+    let dir = Scratch::new("serve");
+    let server = Server::start(ServerConfig {
+        bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        cores: Some(2),
+        journal: Some(dir.0.clone()),
+        journal_config: JournalConfig {
+            segment_size: 1 << 20,
+            durability: Durability::default(),
+        },
+        ..ServerConfig::default()
+    })
+    .unwrap();
+    let url = format!("redis://{}/", server.local_addr());
+    let client = redis::Client::open(url).unwrap();
+    let timeout = Duration::from_secs(10);
+    let mut publishers: Vec<redis::Connection> = (0..2)
+        .map(|_| {
+            let con = client.get_connection_with_timeout(timeout).unwrap();
+            con.set_read_timeout(Some(timeout)).unwrap();
+            con
+        })
+        .collect();
+    for i in 0..50 {
+        for (p, con) in publishers.iter_mut().enumerate() {
+            let payload = format!("msg-{p}-{i}\n\0");
+            let _: i64 = redis::cmd("PUBLISH")
+                .arg(format!("chan-{p}"))
+                .arg(payload.as_bytes())
+                .query(con)
+                .unwrap();
+        }
+    }
+    drop(publishers);
+    let report = server.shutdown().unwrap();
+    assert!(report.adds_up(), "{report}");
+
+    // Each publisher's messages are all in one core's journal, in order.
+    let mut seen = [Vec::new(), Vec::new()];
+    for core in 0..2 {
+        let mut reader = JournalReader::open(&core_dir(&dir.0, core), Start::Beginning).unwrap();
+        let mut last_time = 0;
+        while let Some(frame) = reader.next_frame().unwrap() {
+            let msg = frame.message::<Published>().unwrap();
+            let channel = std::str::from_utf8(&msg.channel).unwrap();
+            let p: usize = channel.strip_prefix("chan-").unwrap().parse().unwrap();
+            seen[p].push((core, msg.payload.to_vec()));
+            assert!(msg.time_ns.to_native() >= last_time, "time goes forward");
+            last_time = msg.time_ns.to_native();
+        }
+    }
+    for (p, messages) in seen.iter().enumerate() {
+        let expected: Vec<Vec<u8>> = (0..50)
+            .map(|i| format!("msg-{p}-{i}\n\0").into_bytes())
+            .collect();
+        let payloads: Vec<Vec<u8>> = messages.iter().map(|(_, m)| m.clone()).collect();
+        assert_eq!(payloads, expected, "publisher {p}");
+        assert!(messages.iter().all(|(core, _)| *core == messages[0].0));
+    }
+    assert_ne!(
+        seen[0][0].0, seen[1][0].0,
+        "connections were dealt to both cores"
+    );
+
+    // The command line reads the same journals.
+    let corelane = env!("CARGO_BIN_EXE_corelane");
+    let inspect = Command::new(corelane)
+        .args(["journal", "inspect"])
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(inspect.stdout).unwrap();
+    assert!(inspect.status.success(), "{text}");
+    assert_eq!(text.matches(" 50 frames,").count(), 2, "{text}");
+    assert_eq!(text.matches("no damage").count(), 2, "{text}");
+    let tail = Command::new(corelane)
+        .args(["journal", "tail"])
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(tail.stdout).unwrap();
+    assert!(tail.status.success(), "{text}");
+    assert_eq!(text.lines().count(), 100, "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains(" chan-1 msg-1-7\\n\\x00"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.starts_with("core-"), "{line}");
+    assert!(
+        line.contains("Z chan-1"),
+        "time printed before the channel: {line}"
+    );
+}
+
+#[test]
+fn journal_inspect_reports_damage_with_a_failing_status() {
+    let dir = Scratch::new("cli-damage");
+    let mut writer = JournalWriter::open(&dir.0, config(1 << 16)).unwrap();
+    let positions = append_frames(&mut writer, 0..10);
+    drop(writer);
+    let path = segment_path(&dir.0, 0);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[HEADER_PAGE + positions[2] as usize + PAYLOAD_OFFSET] ^= 1;
+    fs::write(&path, &bytes).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_corelane"))
+        .args(["journal", "inspect"])
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(!output.status.success(), "{text}");
+    assert!(text.contains(" 2 frames,"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "DAMAGE: {}: damaged frame at position {}",
+            path.display(),
+            positions[2]
+        )),
+        "{text}"
+    );
+}
