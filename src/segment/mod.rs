@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod file;
+pub mod ipc;
 pub mod layout;
 
 pub use error::SegmentError;
