@@ -51,11 +51,10 @@
 
 use std::fmt::Write as _;
 use std::hint::spin_loop;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Barrier, OnceLock};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
-use std::{env, fs, thread};
+use std::{env, thread};
 
 use corelane::frame::envelope::{access_trusted, check_type, encode_into, encoded_len};
 use corelane::frame::{Message, HEADER_LEN};
@@ -67,6 +66,12 @@ use ringbuf::traits::{Consumer as _, Producer as _, Split as _};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 use rkyv::ser::allocator::Arena;
 use rtrb::chunks::ChunkError;
+
+mod common;
+use common::{
+    clock_name, clock_read_ns, json_number, json_string, median, new_histogram, ns_per_tick, pin,
+    ticks, write_json,
+};
 
 /// Values a batch row moves per call, and each way per round trip.
 const BATCH: usize = 64;
@@ -84,9 +89,6 @@ const BLOCK: u64 = 4096;
 /// Values sent before a round trip is recorded: more than a lap of every
 /// ring, so that no first touch of a page lands in the histogram.
 const WARMUP_VALUES: u64 = 8192;
-/// Largest round trip the histograms track: one minute.
-const MAX_TRACKED_NS: u64 = 60_000_000_000;
-
 // ---------------------------------------------------------------------------
 // The message of the frame rows
 
@@ -471,101 +473,7 @@ impl Lane for Mpsc {
 }
 
 // ---------------------------------------------------------------------------
-// Pinning and the clock
-
-/// Pins the calling thread to the first (`side` 0) or second (`side` 1)
-/// CPU; does nothing on a machine with fewer than two.
-fn pin(side: usize) {
-    static CORES: OnceLock<Vec<core_affinity::CoreId>> = OnceLock::new();
-    let cores = CORES.get_or_init(|| core_affinity::get_core_ids().unwrap_or_default());
-    if cores.len() >= 2 {
-        core_affinity::set_for_current(cores[side]);
-    }
-}
-
-/// Reads the time-stamp counter with RDTSCP, which waits for the work
-/// before it (the load that saw the echo) to finish; where the CPU has no
-/// RDTSCP, nanoseconds on the monotonic clock.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn ticks() -> u64 {
-    if has_rdtscp() {
-        let mut core = 0;
-        // SAFETY: the CPU has RDTSCP (checked just above); the instruction
-        // only writes `core`, a local.
-        unsafe { std::arch::x86_64::__rdtscp(&mut core) }
-    } else {
-        monotonic_ns()
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-fn ticks() -> u64 {
-    monotonic_ns()
-}
-
-fn monotonic_ns() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
-}
-
-fn clock_name() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    if has_rdtscp() {
-        return "TSC (rdtscp)";
-    }
-    "Instant"
-}
-
-/// Whether the CPU has RDTSCP, asked once of CPUID (leaf 0x8000_0001, EDX
-/// bit 27); virtual machines may hide it.
-#[cfg(target_arch = "x86_64")]
-fn has_rdtscp() -> bool {
-    use std::arch::x86_64::__cpuid;
-    static RDTSCP: OnceLock<bool> = OnceLock::new();
-    *RDTSCP.get_or_init(|| {
-        // SAFETY: every x86_64 CPU has CPUID, and these leaves only report.
-        // (`__cpuid` is a safe function from Rust 1.87 on, unsafe before.)
-        #[allow(unused_unsafe)]
-        unsafe {
-            __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).edx & (1 << 27) != 0
-        }
-    })
-}
-
-/// Nanoseconds per tick, measured once against `Instant` over 100 ms.
-fn ns_per_tick() -> f64 {
-    static SCALE: OnceLock<f64> = OnceLock::new();
-    *SCALE.get_or_init(|| {
-        let started = Instant::now();
-        let first = ticks();
-        thread::sleep(Duration::from_millis(100));
-        let last = ticks();
-        started.elapsed().as_nanos() as f64 / (last - first).max(1) as f64
-    })
-}
-
-/// The median time between two clock reads back to back, in nanoseconds:
-/// every round trip, the floor's included, counts this much clock.
-fn clock_read_ns() -> f64 {
-    let mut gaps: Vec<f64> = (0..10_001)
-        .map(|_| {
-            let first = ticks();
-            let second = ticks();
-            (second - first) as f64
-        })
-        .collect();
-    gaps.sort_by(f64::total_cmp);
-    gaps[gaps.len() / 2] * ns_per_tick()
-}
-
-// ---------------------------------------------------------------------------
 // The two measurements
-
-fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_TRACKED_NS, 3).expect("constant bounds are valid")
-}
 
 /// A value alone on its 128 bytes. Each half of a lane under test lives in
 /// one, so that the sender's private fields (its tail, its cached head)
@@ -991,18 +899,6 @@ fn measure_round(rows: &[Row], throughput_secs: f64, round_trip_secs: f64) -> Ve
         .collect()
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    if values.is_empty() {
-        f64::NAN
-    } else if values.len() % 2 == 1 {
-        values[middle]
-    } else {
-        (values[middle - 1] + values[middle]) / 2.0
-    }
-}
-
 /// Per-round ratios of `field` between two rows.
 fn ratios(top: &[Sample], bottom: &[Sample], field: fn(&Sample) -> Option<f64>) -> Vec<f64> {
     top.iter()
@@ -1207,29 +1103,6 @@ fn print_bars(bars: &[Bar]) {
     }
 }
 
-fn json_string(text: &str) -> String {
-    let mut quoted = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(quoted, "\\u{:04x}", c as u32);
-            }
-            c => quoted.push(c),
-        }
-    }
-    quoted.push('"');
-    quoted
-}
-
-fn json_number(value: Option<f64>) -> String {
-    match value {
-        Some(value) if value.is_finite() => format!("{}", (value * 1000.0).round() / 1000.0),
-        _ => "null".to_owned(),
-    }
-}
-
 fn json_sample(sample: &Sample) -> String {
     format!(
         "{{\"msgs_per_s\": {}, \"p50_ns\": {}, \"p99_ns\": {}, \"p999_ns\": {}, \
@@ -1297,16 +1170,6 @@ fn json(settings: &Settings, clock_ns: f64, summaries: &[Summary], bars: &[Bar])
     let _ = writeln!(out, "  ]");
     let _ = writeln!(out, "}}");
     out
-}
-
-fn write_json(text: &str) -> std::io::Result<PathBuf> {
-    let target =
-        env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
-    let directory = target.join("corelane-bench");
-    fs::create_dir_all(&directory)?;
-    let path = directory.join("lanes.json");
-    fs::write(&path, text)?;
-    Ok(path)
 }
 
 /// Runs one row's [`solo`] loop, for an instruction count under callgrind.
@@ -1418,7 +1281,7 @@ fn main() {
     print_table(&summaries);
     print_bars(&bars);
     if settings.write_json {
-        match write_json(&json(&settings, clock_ns, &summaries, &bars)) {
+        match write_json("lanes", &json(&settings, clock_ns, &summaries, &bars)) {
             Ok(path) => println!("\nwrote {}", path.display()),
             Err(error) => eprintln!("lanes: cannot write the JSON report: {error}"),
         }

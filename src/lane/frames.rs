@@ -67,6 +67,18 @@ pub const TRAILER_LEN: usize = 2 * REGION_ALIGN;
 /// Smallest capacity a ring accepts.
 pub const MIN_CAPACITY: usize = 4 * FRAME_ALIGN;
 
+/// Offset of the consumer's `head` word in a ring region of `capacity`
+/// bytes of frames.
+pub const fn head_offset(capacity: usize) -> usize {
+    capacity
+}
+
+/// Offset of the producer's `tail` word in a ring region of `capacity`
+/// bytes of frames.
+pub const fn tail_offset(capacity: usize) -> usize {
+    capacity + REGION_ALIGN
+}
+
 /// Length of the region needed for a ring of `capacity` bytes of frames.
 pub const fn region_len(capacity: usize) -> usize {
     capacity + TRAILER_LEN

@@ -83,6 +83,33 @@ impl Segment {
         capacity: usize,
         base_position: u64,
     ) -> Result<Segment, SegmentError> {
+        Self::create_inner(path, kind, capacity, base_position, false)
+    }
+
+    /// As [`Segment::create`], and takes an exclusive `flock` on the file
+    /// before it appears under its name: the lock, held until the segment
+    /// is dropped, tells other processes that its writer is alive from the
+    /// first moment they can open it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Segment::create`].
+    pub fn create_locked(
+        path: &Path,
+        kind: SegmentKind,
+        capacity: usize,
+        base_position: u64,
+    ) -> Result<Segment, SegmentError> {
+        Self::create_inner(path, kind, capacity, base_position, true)
+    }
+
+    fn create_inner(
+        path: &Path,
+        kind: SegmentKind,
+        capacity: usize,
+        base_position: u64,
+        lock: bool,
+    ) -> Result<Segment, SegmentError> {
         let layout = SegmentLayout::new(capacity).ok_or_else(|| SegmentError::BadCapacity {
             path: path.to_path_buf(),
             capacity,
@@ -141,6 +168,14 @@ impl Segment {
             access: Access::ReadWrite,
         };
         segment.write_header();
+        if lock {
+            // SAFETY: flock only takes a lock on a descriptor we own.
+            if unsafe { libc::flock(segment.file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0
+            {
+                let error = std::io::Error::last_os_error();
+                return Err(SegmentError::io(&temporary.path, "flock", error));
+            }
+        }
         fs::hard_link(&temporary.path, path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
                 SegmentError::Exists {

@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod file;
+pub mod ipc;
 pub mod journal;
 pub mod layout;
 

@@ -1,0 +1,158 @@
+//! What the latency benches share: pinning, the clock, histograms, medians
+//! and the JSON report. Each bench includes it with `mod common;`.
+
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+use std::{env, fs};
+
+use hdrhistogram::Histogram;
+
+/// Largest round trip the histograms track: one minute.
+pub const MAX_TRACKED_NS: u64 = 60_000_000_000;
+
+/// Pins the calling thread to the first (`side` 0) or second (`side` 1)
+/// CPU; does nothing on a machine with fewer than two.
+pub fn pin(side: usize) {
+    static CORES: OnceLock<Vec<core_affinity::CoreId>> = OnceLock::new();
+    let cores = CORES.get_or_init(|| core_affinity::get_core_ids().unwrap_or_default());
+    if cores.len() >= 2 {
+        core_affinity::set_for_current(cores[side]);
+    }
+}
+
+/// Reads the time-stamp counter with RDTSCP, which waits for the work
+/// before it (the load that saw the echo) to finish; where the CPU has no
+/// RDTSCP, nanoseconds on the monotonic clock.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub fn ticks() -> u64 {
+    if has_rdtscp() {
+        let mut core = 0;
+        // SAFETY: the CPU has RDTSCP (checked just above); the instruction
+        // only writes `core`, a local.
+        unsafe { std::arch::x86_64::__rdtscp(&mut core) }
+    } else {
+        monotonic_ns()
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+pub fn ticks() -> u64 {
+    monotonic_ns()
+}
+
+pub fn monotonic_ns() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+pub fn clock_name() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if has_rdtscp() {
+        return "TSC (rdtscp)";
+    }
+    "Instant"
+}
+
+/// Whether the CPU has RDTSCP, asked once of CPUID (leaf 0x8000_0001, EDX
+/// bit 27); virtual machines may hide it.
+#[cfg(target_arch = "x86_64")]
+pub fn has_rdtscp() -> bool {
+    use std::arch::x86_64::__cpuid;
+    static RDTSCP: OnceLock<bool> = OnceLock::new();
+    *RDTSCP.get_or_init(|| {
+        // SAFETY: every x86_64 CPU has CPUID, and these leaves only report.
+        // (`__cpuid` is a safe function from Rust 1.87 on, unsafe before.)
+        #[allow(unused_unsafe)]
+        unsafe {
+            __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).edx & (1 << 27) != 0
+        }
+    })
+}
+
+/// Nanoseconds per tick, measured once against `Instant` over 100 ms.
+pub fn ns_per_tick() -> f64 {
+    static SCALE: OnceLock<f64> = OnceLock::new();
+    *SCALE.get_or_init(|| {
+        let started = Instant::now();
+        let first = ticks();
+        thread::sleep(Duration::from_millis(100));
+        let last = ticks();
+        started.elapsed().as_nanos() as f64 / (last - first).max(1) as f64
+    })
+}
+
+/// The median time between two clock reads back to back, in nanoseconds:
+/// every round trip, the floor's included, counts this much clock.
+pub fn clock_read_ns() -> f64 {
+    let mut gaps: Vec<f64> = (0..10_001)
+        .map(|_| {
+            let first = ticks();
+            let second = ticks();
+            (second - first) as f64
+        })
+        .collect();
+    gaps.sort_by(f64::total_cmp);
+    gaps[gaps.len() / 2] * ns_per_tick()
+}
+
+/// A histogram of nanoseconds from 1 ns to [`MAX_TRACKED_NS`], 3 digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_TRACKED_NS, 3).expect("constant bounds are valid")
+}
+
+/// The median of `values` (NaN if there are none).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.is_empty() {
+        f64::NAN
+    } else if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        (values[middle - 1] + values[middle]) / 2.0
+    }
+}
+
+/// `text` as a JSON string.
+pub fn json_string(text: &str) -> String {
+    let mut quoted = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(quoted, "\\u{:04x}", c as u32);
+            }
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+/// A number for JSON, to three decimals; `null` if absent or not finite.
+pub fn json_number(value: Option<f64>) -> String {
+    match value {
+        Some(value) if value.is_finite() => format!("{}", (value * 1000.0).round() / 1000.0),
+        _ => "null".to_owned(),
+    }
+}
+
+/// Writes `text` to `$CARGO_TARGET_DIR/corelane-bench/{name}.json`
+/// (default `target/`); returns the path.
+pub fn write_json(name: &str, text: &str) -> std::io::Result<PathBuf> {
+    let target =
+        env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    let directory = target.join("corelane-bench");
+    fs::create_dir_all(&directory)?;
+    let path = directory.join(format!("{name}.json"));
+    fs::write(&path, text)?;
+    Ok(path)
+}
