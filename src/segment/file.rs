@@ -330,6 +330,61 @@ impl Segment {
             .map_err(|e| SegmentError::io(&self.path, "fsync", e))
     }
 
+    /// Gives the file a new name: links it at `path` (never over an
+    /// existing file), then removes the old name. For a segment prepared
+    /// under a private name and published when it is needed.
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError::Exists`] if `path` is taken, [`SegmentError::Io`] if
+    /// a system call fails.
+    pub fn rename_to(&mut self, path: &Path) -> Result<(), SegmentError> {
+        fs::hard_link(&self.path, path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                SegmentError::Exists {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                SegmentError::io(path, "link", e)
+            }
+        })?;
+        fs::remove_file(&self.path).map_err(|e| SegmentError::io(&self.path, "unlink", e))?;
+        self.path = path.to_path_buf();
+        Ok(())
+    }
+
+    /// Asks the kernel to fault in `len` bytes of the mapping from `offset`
+    /// for writing now (`MADV_POPULATE_WRITE`, Linux 5.14 and later), so
+    /// that the first writes there take no page fault (nor, for space
+    /// reserved by fallocate, the filesystem's work of marking it written).
+    /// A hint: a kernel without it leaves the faults for later.
+    pub fn populate(&self, offset: usize, len: usize) {
+        let len = len.min(self.layout.file_len().saturating_sub(offset));
+        if len == 0 {
+            return;
+        }
+        let page = HEADER_PAGE;
+        let start = offset / page * page;
+        // SAFETY: `start..offset + len` lies inside this mapping (clamped
+        // above; `start` is rounded down to a page, still inside it), which
+        // lives as long as `self`. MADV_POPULATE_WRITE only faults pages
+        // in; it changes no byte.
+        let rc = unsafe {
+            libc::madvise(
+                self.base().as_ptr().add(start).cast(),
+                offset + len - start,
+                libc::MADV_POPULATE_WRITE,
+            )
+        };
+        if rc != 0 {
+            log::debug!(
+                "{}: madvise(POPULATE_WRITE): {}",
+                self.path.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+
     fn write_header(&self) {
         let base = self.base().as_ptr();
         let h = &self.header;

@@ -34,6 +34,9 @@ pub enum Damage {
     },
     /// A segment that a later one follows ends without an end marker.
     MissingEndMarker,
+    /// The segment ends past the largest position (its header's base and
+    /// capacity wrap around `u64`).
+    PositionsWrap,
     /// The next segment is not where the previous one ends.
     Gap {
         /// Where the next segment was expected to start.
@@ -61,6 +64,7 @@ impl fmt::Display for Damage {
             Damage::MissingEndMarker => {
                 f.write_str("segment ends without an end marker but a later segment exists")
             }
+            Damage::PositionsWrap => f.write_str("segment runs past the largest position"),
             Damage::Gap { expected, found } => write!(
                 f,
                 "segments are not contiguous: next should start at {expected}, found {found}"

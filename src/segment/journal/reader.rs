@@ -193,6 +193,15 @@ impl JournalReader {
     /// Moves to the next segment if it exists yet.
     fn advance_segment(&mut self) -> Result<bool, JournalError> {
         let next = self.next_base();
+        if next <= self.base {
+            // Positions wrapped around u64 (a hostile header): following
+            // them could go round the same files forever.
+            return Err(JournalError::Damaged {
+                path: segment_path(&self.dir, self.base),
+                position: self.base,
+                damage: Damage::PositionsWrap,
+            });
+        }
         let previous = (self.segment.take(), self.base, self.offset);
         self.base = next;
         self.offset = 0;

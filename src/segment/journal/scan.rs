@@ -250,3 +250,109 @@ pub(crate) fn damaged_extent(segment: &Segment, offset: usize) -> usize {
         .map_or(FRAME_ALIGN, aligned_len);
     offset.saturating_add(claimed).min(capacity)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::layout::{write_meta, SEQUENCE_OFFSET};
+    use crate::segment::SegmentKind;
+
+    const CAPACITY: usize = 4096;
+
+    fn segment(name: &str) -> (Segment, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!(
+            "corelane-scan-{name}-{}.journal",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let segment = Segment::create(&path, SegmentKind::Journal, CAPACITY, 1 << 20).unwrap();
+        (segment, path)
+    }
+
+    /// Writes a frame of `payload` at `offset` with `meta`, checksummed.
+    fn put(segment: &Segment, offset: usize, length: i32, meta: &FrameMeta, payload: &[u8]) {
+        let mut header = [0u8; HEADER_LEN];
+        write_meta(&mut header, meta, 0);
+        let sum = checksum(&header, payload);
+        write_meta(&mut header, meta, sum);
+        header[..4].copy_from_slice(&length.to_le_bytes());
+        let frame = frame_ptr(segment, offset);
+        // SAFETY: test segment, writable, offsets inside the area.
+        unsafe {
+            frame.copy_from_nonoverlapping(header.as_ptr(), HEADER_LEN);
+            frame
+                .add(HEADER_LEN)
+                .copy_from_nonoverlapping(payload.as_ptr(), payload.len());
+        }
+    }
+
+    fn meta(offset: usize, flags: u8) -> FrameMeta {
+        FrameMeta {
+            msg_type: 5,
+            version: 1,
+            flags,
+            sequence: (1 << 20) + offset as u64,
+            timestamp_ns: 0,
+        }
+    }
+
+    #[test]
+    fn lengths_outside_the_area_are_damage_never_read() {
+        let (segment, path) = segment("lengths");
+        let mut buffer = FrameBuffer::new();
+        let offset = CAPACITY - 64;
+        for length in [-1, 1, HEADER_LEN as i32 - 1, 65, i32::MAX] {
+            put(&segment, offset, length, &meta(offset, FLAG_CHECKSUM), b"");
+            assert_eq!(
+                read_slot(&segment, offset, &mut buffer),
+                Err(Damage::BadLength { length, room: 64 }),
+                "length {length}"
+            );
+        }
+        assert_eq!(read_slot(&segment, 0, &mut buffer), Ok(Slot::Unwritten));
+        assert_eq!(
+            read_slot(&segment, CAPACITY, &mut buffer),
+            Ok(Slot::AreaEnd)
+        );
+        // The largest frame that fits is read whole.
+        put(&segment, offset, 64, &meta(offset, FLAG_CHECKSUM), &[7; 32]);
+        let slot = read_slot(&segment, offset, &mut buffer).unwrap();
+        assert_eq!(
+            slot,
+            Slot::Frame {
+                meta: meta(offset, FLAG_CHECKSUM),
+                length: 64
+            }
+        );
+        assert_eq!(&buffer[HEADER_LEN..], &[7; 32]);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn frames_without_checksum_or_at_the_wrong_position_are_damage() {
+        let (segment, path) = segment("fields");
+        let mut buffer = FrameBuffer::new();
+        put(&segment, 0, 40, &meta(0, 0), b"12345678");
+        assert_eq!(read_slot(&segment, 0, &mut buffer), Err(Damage::NoChecksum));
+        let mut moved = meta(0, FLAG_CHECKSUM);
+        moved.sequence += 32;
+        put(&segment, 0, 40, &moved, b"12345678");
+        assert_eq!(
+            read_slot(&segment, 0, &mut buffer),
+            Err(Damage::WrongPosition {
+                found: moved.sequence
+            })
+        );
+        // A flipped sequence byte is caught by the checksum first.
+        put(&segment, 0, 40, &meta(0, FLAG_CHECKSUM), b"12345678");
+        // SAFETY: test segment, writable.
+        unsafe { *frame_ptr(&segment, SEQUENCE_OFFSET) ^= 1 };
+        assert!(matches!(
+            read_slot(&segment, 0, &mut buffer),
+            Err(Damage::Checksum { .. })
+        ));
+        let scan = scan_segment(&segment, &mut buffer);
+        assert_eq!((scan.frames, scan.end), (0, 0));
+        let _ = std::fs::remove_file(path);
+    }
+}

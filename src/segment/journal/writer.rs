@@ -7,17 +7,26 @@
 //! that does not fit in what is left of a segment is preceded by an *end
 //! marker* (a padding-type frame) there, and goes first in a new segment
 //! based where the old one ends.
+//!
+//! The next segment is prepared ahead, on a thread of its own: created
+//! under a private name (`<name>.next`, which readers and recovery ignore),
+//! its pages faulted in for writing, and renamed into place at the roll.
+//! First writes to fresh pages of a fallocated file are expensive (a page
+//! fault, and the filesystem marking the space written); this keeps them
+//! off the appending thread. The current segment's remaining pages are
+//! faulted in when the writer opens.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use rkyv::ser::allocator::Arena;
 
-use super::dir::{segment_path, LOCK_FILE};
+use super::dir::{segment_name, segment_path, LOCK_FILE};
 use super::error::JournalError;
 use super::policy::{Durability, JournalConfig};
 use super::recovery::{recover, RecoveryReport};
@@ -73,6 +82,8 @@ pub struct JournalWriter {
     arena: Arena,
     /// What recovery found when the writer opened.
     recovery: RecoveryReport,
+    /// The next segment, being prepared.
+    next: Option<JoinHandle<Result<Segment, JournalError>>>,
     /// Held (with an exclusive `flock`) for as long as the writer lives.
     _lock: File,
 }
@@ -106,6 +117,7 @@ impl JournalWriter {
         };
         std::fs::create_dir_all(dir).map_err(|e| JournalError::io(dir, "create directory", e))?;
         let lock = lock_directory(dir)?;
+        remove_stale_prepared(dir)?;
         let (last, recovery) = recover(dir)?;
         let (segment, tail) = match last {
             Some(found) => found,
@@ -114,7 +126,9 @@ impl JournalWriter {
                 (segment, 0)
             }
         };
-        Ok(JournalWriter {
+        let frames_offset = segment.layout().frames_offset();
+        segment.populate(frames_offset + tail, segment.layout().capacity() - tail);
+        let mut writer = JournalWriter {
             dir: dir.to_path_buf(),
             config,
             segment,
@@ -124,8 +138,11 @@ impl JournalWriter {
             last_sync: Instant::now(),
             arena: Arena::new(),
             recovery,
+            next: None,
             _lock: lock,
-        })
+        };
+        writer.prepare_next();
+        Ok(writer)
     }
 
     /// What recovery found when the writer opened.
@@ -288,18 +305,77 @@ impl JournalWriter {
             self.sync()?;
         }
         let next = self.segment.header().base_position + capacity as u64;
-        self.segment = create_segment(&self.dir, &self.config, next)?;
+        let prepared = self
+            .next
+            .take()
+            .and_then(|thread| thread.join().ok())
+            .and_then(Result::ok)
+            .filter(|segment| segment.header().base_position == next);
+        self.segment = match prepared {
+            Some(mut segment) => {
+                segment.rename_to(&segment_path(&self.dir, next))?;
+                segment
+            }
+            // The preparation failed (a full disk, say): try again here,
+            // to report the error.
+            None => create_segment(&self.dir, &self.config, next)?,
+        };
         self.tail = 0;
         self.synced = 0;
         if durable {
             sync_directory(&self.dir)?;
         }
+        self.prepare_next();
         Ok(())
     }
+
+    /// Starts preparing the segment that follows the current one.
+    fn prepare_next(&mut self) {
+        let base = self.segment.header().base_position + self.segment.layout().capacity() as u64;
+        let dir = self.dir.clone();
+        let size = self.config.segment_size;
+        let thread = std::thread::Builder::new()
+            .name("journal-prepare".into())
+            .spawn(move || {
+                let path = prepared_path(&dir, base);
+                let segment = Segment::create(&path, SegmentKind::Journal, size, base)?;
+                let layout = segment.layout();
+                segment.populate(layout.frames_offset(), layout.capacity());
+                Ok(segment)
+            });
+        match thread {
+            Ok(thread) => self.next = Some(thread),
+            Err(error) => log::warn!("journal: cannot start preparing a segment: {error}"),
+        }
+    }
+}
+
+/// Where the segment based at `base` is prepared before its roll.
+fn prepared_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{}{PREPARED_SUFFIX}", segment_name(base)))
+}
+
+/// Suffix of a segment prepared ahead (not yet part of the journal).
+const PREPARED_SUFFIX: &str = ".next";
+
+/// Removes segments a previous writer prepared but never used.
+fn remove_stale_prepared(dir: &Path) -> Result<(), JournalError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| JournalError::io(dir, "read directory", e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_str().is_some_and(|n| n.ends_with(PREPARED_SUFFIX)) {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|e| JournalError::io(&path, "unlink", e))?;
+        }
+    }
+    Ok(())
 }
 
 impl Drop for JournalWriter {
     fn drop(&mut self) {
+        if let Some(Ok(Ok(prepared))) = self.next.take().map(JoinHandle::join) {
+            let _ = std::fs::remove_file(prepared.path());
+        }
         if self.config.durability != Durability::None {
             if let Err(error) = self.sync() {
                 log::error!("journal {}: final sync failed: {error}", self.dir.display());
