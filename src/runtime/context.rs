@@ -7,6 +7,7 @@ use std::marker::PhantomData;
 use rkyv::ser::allocator::Arena;
 
 use super::doorbell::{fence_after_publish, Doorbell};
+use super::large;
 use super::report::{tally, Undelivered};
 use super::Shared;
 use crate::clock;
@@ -14,6 +15,7 @@ use crate::frame::Message;
 use crate::lane::frames::{ClaimError, FrameProducer, WriteError};
 use crate::lane::HeapRegion;
 use crate::metrics::{Recorder, Snapshot};
+use crate::pool::Pool;
 
 /// Why a message was not sent. Every variant hands the message back.
 pub enum SendError<T> {
@@ -85,12 +87,23 @@ pub(crate) struct Outbox {
     pub(crate) blocked: Vec<bool>,
     /// What the handler said it held and never sent (see `abandon`).
     pub(crate) abandoned: Vec<Undelivered>,
+    /// The core's buffer pool: messages too large for a lane, socket
+    /// buffers (see `large.rs`).
+    pub(crate) pool: Pool,
+    /// Largest archived message `send` accepts.
+    pub(crate) max_message: usize,
 }
 
 impl Outbox {
-    pub(crate) fn new(lanes: Vec<FrameProducer<HeapRegion>>) -> Self {
+    pub(crate) fn new(
+        lanes: Vec<FrameProducer<HeapRegion>>,
+        pool: Pool,
+        max_message: usize,
+    ) -> Self {
         let cores = lanes.len();
         Outbox {
+            pool,
+            max_message,
             lanes,
             arena: Arena::new(),
             pending_wake: vec![false; cores],
@@ -140,17 +153,38 @@ impl<M: Message> Context<'_, M> {
 
     /// Serializes `msg` into the lane to core `to` (this core included),
     /// stamped with the current time. Its receiver reads it in place.
+    /// A message larger than a lane frame ([`max_payload`](Self::max_payload))
+    /// is serialized into a buffer from this core's pool instead, and only
+    /// its handle goes through the lane; the buffer comes back to the pool
+    /// once the receiver's `on_message` returns.
     ///
     /// # Errors
     ///
     /// Hands `msg` back in every case: [`SendError::Full`] if the lane has
-    /// no room now (counted as refused), [`SendError::TooLarge`] if it never
-    /// will, [`SendError::NoSuchCore`], [`SendError::Encode`].
+    /// no room now (counted as refused), [`SendError::TooLarge`] if it is
+    /// over [`max_message`](Self::max_message), [`SendError::NoSuchCore`],
+    /// [`SendError::Encode`].
     pub fn send<'m>(&mut self, to: usize, msg: &'m M) -> Result<(), SendError<&'m M>> {
-        let Some(lane) = self.outbox.lanes.get_mut(to) else {
+        let outbox = &mut *self.outbox;
+        let Some(lane) = outbox.lanes.get_mut(to) else {
             return Err(SendError::NoSuchCore(msg, to));
         };
-        match lane.write_message(msg, clock::now_ns(), &mut self.outbox.arena) {
+        let written = match lane.write_message(msg, clock::now_ns(), &mut outbox.arena) {
+            // Too large for a frame: a pooled buffer carries it instead.
+            Err(WriteError::Claim(ClaimError::TooLarge { payload_len, .. })) => {
+                let limit = outbox.max_message;
+                large::write_pooled(
+                    lane,
+                    &outbox.pool,
+                    &mut outbox.arena,
+                    msg,
+                    payload_len,
+                    limit,
+                )
+            }
+            written => written,
+        };
+        match written {
             Ok(()) => {
                 self.outbox.blocked[to] = false;
                 self.recorder.local.counters.sent += 1;
@@ -177,9 +211,22 @@ impl<M: Message> Context<'_, M> {
         }
     }
 
-    /// Largest archived message a lane can carry.
+    /// Largest archived message a lane frame can carry; larger messages
+    /// travel in a pooled buffer (see [`send`](Self::send)).
     pub fn max_payload(&self) -> usize {
         self.outbox.lanes[self.core].max_payload()
+    }
+
+    /// Largest archived message [`send`](Self::send) accepts at all
+    /// ([`Builder::max_message`](crate::runtime::Builder::max_message)).
+    pub fn max_message(&self) -> usize {
+        self.outbox.max_message
+    }
+
+    /// This core's buffer pool (socket buffers, scratch that outlives a
+    /// callback). Its buffers may be sent to and dropped on other cores.
+    pub fn pool(&self) -> &Pool {
+        &self.outbox.pool
     }
 
     /// The core's mio registry, to register sockets with. Tokens are the

@@ -221,6 +221,10 @@ impl<H: Handler> CoreLoop<H> {
             _message: PhantomData,
         };
         let drained = inbound[from].drain(*drain_batch, |frame| {
+            // SAFETY: lanes are heap memory of this process, written only by
+            // `Context::send`; each frame is read once. The buffer goes back
+            // to its pool when this closure returns.
+            let pooled = unsafe { super::large::pooled_buffer(&frame) };
             if let Err(error) = check_type::<H::Message>(&frame.meta) {
                 // Lanes carry only the runtime's own message type: this is a
                 // bug in corelane, not bad input.
@@ -231,8 +235,11 @@ impl<H: Handler> CoreLoop<H> {
             // SAFETY: lanes are heap memory of this process; every frame in
             // them was written by `Context::send` for `H::Message`, whose
             // type and version were just checked, and the ring lends the
-            // payload 32-byte aligned and unchanged until released.
-            let msg = unsafe { access_trusted::<H::Message>(frame.payload()) };
+            // payload 32-byte aligned and unchanged until released (or the
+            // pooled buffer it names, 64-byte aligned and owned here).
+            let msg = unsafe {
+                access_trusted::<H::Message>(pooled.as_deref().unwrap_or(frame.payload()))
+            };
             let now = clock::now_ns();
             cx.recorder
                 .local

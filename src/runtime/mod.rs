@@ -55,6 +55,7 @@ mod context;
 mod core_loop;
 mod doorbell;
 mod idle;
+mod large;
 mod placement;
 mod report;
 
@@ -78,6 +79,7 @@ use crate::frame::Message;
 use crate::lane::frames::{self, FrameConsumer, FrameProducer};
 use crate::lane::HeapRegion;
 use crate::metrics::{MetricsCell, Recorder, Snapshot};
+use crate::pool::{Pool, PoolConfig};
 use crate::sync::{AtomicBool, AtomicUsize, Ordering};
 
 /// A core's behaviour. One handler per core, made on that core's thread and
@@ -162,6 +164,8 @@ pub struct Builder {
     pin: bool,
     drain_batch: usize,
     max_lane_memory: usize,
+    pool: PoolConfig,
+    max_message: usize,
 }
 
 /// Largest lane a builder accepts (1 GiB).
@@ -176,6 +180,8 @@ impl Default for Builder {
             pin: true,
             drain_batch: 64,
             max_lane_memory: 4 << 30,
+            pool: PoolConfig::default(),
+            max_message: large::DEFAULT_MAX_MESSAGE,
         }
     }
 }
@@ -218,6 +224,21 @@ impl Builder {
     /// Most frames read from one lane per turn. Default 64.
     pub fn drain_batch(mut self, frames: usize) -> Self {
         self.drain_batch = frames;
+        self
+    }
+
+    /// Size classes and caps of each core's buffer pool, which carries
+    /// messages too large for a lane frame. Default
+    /// [`PoolConfig::default`].
+    pub fn pool(mut self, config: PoolConfig) -> Self {
+        self.pool = config;
+        self
+    }
+
+    /// Largest archived message [`Context::send`] accepts; larger than half
+    /// a lane, it travels in a pooled buffer. Default 256 MiB.
+    pub fn max_message(mut self, bytes: usize) -> Self {
+        self.max_message = bytes;
         self
     }
 
@@ -425,14 +446,16 @@ impl Runtime {
                         core,
                         finished: false,
                     };
+                    let pool = Pool::new(&settings.pool);
                     let core_loop = CoreLoop {
                         core,
                         handler: make_handler(core),
                         poll,
                         events: Events::with_capacity(1024),
                         inbound: lanes_in,
-                        outbox: Outbox::new(lanes_out),
-                        recorder: Recorder::new(std::sync::Arc::clone(&shared.metrics[core])),
+                        recorder: Recorder::new(std::sync::Arc::clone(&shared.metrics[core]))
+                            .with_pool(pool.probe()),
+                        outbox: Outbox::new(lanes_out, pool, settings.max_message),
                         idler: Idler::new(settings.idle, placement.shares_cpu(core, n)),
                         shared,
                         drain_batch: settings.drain_batch,
@@ -623,11 +646,16 @@ fn count_undelivered<M: Message>(
     let mut counts: Vec<Undelivered> = Vec::new();
     for consumer in leftovers.iter_mut().flatten() {
         let drained = consumer.drain(usize::MAX, |frame| {
+            // SAFETY: these lanes are this process's heap memory, written
+            // only by `Context::send`; each frame is read once.
+            let pooled = unsafe { large::pooled_buffer(&frame) };
             if crate::frame::envelope::check_type::<M>(&frame.meta).is_ok() {
+                let payload = pooled.as_deref().unwrap_or(frame.payload());
                 // SAFETY: these lanes are this process's heap memory, written
                 // only by `Context::send` for `M`, whose type and version were
-                // just checked; the payload is lent aligned and unchanged.
-                let msg = unsafe { crate::frame::envelope::access_trusted::<M>(frame.payload()) };
+                // just checked; the payload (lent by the lane, or the pooled
+                // buffer it names) is aligned and unchanged.
+                let msg = unsafe { crate::frame::envelope::access_trusted::<M>(payload) };
                 report::tally(&mut counts, M::kind(msg), 1);
             } else {
                 let name = format!(
