@@ -157,6 +157,7 @@ mod tests {
         assert_eq!(class_of(4097, 8), Some(7));
         assert_eq!(class_of(8192, 8), Some(7));
         assert_eq!(class_of(8193, 8), None);
+        assert_eq!(class_of(usize::MAX, 64), None);
         for index in 0..8 {
             assert!(class_size(index) >= SMALLEST_CLASS);
             assert_eq!(class_of(class_size(index), 8), Some(index));

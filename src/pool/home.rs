@@ -155,7 +155,7 @@ impl Home {
             Some(block) => Source::Pooled(block, class),
             None => {
                 // SAFETY: owner thread, as the caller guarantees.
-                unsafe { self.count_fallback(class_size(class)) };
+                unsafe { self.count_fallback(size) };
                 Source::Fallback
             }
         }
