@@ -49,13 +49,14 @@
 //!     target/release/deps/lanes-<hash> --bench
 //! ```
 
+mod support;
+
 use std::fmt::Write as _;
 use std::hint::spin_loop;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
-use std::{env, fs, thread};
+use std::{env, thread};
 
 use corelane::frame::envelope::{access_trusted, check_type, encode_into, encoded_len};
 use corelane::frame::{Message, HEADER_LEN};
@@ -67,6 +68,7 @@ use ringbuf::traits::{Consumer as _, Producer as _, Split as _};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 use rkyv::ser::allocator::Arena;
 use rtrb::chunks::ChunkError;
+use support::{json_number, json_string, median, pin};
 
 /// Values a batch row moves per call, and each way per round trip.
 const BATCH: usize = 64;
@@ -472,16 +474,6 @@ impl Lane for Mpsc {
 
 // ---------------------------------------------------------------------------
 // Pinning and the clock
-
-/// Pins the calling thread to the first (`side` 0) or second (`side` 1)
-/// CPU; does nothing on a machine with fewer than two.
-fn pin(side: usize) {
-    static CORES: OnceLock<Vec<core_affinity::CoreId>> = OnceLock::new();
-    let cores = CORES.get_or_init(|| core_affinity::get_core_ids().unwrap_or_default());
-    if cores.len() >= 2 {
-        core_affinity::set_for_current(cores[side]);
-    }
-}
 
 /// Reads the time-stamp counter with RDTSCP, which waits for the work
 /// before it (the load that saw the echo) to finish; where the CPU has no
@@ -991,18 +983,6 @@ fn measure_round(rows: &[Row], throughput_secs: f64, round_trip_secs: f64) -> Ve
         .collect()
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    if values.is_empty() {
-        f64::NAN
-    } else if values.len() % 2 == 1 {
-        values[middle]
-    } else {
-        (values[middle - 1] + values[middle]) / 2.0
-    }
-}
-
 /// Per-round ratios of `field` between two rows.
 fn ratios(top: &[Sample], bottom: &[Sample], field: fn(&Sample) -> Option<f64>) -> Vec<f64> {
     top.iter()
@@ -1207,29 +1187,6 @@ fn print_bars(bars: &[Bar]) {
     }
 }
 
-fn json_string(text: &str) -> String {
-    let mut quoted = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(quoted, "\\u{:04x}", c as u32);
-            }
-            c => quoted.push(c),
-        }
-    }
-    quoted.push('"');
-    quoted
-}
-
-fn json_number(value: Option<f64>) -> String {
-    match value {
-        Some(value) if value.is_finite() => format!("{}", (value * 1000.0).round() / 1000.0),
-        _ => "null".to_owned(),
-    }
-}
-
 fn json_sample(sample: &Sample) -> String {
     format!(
         "{{\"msgs_per_s\": {}, \"p50_ns\": {}, \"p99_ns\": {}, \"p999_ns\": {}, \
@@ -1297,16 +1254,6 @@ fn json(settings: &Settings, clock_ns: f64, summaries: &[Summary], bars: &[Bar])
     let _ = writeln!(out, "  ]");
     let _ = writeln!(out, "}}");
     out
-}
-
-fn write_json(text: &str) -> std::io::Result<PathBuf> {
-    let target =
-        env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
-    let directory = target.join("corelane-bench");
-    fs::create_dir_all(&directory)?;
-    let path = directory.join("lanes.json");
-    fs::write(&path, text)?;
-    Ok(path)
 }
 
 /// Runs one row's [`solo`] loop, for an instruction count under callgrind.
@@ -1418,7 +1365,7 @@ fn main() {
     print_table(&summaries);
     print_bars(&bars);
     if settings.write_json {
-        match write_json(&json(&settings, clock_ns, &summaries, &bars)) {
+        match support::write_report("lanes.json", &json(&settings, clock_ns, &summaries, &bars)) {
             Ok(path) => println!("\nwrote {}", path.display()),
             Err(error) => eprintln!("lanes: cannot write the JSON report: {error}"),
         }
