@@ -25,7 +25,7 @@ const SMALLEST_SHIFT: u32 = SMALLEST_CLASS.trailing_zeros();
 pub(crate) fn class_of(size: usize, classes: usize) -> Option<usize> {
     let shift = size
         .max(SMALLEST_CLASS)
-        .next_power_of_two()
+        .checked_next_power_of_two()?
         .trailing_zeros();
     let index = (shift - SMALLEST_SHIFT) as usize;
     (index < classes).then_some(index)
