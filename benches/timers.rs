@@ -63,17 +63,19 @@
 //! a test (`cargo test --benches`), it does one small pass (1 k pending,
 //! one round) and writes no JSON.
 
+mod support;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt::Write as _;
 use std::future::poll_fn;
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use std::{env, fs, thread};
+use std::{env, thread};
 
 use corelane::clock::now_ns;
 use corelane::timer::{TimerHandle, Wheel};
+use support::{json_number, median};
 use tokio_util::time::delay_queue::{DelayQueue, Key};
 
 /// The tick of the wheel and the step of the virtual clock.
@@ -618,16 +620,6 @@ impl Row {
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[middle]
-    } else {
-        (values[middle - 1] + values[middle]) / 2.0
-    }
-}
-
 struct Settings {
     rounds: usize,
     sizes: Vec<usize>,
@@ -769,7 +761,7 @@ fn main() {
     let bars = bars(&rows, *settings.sizes.last().unwrap());
     print_table(&settings, &rows, &bars);
     if settings.write_json {
-        match write_json(&json(&settings, &rows, &bars)) {
+        match support::write_report("timers.json", &json(&settings, &rows, &bars)) {
             Ok(path) => println!("\nwrote {}", path.display()),
             Err(error) => eprintln!("could not write timers.json: {error}"),
         }
@@ -886,13 +878,6 @@ fn print_table(settings: &Settings, rows: &[Row], bars: &[Bar]) {
     }
 }
 
-fn json_number(value: Option<f64>) -> String {
-    match value {
-        Some(value) if value.is_finite() => format!("{}", (value * 1000.0).round() / 1000.0),
-        _ => "null".to_owned(),
-    }
-}
-
 fn json(settings: &Settings, rows: &[Row], bars: &[Bar]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{{");
@@ -951,14 +936,4 @@ fn json(settings: &Settings, rows: &[Row], bars: &[Bar]) -> String {
     let _ = writeln!(out, "  ]");
     let _ = writeln!(out, "}}");
     out
-}
-
-fn write_json(text: &str) -> std::io::Result<PathBuf> {
-    let target =
-        env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
-    let directory = target.join("corelane-bench");
-    fs::create_dir_all(&directory)?;
-    let path = directory.join("timers.json");
-    fs::write(&path, text)?;
-    Ok(path)
 }

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod frame;
 pub mod lane;
 pub mod metrics;
+pub mod pool;
 pub mod runtime;
 pub mod segment;
 pub mod serve;

@@ -9,6 +9,9 @@
 pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::sync::Arc;
+/// Only the loom stand-in for the pools' return queue needs a lock.
+#[cfg(loom)]
+pub(crate) use loom::sync::Mutex;
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};

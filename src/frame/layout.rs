@@ -17,7 +17,8 @@
 //! - `type` and `ver` name the payload's message type and its format version
 //!   (see [`crate::frame::Message`]); type [`PADDING_TYPE`] marks the filler
 //!   a ring writes before it wraps.
-//! - `flg` holds [`FLAG_CHECKSUM`] when `checksum` is set.
+//! - `flg` holds [`FLAG_CHECKSUM`] when `checksum` is set, and
+//!   [`FLAG_POOLED`] when the payload is a pooled buffer's handle.
 //! - `sequence` is the writer's count of frames (lanes) or the frame's
 //!   position (journal); `send time` is nanoseconds on [`crate::clock`].
 //!
@@ -55,6 +56,11 @@ pub const PADDING_TYPE: u16 = 0;
 
 /// Flag: the checksum field is set and must be verified.
 pub const FLAG_CHECKSUM: u8 = 1;
+
+/// Flag: the payload is not the message but a handle on a pooled buffer
+/// that holds it (a message too large for the lane; see
+/// `runtime/large.rs`). Only ever set in this process's own lanes.
+pub const FLAG_POOLED: u8 = 2;
 
 /// Rounds a frame length up to the space it occupies.
 #[inline]

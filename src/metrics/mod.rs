@@ -14,6 +14,8 @@ mod publish;
 pub use histogram::LatencyHistogram;
 pub(crate) use publish::{MetricsCell, Recorder};
 
+use crate::pool::PoolUsage;
+
 /// A busy core publishes its metrics at least this often (100 ms).
 pub const FLUSH_INTERVAL_NS: u64 = 100_000_000;
 
@@ -68,10 +70,14 @@ pub struct CoreMetrics {
     /// backlog within the builder's bounds: the size in use when the core
     /// last published (a gauge; in [`Snapshot::merged`], the largest).
     pub drain_batch: u64,
+    /// The core's buffer pool as last read (a reading, not an interval's
+    /// count: a later flush replaces it).
+    pub pool: PoolUsage,
 }
 
 impl CoreMetrics {
-    /// Adds `other` into `self` (counters summed, histograms merged).
+    /// Adds `other` into `self` (counters summed, histograms merged, pool
+    /// readings added up, as for a total over cores).
     pub fn merge(&mut self, other: &CoreMetrics) {
         self.counters.add(&other.counters);
         self.delivery.merge(&other.delivery);
@@ -79,8 +85,10 @@ impl CoreMetrics {
         if other.drain_batch != 0 {
             self.drain_batch = other.drain_batch;
         }
+        self.pool.add(&other.pool);
     }
 
+    /// Starts a new interval; the pool reading stays until the next one.
     fn reset(&mut self) {
         self.counters = Counters::default();
         self.delivery.reset();

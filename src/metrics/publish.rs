@@ -3,6 +3,7 @@
 use parking_lot::Mutex;
 
 use super::{CoreMetrics, FLUSH_INTERVAL_NS};
+use crate::pool::PoolProbe;
 use crate::sync::{AtomicU64, Ordering};
 
 /// What a core shares with readers: the published copy of its metrics and
@@ -42,6 +43,8 @@ pub(crate) struct Recorder {
     pub(crate) local: CoreMetrics,
     cell: std::sync::Arc<MetricsCell>,
     last_flush_ns: u64,
+    /// The core's buffer pool, read at every flush.
+    pool: Option<PoolProbe>,
 }
 
 impl Recorder {
@@ -50,7 +53,14 @@ impl Recorder {
             local: CoreMetrics::default(),
             cell,
             last_flush_ns: 0,
+            pool: None,
         }
+    }
+
+    /// Also publishes `pool`'s usage at every flush.
+    pub(crate) fn with_pool(mut self, pool: PoolProbe) -> Self {
+        self.pool = Some(pool);
+        self
     }
 
     /// Flushes if a reader asked or the interval has passed.
@@ -66,7 +76,15 @@ impl Recorder {
     /// Merges what was recorded into the published copy and starts afresh.
     pub(crate) fn flush(&mut self, now_ns: u64) {
         let request = self.cell.requested.load(Ordering::Relaxed);
-        self.cell.published.lock().merge(&self.local);
+        if let Some(pool) = &self.pool {
+            self.local.pool = pool.usage();
+        }
+        {
+            let mut published = self.cell.published.lock();
+            published.merge(&self.local);
+            // A reading replaces the last one; only counts add up.
+            published.pool = self.local.pool;
+        }
         self.local.reset();
         self.last_flush_ns = now_ns;
         // Pairs with the Acquire load in `MetricsCell::answered`.

@@ -10,6 +10,7 @@ use rkyv::ser::allocator::Arena;
 use super::backpressure::Flow;
 use super::doorbell::{fence_after_publish, Doorbell};
 use super::held::HeldFrame;
+use super::large;
 use super::priority::Priority;
 use super::report::{tally, Undelivered};
 use super::timers::Timers;
@@ -19,6 +20,7 @@ use crate::frame::Message;
 use crate::lane::frames::{ClaimError, FrameProducer, WriteError};
 use crate::lane::HeapRegion;
 use crate::metrics::{Recorder, Snapshot};
+use crate::pool::Pool;
 
 /// Why a message was not sent. Every variant hands the message back.
 pub enum SendError<T> {
@@ -113,6 +115,11 @@ pub(crate) struct Outbox {
     pub(crate) flow: Flow,
     /// What the handler said it held and never sent (see `abandon`).
     pub(crate) abandoned: Vec<Undelivered>,
+    /// The core's buffer pool: messages too large for a lane, socket
+    /// buffers (see `large.rs`).
+    pub(crate) pool: Pool,
+    /// Largest archived message `send` accepts.
+    pub(crate) max_message: usize,
 }
 
 impl Outbox {
@@ -120,9 +127,13 @@ impl Outbox {
         lanes: Vec<FrameProducer<HeapRegion>>,
         high: Vec<FrameProducer<HeapRegion>>,
         flow: Flow,
+        pool: Pool,
+        max_message: usize,
     ) -> Self {
         let cores = lanes.len();
         Outbox {
+            pool,
+            max_message,
             lanes,
             high,
             arena: Arena::new(),
@@ -196,7 +207,11 @@ impl<M: Message> Context<'_, M> {
 
     /// Serializes `msg` into the normal lane to core `to` (this core
     /// included), stamped with the current time. Its receiver reads it in
-    /// place. The same as [`send_with`](Self::send_with) at
+    /// place. A message larger than a lane frame
+    /// ([`max_payload`](Self::max_payload)) is serialized into a buffer from
+    /// this core's pool instead, and only its handle goes through the lane;
+    /// the buffer comes back to the pool once the receiver's `on_message`
+    /// returns. The same as [`send_with`](Self::send_with) at
     /// [`Priority::Normal`].
     ///
     /// # Errors
@@ -204,7 +219,8 @@ impl<M: Message> Context<'_, M> {
     /// Hands `msg` back in every case: [`SendError::Full`] if the lane (or
     /// the destination's in-flight bound) has no room now and the
     /// backpressure policy does not hold it (counted as refused),
-    /// [`SendError::TooLarge`] if it never will, [`SendError::NoSuchCore`],
+    /// [`SendError::TooLarge`] if it is over
+    /// [`max_message`](Self::max_message), [`SendError::NoSuchCore`],
     /// [`SendError::Encode`].
     pub fn send<'m>(&mut self, to: usize, msg: &'m M) -> Result<(), SendError<&'m M>> {
         self.send_with(to, msg, Priority::Normal)
@@ -244,7 +260,22 @@ impl<M: Message> Context<'_, M> {
                     Priority::Normal => &mut outbox.lanes[to],
                     Priority::High => &mut outbox.high[to],
                 };
-                match lane.write_message(msg, now, &mut outbox.arena) {
+                let written = match lane.write_message(msg, now, &mut outbox.arena) {
+                    // Too large for a frame: a pooled buffer carries it
+                    // instead, and only its handle goes through the lane.
+                    Err(WriteError::Claim(ClaimError::TooLarge { payload_len, .. })) => {
+                        large::write_pooled(
+                            lane,
+                            &outbox.pool,
+                            &mut outbox.arena,
+                            msg,
+                            payload_len,
+                            outbox.max_message,
+                        )
+                    }
+                    written => written,
+                };
+                match written {
                     Ok(()) => {
                         outbox.wrote(core, to, priority, &mut counters.sent);
                         return Ok(());
@@ -297,6 +328,18 @@ impl<M: Message> Context<'_, M> {
     /// header.
     pub fn max_payload(&self) -> usize {
         self.outbox.lanes[self.core].max_payload()
+    }
+
+    /// Largest archived message [`send`](Self::send) accepts at all
+    /// ([`Builder::max_message`](crate::runtime::Builder::max_message)).
+    pub fn max_message(&self) -> usize {
+        self.outbox.max_message
+    }
+
+    /// This core's buffer pool (socket buffers, scratch that outlives a
+    /// callback). Its buffers may be sent to and dropped on other cores.
+    pub fn pool(&self) -> &Pool {
+        &self.outbox.pool
     }
 
     /// The core's mio registry, to register sockets with. Tokens are the

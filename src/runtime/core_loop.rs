@@ -377,6 +377,10 @@ impl<H: Handler> CoreLoop<H> {
             _message: PhantomData,
         };
         let drained = lane.drain(batch, |frame| {
+            // SAFETY: lanes are heap memory of this process, written only by
+            // `Context::send`; each frame is read once. The buffer goes back
+            // to its pool when this closure returns.
+            let pooled = unsafe { super::large::pooled_buffer(&frame) };
             if let Err(error) = check_type::<H::Message>(&frame.meta) {
                 // Lanes carry only the runtime's own message type: this is a
                 // bug in corelane, not bad input.
@@ -388,8 +392,11 @@ impl<H: Handler> CoreLoop<H> {
             // them was written by `Context::send` (or copied whole from an
             // archive it made, `HeldFrame`) for `H::Message`, whose type and
             // version were just checked, and the ring lends the payload
-            // 32-byte aligned and unchanged until released.
-            let msg = unsafe { access_trusted::<H::Message>(frame.payload()) };
+            // 32-byte aligned and unchanged until released (or the pooled
+            // buffer it names, 64-byte aligned and owned here).
+            let msg = unsafe {
+                access_trusted::<H::Message>(pooled.as_deref().unwrap_or(frame.payload()))
+            };
             let now = clock::now_ns();
             cx.recorder
                 .local

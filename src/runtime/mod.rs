@@ -59,6 +59,7 @@ mod doorbell;
 mod drain_budget;
 mod held;
 mod idle;
+mod large;
 mod manual;
 mod placement;
 mod priority;
@@ -97,6 +98,7 @@ use crate::frame::Message;
 use crate::lane::frames::{self, FrameConsumer, FrameProducer};
 use crate::lane::HeapRegion;
 use crate::metrics::{MetricsCell, Recorder, Snapshot};
+use crate::pool::{Pool, PoolConfig};
 use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, CachePadded, Ordering};
 
 /// A core's behaviour. One handler per core, made on that core's thread and
@@ -191,6 +193,8 @@ pub struct Builder {
     time_source: TimeSource,
     max_in_flight: Option<u64>,
     backpressure: Backpressure,
+    pool: PoolConfig,
+    max_message: usize,
 }
 
 /// Largest lane a builder accepts (1 GiB).
@@ -211,6 +215,8 @@ impl Default for Builder {
             time_source: TimeSource::Monotonic,
             max_in_flight: None,
             backpressure: Backpressure::Refuse,
+            pool: PoolConfig::default(),
+            max_message: large::DEFAULT_MAX_MESSAGE,
         }
     }
 }
@@ -310,6 +316,21 @@ impl Builder {
     /// [`Backpressure::Refuse`].
     pub fn backpressure(mut self, policy: Backpressure) -> Self {
         self.backpressure = policy;
+        self
+    }
+
+    /// Size classes and caps of each core's buffer pool, which carries
+    /// messages too large for a lane frame. Default
+    /// [`PoolConfig::default`].
+    pub fn pool(mut self, config: PoolConfig) -> Self {
+        self.pool = config;
+        self
+    }
+
+    /// Largest archived message [`Context::send`] accepts; larger than half
+    /// a lane, it travels in a pooled buffer. Default 256 MiB.
+    pub fn max_message(mut self, bytes: usize) -> Self {
+        self.max_message = bytes;
         self
     }
 
@@ -624,6 +645,7 @@ impl CoreParts {
         let settings = self.settings;
         let cores = self.outbound.len();
         let flow = Flow::new(cores, settings.max_in_flight, settings.backpressure);
+        let pool = Pool::new(&settings.pool);
         CoreLoop {
             core: self.core,
             handler,
@@ -631,8 +653,15 @@ impl CoreParts {
             events: Events::with_capacity(1024),
             inbound: self.inbound,
             inbound_high: self.inbound_high,
-            outbox: Outbox::new(self.outbound, self.outbound_high, flow),
-            recorder: Recorder::new(std::sync::Arc::clone(&self.shared.metrics[self.core])),
+            recorder: Recorder::new(std::sync::Arc::clone(&self.shared.metrics[self.core]))
+                .with_pool(pool.probe()),
+            outbox: Outbox::new(
+                self.outbound,
+                self.outbound_high,
+                flow,
+                pool,
+                settings.max_message,
+            ),
             idler: Idler::new(settings.idle, self.shares_cpu),
             budget: DrainBudget::new(settings.drain_batch.0, settings.drain_batch.1),
             guard: StarvationGuard::new(settings.starvation_limit),
@@ -854,11 +883,16 @@ fn count_undelivered<M: Message>(
     let mut counts: Vec<Undelivered> = Vec::new();
     for consumer in leftovers.iter_mut().flatten() {
         let drained = consumer.drain(usize::MAX, |frame| {
+            // SAFETY: these lanes are this process's heap memory, written
+            // only by `Context::send`; each frame is read once.
+            let pooled = unsafe { large::pooled_buffer(&frame) };
             if crate::frame::envelope::check_type::<M>(&frame.meta).is_ok() {
+                let payload = pooled.as_deref().unwrap_or(frame.payload());
                 // SAFETY: these lanes are this process's heap memory, written
                 // only by `Context::send` for `M`, whose type and version were
-                // just checked; the payload is lent aligned and unchanged.
-                let msg = unsafe { crate::frame::envelope::access_trusted::<M>(frame.payload()) };
+                // just checked; the payload (lent by the lane, or the pooled
+                // buffer it names) is aligned and unchanged.
+                let msg = unsafe { crate::frame::envelope::access_trusted::<M>(payload) };
                 report::tally(&mut counts, M::kind(msg), 1);
             } else {
                 let name = format!(

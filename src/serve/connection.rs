@@ -7,6 +7,7 @@ use std::io::{self, Read, Write};
 use mio::net::TcpStream;
 
 use super::resp::RequestParser;
+use crate::pool::{Pool, PoolBuf};
 
 /// Bytes read from a socket in one call.
 const READ_CHUNK: usize = 16 * 1024;
@@ -15,12 +16,16 @@ const READ_CHUNK: usize = 16 * 1024;
 /// [`Connection::drop_written`]).
 const COMPACT_AFTER: usize = 64 * 1024;
 
-/// Bytes received and not yet parsed: `bytes[start..end]`. The storage is
-/// initialised once and reused, so a read costs no zeroing; it is compacted
-/// when the end is reached and grows only with bytes actually received.
+/// Bytes received and not yet parsed: `bytes[start..end]`, in a buffer
+/// from the core's pool. A connection holds a buffer only while it has
+/// unparsed input: once everything is parsed the buffer goes back to the
+/// pool, so idle connections cost no buffer memory and busy ones reuse the
+/// same few blocks. Reads go straight into the buffer's spare capacity (no
+/// zeroing); it is compacted when the end is reached and grows, to the next
+/// size class, only with bytes actually received.
 #[derive(Debug, Default)]
 pub(crate) struct InputBuffer {
-    bytes: Vec<u8>,
+    bytes: Option<PoolBuf>,
     start: usize,
     end: usize,
 }
@@ -28,7 +33,10 @@ pub(crate) struct InputBuffer {
 impl InputBuffer {
     /// The unparsed bytes.
     pub(crate) fn data(&self) -> &[u8] {
-        &self.bytes[self.start..self.end]
+        match &self.bytes {
+            Some(bytes) => &bytes[self.start..self.end],
+            None => &[],
+        }
     }
 
     /// Number of unparsed bytes.
@@ -40,36 +48,50 @@ impl InputBuffer {
         self.start == self.end
     }
 
-    /// Drops `n` parsed bytes from the front.
+    /// Drops `n` parsed bytes from the front; once all are parsed, the
+    /// buffer goes back to its pool.
     pub(crate) fn consume(&mut self, n: usize) {
         debug_assert!(n <= self.len(), "consumed {n} of {} bytes", self.len());
         self.start += n;
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
-            if self.bytes.len() > 1 << 20 {
-                // A big command has gone; do not keep its memory per client.
-                self.bytes = Vec::new();
-            }
+            self.bytes = None;
         }
     }
 
-    /// Reads once from `reader` into the free space, making some first.
-    fn read_from(&mut self, reader: &mut impl Read) -> io::Result<usize> {
-        if self.end == self.bytes.len() {
+    /// Reads once from `reader` into the free space, making some first
+    /// (from `pool`).
+    fn read_from(&mut self, reader: &mut impl Read, pool: &Pool) -> io::Result<usize> {
+        let capacity = self.bytes.as_ref().map_or(0, PoolBuf::capacity);
+        if self.end == capacity {
             if self.start > 0 {
-                self.bytes.copy_within(self.start..self.end, 0);
+                if let Some(bytes) = &mut self.bytes {
+                    bytes.capacity_mut().copy_within(self.start..self.end, 0);
+                }
                 self.end -= self.start;
                 self.start = 0;
             }
-            if self.end == self.bytes.len() {
-                let grown = (self.bytes.len() * 2).max(READ_CHUNK);
-                self.bytes.resize(grown, 0);
+            if self.end == capacity {
+                let mut grown = pool.take((capacity * 2).max(READ_CHUNK));
+                if let Some(old) = &self.bytes {
+                    grown.capacity_mut()[..self.end].copy_from_slice(&old[..self.end]);
+                }
+                self.bytes = Some(grown);
             }
         }
-        let n = reader.read(&mut self.bytes[self.end..])?;
-        self.end += n;
-        Ok(n)
+        let bytes = self.bytes.as_mut().expect("a buffer was just made");
+        let read = reader.read(&mut bytes.capacity_mut()[self.end..]);
+        if let Ok(n) = read {
+            self.end += n;
+            bytes.set_len(self.end);
+        }
+        if self.is_empty() {
+            // Nothing arrived (would block, closed, failed): an idle
+            // connection keeps no buffer.
+            self.consume(0);
+        }
+        read
     }
 }
 
@@ -159,10 +181,11 @@ impl Connection {
         self.written = 0;
     }
 
-    /// Reads one chunk from the socket into the input buffer.
-    pub(crate) fn read_chunk(&mut self) -> io::Result<ReadOutcome> {
+    /// Reads one chunk from the socket into the input buffer, which comes
+    /// from `pool`.
+    pub(crate) fn read_chunk(&mut self, pool: &Pool) -> io::Result<ReadOutcome> {
         loop {
-            return match self.input.read_from(&mut self.stream) {
+            return match self.input.read_from(&mut self.stream, pool) {
                 Ok(0) => Ok(ReadOutcome::Closed),
                 Ok(_) => Ok(ReadOutcome::Data),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::Drained),

@@ -1,4 +1,5 @@
-//! The text of INFO: server, clients, pub/sub, stats and latency sections.
+//! The text of INFO: server, clients, pub/sub, stats, pools and latency
+//! sections.
 //!
 //! Counts of other cores come from what they last published (see
 //! [`crate::metrics`]); INFO never waits for another core.
@@ -10,11 +11,12 @@ use std::sync::atomic::Ordering;
 use super::message::ServerMsg;
 use super::server::ServeCore;
 use crate::metrics::{CoreMetrics, LatencyHistogram};
+use crate::pool::PoolUsage;
 use crate::runtime::Context;
 
 /// Renders INFO for `section` (`None`, `all`, `everything` or `default`
 /// for every section; otherwise one of server, clients, memory, pubsub,
-/// stats, latency, case-insensitive).
+/// stats, pools, latency, case-insensitive).
 pub(crate) fn render(
     core: &ServeCore,
     cx: &mut Context<'_, ServerMsg>,
@@ -41,6 +43,9 @@ pub(crate) fn render(
     let snapshot = cx.metrics();
     if show("stats") {
         stats(core, &snapshot.merged(), &mut text);
+    }
+    if show("pools") {
+        pools(&snapshot.cores, &mut text);
     }
     if show("latency") {
         latency(&snapshot.cores, &snapshot.merged(), &mut text);
@@ -136,6 +141,36 @@ fn stats(core: &ServeCore, merged: &CoreMetrics, text: &mut String) {
         counters.refused,
         counters.turns,
         counters.parks,
+    );
+}
+
+/// Each core's buffer pool (socket input buffers, large lane messages), as
+/// that core last published it, and the total.
+fn pools(cores: &[CoreMetrics], text: &mut String) {
+    text.push_str("# Pools\r\n");
+    let mut total = PoolUsage::default();
+    for (index, metrics) in cores.iter().enumerate() {
+        let _ = write!(text, "pool_core_{index}:");
+        pool_usage(&metrics.pool, text);
+        total.add(&metrics.pool);
+    }
+    text.push_str("pool_all:");
+    pool_usage(&total, text);
+    text.push_str("\r\n");
+}
+
+fn pool_usage(usage: &PoolUsage, text: &mut String) {
+    let _ = write!(
+        text,
+        "in_use={},in_use_bytes={},free={},free_bytes={},remote_returns={},fallbacks={},\
+         fallback_bytes={}\r\n",
+        usage.in_use,
+        usage.in_use_bytes,
+        usage.free,
+        usage.free_bytes,
+        usage.remote_returns,
+        usage.fallbacks,
+        usage.fallback_bytes,
     );
 }
 

@@ -424,7 +424,7 @@ impl ServeCore {
                 conn.read_paused = true;
                 return;
             }
-            match conn.read_chunk() {
+            match conn.read_chunk(cx.pool()) {
                 Ok(ReadOutcome::Data) => self.execute_input(cx, key),
                 Ok(ReadOutcome::Drained) => return,
                 Ok(ReadOutcome::Closed) => {
