@@ -190,6 +190,7 @@ struct RingEnd {
 impl Endpoint for RingEnd {
     fn send(&mut self, sequence: u64) {
         let message = Words64::new(sequence);
+        let started = Instant::now();
         loop {
             let sent = if self.checksummed {
                 self.publisher
@@ -200,7 +201,12 @@ impl Endpoint for RingEnd {
             };
             match sent {
                 Ok(()) => return,
-                Err(WriteError::Claim(ClaimError::Full)) => spin_loop(),
+                Err(WriteError::Claim(ClaimError::Full)) => {
+                    // One message in flight never fills a ring: the other
+                    // side has stopped reading.
+                    assert!(started.elapsed() < PATIENCE, "ipc ring: stays full");
+                    spin_loop();
+                }
                 Err(error) => panic!("ipc ring: {error}"),
             }
         }
@@ -353,8 +359,12 @@ fn lane_round_trips(secs: f64) -> Sample {
 
 /// Starts this binary as side B of `transport`.
 fn spawn_echo(transport: &str, dir: &Path, stdin: Stdio, stdout: Stdio) -> Child {
+    // The child inherits this thread's affinity (one CPU once pinned), so
+    // it is told which CPU is side B's rather than asking the machine.
+    let cpu = common::core_ids().get(1).map_or(usize::MAX, |core| core.id);
     Command::new(env::current_exe().expect("own path"))
         .env("IPC_BENCH_CHILD", transport)
+        .env("IPC_BENCH_CPU", cpu.to_string())
         .env("IPC_BENCH_DIR", dir)
         .stdin(stdin)
         .stdout(stdout)
@@ -465,7 +475,13 @@ fn pipe_round_trips(secs: f64) -> Sample {
 
 /// Side B, in the child process: echoes on `transport` until side A goes.
 fn run_echo_child(transport: &str) {
-    pin(1);
+    if let Some(id) = env::var("IPC_BENCH_CPU")
+        .ok()
+        .and_then(|cpu| cpu.parse().ok())
+        .filter(|&id| id != usize::MAX)
+    {
+        core_affinity::set_for_current(core_affinity::CoreId { id });
+    }
     let dir = PathBuf::from(env::var_os("IPC_BENCH_DIR").expect("IPC_BENCH_DIR"));
     match transport {
         "ring" | "ring-crc" => {
@@ -724,6 +740,7 @@ fn main() {
         return;
     }
     let settings = Settings::from_env();
+    common::core_ids();
     let specs = bars();
     let compared: Vec<&str> = specs.iter().flat_map(|b| [b.top, b.bottom]).collect();
     let rows: Vec<Row> = rows()

@@ -15,11 +15,17 @@ use hdrhistogram::Histogram;
 /// Largest round trip the histograms track: one minute.
 pub const MAX_TRACKED_NS: u64 = 60_000_000_000;
 
+/// The machine's CPUs, read once, before any thread is pinned (a pinned
+/// thread, and any process it starts, sees only its own CPU).
+pub fn core_ids() -> &'static [core_affinity::CoreId] {
+    static CORES: OnceLock<Vec<core_affinity::CoreId>> = OnceLock::new();
+    CORES.get_or_init(|| core_affinity::get_core_ids().unwrap_or_default())
+}
+
 /// Pins the calling thread to the first (`side` 0) or second (`side` 1)
 /// CPU; does nothing on a machine with fewer than two.
 pub fn pin(side: usize) {
-    static CORES: OnceLock<Vec<core_affinity::CoreId>> = OnceLock::new();
-    let cores = CORES.get_or_init(|| core_affinity::get_core_ids().unwrap_or_default());
+    let cores = core_ids();
     if cores.len() >= 2 {
         core_affinity::set_for_current(cores[side]);
     }

@@ -118,6 +118,8 @@ impl IpcPublisher {
     ///
     /// [`IpcError::WriterAlive`] if the old ring's writer still holds its
     /// lock (nothing is removed); otherwise as [`create`](Self::create).
+    /// A subscriber probing the old writer's lock at that very moment also
+    /// makes it look alive: retry after a moment.
     pub fn replace_dead(path: &Path, capacity: usize) -> Result<Self, IpcError> {
         match File::open(path) {
             Ok(old) => {
@@ -177,7 +179,7 @@ impl IpcPublisher {
     }
 
     /// Stores the time now in the ring's heartbeat word. The publisher
-    /// does so itself every [`FRAMES_PER_BEAT`] frames; a publisher that
+    /// does so itself every 1,024 frames; a publisher that
     /// may stay idle calls it when it likes. The heartbeat is information
     /// for people and monitors; liveness is decided by the lock.
     pub fn beat(&self) {
