@@ -74,7 +74,8 @@ const BATCH: usize = 64;
 const DEFAULT_SLOTS: usize = 4096;
 /// Slots of the small-ring rows (case C06).
 const SMALL_SLOTS: usize = 16;
-/// Bytes of frames in the frame ring rows: 2,730 frames of 96 bytes.
+/// Bytes of frames in the frame ring rows: 2,047 frames of 128 bytes (a
+/// 64-byte archive, its 32-byte header, padding to the 64-byte alignment).
 const FRAME_RING_BYTES: usize = 256 * 1024;
 /// Frames the frame ring's reader takes per `drain`, as the runtime does.
 const DRAIN_BATCH: usize = 64;
@@ -133,10 +134,55 @@ trait Lane {
     fn recv(rx: &mut Self::Rx, limit: u64, each: impl FnMut(u64)) -> u64;
 }
 
+/// A lane that moves one value per call of its API, seen through the
+/// three calls every such peer has: make a pair, try to send one value, try
+/// to receive one. [`OneByOne`] turns it into a [`Lane`], so that every
+/// one-at-a-time row runs through the same code.
+trait Peer {
+    type Tx: Send;
+    type Rx: Send;
+
+    fn pair(capacity: usize) -> (Self::Tx, Self::Rx);
+
+    /// Sends `value`; `false` if the lane is full.
+    fn try_send(tx: &mut Self::Tx, value: u64) -> bool;
+
+    /// Receives the oldest value; `None` if the lane is empty.
+    fn try_recv(rx: &mut Self::Rx) -> Option<u64>;
+}
+
+/// A [`Peer`], one value per call, as a [`Lane`].
+struct OneByOne<P>(std::marker::PhantomData<P>);
+
+impl<P: Peer> Lane for OneByOne<P> {
+    type Tx = P::Tx;
+    type Rx = P::Rx;
+
+    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
+        P::pair(capacity)
+    }
+
+    #[inline]
+    fn send(tx: &mut Self::Tx, from: u64, _to: u64) -> u64 {
+        u64::from(P::try_send(tx, from))
+    }
+
+    #[inline]
+    fn recv(rx: &mut Self::Rx, _limit: u64, mut each: impl FnMut(u64)) -> u64 {
+        match P::try_recv(rx) {
+            Some(value) => {
+                each(value);
+                1
+            }
+            None => 0,
+        }
+    }
+}
+
 /// corelane's typed ring, `push` and `pop`.
 struct Typed;
 
-impl Lane for Typed {
+impl Peer for Typed {
     type Tx = typed::Producer<u64>;
     type Rx = typed::Consumer<u64>;
 
@@ -145,19 +191,13 @@ impl Lane for Typed {
     }
 
     #[inline]
-    fn send(tx: &mut Self::Tx, from: u64, _to: u64) -> u64 {
-        u64::from(tx.push(from).is_ok())
+    fn try_send(tx: &mut Self::Tx, value: u64) -> bool {
+        tx.push(value).is_ok()
     }
 
     #[inline]
-    fn recv(rx: &mut Self::Rx, _limit: u64, mut each: impl FnMut(u64)) -> u64 {
-        match rx.pop() {
-            Some(value) => {
-                each(value);
-                1
-            }
-            None => 0,
-        }
+    fn try_recv(rx: &mut Self::Rx) -> Option<u64> {
+        rx.pop()
     }
 }
 
@@ -290,7 +330,7 @@ impl Lane for FramesExact {
 /// rtrb, `push` and `pop`.
 struct Rtrb;
 
-impl Lane for Rtrb {
+impl Peer for Rtrb {
     type Tx = rtrb::Producer<u64>;
     type Rx = rtrb::Consumer<u64>;
 
@@ -299,19 +339,13 @@ impl Lane for Rtrb {
     }
 
     #[inline]
-    fn send(tx: &mut Self::Tx, from: u64, _to: u64) -> u64 {
-        u64::from(tx.push(from).is_ok())
+    fn try_send(tx: &mut Self::Tx, value: u64) -> bool {
+        tx.push(value).is_ok()
     }
 
     #[inline]
-    fn recv(rx: &mut Self::Rx, _limit: u64, mut each: impl FnMut(u64)) -> u64 {
-        match rx.pop() {
-            Ok(value) => {
-                each(value);
-                1
-            }
-            Err(_) => 0,
-        }
+    fn try_recv(rx: &mut Self::Rx) -> Option<u64> {
+        rx.pop().ok()
     }
 }
 
@@ -359,7 +393,7 @@ impl Lane for RtrbBatch {
 /// ringbuf's SPSC heap ring, `try_push` and `try_pop`.
 struct Ringbuf;
 
-impl Lane for Ringbuf {
+impl Peer for Ringbuf {
     type Tx = HeapProd<u64>;
     type Rx = HeapCons<u64>;
 
@@ -368,19 +402,13 @@ impl Lane for Ringbuf {
     }
 
     #[inline]
-    fn send(tx: &mut Self::Tx, from: u64, _to: u64) -> u64 {
-        u64::from(tx.try_push(from).is_ok())
+    fn try_send(tx: &mut Self::Tx, value: u64) -> bool {
+        tx.try_push(value).is_ok()
     }
 
     #[inline]
-    fn recv(rx: &mut Self::Rx, _limit: u64, mut each: impl FnMut(u64)) -> u64 {
-        match rx.try_pop() {
-            Some(value) => {
-                each(value);
-                1
-            }
-            None => 0,
-        }
+    fn try_recv(rx: &mut Self::Rx) -> Option<u64> {
+        rx.try_pop()
     }
 }
 
@@ -388,7 +416,7 @@ impl Lane for Ringbuf {
 /// thread on each side.
 struct Queue;
 
-impl Lane for Queue {
+impl Peer for Queue {
     type Tx = Arc<ArrayQueue<u64>>;
     type Rx = Arc<ArrayQueue<u64>>;
 
@@ -398,26 +426,20 @@ impl Lane for Queue {
     }
 
     #[inline]
-    fn send(tx: &mut Self::Tx, from: u64, _to: u64) -> u64 {
-        u64::from(tx.push(from).is_ok())
+    fn try_send(tx: &mut Self::Tx, value: u64) -> bool {
+        tx.push(value).is_ok()
     }
 
     #[inline]
-    fn recv(rx: &mut Self::Rx, _limit: u64, mut each: impl FnMut(u64)) -> u64 {
-        match rx.pop() {
-            Some(value) => {
-                each(value);
-                1
-            }
-            None => 0,
-        }
+    fn try_recv(rx: &mut Self::Rx) -> Option<u64> {
+        rx.pop()
     }
 }
 
 /// crossbeam-channel's bounded channel, `try_send` and `try_recv`.
 struct Channel;
 
-impl Lane for Channel {
+impl Peer for Channel {
     type Tx = crossbeam_channel::Sender<u64>;
     type Rx = crossbeam_channel::Receiver<u64>;
 
@@ -426,26 +448,20 @@ impl Lane for Channel {
     }
 
     #[inline]
-    fn send(tx: &mut Self::Tx, from: u64, _to: u64) -> u64 {
-        u64::from(tx.try_send(from).is_ok())
+    fn try_send(tx: &mut Self::Tx, value: u64) -> bool {
+        tx.try_send(value).is_ok()
     }
 
     #[inline]
-    fn recv(rx: &mut Self::Rx, _limit: u64, mut each: impl FnMut(u64)) -> u64 {
-        match rx.try_recv() {
-            Ok(value) => {
-                each(value);
-                1
-            }
-            Err(_) => 0,
-        }
+    fn try_recv(rx: &mut Self::Rx) -> Option<u64> {
+        rx.try_recv().ok()
     }
 }
 
 /// `std::sync::mpsc::sync_channel`, `try_send` and `try_recv`.
 struct Mpsc;
 
-impl Lane for Mpsc {
+impl Peer for Mpsc {
     type Tx = std::sync::mpsc::SyncSender<u64>;
     type Rx = std::sync::mpsc::Receiver<u64>;
 
@@ -454,19 +470,13 @@ impl Lane for Mpsc {
     }
 
     #[inline]
-    fn send(tx: &mut Self::Tx, from: u64, _to: u64) -> u64 {
-        u64::from(tx.try_send(from).is_ok())
+    fn try_send(tx: &mut Self::Tx, value: u64) -> bool {
+        tx.try_send(value).is_ok()
     }
 
     #[inline]
-    fn recv(rx: &mut Self::Rx, _limit: u64, mut each: impl FnMut(u64)) -> u64 {
-        match rx.try_recv() {
-            Ok(value) => {
-                each(value);
-                1
-            }
-            Err(_) => 0,
-        }
+    fn try_recv(rx: &mut Self::Rx) -> Option<u64> {
+        rx.try_recv().ok()
     }
 }
 
@@ -882,8 +892,8 @@ fn rows() -> Vec<Row> {
             FRAME_RING_BYTES,
             1,
         ),
-        Row::lane::<Typed>("typed", "corelane typed (4096)", Role::Typed, slots, 1),
-        Row::lane::<Rtrb>("rtrb", "rtrb (4096)", Role::Rtrb, slots, 1),
+        Row::lane::<OneByOne<Typed>>("typed", "corelane typed (4096)", Role::Typed, slots, 1),
+        Row::lane::<OneByOne<Rtrb>>("rtrb", "rtrb (4096)", Role::Rtrb, slots, 1),
         Row::lane::<TypedBatch>(
             "typed-batch",
             "corelane typed, batch 64 (4096)",
@@ -892,24 +902,24 @@ fn rows() -> Vec<Row> {
             batch,
         ),
         Row::lane::<RtrbBatch>("rtrb-batch", "rtrb, batch 64 (4096)", other, slots, batch),
-        Row::lane::<Typed>(
+        Row::lane::<OneByOne<Typed>>(
             "typed-16",
             "corelane typed (16)",
             Role::TypedSmall,
             small,
             1,
         ),
-        Row::lane::<Rtrb>("rtrb-16", "rtrb (16)", Role::RtrbSmall, small, 1),
-        Row::lane::<Ringbuf>("ringbuf", "ringbuf HeapRb (4096)", other, slots, 1),
-        Row::lane::<Queue>("arrayqueue", "crossbeam ArrayQueue (4096)", other, slots, 1),
-        Row::lane::<Channel>(
+        Row::lane::<OneByOne<Rtrb>>("rtrb-16", "rtrb (16)", Role::RtrbSmall, small, 1),
+        Row::lane::<OneByOne<Ringbuf>>("ringbuf", "ringbuf HeapRb (4096)", other, slots, 1),
+        Row::lane::<OneByOne<Queue>>("arrayqueue", "crossbeam ArrayQueue (4096)", other, slots, 1),
+        Row::lane::<OneByOne<Channel>>(
             "channel",
             "crossbeam-channel bounded (4096)",
             other,
             slots,
             1,
         ),
-        Row::lane::<Mpsc>("mpsc", "std mpsc sync_channel (4096)", other, slots, 1),
+        Row::lane::<OneByOne<Mpsc>>("mpsc", "std mpsc sync_channel (4096)", other, slots, 1),
     ]
 }
 
