@@ -602,6 +602,7 @@ impl<R: Region> FrameClaim<'_, R> {
     /// # Panics
     ///
     /// If `payload_len` exceeds the claimed room.
+    #[inline]
     pub fn commit(self, payload_len: usize, meta: FrameMeta) {
         self.commit_inner(payload_len, meta, false);
     }
@@ -611,6 +612,9 @@ impl<R: Region> FrameClaim<'_, R> {
         self.commit_inner(payload_len, meta, true);
     }
 
+    // Always inlined: a call per message costs more than the body, and the
+    // checksum branch folds away in `commit`.
+    #[inline(always)]
     fn commit_inner(mut self, payload_len: usize, mut meta: FrameMeta, with_checksum: bool) {
         assert!(
             payload_len <= self.room,
