@@ -179,26 +179,88 @@ impl<P: Peer> Lane for OneByOne<P> {
     }
 }
 
-/// corelane's typed ring, `push` and `pop`.
-struct Typed;
+/// Declares a [`Peer`]: its name and doc, its two halves, how to make a
+/// pair of capacity `$capacity`, and its send and receive calls on
+/// `$tx`/`$rx` with `$value`.
+macro_rules! peer {
+    ($(#[$doc:meta])* $name:ident: $tx_type:ty, $rx_type:ty;
+     pair($capacity:ident) $pair:expr;
+     send($tx:ident, $value:ident) $send:expr;
+     recv($rx:ident) $recv:expr;) => {
+        $(#[$doc])*
+        struct $name;
 
-impl Peer for Typed {
-    type Tx = typed::Producer<u64>;
-    type Rx = typed::Consumer<u64>;
+        impl Peer for $name {
+            type Tx = $tx_type;
+            type Rx = $rx_type;
 
-    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
-        typed::ring(capacity)
-    }
+            fn pair($capacity: usize) -> (Self::Tx, Self::Rx) {
+                $pair
+            }
 
-    #[inline]
-    fn try_send(tx: &mut Self::Tx, value: u64) -> bool {
-        tx.push(value).is_ok()
-    }
+            #[inline]
+            fn try_send($tx: &mut Self::Tx, $value: u64) -> bool {
+                $send
+            }
 
-    #[inline]
-    fn try_recv(rx: &mut Self::Rx) -> Option<u64> {
-        rx.pop()
-    }
+            #[inline]
+            fn try_recv($rx: &mut Self::Rx) -> Option<u64> {
+                $recv
+            }
+        }
+    };
+}
+
+peer! {
+    /// corelane's typed ring, `push` and `pop`.
+    Typed: typed::Producer<u64>, typed::Consumer<u64>;
+    pair(capacity) typed::ring(capacity);
+    send(tx, value) tx.push(value).is_ok();
+    recv(rx) rx.pop();
+}
+
+peer! {
+    /// rtrb, `push` and `pop`.
+    Rtrb: rtrb::Producer<u64>, rtrb::Consumer<u64>;
+    pair(capacity) rtrb::RingBuffer::new(capacity);
+    send(tx, value) tx.push(value).is_ok();
+    recv(rx) rx.pop().ok();
+}
+
+peer! {
+    /// ringbuf's SPSC heap ring, `try_push` and `try_pop`.
+    Ringbuf: HeapProd<u64>, HeapCons<u64>;
+    pair(capacity) HeapRb::new(capacity).split();
+    send(tx, value) tx.try_push(value).is_ok();
+    recv(rx) rx.try_pop();
+}
+
+peer! {
+    /// crossbeam-queue's `ArrayQueue` (a bounded MPMC queue), used by one
+    /// thread on each side.
+    Queue: Arc<ArrayQueue<u64>>, Arc<ArrayQueue<u64>>;
+    pair(capacity) {
+        let queue = Arc::new(ArrayQueue::new(capacity));
+        (Arc::clone(&queue), queue)
+    };
+    send(tx, value) tx.push(value).is_ok();
+    recv(rx) rx.pop();
+}
+
+peer! {
+    /// crossbeam-channel's bounded channel, `try_send` and `try_recv`.
+    Channel: crossbeam_channel::Sender<u64>, crossbeam_channel::Receiver<u64>;
+    pair(capacity) crossbeam_channel::bounded(capacity);
+    send(tx, value) tx.try_send(value).is_ok();
+    recv(rx) rx.try_recv().ok();
+}
+
+peer! {
+    /// `std::sync::mpsc::sync_channel`, `try_send` and `try_recv`.
+    Mpsc: std::sync::mpsc::SyncSender<u64>, std::sync::mpsc::Receiver<u64>;
+    pair(capacity) std::sync::mpsc::sync_channel(capacity);
+    send(tx, value) tx.try_send(value).is_ok();
+    recv(rx) rx.try_recv().ok();
 }
 
 /// corelane's typed ring in batches: `write_chunk` and `pop_batch` (a
@@ -327,28 +389,6 @@ impl Lane for FramesExact {
     }
 }
 
-/// rtrb, `push` and `pop`.
-struct Rtrb;
-
-impl Peer for Rtrb {
-    type Tx = rtrb::Producer<u64>;
-    type Rx = rtrb::Consumer<u64>;
-
-    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
-        rtrb::RingBuffer::new(capacity)
-    }
-
-    #[inline]
-    fn try_send(tx: &mut Self::Tx, value: u64) -> bool {
-        tx.push(value).is_ok()
-    }
-
-    #[inline]
-    fn try_recv(rx: &mut Self::Rx) -> Option<u64> {
-        rx.pop().ok()
-    }
-}
-
 /// rtrb in batches: `write_chunk_uninit` and `read_chunk`.
 struct RtrbBatch;
 
@@ -387,96 +427,6 @@ impl Lane for RtrbBatch {
         let count = chunk.len() as u64;
         chunk.into_iter().for_each(each);
         count
-    }
-}
-
-/// ringbuf's SPSC heap ring, `try_push` and `try_pop`.
-struct Ringbuf;
-
-impl Peer for Ringbuf {
-    type Tx = HeapProd<u64>;
-    type Rx = HeapCons<u64>;
-
-    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
-        HeapRb::new(capacity).split()
-    }
-
-    #[inline]
-    fn try_send(tx: &mut Self::Tx, value: u64) -> bool {
-        tx.try_push(value).is_ok()
-    }
-
-    #[inline]
-    fn try_recv(rx: &mut Self::Rx) -> Option<u64> {
-        rx.try_pop()
-    }
-}
-
-/// crossbeam-queue's `ArrayQueue` (a bounded MPMC queue), used by one
-/// thread on each side.
-struct Queue;
-
-impl Peer for Queue {
-    type Tx = Arc<ArrayQueue<u64>>;
-    type Rx = Arc<ArrayQueue<u64>>;
-
-    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
-        let queue = Arc::new(ArrayQueue::new(capacity));
-        (Arc::clone(&queue), queue)
-    }
-
-    #[inline]
-    fn try_send(tx: &mut Self::Tx, value: u64) -> bool {
-        tx.push(value).is_ok()
-    }
-
-    #[inline]
-    fn try_recv(rx: &mut Self::Rx) -> Option<u64> {
-        rx.pop()
-    }
-}
-
-/// crossbeam-channel's bounded channel, `try_send` and `try_recv`.
-struct Channel;
-
-impl Peer for Channel {
-    type Tx = crossbeam_channel::Sender<u64>;
-    type Rx = crossbeam_channel::Receiver<u64>;
-
-    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
-        crossbeam_channel::bounded(capacity)
-    }
-
-    #[inline]
-    fn try_send(tx: &mut Self::Tx, value: u64) -> bool {
-        tx.try_send(value).is_ok()
-    }
-
-    #[inline]
-    fn try_recv(rx: &mut Self::Rx) -> Option<u64> {
-        rx.try_recv().ok()
-    }
-}
-
-/// `std::sync::mpsc::sync_channel`, `try_send` and `try_recv`.
-struct Mpsc;
-
-impl Peer for Mpsc {
-    type Tx = std::sync::mpsc::SyncSender<u64>;
-    type Rx = std::sync::mpsc::Receiver<u64>;
-
-    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
-        std::sync::mpsc::sync_channel(capacity)
-    }
-
-    #[inline]
-    fn try_send(tx: &mut Self::Tx, value: u64) -> bool {
-        tx.try_send(value).is_ok()
-    }
-
-    #[inline]
-    fn try_recv(rx: &mut Self::Rx) -> Option<u64> {
-        rx.try_recv().ok()
     }
 }
 

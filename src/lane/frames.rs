@@ -380,10 +380,7 @@ impl<R: Region> FrameProducer<R> {
     #[inline]
     fn clear_word_at(&mut self, end: u64) {
         if self.zeroed <= end {
-            // Free space: the spare unit `has_room` keeps covers it.
-            self.shape
-                .length_word(self.shape.offset(end))
-                .store(0, Ordering::Relaxed);
+            self.zero_word(end);
             self.zeroed = end + FRAME_ALIGN as u64;
         }
     }
@@ -396,14 +393,29 @@ impl<R: Region> FrameProducer<R> {
         let free_end = self.cached_head + self.shape.capacity as u64;
         let limit = (self.tail + ZERO_AHEAD as u64).min(free_end);
         while self.zeroed < limit {
-            // `zeroed` is past `tail` and before the end of the free space,
-            // so no one reads this word until a later publication, which
-            // this store precedes.
-            self.shape
-                .length_word(self.shape.offset(self.zeroed))
-                .store(0, Ordering::Relaxed);
+            self.zero_word(self.zeroed);
             self.zeroed += FRAME_ALIGN as u64;
         }
+    }
+
+    /// Zeroes the length word at `position`, which must be frame-aligned,
+    /// past `tail` and before the end of the free space (`cached_head` plus
+    /// the capacity).
+    #[inline]
+    fn zero_word(&mut self, position: u64) {
+        debug_assert!(
+            position > self.tail && position < self.cached_head + self.shape.capacity as u64,
+            "word at {position} is not in the free space after tail {}",
+            self.tail
+        );
+        let offset = self.shape.offset(position);
+        // SAFETY: a plain write, as for payload bytes. The word is in free
+        // space past `tail` (caller's contract), frame-aligned, so in bounds
+        // and 4-aligned. The consumer's last read of it (a lap ago)
+        // happened before the Release store of `head` that this producer
+        // has loaded; its next read comes only after it acquires a frame
+        // this producer publishes after this write. No access races with it.
+        unsafe { self.shape.ptr(offset).cast::<i32>().write(0) };
     }
 
     /// Claims space for a frame with a payload of exactly `payload_len`
