@@ -79,7 +79,8 @@ const BATCH: usize = 64;
 const DEFAULT_SLOTS: usize = 4096;
 /// Slots of the small-ring rows (case C06).
 const SMALL_SLOTS: usize = 16;
-/// Bytes of frames in the frame ring rows: 2,730 frames of 96 bytes.
+/// Bytes of frames in the frame ring rows: 2,047 frames of 128 bytes (a
+/// 64-byte archive, its 32-byte header, padding to the 64-byte alignment).
 const FRAME_RING_BYTES: usize = 256 * 1024;
 /// Frames the frame ring's reader takes per `drain`, as the runtime does.
 const DRAIN_BATCH: usize = 64;
@@ -135,25 +136,42 @@ trait Lane {
     fn recv(rx: &mut Self::Rx, limit: u64, each: impl FnMut(u64)) -> u64;
 }
 
-/// corelane's typed ring, `push` and `pop`.
-struct Typed;
+/// A lane that moves one value per call of its API, seen through the
+/// three calls every such peer has: make a pair, try to send one value, try
+/// to receive one. [`OneByOne`] turns it into a [`Lane`], so that every
+/// one-at-a-time row runs through the same code.
+trait Peer {
+    type Tx: Send;
+    type Rx: Send;
 
-impl Lane for Typed {
-    type Tx = typed::Producer<u64>;
-    type Rx = typed::Consumer<u64>;
+    fn pair(capacity: usize) -> (Self::Tx, Self::Rx);
+
+    /// Sends `value`; `false` if the lane is full.
+    fn try_send(tx: &mut Self::Tx, value: u64) -> bool;
+
+    /// Receives the oldest value; `None` if the lane is empty.
+    fn try_recv(rx: &mut Self::Rx) -> Option<u64>;
+}
+
+/// A [`Peer`], one value per call, as a [`Lane`].
+struct OneByOne<P>(std::marker::PhantomData<P>);
+
+impl<P: Peer> Lane for OneByOne<P> {
+    type Tx = P::Tx;
+    type Rx = P::Rx;
 
     fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
-        typed::ring(capacity)
+        P::pair(capacity)
     }
 
     #[inline]
     fn send(tx: &mut Self::Tx, from: u64, _to: u64) -> u64 {
-        u64::from(tx.push(from).is_ok())
+        u64::from(P::try_send(tx, from))
     }
 
     #[inline]
     fn recv(rx: &mut Self::Rx, _limit: u64, mut each: impl FnMut(u64)) -> u64 {
-        match rx.pop() {
+        match P::try_recv(rx) {
             Some(value) => {
                 each(value);
                 1
@@ -161,6 +179,90 @@ impl Lane for Typed {
             None => 0,
         }
     }
+}
+
+/// Declares a [`Peer`]: its name and doc, its two halves, how to make a
+/// pair of capacity `$capacity`, and its send and receive calls on
+/// `$tx`/`$rx` with `$value`.
+macro_rules! peer {
+    ($(#[$doc:meta])* $name:ident: $tx_type:ty, $rx_type:ty;
+     pair($capacity:ident) $pair:expr;
+     send($tx:ident, $value:ident) $send:expr;
+     recv($rx:ident) $recv:expr;) => {
+        $(#[$doc])*
+        struct $name;
+
+        impl Peer for $name {
+            type Tx = $tx_type;
+            type Rx = $rx_type;
+
+            fn pair($capacity: usize) -> (Self::Tx, Self::Rx) {
+                $pair
+            }
+
+            #[inline]
+            fn try_send($tx: &mut Self::Tx, $value: u64) -> bool {
+                $send
+            }
+
+            #[inline]
+            fn try_recv($rx: &mut Self::Rx) -> Option<u64> {
+                $recv
+            }
+        }
+    };
+}
+
+peer! {
+    /// corelane's typed ring, `push` and `pop`.
+    Typed: typed::Producer<u64>, typed::Consumer<u64>;
+    pair(capacity) typed::ring(capacity);
+    send(tx, value) tx.push(value).is_ok();
+    recv(rx) rx.pop();
+}
+
+peer! {
+    /// rtrb, `push` and `pop`.
+    Rtrb: rtrb::Producer<u64>, rtrb::Consumer<u64>;
+    pair(capacity) rtrb::RingBuffer::new(capacity);
+    send(tx, value) tx.push(value).is_ok();
+    recv(rx) rx.pop().ok();
+}
+
+peer! {
+    /// ringbuf's SPSC heap ring, `try_push` and `try_pop`.
+    Ringbuf: HeapProd<u64>, HeapCons<u64>;
+    pair(capacity) HeapRb::new(capacity).split();
+    send(tx, value) tx.try_push(value).is_ok();
+    recv(rx) rx.try_pop();
+}
+
+peer! {
+    /// crossbeam-queue's `ArrayQueue` (a bounded MPMC queue), used by one
+    /// thread on each side.
+    Queue: Arc<ArrayQueue<u64>>, Arc<ArrayQueue<u64>>;
+    pair(capacity) {
+        let queue = Arc::new(ArrayQueue::new(capacity));
+        (Arc::clone(&queue), queue)
+    };
+    send(tx, value) tx.push(value).is_ok();
+    recv(rx) rx.pop();
+}
+
+peer! {
+    /// crossbeam-channel's bounded channel, `try_send` and `try_recv`.
+    Channel: crossbeam_channel::Sender<u64>, crossbeam_channel::Receiver<u64>;
+    pair(capacity) crossbeam_channel::bounded(capacity);
+    send(tx, value) tx.try_send(value).is_ok();
+    recv(rx) rx.try_recv().ok();
+}
+
+peer! {
+    /// `std::sync::mpsc::sync_channel`, `try_send` and `try_recv`.
+    Mpsc: std::sync::mpsc::SyncSender<u64>, std::sync::mpsc::Receiver<u64>;
+    pair(capacity) std::sync::mpsc::sync_channel(capacity);
+    send(tx, value) tx.try_send(value).is_ok();
+    recv(rx) rx.try_recv().ok();
 }
 
 /// corelane's typed ring in batches: `write_chunk` and `pop_batch` (a
@@ -289,34 +391,6 @@ impl Lane for FramesExact {
     }
 }
 
-/// rtrb, `push` and `pop`.
-struct Rtrb;
-
-impl Lane for Rtrb {
-    type Tx = rtrb::Producer<u64>;
-    type Rx = rtrb::Consumer<u64>;
-
-    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
-        rtrb::RingBuffer::new(capacity)
-    }
-
-    #[inline]
-    fn send(tx: &mut Self::Tx, from: u64, _to: u64) -> u64 {
-        u64::from(tx.push(from).is_ok())
-    }
-
-    #[inline]
-    fn recv(rx: &mut Self::Rx, _limit: u64, mut each: impl FnMut(u64)) -> u64 {
-        match rx.pop() {
-            Ok(value) => {
-                each(value);
-                1
-            }
-            Err(_) => 0,
-        }
-    }
-}
-
 /// rtrb in batches: `write_chunk_uninit` and `read_chunk`.
 struct RtrbBatch;
 
@@ -355,120 +429,6 @@ impl Lane for RtrbBatch {
         let count = chunk.len() as u64;
         chunk.into_iter().for_each(each);
         count
-    }
-}
-
-/// ringbuf's SPSC heap ring, `try_push` and `try_pop`.
-struct Ringbuf;
-
-impl Lane for Ringbuf {
-    type Tx = HeapProd<u64>;
-    type Rx = HeapCons<u64>;
-
-    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
-        HeapRb::new(capacity).split()
-    }
-
-    #[inline]
-    fn send(tx: &mut Self::Tx, from: u64, _to: u64) -> u64 {
-        u64::from(tx.try_push(from).is_ok())
-    }
-
-    #[inline]
-    fn recv(rx: &mut Self::Rx, _limit: u64, mut each: impl FnMut(u64)) -> u64 {
-        match rx.try_pop() {
-            Some(value) => {
-                each(value);
-                1
-            }
-            None => 0,
-        }
-    }
-}
-
-/// crossbeam-queue's `ArrayQueue` (a bounded MPMC queue), used by one
-/// thread on each side.
-struct Queue;
-
-impl Lane for Queue {
-    type Tx = Arc<ArrayQueue<u64>>;
-    type Rx = Arc<ArrayQueue<u64>>;
-
-    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
-        let queue = Arc::new(ArrayQueue::new(capacity));
-        (Arc::clone(&queue), queue)
-    }
-
-    #[inline]
-    fn send(tx: &mut Self::Tx, from: u64, _to: u64) -> u64 {
-        u64::from(tx.push(from).is_ok())
-    }
-
-    #[inline]
-    fn recv(rx: &mut Self::Rx, _limit: u64, mut each: impl FnMut(u64)) -> u64 {
-        match rx.pop() {
-            Some(value) => {
-                each(value);
-                1
-            }
-            None => 0,
-        }
-    }
-}
-
-/// crossbeam-channel's bounded channel, `try_send` and `try_recv`.
-struct Channel;
-
-impl Lane for Channel {
-    type Tx = crossbeam_channel::Sender<u64>;
-    type Rx = crossbeam_channel::Receiver<u64>;
-
-    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
-        crossbeam_channel::bounded(capacity)
-    }
-
-    #[inline]
-    fn send(tx: &mut Self::Tx, from: u64, _to: u64) -> u64 {
-        u64::from(tx.try_send(from).is_ok())
-    }
-
-    #[inline]
-    fn recv(rx: &mut Self::Rx, _limit: u64, mut each: impl FnMut(u64)) -> u64 {
-        match rx.try_recv() {
-            Ok(value) => {
-                each(value);
-                1
-            }
-            Err(_) => 0,
-        }
-    }
-}
-
-/// `std::sync::mpsc::sync_channel`, `try_send` and `try_recv`.
-struct Mpsc;
-
-impl Lane for Mpsc {
-    type Tx = std::sync::mpsc::SyncSender<u64>;
-    type Rx = std::sync::mpsc::Receiver<u64>;
-
-    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
-        std::sync::mpsc::sync_channel(capacity)
-    }
-
-    #[inline]
-    fn send(tx: &mut Self::Tx, from: u64, _to: u64) -> u64 {
-        u64::from(tx.try_send(from).is_ok())
-    }
-
-    #[inline]
-    fn recv(rx: &mut Self::Rx, _limit: u64, mut each: impl FnMut(u64)) -> u64 {
-        match rx.try_recv() {
-            Ok(value) => {
-                each(value);
-                1
-            }
-            Err(_) => 0,
-        }
     }
 }
 
@@ -790,8 +750,8 @@ fn rows() -> Vec<Row> {
             FRAME_RING_BYTES,
             1,
         ),
-        Row::lane::<Typed>("typed", "corelane typed (4096)", Role::Typed, slots, 1),
-        Row::lane::<Rtrb>("rtrb", "rtrb (4096)", Role::Rtrb, slots, 1),
+        Row::lane::<OneByOne<Typed>>("typed", "corelane typed (4096)", Role::Typed, slots, 1),
+        Row::lane::<OneByOne<Rtrb>>("rtrb", "rtrb (4096)", Role::Rtrb, slots, 1),
         Row::lane::<TypedBatch>(
             "typed-batch",
             "corelane typed, batch 64 (4096)",
@@ -800,24 +760,24 @@ fn rows() -> Vec<Row> {
             batch,
         ),
         Row::lane::<RtrbBatch>("rtrb-batch", "rtrb, batch 64 (4096)", other, slots, batch),
-        Row::lane::<Typed>(
+        Row::lane::<OneByOne<Typed>>(
             "typed-16",
             "corelane typed (16)",
             Role::TypedSmall,
             small,
             1,
         ),
-        Row::lane::<Rtrb>("rtrb-16", "rtrb (16)", Role::RtrbSmall, small, 1),
-        Row::lane::<Ringbuf>("ringbuf", "ringbuf HeapRb (4096)", other, slots, 1),
-        Row::lane::<Queue>("arrayqueue", "crossbeam ArrayQueue (4096)", other, slots, 1),
-        Row::lane::<Channel>(
+        Row::lane::<OneByOne<Rtrb>>("rtrb-16", "rtrb (16)", Role::RtrbSmall, small, 1),
+        Row::lane::<OneByOne<Ringbuf>>("ringbuf", "ringbuf HeapRb (4096)", other, slots, 1),
+        Row::lane::<OneByOne<Queue>>("arrayqueue", "crossbeam ArrayQueue (4096)", other, slots, 1),
+        Row::lane::<OneByOne<Channel>>(
             "channel",
             "crossbeam-channel bounded (4096)",
             other,
             slots,
             1,
         ),
-        Row::lane::<Mpsc>("mpsc", "std mpsc sync_channel (4096)", other, slots, 1),
+        Row::lane::<OneByOne<Mpsc>>("mpsc", "std mpsc sync_channel (4096)", other, slots, 1),
     ]
 }
 

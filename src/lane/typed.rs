@@ -12,17 +12,22 @@
 //! values, which the caller may look at, move out or drop, and releases their
 //! slots with a single store when the chunk goes.
 //!
-//! # Positions
+//! # Counts and slot indices
 //!
-//! The ring has `capacity` slots and two indices into them: the *head*, where
-//! the consumer reads next, and the *tail*, where the producer writes next.
-//! Both are *positions*, counters that run from `0` to `2 * capacity - 1` and
-//! then wrap to `0`. The slot of a position is the position modulo `capacity`,
-//! and the number of values in the ring is `tail - head` modulo
-//! `2 * capacity`. Counting to twice the capacity tells a full ring (head and
-//! tail `capacity` apart) from an empty one (head equal to tail) without
-//! giving up a slot, and since positions wrap by a comparison rather than a
-//! bit mask, every capacity from 1 up is exact, not only powers of two.
+//! The ring has `capacity` slots. The shared *head* counts the values the
+//! consumer has taken so far and the shared *tail* the values the producer
+//! has published; both wrap at `usize::MAX`, and since the tail is never more
+//! than `capacity` ahead of the head, `tail - head` (wrapping) is the number
+//! of values in the ring, whatever the capacity: 1, 2, 3 ... are all exact,
+//! and no slot is given up to tell a full ring from an empty one.
+//!
+//! Each half also keeps the *slot index* of its own count (0 to
+//! `capacity - 1`), moved on with its count. The hot paths therefore never
+//! divide and never map a count to a slot: a push writes the slot at the
+//! producer's index, steps the index (back to 0 at the end) and bumps the
+//! tail. Each half also keeps the slots' address and the capacity in its own
+//! fields, so that nothing on the hot path is loaded through the shared
+//! state that the other side's stores would make the compiler read again.
 //!
 //! # Memory ordering
 //!
@@ -33,10 +38,12 @@
 //! producer loads the head with `Acquire` before it writes that slot again.
 //!
 //! Head and tail sit on cache lines of their own. Each half also keeps a
-//! *cached* copy of the other half's index and loads the shared one only when
-//! its copy says the ring is full (producer) or empty (consumer). A cached
-//! copy can only lag behind the real index, so it may under-count free slots
-//! or available values but never over-count them.
+//! *cached* view of the other half's count and loads the shared one only when
+//! its view says the ring is full (producer) or empty (consumer). The
+//! producer keeps its view as a *limit*, the head it last loaded plus the
+//! capacity: it may write until its tail reaches the limit, so "full?" is one
+//! comparison. A cached view can only lag behind the real count, so it may
+//! under-count free slots or available values but never over-count them.
 //!
 //! # Examples
 //!
@@ -71,11 +78,13 @@
 use std::fmt;
 use std::iter;
 use std::mem::{self, MaybeUninit};
+use std::ptr::NonNull;
 
 use super::Full;
 use crate::sync::{Arc, AtomicBool, AtomicUsize, CachePadded, Ordering, UnsafeCell};
 
-/// The largest capacity: twice it must still fit in a position.
+/// The largest capacity: `isize::MAX`, what a `Vec` of one-byte values
+/// allows, and the same for every `T` (zero-sized ones included).
 const MAX_CAPACITY: usize = usize::MAX / 2;
 
 /// Makes a ring that holds up to `capacity` values and returns its two
@@ -109,34 +118,45 @@ pub fn ring<T: Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
     );
 
     let ring = Arc::new(Ring::new(capacity));
+    let slots = Slots::of(&ring);
     let producer = Producer {
         ring: Arc::clone(&ring),
+        slots,
         tail: 0,
-        cached_head: 0,
+        tail_index: 0,
+        limit: capacity,
     };
     let consumer = Consumer {
         ring,
+        slots,
         head: 0,
+        head_index: 0,
         cached_tail: 0,
     };
     (producer, consumer)
 }
 
+/// One slot: a value, or nothing.
+type Slot<T> = UnsafeCell<MaybeUninit<T>>;
+
 /// The state both halves share, freed by whichever half is dropped last.
 struct Ring<T> {
-    /// Position of the oldest value, the next one the consumer reads.
+    /// Values the consumer has taken so far, wrapping at `usize::MAX`.
     /// Stored only by the consumer.
     head: CachePadded<AtomicUsize>,
-    /// Position of the first free slot, the next one the producer writes.
+    /// Values the producer has published so far, wrapping at `usize::MAX`.
     /// Stored only by the producer.
     tail: CachePadded<AtomicUsize>,
     /// Set when either half is dropped.
     abandoned: AtomicBool,
-    /// One slot per unit of capacity. Slots from head up to tail hold
-    /// values; the others are uninitialised.
-    slots: Box<[UnsafeCell<MaybeUninit<T>>]>,
-    /// `slots.len()`, kept beside the pointer the hot paths read anyway.
-    capacity: usize,
+    /// The consumer's slot index of `head`, stored when the consumer is
+    /// dropped: where the values left in the ring start, for the drop of the
+    /// ring itself.
+    head_index: AtomicUsize,
+    /// One slot per unit of capacity. The `tail - head` slots from the
+    /// consumer's slot index on (wrapping) hold values; the others are
+    /// uninitialised.
+    slots: Box<[Slot<T>]>,
 }
 
 // SAFETY: a `Ring` is reached only through one `Producer` and one
@@ -154,154 +174,11 @@ impl<T> Ring<T> {
             head: CachePadded(AtomicUsize::new(0)),
             tail: CachePadded(AtomicUsize::new(0)),
             abandoned: AtomicBool::new(false),
+            head_index: AtomicUsize::new(0),
             slots: (0..capacity)
                 .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
                 .collect(),
-            capacity,
         }
-    }
-
-    #[inline]
-    fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    /// Moves `position` on by `count` slots, wrapping at `2 * capacity`.
-    #[inline]
-    fn advance(&self, position: usize, count: usize) -> usize {
-        let wrap = 2 * self.capacity();
-        debug_assert!(
-            position < wrap && count <= self.capacity(),
-            "position {position} or count {count} out of range for capacity {}",
-            self.capacity()
-        );
-        let room = wrap - position;
-        if count >= room {
-            count - room
-        } else {
-            position + count
-        }
-    }
-
-    /// Number of values from `head` up to `tail`.
-    #[inline]
-    fn distance(&self, head: usize, tail: usize) -> usize {
-        let distance = if tail >= head {
-            tail - head
-        } else {
-            2 * self.capacity() - head + tail
-        };
-        debug_assert!(
-            distance <= self.capacity(),
-            "head {head} and tail {tail} are more than a capacity apart"
-        );
-        distance
-    }
-
-    /// The slot index of `position` (positions run to twice the capacity).
-    #[inline]
-    fn index_of(&self, position: usize) -> usize {
-        debug_assert!(
-            position < 2 * self.capacity,
-            "position {position} out of range"
-        );
-        if position >= self.capacity {
-            position - self.capacity
-        } else {
-            position
-        }
-    }
-
-    /// The index after `index`, wrapping at the capacity.
-    #[inline]
-    fn next_index(&self, index: usize) -> usize {
-        if index + 1 == self.capacity {
-            0
-        } else {
-            index + 1
-        }
-    }
-
-    #[inline]
-    fn slot(&self, position: usize) -> &UnsafeCell<MaybeUninit<T>> {
-        self.slot_at(self.index_of(position))
-    }
-
-    #[inline]
-    fn slot_at(&self, index: usize) -> &UnsafeCell<MaybeUninit<T>> {
-        debug_assert!(index < self.capacity, "slot {index} out of range");
-        // SAFETY: every index handed here comes from `index_of` or
-        // `next_index`, both below `capacity == slots.len()`.
-        unsafe { self.slots.get_unchecked(index) }
-    }
-
-    /// Moves `value` into the slot at `position`.
-    ///
-    /// # Safety
-    ///
-    /// The caller must be the producer and the slot must be free: at or
-    /// after the tail, and before the head it last loaded plus the capacity.
-    #[inline]
-    unsafe fn write(&self, position: usize, value: T) {
-        // SAFETY: the caller's contract, for the slot of `position`.
-        unsafe { self.write_at(self.index_of(position), value) }
-    }
-
-    /// As [`Ring::write`], for the slot at `index`.
-    ///
-    /// # Safety
-    ///
-    /// As for [`Ring::write`].
-    #[inline]
-    unsafe fn write_at(&self, index: usize, value: T) {
-        self.slot_at(index).with_mut(|slot| {
-            // SAFETY: the slot is free (caller's contract), so the consumer
-            // does not read it and nothing in it needs dropping.
-            unsafe { slot.write(MaybeUninit::new(value)) }
-        });
-    }
-
-    /// Moves the value out of the slot at `position`, leaving the slot
-    /// logically empty.
-    ///
-    /// # Safety
-    ///
-    /// The slot must hold a value that the caller owns and will not take
-    /// again: the consumer's own, between the head and the tail it last
-    /// loaded, or one the producer wrote and has not published.
-    #[inline]
-    unsafe fn take(&self, position: usize) -> T {
-        // SAFETY: the caller's contract, for the slot of `position`.
-        unsafe { self.take_at(self.index_of(position)) }
-    }
-
-    /// As [`Ring::take`], for the slot at `index`.
-    ///
-    /// # Safety
-    ///
-    /// As for [`Ring::take`].
-    #[inline]
-    unsafe fn take_at(&self, index: usize) -> T {
-        self.slot_at(index).with(|slot| {
-            // SAFETY: the slot holds an initialised value owned by the caller
-            // (caller's contract), and it is read only this once.
-            unsafe { slot.read().assume_init() }
-        })
-    }
-
-    /// Lends the value in the slot at `position`.
-    ///
-    /// # Safety
-    ///
-    /// As for [`Ring::take`], and the slot must not be written, taken or
-    /// released while the reference lives.
-    #[inline]
-    unsafe fn get(&self, position: usize) -> &T {
-        self.slot(position).with(|slot| {
-            // SAFETY: the slot holds an initialised value that stays put while
-            // the reference lives (caller's contract).
-            unsafe { (*slot).assume_init_ref() }
-        })
     }
 }
 
@@ -313,16 +190,129 @@ impl<T> Drop for Ring<T> {
 
         // Both halves are gone. The drop of the last `Arc` orders every store
         // either half made before this point, so relaxed loads see the final
-        // head and tail.
-        let mut head = self.head.load(Ordering::Relaxed);
+        // head, tail and head index.
+        let head = self.head.load(Ordering::Relaxed);
         let tail = self.tail.load(Ordering::Relaxed);
-        while head != tail {
-            // SAFETY: positions from head up to tail hold values that were
-            // published and never taken, and with both halves gone this is
-            // the only access to them.
-            drop(unsafe { self.take(head) });
-            head = self.advance(head, 1);
+        let slots = Slots::of(self);
+        let mut index = self.head_index.load(Ordering::Relaxed);
+        for _ in 0..tail.wrapping_sub(head) {
+            // SAFETY: the `tail - head` slots from the consumer's last slot
+            // index on hold values that were published and never taken, and
+            // with both halves gone this is the only access to them.
+            drop(unsafe { slots.take(index) });
+            index = slots.next(index);
         }
+    }
+}
+
+/// The slots as one half sees them: their address and number, copied out
+/// of the [`Ring`] so that the hot paths keep them in registers.
+///
+/// The address stays valid while the ring lives; each half that holds a
+/// `Slots` also holds the ring's `Arc`.
+struct Slots<T> {
+    base: NonNull<Slot<T>>,
+    capacity: usize,
+}
+
+impl<T> Clone for Slots<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Slots<T> {}
+
+impl<T> Slots<T> {
+    fn of(ring: &Ring<T>) -> Self {
+        Slots {
+            base: NonNull::from(&ring.slots[..]).cast(),
+            capacity: ring.slots.len(),
+        }
+    }
+
+    /// The slot index after `index`, back to 0 at the end.
+    #[inline]
+    fn next(&self, index: usize) -> usize {
+        let next = index + 1;
+        if next == self.capacity {
+            0
+        } else {
+            next
+        }
+    }
+
+    /// The slot index `count` slots after `index` (`count` at most the
+    /// capacity), wrapping at the end.
+    #[inline]
+    fn add(&self, index: usize, count: usize) -> usize {
+        debug_assert!(
+            index < self.capacity && count <= self.capacity,
+            "index {index} or count {count} out of range for capacity {}",
+            self.capacity
+        );
+        let room = self.capacity - index;
+        if count >= room {
+            count - room
+        } else {
+            index + count
+        }
+    }
+
+    #[inline]
+    fn slot(&self, index: usize) -> &Slot<T> {
+        debug_assert!(index < self.capacity, "slot {index} out of range");
+        // SAFETY: every index handed here is below `capacity`, the length of
+        // the slice `base` points into, and that slice lives as long as the
+        // ring, which outlives `self` (see the type's doc).
+        unsafe { self.base.add(index).as_ref() }
+    }
+
+    /// Moves `value` into the slot at `index`.
+    ///
+    /// # Safety
+    ///
+    /// The caller must be the producer and the slot must be free: not
+    /// between the consumer's head and the tail.
+    #[inline]
+    unsafe fn write(&self, index: usize, value: T) {
+        self.slot(index).with_mut(|slot| {
+            // SAFETY: the slot is free (caller's contract), so the consumer
+            // does not read it and nothing in it needs dropping.
+            unsafe { slot.write(MaybeUninit::new(value)) }
+        });
+    }
+
+    /// Moves the value out of the slot at `index`, leaving the slot
+    /// logically empty.
+    ///
+    /// # Safety
+    ///
+    /// The slot must hold a value that the caller owns and will not take
+    /// again: the consumer's own, between the head and the tail it last
+    /// loaded, or one the producer wrote and has not published.
+    #[inline]
+    unsafe fn take(&self, index: usize) -> T {
+        self.slot(index).with(|slot| {
+            // SAFETY: the slot holds an initialised value owned by the caller
+            // (caller's contract), and it is read only this once.
+            unsafe { slot.read().assume_init() }
+        })
+    }
+
+    /// Lends the value in the slot at `index`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Slots::take`], and the slot must not be written, taken or
+    /// released while the reference lives.
+    #[inline]
+    unsafe fn get(&self, index: usize) -> &T {
+        self.slot(index).with(|slot| {
+            // SAFETY: the slot holds an initialised value that stays put while
+            // the reference lives (caller's contract).
+            unsafe { (*slot).assume_init_ref() }
+        })
     }
 }
 
@@ -332,12 +322,27 @@ impl<T> Drop for Ring<T> {
 /// that change the ring take `&mut self`.
 pub struct Producer<T> {
     ring: Arc<Ring<T>>,
-    /// The tail as last stored. The producer is the tail's only writer, so
-    /// this copy is always current and the shared one is never loaded.
+    slots: Slots<T>,
+    /// Values published so far: the tail as last stored. The producer is
+    /// the tail's only writer, so this copy is always current and the shared
+    /// one is never loaded.
     tail: usize,
-    /// The head as last loaded; the consumer may have moved it on since.
-    cached_head: usize,
+    /// The slot index of `tail`: where the next value goes.
+    tail_index: usize,
+    /// The head as last loaded plus the capacity: the tail may grow up to
+    /// it without a look at the consumer's head. The consumer may have
+    /// moved on since, so it can only under-count free slots.
+    limit: usize,
 }
+
+// SAFETY: a producer owns its `Arc` of the ring and uses `slots` (a pointer
+// into that ring) only as the ring's protocol allows, from whichever thread
+// holds it; values move through it to the consumer's thread, hence
+// `T: Send`, as for `Arc<Ring<T>>`.
+unsafe impl<T: Send> Send for Producer<T> {}
+// SAFETY: `&Producer` only reads the producer's own fields and loads the
+// shared atomics; it never touches a slot.
+unsafe impl<T: Send> Sync for Producer<T> {}
 
 impl<T> Producer<T> {
     /// Moves `value` into the ring, or hands it back if the ring is full.
@@ -356,15 +361,17 @@ impl<T> Producer<T> {
     /// assert_eq!(producer.push("first"), Ok(()));
     /// assert_eq!(producer.push("second"), Err(Full("second")));
     /// ```
+    #[inline]
     pub fn push(&mut self, value: T) -> Result<(), Full<T>> {
         if self.free_slots(1) == 0 {
             return Err(Full(value));
         }
 
         // SAFETY: `free_slots` found at least one free slot, and the slot at
-        // the tail is the first of them.
-        unsafe { self.ring.write(self.tail, value) };
-        self.publish(self.ring.advance(self.tail, 1));
+        // the tail's index is the first of them.
+        unsafe { self.slots.write(self.tail_index, value) };
+        self.tail_index = self.slots.next(self.tail_index);
+        self.publish(self.tail.wrapping_add(1));
         Ok(())
     }
 
@@ -396,6 +403,7 @@ impl<T> Producer<T> {
     /// assert_eq!(consumer.pop().as_deref(), Some("a"));
     /// assert_eq!(consumer.pop(), None);
     /// ```
+    #[inline]
     pub fn write_chunk(&mut self, count: usize) -> Result<WriteChunk<'_, T>, Full<()>> {
         let free = self.free_slots(count);
         if free == 0 && count > 0 {
@@ -405,7 +413,7 @@ impl<T> Producer<T> {
         Ok(WriteChunk {
             len: free.min(count),
             filled: 0,
-            next_index: self.ring.index_of(self.tail),
+            next_index: self.tail_index,
             producer: self,
         })
     }
@@ -449,7 +457,7 @@ impl<T> Producer<T> {
         // is enough. `push` loads the head again with Acquire before it uses
         // a slot.
         let head = self.ring.head.load(Ordering::Relaxed);
-        self.ring.capacity() - self.ring.distance(head, self.tail)
+        self.slots.capacity - self.tail.wrapping_sub(head)
     }
 
     /// Returns `true` if the ring has no free slot now.
@@ -459,7 +467,7 @@ impl<T> Producer<T> {
 
     /// Returns the number of values the ring can hold.
     pub fn capacity(&self) -> usize {
-        self.ring.capacity()
+        self.slots.capacity
     }
 
     /// Returns `true` if the consumer has been dropped, so that nothing
@@ -481,21 +489,21 @@ impl<T> Producer<T> {
     }
 
     /// Counts the free slots, loading the shared head again only if the
-    /// cached one shows fewer than `wanted` (or than the capacity, if that is
-    /// smaller).
+    /// cached limit shows fewer than `wanted` (and fewer than the capacity,
+    /// the most there can be).
     #[inline]
     fn free_slots(&mut self, wanted: usize) -> usize {
-        let capacity = self.ring.capacity();
-        let free = capacity - self.ring.distance(self.cached_head, self.tail);
-        if free >= wanted.min(capacity) {
+        let free = self.limit.wrapping_sub(self.tail);
+        if free >= wanted || free == self.slots.capacity {
             return free;
         }
 
         // Pairs with the Release store of head in `Consumer::release`: the
         // consumer's moves out of the slots it freed happen before the
         // producer writes them again.
-        self.cached_head = self.ring.head.load(Ordering::Acquire);
-        capacity - self.ring.distance(self.cached_head, self.tail)
+        let head = self.ring.head.load(Ordering::Acquire);
+        self.limit = head.wrapping_add(self.slots.capacity);
+        self.limit.wrapping_sub(self.tail)
     }
 
     /// Makes every value written before `tail` visible to the consumer.
@@ -522,7 +530,7 @@ impl<T> fmt::Debug for Producer<T> {
         f.debug_struct("Producer")
             .field("capacity", &self.capacity())
             .field("tail", &self.tail)
-            .field("cached_head", &self.cached_head)
+            .field("limit", &self.limit)
             .finish()
     }
 }
@@ -533,12 +541,24 @@ impl<T> fmt::Debug for Producer<T> {
 /// that change the ring take `&mut self`.
 pub struct Consumer<T> {
     ring: Arc<Ring<T>>,
-    /// The head as last stored. The consumer is the head's only writer, so
-    /// this copy is always current and the shared one is never loaded.
+    slots: Slots<T>,
+    /// Values taken so far: the head as last stored. The consumer is the
+    /// head's only writer, so this copy is always current and the shared one
+    /// is never loaded.
     head: usize,
+    /// The slot index of `head`: where the oldest value is.
+    head_index: usize,
     /// The tail as last loaded; the producer may have moved it on since.
     cached_tail: usize,
 }
+
+// SAFETY: as for `Producer`: the consumer owns its `Arc` of the ring and
+// uses `slots` only as the protocol allows; values reach its thread from
+// the producer's, hence `T: Send`.
+unsafe impl<T: Send> Send for Consumer<T> {}
+// SAFETY: `&Consumer` only reads the consumer's own fields and loads the
+// shared atomics; it never touches a slot.
+unsafe impl<T: Send> Sync for Consumer<T> {}
 
 impl<T> Consumer<T> {
     /// Moves the oldest value out of the ring, or returns `None` if the ring
@@ -554,15 +574,17 @@ impl<T> Consumer<T> {
     /// assert_eq!(consumer.pop(), Some('x'));
     /// assert_eq!(consumer.pop(), None);
     /// ```
+    #[inline]
     pub fn pop(&mut self) -> Option<T> {
         if self.available(1) == 0 {
             return None;
         }
 
         // SAFETY: `available` found at least one published value, and the
-        // one at the head is the oldest of them.
-        let value = unsafe { self.ring.take(self.head) };
-        self.release(1);
+        // one at the head's index is the oldest of them.
+        let value = unsafe { self.slots.take(self.head_index) };
+        self.head_index = self.slots.next(self.head_index);
+        self.release(self.head.wrapping_add(1));
         Some(value)
     }
 
@@ -594,10 +616,11 @@ impl<T> Consumer<T> {
     /// consumer.read_chunk(1).commit_all(); // drops 20
     /// assert_eq!(consumer.pop(), Some(30));
     /// ```
+    #[inline]
     pub fn read_chunk(&mut self, count: usize) -> ReadChunk<'_, T> {
         let len = self.available(count).min(count);
         ReadChunk {
-            next_index: self.ring.index_of(self.head),
+            next_index: self.head_index,
             consumer: self,
             len,
             taken: 0,
@@ -624,6 +647,7 @@ impl<T> Consumer<T> {
     /// assert_eq!(sum, 1 + 2 + 3 + 4);
     /// assert_eq!(consumer.len(), 1);
     /// ```
+    #[inline]
     pub fn pop_batch<F: FnMut(T)>(&mut self, max: usize, receive: F) -> usize {
         let chunk = self.read_chunk(max);
         let count = chunk.len();
@@ -640,7 +664,7 @@ impl<T> Consumer<T> {
         // enough. `pop` loads the tail again with Acquire before it reads a
         // slot.
         let tail = self.ring.tail.load(Ordering::Relaxed);
-        self.ring.distance(self.head, tail)
+        tail.wrapping_sub(self.head)
     }
 
     /// Returns `true` if the ring holds no value now.
@@ -650,7 +674,7 @@ impl<T> Consumer<T> {
 
     /// Returns the number of values the ring can hold.
     pub fn capacity(&self) -> usize {
-        self.ring.capacity()
+        self.slots.capacity
     }
 
     /// Returns `true` if the producer has been dropped, so that no more
@@ -678,34 +702,39 @@ impl<T> Consumer<T> {
     }
 
     /// Counts the available values, loading the shared tail again only if
-    /// the cached one shows fewer than `wanted` (or than the capacity, if
-    /// that is smaller).
+    /// the cached one shows fewer than `wanted` (and fewer than the
+    /// capacity, the most there can be).
     #[inline]
     fn available(&mut self, wanted: usize) -> usize {
-        let available = self.ring.distance(self.head, self.cached_tail);
-        if available >= wanted.min(self.ring.capacity()) {
+        let available = self.cached_tail.wrapping_sub(self.head);
+        if available >= wanted || available == self.slots.capacity {
             return available;
         }
 
         // Pairs with the Release store of tail in `Producer::publish`: the
         // values in the slots before the tail are whole when they are read.
         self.cached_tail = self.ring.tail.load(Ordering::Acquire);
-        self.ring.distance(self.head, self.cached_tail)
+        self.cached_tail.wrapping_sub(self.head)
     }
 
-    /// Hands the `count` slots at the head back to the producer.
+    /// Hands the slots before `head` back to the producer.
     #[inline]
-    fn release(&mut self, count: usize) {
-        self.head = self.ring.advance(self.head, count);
+    fn release(&mut self, head: usize) {
+        self.head = head;
         // Pairs with the Acquire load of head in `Producer::free_slots`: the
         // values moved out of these slots are gone before the producer
         // writes the slots again.
-        self.ring.head.store(self.head, Ordering::Release);
+        self.ring.head.store(head, Ordering::Release);
     }
 }
 
 impl<T> Drop for Consumer<T> {
     fn drop(&mut self) {
+        // Read by the ring's own drop, which the last `Arc`'s drop orders
+        // after this store.
+        self.ring
+            .head_index
+            .store(self.head_index, Ordering::Relaxed);
         // Pairs with the Acquire load in `Producer::is_abandoned`.
         self.ring.abandoned.store(true, Ordering::Release);
     }
@@ -770,13 +799,29 @@ impl<T> WriteChunk<'_, T> {
     ///
     /// No value is pulled from the iterator that does not fit.
     pub fn fill_from<I: IntoIterator<Item = T>>(&mut self, values: I) -> usize {
-        let room = self.len - self.filled;
-        let mut count = 0;
-        for value in values.into_iter().take(room) {
-            self.write_next(value);
-            count += 1;
+        let mut values = values.into_iter();
+        let slots = self.producer.slots;
+        let start = self.filled;
+        // The unwritten slots are at most two runs, to the end of the slots
+        // and then on from the first: within a run the index only counts up.
+        while self.filled < self.len {
+            let run_end = slots
+                .capacity
+                .min(self.next_index + (self.len - self.filled));
+            while self.next_index < run_end {
+                let Some(value) = values.next() else {
+                    return self.filled - start;
+                };
+                // SAFETY: as in `write_next`: a claimed slot, not yet written.
+                unsafe { slots.write(self.next_index, value) };
+                self.next_index += 1;
+                self.filled += 1;
+            }
+            if self.next_index == slots.capacity {
+                self.next_index = 0;
+            }
         }
-        count
+        self.filled - start
     }
 
     /// Publishes the first `count` written values with one store, and drops
@@ -794,8 +839,9 @@ impl<T> WriteChunk<'_, T> {
 
         self.discard_after(count);
         if count > 0 {
-            let tail = self.producer.ring.advance(self.producer.tail, count);
-            self.producer.publish(tail);
+            let producer = &mut *self.producer;
+            producer.tail_index = producer.slots.add(producer.tail_index, count);
+            producer.publish(producer.tail.wrapping_add(count));
         }
         // The published values now belong to the consumer.
         self.filled = 0;
@@ -810,12 +856,12 @@ impl<T> WriteChunk<'_, T> {
     #[inline]
     fn write_next(&mut self, value: T) {
         debug_assert!(self.filled < self.len, "chunk of {} is full", self.len);
-        let ring = &self.producer.ring;
+        let slots = &self.producer.slots;
         // SAFETY: the chunk's slots were free when it was claimed, and the
         // consumer cannot reach them before the producer publishes, which
         // needs the `&mut Producer` this chunk holds.
-        unsafe { ring.write_at(self.next_index, value) };
-        self.next_index = ring.next_index(self.next_index);
+        unsafe { slots.write(self.next_index, value) };
+        self.next_index = slots.next(self.next_index);
         self.filled += 1;
     }
 
@@ -825,11 +871,11 @@ impl<T> WriteChunk<'_, T> {
             // Counted down first: if a value's drop panics, it is not dropped
             // a second time.
             self.filled -= 1;
-            let producer = &mut *self.producer;
-            let position = producer.ring.advance(producer.tail, self.filled);
+            let slots = &self.producer.slots;
+            let index = slots.add(self.producer.tail_index, self.filled);
             // SAFETY: the chunk wrote this slot and has not published it, so
             // the value is the chunk's alone, and `filled` no longer counts it.
-            drop(unsafe { producer.ring.take(position) });
+            drop(unsafe { slots.take(index) });
         }
     }
 }
@@ -928,11 +974,11 @@ impl<T> ReadChunk<'_, T> {
     #[inline]
     unsafe fn value(&self, offset: usize) -> &T {
         let consumer = &*self.consumer;
-        let position = consumer.ring.advance(consumer.head, offset);
+        let index = consumer.slots.add(consumer.head_index, offset);
         // SAFETY: the value at `offset` was published and not yet released
         // or moved out (caller's contract), and the producer does not touch
         // it before the consumer releases it, which needs this chunk gone.
-        unsafe { consumer.ring.get(position) }
+        unsafe { consumer.slots.get(index) }
     }
 }
 
@@ -944,18 +990,43 @@ impl<T> Iterator for ReadChunk<'_, T> {
         if self.taken == self.len {
             return None;
         }
-        let ring = &self.consumer.ring;
+        let slots = &self.consumer.slots;
         // SAFETY: the value at `taken` was published, is not yet released and
         // has not moved out; counting it in `taken` right after makes sure it
         // is moved out only this once.
-        let value = unsafe { ring.take_at(self.next_index) };
-        self.next_index = ring.next_index(self.next_index);
+        let value = unsafe { slots.take(self.next_index) };
+        self.next_index = slots.next(self.next_index);
         self.taken += 1;
         Some(value)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         (self.len(), Some(self.len()))
+    }
+
+    /// Moves every value left out, run by run (at most two: to the end of
+    /// the slots, then on from the first), so that within a run the index
+    /// only counts up. Counted in `taken` before `step` sees it, as in
+    /// `next`, so that a panic in `step` releases it with the others.
+    fn fold<B, F: FnMut(B, T) -> B>(mut self, init: B, mut step: F) -> B {
+        let slots = self.consumer.slots;
+        let mut acc = init;
+        while self.taken < self.len {
+            let run_end = slots
+                .capacity
+                .min(self.next_index + (self.len - self.taken));
+            while self.next_index < run_end {
+                // SAFETY: as in `next`.
+                let value = unsafe { slots.take(self.next_index) };
+                self.next_index += 1;
+                self.taken += 1;
+                acc = step(acc, value);
+            }
+            if self.next_index == slots.capacity {
+                self.next_index = 0;
+            }
+        }
+        acc
     }
 }
 
@@ -966,7 +1037,9 @@ impl<T> iter::FusedIterator for ReadChunk<'_, T> {}
 impl<T> Drop for ReadChunk<'_, T> {
     fn drop(&mut self) {
         if self.taken > 0 {
-            self.consumer.release(self.taken);
+            let consumer = &mut *self.consumer;
+            consumer.head_index = self.next_index;
+            consumer.release(consumer.head.wrapping_add(self.taken));
         }
     }
 }
