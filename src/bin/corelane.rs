@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use corelane::metrics::http::MetricsServer;
 use corelane::runtime::{IdleStrategy, RuntimeHandle};
 use corelane::serve::{Server, ServerConfig};
 
@@ -50,6 +51,18 @@ struct ServeArgs {
     /// disconnected; 0 for no limit.
     #[arg(long, default_value_t = 32 << 20)]
     output_limit: usize,
+    /// Serve Prometheus metrics over HTTP at ADDR (GET /metrics, and
+    /// /metrics.json); a bare port means 127.0.0.1:PORT.
+    #[arg(long, value_name = "ADDR", value_parser = metrics_addr)]
+    metrics: Option<SocketAddr>,
+}
+
+/// `PORT` alone is a loopback port; otherwise `HOST:PORT`.
+fn metrics_addr(text: &str) -> Result<SocketAddr, String> {
+    match text.parse::<u16>() {
+        Ok(port) => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
+        Err(_) => resolve(text),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -145,6 +158,24 @@ fn serve(args: ServeArgs) -> ExitCode {
         server.runtime().cores()
     );
     let _ = started.set(server.runtime());
+    let _metrics_endpoint = match args.metrics {
+        Some(addr) => {
+            let runtime = server.runtime();
+            match MetricsServer::start(addr, move || runtime.metrics()) {
+                Ok(endpoint) => {
+                    log::info!("metrics on http://{}/metrics", endpoint.local_addr());
+                    Some(endpoint)
+                }
+                Err(error) => {
+                    eprintln!("corelane: cannot serve metrics on {addr}: {error}");
+                    server.runtime().stop();
+                    let _ = server.wait();
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => None,
+    };
     match server.wait() {
         Ok(report) => {
             println!("corelane serve: stopped: {report}");

@@ -17,6 +17,7 @@ use super::idle::{IdleAction, Idler};
 use super::{Handler, Shared};
 use crate::clock;
 use crate::frame::envelope::{access_trusted, check_type};
+use crate::frame::Message;
 use crate::lane::frames::FrameConsumer;
 use crate::lane::HeapRegion;
 use crate::metrics::Recorder;
@@ -110,7 +111,7 @@ impl<H: Handler> CoreLoop<H> {
         let deadline = clock::now_ns() + FINAL_DRAIN_NS;
         loop {
             let drained = self.drain_lanes();
-            let worked = with_context!(self, cx => self.handler.on_turn(cx));
+            let worked = self.run_on_turn();
             self.ring_doorbells();
             if (drained == 0 && !worked) || clock::now_ns() > deadline {
                 break;
@@ -131,13 +132,37 @@ impl<H: Handler> CoreLoop<H> {
             work += self.poll_io(Some(Duration::ZERO));
         }
         work += self.drain_lanes();
-        if with_context!(self, cx => self.handler.on_turn(cx)) {
+        if self.run_on_turn() {
             work += 1;
         }
         self.ring_doorbells();
-        self.recorder.local.counters.turns += 1;
-        self.recorder.maybe_flush(clock::now_ns());
+        let now = clock::now_ns();
+        self.recorder.end_turn(now, work > 0);
+        if self.recorder.flush_due(now) {
+            self.publish_metrics(now);
+        }
         work
+    }
+
+    /// Runs the handler's `on_turn`, timed (when it worked) and marked
+    /// running for the stall detector.
+    fn run_on_turn(&mut self) -> bool {
+        let started = clock::now_ns();
+        let index = self.recorder.enter_handler("on_turn", started);
+        let worked = with_context!(self, cx => self.handler.on_turn(cx));
+        if worked {
+            self.recorder.leave_handler(index, started, clock::now_ns());
+        } else {
+            self.recorder.leave_handler_idle();
+        }
+        worked
+    }
+
+    /// Publishes the core's metrics, with the bytes waiting in its lanes.
+    fn publish_metrics(&mut self, now_ns: u64) {
+        self.recorder.local.gauges.lane_backlog_bytes =
+            self.inbound.iter().map(FrameConsumer::backlog_bytes).sum();
+        self.recorder.flush(now_ns);
     }
 
     /// Polls mio and hands each event to the handler; returns the number of
@@ -155,7 +180,10 @@ impl<H: Handler> CoreLoop<H> {
                 continue;
             }
             work += 1;
+            let started = clock::now_ns();
+            let index = self.recorder.enter_handler("on_io", started);
             with_context!(self, cx => self.handler.on_io(cx, event));
+            self.recorder.leave_handler(index, started, clock::now_ns());
         }
         if work > 0 {
             self.ring_doorbells();
@@ -220,6 +248,7 @@ impl<H: Handler> CoreLoop<H> {
             shared,
             _message: PhantomData,
         };
+        let mut now = None;
         let drained = inbound[from].drain(*drain_batch, |frame| {
             if let Err(error) = check_type::<H::Message>(&frame.meta) {
                 // Lanes carry only the runtime's own message type: this is a
@@ -233,13 +262,17 @@ impl<H: Handler> CoreLoop<H> {
             // type and version were just checked, and the ring lends the
             // payload 32-byte aligned and unchanged until released.
             let msg = unsafe { access_trusted::<H::Message>(frame.payload()) };
-            let now = clock::now_ns();
-            cx.recorder
-                .local
-                .delivery
-                .record(now.saturating_sub(frame.meta.timestamp_ns));
-            cx.recorder.local.counters.delivered += 1;
+            // One clock read per message: a handler's end is the next
+            // one's start.
+            let started = now.unwrap_or_else(clock::now_ns);
+            let kind = H::Message::kind(msg);
+            let index = cx
+                .recorder
+                .enter_message(kind, frame.meta.timestamp_ns, started);
             handler.on_message(cx, from, msg);
+            let ended = clock::now_ns();
+            cx.recorder.leave_handler(index, started, ended);
+            now = Some(ended);
         });
         match drained {
             Ok(count) => count,
@@ -274,7 +307,7 @@ impl<H: Handler> CoreLoop<H> {
     /// sends refused by full lanes also wakes when those lanes drain.
     fn park(&mut self) {
         // Publish first: a reader must never wait for a parked core.
-        self.recorder.flush(clock::now_ns());
+        self.publish_metrics(clock::now_ns());
         for (to, &blocked) in self.outbox.blocked.iter().enumerate() {
             if blocked {
                 self.shared
@@ -295,8 +328,9 @@ impl<H: Handler> CoreLoop<H> {
             self.shared.doorbells[self.core].awake();
             return;
         }
-        self.recorder.local.counters.parks += 1;
+        let parked_at = clock::now_ns();
         self.poll_io(None);
         self.shared.doorbells[self.core].awake();
+        self.recorder.parked(parked_at, clock::now_ns());
     }
 }

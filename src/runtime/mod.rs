@@ -536,6 +536,41 @@ impl RuntimeHandle {
     }
 }
 
+impl RuntimeHandle {
+    /// Takes every core's metrics interval: what each published since the
+    /// last take (or the start), swapped out for an empty one. Never waits
+    /// for a core. Meant for one consumer at a time (a watcher, an
+    /// interval log): two takers would split the intervals between them.
+    pub fn take_intervals(&self) -> Vec<crate::metrics::Interval> {
+        self.shared
+            .metrics
+            .iter()
+            .map(|cell| cell.take_interval(crate::metrics::CoreMetrics::default()))
+            .collect()
+    }
+
+    /// The handler each core is running now, with its start time, or
+    /// `None` for a core between handlers. Reads one slot per core; never
+    /// waits for a core.
+    pub fn running_handlers(&self) -> Vec<Option<crate::metrics::RunningHandler>> {
+        self.shared
+            .metrics
+            .iter()
+            .map(|cell| cell.slot.running())
+            .collect()
+    }
+}
+
+impl crate::metrics::watch::WatchSource for RuntimeHandle {
+    fn take_intervals(&self) -> Vec<crate::metrics::Interval> {
+        RuntimeHandle::take_intervals(self)
+    }
+
+    fn running_handlers(&self) -> Vec<Option<crate::metrics::RunningHandler>> {
+        RuntimeHandle::running_handlers(self)
+    }
+}
+
 /// A started runtime. Dropping it without [`Running::shutdown`] or
 /// [`Running::wait`] stops the cores and detaches their threads.
 pub struct Running<M: Message> {
