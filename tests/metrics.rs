@@ -420,3 +420,42 @@ fn snapshots_never_wait_and_the_stall_detector_names_a_slow_handler() {
         1
     );
 }
+
+#[test]
+fn stat_shows_every_core_from_a_live_endpoint() {
+    let mut core = CoreMetrics::default();
+    core.counters.delivered = 10;
+    core.gauges.connections = 3;
+    let snapshot = Snapshot {
+        cores: vec![core.clone(), core],
+    };
+    let server =
+        MetricsServer::start("127.0.0.1:0".parse().unwrap(), move || snapshot.clone()).unwrap();
+    let mut out = Vec::new();
+    corelane::metrics::stat::watch(
+        server.local_addr(),
+        Duration::from_millis(10),
+        Some(2),
+        &mut out,
+    )
+    .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|line| line.starts_with(|c: char| c.is_ascii_digit()))
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    // Two refreshes of two cores; nothing changed, so every rate is 0.
+    assert_eq!(rows.len(), 4, "{text}");
+    for row in &rows {
+        assert_eq!(row[1], "0", "{text}");
+        assert_eq!(row[6], "3", "{text}");
+    }
+    // A closed endpoint is an error, not a hang or a panic.
+    let addr = server.local_addr();
+    drop(server);
+    let mut out = Vec::new();
+    assert!(
+        corelane::metrics::stat::watch(addr, Duration::from_millis(1), Some(1), &mut out).is_err()
+    );
+}

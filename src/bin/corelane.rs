@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use corelane::bench::Settings;
 use corelane::metrics::http::MetricsServer;
 use corelane::runtime::{IdleStrategy, RuntimeHandle};
 use corelane::serve::{Server, ServerConfig};
@@ -28,6 +29,49 @@ struct Cli {
 enum Command {
     /// Run the pub/sub server that speaks the Redis protocol (RESP2).
     Serve(ServeArgs),
+    /// Measure this machine's floor and corelane against its peers.
+    Bench(BenchArgs),
+    /// Show a running server's cores live, from its metrics endpoint.
+    Stat(StatArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// A smoke run of a few seconds (for CI), instead of a few minutes.
+    #[arg(long)]
+    quick: bool,
+    /// Print the results as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Draw the latency percentile distributions into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<std::path::PathBuf>,
+    /// Offered rates of the pipeline, requests per second (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    rates: Option<Vec<u64>>,
+    /// Interleaved rounds of the pipeline.
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Seconds each timed measurement runs.
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// How corelane's pipeline cores idle between requests.
+    #[arg(long, value_enum, default_value_t = Idle::Park)]
+    idle: Idle,
+}
+
+#[derive(clap::Args)]
+struct StatArgs {
+    /// The server's metrics endpoint (`serve --metrics`), HOST:PORT or a
+    /// bare port on 127.0.0.1.
+    #[arg(value_parser = metrics_addr)]
+    addr: SocketAddr,
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 1.0)]
+    every: f64,
+    /// Stop after this many refreshes (default: until interrupted).
+    #[arg(long)]
+    count: Option<u64>,
 }
 
 #[derive(clap::Args)]
@@ -103,6 +147,65 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Bench(args) => bench(args),
+        Command::Stat(args) => stat(args),
+    }
+}
+
+fn bench(args: BenchArgs) -> ExitCode {
+    let mut settings = if args.quick {
+        Settings::quick()
+    } else {
+        Settings::full()
+    };
+    if let Some(rates) = args.rates {
+        settings.rates = rates.into_iter().filter(|&rate| rate > 0).collect();
+    }
+    if let Some(rounds) = args.rounds {
+        settings.rounds = rounds.max(1);
+    }
+    if let Some(seconds) = args.seconds {
+        match std::time::Duration::try_from_secs_f64(seconds) {
+            Ok(measure) if seconds > 0.0 => settings.measure = measure,
+            _ => {
+                eprintln!("corelane: --seconds must be a positive number");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    settings.pipeline_idle = args.idle.into();
+    let report = corelane::bench::run(&settings);
+    if args.json {
+        println!("{:#}", report.to_json());
+    } else {
+        print!("{}", report.to_table());
+    }
+    if let Some(path) = args.plot {
+        let svg =
+            corelane::bench::plot::to_svg("corelane bench: latency by percentile", &report.curves);
+        if let Err(error) = std::fs::write(&path, svg) {
+            eprintln!("corelane: cannot write {}: {error}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn stat(args: StatArgs) -> ExitCode {
+    let every = match std::time::Duration::try_from_secs_f64(args.every) {
+        Ok(every) if args.every > 0.0 => every,
+        _ => {
+            eprintln!("corelane: --every must be a positive number of seconds");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match corelane::metrics::stat::watch(args.addr, every, args.count, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("corelane: stat {}: {error}", args.addr);
+            ExitCode::FAILURE
+        }
     }
 }
 

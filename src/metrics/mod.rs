@@ -16,6 +16,7 @@ mod stall;
 pub mod export;
 pub mod http;
 pub mod scrape;
+pub mod stat;
 pub mod watch;
 
 pub use histogram::{LatencyHistogram, MAX_TRACKED_NS};
