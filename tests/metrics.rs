@@ -451,11 +451,4 @@ fn stat_shows_every_core_from_a_live_endpoint() {
         assert_eq!(row[1], "0", "{text}");
         assert_eq!(row[6], "3", "{text}");
     }
-    // A closed endpoint is an error, not a hang or a panic.
-    let addr = server.local_addr();
-    drop(server);
-    let mut out = Vec::new();
-    assert!(
-        corelane::metrics::stat::watch(addr, Duration::from_millis(1), Some(1), &mut out).is_err()
-    );
 }

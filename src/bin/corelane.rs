@@ -10,7 +10,9 @@ use std::sync::{Arc, OnceLock};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use corelane::bench::Settings;
+use corelane::metrics::export::IntervalLog;
 use corelane::metrics::http::MetricsServer;
+use corelane::metrics::watch::{WatchConfig, Watcher};
 use corelane::runtime::{IdleStrategy, RuntimeHandle};
 use corelane::serve::{Server, ServerConfig};
 
@@ -99,6 +101,17 @@ struct ServeArgs {
     /// /metrics.json); a bare port means 127.0.0.1:PORT.
     #[arg(long, value_name = "ADDR", value_parser = metrics_addr)]
     metrics: Option<SocketAddr>,
+    /// Append each core's delivery latency every second to this
+    /// HdrHistogram interval log (V2 compressed).
+    #[arg(long, value_name = "FILE")]
+    latency_log: Option<std::path::PathBuf>,
+    /// Warn when a handler runs longer than this many milliseconds (0: off).
+    #[arg(long, default_value_t = 500)]
+    stall_ms: u64,
+    /// Warn when a core's delivery p99, averaged over 10 s, passes this
+    /// many microseconds.
+    #[arg(long)]
+    p99_limit_us: Option<u64>,
 }
 
 /// `PORT` alone is a loopback port; otherwise `HOST:PORT`.
@@ -279,6 +292,15 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
         None => None,
     };
+    let _watcher = match watch(&args, server.runtime()) {
+        Ok(watcher) => watcher,
+        Err(error) => {
+            eprintln!("corelane: {error}");
+            server.runtime().stop();
+            let _ = server.wait();
+            return ExitCode::FAILURE;
+        }
+    };
     match server.wait() {
         Ok(report) => {
             println!("corelane serve: stopped: {report}");
@@ -289,6 +311,27 @@ fn serve(args: ServeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The watcher the serve flags ask for: stalls, p99, an interval log.
+fn watch(args: &ServeArgs, runtime: RuntimeHandle) -> Result<Option<Watcher>, String> {
+    let log = match &args.latency_log {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
+            let out: Box<dyn std::io::Write + Send> = Box::new(std::io::BufWriter::new(file));
+            Some(IntervalLog::begin(out).map_err(|error| format!("{}: {error}", path.display()))?)
+        }
+        None => None,
+    };
+    let config = WatchConfig {
+        stall_after: (args.stall_ms > 0).then(|| std::time::Duration::from_millis(args.stall_ms)),
+        p99_limit_ns: args.p99_limit_us.map(|us| us.saturating_mul(1_000)),
+        ..WatchConfig::default()
+    };
+    Watcher::start(runtime, config, Box::new(|_| {}), log)
+        .map(Some)
+        .map_err(|error| format!("cannot start the metrics watcher: {error}"))
 }
 
 /// SIGINT and SIGTERM, blocked in every thread and received by `wait`.

@@ -10,6 +10,10 @@ use std::fmt::Write;
 use super::PERCENTILES;
 use crate::metrics::{CoreMetrics, Counters, Gauges, LatencyHistogram, Snapshot};
 
+/// The quantile labels of [`PERCENTILES`], written out (a float's
+/// `Display` would give 0.9990000000000001).
+const QUANTILES: [&str; 4] = ["0.5", "0.99", "0.999", "0.9999"];
+
 /// The content type to serve the exposition with.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -168,12 +172,11 @@ fn summaries(
             if !label.is_empty() {
                 let _ = write!(labels, ",{label}=\"{}\"", escape(key));
             }
-            for (_, percentile) in PERCENTILES {
+            for ((_, percentile), quantile) in PERCENTILES.iter().zip(QUANTILES) {
                 let _ = writeln!(
                     text,
-                    "{name}{{{labels},quantile=\"{}\"}} {}",
-                    percentile / 100.0,
-                    seconds(h.percentile(percentile) as f64)
+                    "{name}{{{labels},quantile=\"{quantile}\"}} {}",
+                    seconds(h.percentile(*percentile) as f64)
                 );
             }
             let sum = h.mean() * h.count() as f64;
