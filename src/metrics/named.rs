@@ -11,6 +11,8 @@ use super::LatencyHistogram;
 #[derive(Clone, Debug)]
 pub struct NamedHistograms {
     entries: Vec<(&'static str, LatencyHistogram)>,
+    /// Position of the name found last: messages come in runs of one kind.
+    last: usize,
     /// Bounds of the histograms this set makes.
     top_ns: u64,
     digits: u8,
@@ -28,6 +30,7 @@ impl NamedHistograms {
     pub fn new(top_ns: u64, digits: u8) -> Self {
         NamedHistograms {
             entries: Vec::new(),
+            last: 0,
             top_ns,
             digits,
         }
@@ -36,6 +39,11 @@ impl NamedHistograms {
     /// Position of `name`, added if new. Positions never change.
     #[inline]
     pub fn index_of(&mut self, name: &'static str) -> usize {
+        if let Some((known, _)) = self.entries.get(self.last) {
+            if std::ptr::eq(*known, name) {
+                return self.last;
+            }
+        }
         // Names are usually the same static string each time: compare
         // addresses first, contents only when they differ.
         if let Some(index) = self
@@ -43,13 +51,15 @@ impl NamedHistograms {
             .iter()
             .position(|(known, _)| std::ptr::eq(*known, name) || *known == name)
         {
+            self.last = index;
             return index;
         }
         self.entries.push((
             name,
             LatencyHistogram::with_bounds(self.top_ns, self.digits),
         ));
-        self.entries.len() - 1
+        self.last = self.entries.len() - 1;
+        self.last
     }
 
     /// Records `value_ns` under `name`.
