@@ -237,6 +237,11 @@ pub(super) fn run(settings: &Settings, report: &mut Report) {
         report
             .curves
             .push(curve(format!("corelane {rate}/s"), &ours));
+        report.push(
+            "pipeline",
+            format!("  corelane client send lag {rate}/s"),
+            latency_fields(&lag),
+        );
         if !theirs.is_empty() {
             report.push(
                 "pipeline",

@@ -134,6 +134,12 @@ impl Recorder {
         asked || now_ns.saturating_sub(self.last_flush_ns) >= FLUSH_INTERVAL_NS
     }
 
+    /// Whether the core published less than `within_ns` before `now_ns`.
+    #[inline]
+    pub(crate) fn flushed_since(&self, now_ns: u64, within_ns: u64) -> bool {
+        now_ns.saturating_sub(self.last_flush_ns) < within_ns
+    }
+
     /// Adds what was recorded to the published copies and starts afresh.
     pub(crate) fn flush(&mut self, now_ns: u64) {
         let request = self.cell.requested.load(Ordering::Relaxed);

@@ -23,6 +23,10 @@ use crate::lane::HeapRegion;
 use crate::metrics::Recorder;
 use crate::sync::Ordering;
 
+/// A parking core publishes its metrics if it last did longer ago than
+/// this (5 ms); otherwise it parks for at most this long, then publishes.
+const PARK_PUBLISH_DELAY_NS: u64 = 5_000_000;
+
 /// Longest a core spends in its final drain (100 ms).
 const FINAL_DRAIN_NS: u64 = 100_000_000;
 
@@ -306,8 +310,15 @@ impl<H: Handler> CoreLoop<H> {
     /// Parks until a frame, an I/O event or a wake-up arrives; a core with
     /// sends refused by full lanes also wakes when those lanes drain.
     fn park(&mut self) {
-        // Publish first: a reader must never wait for a parked core.
-        self.publish_metrics(clock::now_ns());
+        // Publish first, so a reader never waits for a parked core. A
+        // publication costs tens of microseconds (histogram merges): a core
+        // that parks often publishes at most every PARK_PUBLISH_DELAY_NS
+        // and, when it put one off, parks no longer than that.
+        let now = clock::now_ns();
+        let deferred = self.recorder.flushed_since(now, PARK_PUBLISH_DELAY_NS);
+        if !deferred {
+            self.publish_metrics(now);
+        }
         for (to, &blocked) in self.outbox.blocked.iter().enumerate() {
             if blocked {
                 self.shared
@@ -329,7 +340,7 @@ impl<H: Handler> CoreLoop<H> {
             return;
         }
         let parked_at = clock::now_ns();
-        self.poll_io(None);
+        self.poll_io(deferred.then_some(Duration::from_nanos(PARK_PUBLISH_DELAY_NS)));
         self.shared.doorbells[self.core].awake();
         self.recorder.parked(parked_at, clock::now_ns());
     }
