@@ -9,6 +9,7 @@
 //!
 //! Start with [`runtime`] for embedding, or run `corelane serve`.
 
+pub mod bench;
 pub mod clock;
 pub mod frame;
 pub mod lane;

@@ -9,6 +9,10 @@ use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use corelane::bench::Settings;
+use corelane::metrics::export::IntervalLog;
+use corelane::metrics::http::MetricsServer;
+use corelane::metrics::watch::{WatchConfig, Watcher};
 use corelane::runtime::{IdleStrategy, RuntimeHandle};
 use corelane::segment::journal::{Durability, JournalConfig};
 use corelane::serve::{Server, ServerConfig};
@@ -31,6 +35,49 @@ enum Command {
     /// Inspect or tail a journal (see `serve --journal`).
     #[command(subcommand)]
     Journal(journal_cli::JournalCommand),
+    /// Measure this machine's floor and corelane against its peers.
+    Bench(BenchArgs),
+    /// Show a running server's cores live, from its metrics endpoint.
+    Stat(StatArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// A smoke run of a few seconds (for CI), instead of a few minutes.
+    #[arg(long)]
+    quick: bool,
+    /// Print the results as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Draw the latency percentile distributions into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<std::path::PathBuf>,
+    /// Offered rates of the pipeline, requests per second (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    rates: Option<Vec<u64>>,
+    /// Interleaved rounds of the pipeline.
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Seconds each timed measurement runs.
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// How corelane's pipeline cores idle between requests.
+    #[arg(long, value_enum, default_value_t = Idle::Park)]
+    idle: Idle,
+}
+
+#[derive(clap::Args)]
+struct StatArgs {
+    /// The server's metrics endpoint (`serve --metrics`), HOST:PORT or a
+    /// bare port on 127.0.0.1.
+    #[arg(value_parser = metrics_addr)]
+    addr: SocketAddr,
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 1.0)]
+    every: f64,
+    /// Stop after this many refreshes (default: until interrupted).
+    #[arg(long)]
+    count: Option<u64>,
 }
 
 #[path = "cli/journal.rs"]
@@ -68,6 +115,29 @@ struct ServeArgs {
     /// Bytes of frames per journal segment file.
     #[arg(long, default_value_t = 64 << 20)]
     journal_segment_size: usize,
+    /// Serve Prometheus metrics over HTTP at ADDR (GET /metrics, and
+    /// /metrics.json); a bare port means 127.0.0.1:PORT.
+    #[arg(long, value_name = "ADDR", value_parser = metrics_addr)]
+    metrics: Option<SocketAddr>,
+    /// Append each core's delivery latency every second to this
+    /// HdrHistogram interval log (V2 compressed).
+    #[arg(long, value_name = "FILE")]
+    latency_log: Option<std::path::PathBuf>,
+    /// Warn when a handler runs longer than this many milliseconds (0: off).
+    #[arg(long, default_value_t = 500)]
+    stall_ms: u64,
+    /// Warn when a core's delivery p99, averaged over 10 s, passes this
+    /// many microseconds.
+    #[arg(long)]
+    p99_limit_us: Option<u64>,
+}
+
+/// `PORT` alone is a loopback port; otherwise `HOST:PORT`.
+fn metrics_addr(text: &str) -> Result<SocketAddr, String> {
+    match text.parse::<u16>() {
+        Ok(port) => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
+        Err(_) => resolve(text),
+    }
 }
 
 fn parse_durability(text: &str) -> Result<Durability, String> {
@@ -125,6 +195,65 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Journal(command) => journal_cli::run(command),
+        Command::Bench(args) => bench(args),
+        Command::Stat(args) => stat(args),
+    }
+}
+
+fn bench(args: BenchArgs) -> ExitCode {
+    let mut settings = if args.quick {
+        Settings::quick()
+    } else {
+        Settings::full()
+    };
+    if let Some(rates) = args.rates {
+        settings.rates = rates.into_iter().filter(|&rate| rate > 0).collect();
+    }
+    if let Some(rounds) = args.rounds {
+        settings.rounds = rounds.max(1);
+    }
+    if let Some(seconds) = args.seconds {
+        match std::time::Duration::try_from_secs_f64(seconds) {
+            Ok(measure) if seconds > 0.0 => settings.measure = measure,
+            _ => {
+                eprintln!("corelane: --seconds must be a positive number");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    settings.pipeline_idle = args.idle.into();
+    let report = corelane::bench::run(&settings);
+    if args.json {
+        println!("{:#}", report.to_json());
+    } else {
+        print!("{}", report.to_table());
+    }
+    if let Some(path) = args.plot {
+        let svg =
+            corelane::bench::plot::to_svg("corelane bench: latency by percentile", &report.curves);
+        if let Err(error) = std::fs::write(&path, svg) {
+            eprintln!("corelane: cannot write {}: {error}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn stat(args: StatArgs) -> ExitCode {
+    let every = match std::time::Duration::try_from_secs_f64(args.every) {
+        Ok(every) if args.every > 0.0 => every,
+        _ => {
+            eprintln!("corelane: --every must be a positive number of seconds");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match corelane::metrics::stat::watch(args.addr, every, args.count, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("corelane: stat {}: {error}", args.addr);
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -144,7 +273,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         lane_capacity: args.lane_capacity,
         idle: args.idle.into(),
         output_limit: args.output_limit,
-        journal: args.journal,
+        journal: args.journal.clone(),
         journal_config: JournalConfig {
             segment_size: args.journal_segment_size,
             durability: args.journal_sync,
@@ -185,6 +314,33 @@ fn serve(args: ServeArgs) -> ExitCode {
         server.runtime().cores()
     );
     let _ = started.set(server.runtime());
+    let _metrics_endpoint = match args.metrics {
+        Some(addr) => {
+            let runtime = server.runtime();
+            match MetricsServer::start(addr, move || runtime.metrics()) {
+                Ok(endpoint) => {
+                    log::info!("metrics on http://{}/metrics", endpoint.local_addr());
+                    Some(endpoint)
+                }
+                Err(error) => {
+                    eprintln!("corelane: cannot serve metrics on {addr}: {error}");
+                    server.runtime().stop();
+                    let _ = server.wait();
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => None,
+    };
+    let _watcher = match watch(&args, server.runtime()) {
+        Ok(watcher) => watcher,
+        Err(error) => {
+            eprintln!("corelane: {error}");
+            server.runtime().stop();
+            let _ = server.wait();
+            return ExitCode::FAILURE;
+        }
+    };
     match server.wait() {
         Ok(report) => {
             println!("corelane serve: stopped: {report}");
@@ -195,6 +351,27 @@ fn serve(args: ServeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The watcher the serve flags ask for: stalls, p99, an interval log.
+fn watch(args: &ServeArgs, runtime: RuntimeHandle) -> Result<Option<Watcher>, String> {
+    let log = match &args.latency_log {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
+            let out: Box<dyn std::io::Write + Send> = Box::new(std::io::BufWriter::new(file));
+            Some(IntervalLog::begin(out).map_err(|error| format!("{}: {error}", path.display()))?)
+        }
+        None => None,
+    };
+    let config = WatchConfig {
+        stall_after: (args.stall_ms > 0).then(|| std::time::Duration::from_millis(args.stall_ms)),
+        p99_limit_ns: args.p99_limit_us.map(|us| us.saturating_mul(1_000)),
+        ..WatchConfig::default()
+    };
+    Watcher::start(runtime, config, Box::new(|_| {}), log)
+        .map(Some)
+        .map_err(|error| format!("cannot start the metrics watcher: {error}"))
 }
 
 /// SIGINT and SIGTERM, blocked in every thread and received by `wait`.

@@ -357,6 +357,19 @@ impl<M: Message> Context<'_, M> {
         self.shared.snapshot()
     }
 
+    /// Reports the bytes the handler holds queued for other cores (its own
+    /// backlog, beyond the lanes); published with the core's metrics as
+    /// [`Gauges::handler_backlog_bytes`](crate::metrics::Gauges).
+    pub fn set_backlog(&mut self, bytes: u64) {
+        self.recorder.local.gauges.handler_backlog_bytes = bytes;
+    }
+
+    /// Reports the number of connections this core owns; published with
+    /// the core's metrics as [`Gauges::connections`](crate::metrics::Gauges).
+    pub fn set_connections(&mut self, connections: u64) {
+        self.recorder.local.gauges.connections = connections;
+    }
+
     /// Reports `count` messages of kind `name` that the handler holds and
     /// will never send (typically from [`Handler::on_exit`]); they appear
     /// in [`ShutdownReport::abandoned`](crate::runtime::ShutdownReport).

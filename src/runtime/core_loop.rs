@@ -28,10 +28,15 @@ use super::timers::{TimerAction, Timers};
 use super::{Handler, Shared};
 use crate::clock;
 use crate::frame::envelope::{access_trusted, check_type};
+use crate::frame::Message;
 use crate::lane::frames::FrameConsumer;
 use crate::lane::HeapRegion;
 use crate::metrics::Recorder;
 use crate::sync::Ordering;
+
+/// A parking core publishes its metrics if it last did longer ago than
+/// this (5 ms); otherwise it parks for at most this long, then publishes.
+const PARK_PUBLISH_DELAY_NS: u64 = 5_000_000;
 
 /// Longest a core spends in its final drain (100 ms).
 pub(crate) const FINAL_DRAIN_NS: u64 = 100_000_000;
@@ -184,7 +189,7 @@ impl<H: Handler> CoreLoop<H> {
     pub(crate) fn final_drain_round(&mut self) -> bool {
         let drained = self.drain_lanes();
         let fired = self.fire_timers();
-        let worked = with_context!(self, cx => self.handler.on_turn(cx));
+        let worked = self.run_on_turn();
         let moved = self.flush_overflow();
         self.ring_doorbells();
         drained + fired + moved > 0 || worked
@@ -204,7 +209,7 @@ impl<H: Handler> CoreLoop<H> {
                 tally(&mut held, frame.kind, 1);
             }
         }
-        self.recorder.flush(clock::now_ns());
+        self.publish_metrics(clock::now_ns());
         let mut inbound = self.inbound;
         inbound.append(&mut self.inbound_high);
         CoreExit {
@@ -222,14 +227,42 @@ impl<H: Handler> CoreLoop<H> {
         }
         work += self.drain_lanes();
         work += self.fire_timers();
-        if with_context!(self, cx => self.handler.on_turn(cx)) {
+        if self.run_on_turn() {
             work += 1;
         }
         work += self.flush_overflow();
         self.ring_doorbells();
-        self.recorder.local.counters.turns += 1;
-        self.recorder.maybe_flush(clock::now_ns());
+        let now = clock::now_ns();
+        self.recorder.end_turn(now, work > 0);
+        if self.recorder.flush_due(now) {
+            self.publish_metrics(now);
+        }
         work
+    }
+
+    /// Runs the handler's `on_turn`, timed (when it worked) and marked
+    /// running for the stall detector.
+    fn run_on_turn(&mut self) -> bool {
+        let started = clock::now_ns();
+        let index = self.recorder.enter_handler("on_turn", started);
+        let worked = with_context!(self, cx => self.handler.on_turn(cx));
+        if worked {
+            self.recorder.leave_handler(index, started, clock::now_ns());
+        } else {
+            self.recorder.leave_handler_idle();
+        }
+        worked
+    }
+
+    /// Publishes the core's metrics, with the bytes waiting in its lanes.
+    fn publish_metrics(&mut self, now_ns: u64) {
+        self.recorder.local.gauges.lane_backlog_bytes = self
+            .inbound
+            .iter()
+            .chain(&self.inbound_high)
+            .map(FrameConsumer::backlog_bytes)
+            .sum();
+        self.recorder.flush(now_ns);
     }
 
     /// Polls mio and hands each event to the handler; returns the number of
@@ -247,7 +280,10 @@ impl<H: Handler> CoreLoop<H> {
                 continue;
             }
             work += 1;
+            let started = clock::now_ns();
+            let index = self.recorder.enter_handler("on_io", started);
             with_context!(self, cx => self.handler.on_io(cx, event));
+            self.recorder.leave_handler(index, started, clock::now_ns());
         }
         if work > 0 {
             self.ring_doorbells();
@@ -376,6 +412,7 @@ impl<H: Handler> CoreLoop<H> {
             shared,
             _message: PhantomData,
         };
+        let mut now = None;
         let drained = lane.drain(batch, |frame| {
             // SAFETY: lanes are heap memory of this process, written only by
             // `Context::send`; each frame is read once. The buffer goes back
@@ -397,13 +434,17 @@ impl<H: Handler> CoreLoop<H> {
             let msg = unsafe {
                 access_trusted::<H::Message>(pooled.as_deref().unwrap_or(frame.payload()))
             };
-            let now = clock::now_ns();
-            cx.recorder
-                .local
-                .delivery
-                .record(now.saturating_sub(frame.meta.timestamp_ns));
-            cx.recorder.local.counters.delivered += 1;
+            // One clock read per message: a handler's end is the next
+            // one's start.
+            let started = now.unwrap_or_else(clock::now_ns);
+            let kind = H::Message::kind(msg);
+            let index = cx
+                .recorder
+                .enter_message(kind, frame.meta.timestamp_ns, started);
             handler.on_message(cx, from, msg);
+            let ended = clock::now_ns();
+            cx.recorder.leave_handler(index, started, ended);
+            now = Some(ended);
         });
         let count = match drained {
             Ok(count) => count,
@@ -467,8 +508,15 @@ impl<H: Handler> CoreLoop<H> {
     /// core with sends refused by full lanes (or the in-flight bound) also
     /// wakes when those destinations make room.
     pub(crate) fn park(&mut self) {
-        // Publish first: a reader must never wait for a parked core.
-        self.recorder.flush(clock::now_ns());
+        // Publish first, so a reader never waits for a parked core. A
+        // publication costs tens of microseconds (histogram merges): a core
+        // that parks often publishes at most every PARK_PUBLISH_DELAY_NS
+        // and, when it put one off, parks no longer than that.
+        let now = clock::now_ns();
+        let deferred = self.recorder.flushed_since(now, PARK_PUBLISH_DELAY_NS);
+        if !deferred {
+            self.publish_metrics(now);
+        }
         for (to, &blocked) in self.outbox.blocked.iter().enumerate() {
             if blocked != 0 {
                 self.shared
@@ -492,9 +540,14 @@ impl<H: Handler> CoreLoop<H> {
             self.shared.doorbells[self.core].awake();
             return;
         }
-        self.recorder.local.counters.parks += 1;
-        let timeout = self.timers.park_timeout(now);
+        let mut timeout = self.timers.park_timeout(now);
+        if deferred {
+            let publish_by = Duration::from_nanos(PARK_PUBLISH_DELAY_NS);
+            timeout = Some(timeout.map_or(publish_by, |t| t.min(publish_by)));
+        }
+        let parked_at = clock::now_ns();
         self.poll_io(timeout);
         self.shared.doorbells[self.core].awake();
+        self.recorder.parked(parked_at, clock::now_ns());
     }
 }

@@ -737,23 +737,71 @@ impl RuntimeHandle {
     }
 
     /// Asks every core to publish now and waits, up to `timeout`, for each
-    /// *busy* core to do so on its next turn; parked and exited cores have
-    /// nothing unpublished and are not waited for. Must not be called from
-    /// a core's own thread (it would wait for itself).
+    /// to do so on its next turn; a parked core is woken to answer (a core
+    /// that parks often may hold up to 5 ms of numbers it has not
+    /// published), exited cores are not waited for. Must not be called
+    /// from a core's own thread (it would wait for itself).
+    /// [`RuntimeHandle::metrics`] never waits at all.
     pub fn fresh_metrics(&self, timeout: Duration) -> Snapshot {
         let shared = &self.shared;
         let requests: Vec<u64> = shared.metrics.iter().map(|cell| cell.request()).collect();
+        // Pairs with the fence in `announce_sleep`: either a parking core
+        // sees the requests, or we see it sleeping and wake it.
+        fence_after_publish();
+        for doorbell in &shared.doorbells {
+            doorbell.ring_if_sleeping();
+        }
         let deadline = Instant::now() + timeout;
         for (core, request) in requests.into_iter().enumerate() {
             while !shared.metrics[core].answered(request)
-                && !shared.doorbells[core].is_sleeping()
                 && !shared.exited[core].load(Ordering::Acquire)
                 && Instant::now() < deadline
             {
+                if shared.doorbells[core].is_sleeping() {
+                    // It parked after the ring above, with the request
+                    // unseen: ring again.
+                    fence_after_publish();
+                    shared.doorbells[core].ring_if_sleeping();
+                }
                 std::thread::sleep(Duration::from_micros(50));
             }
         }
         self.metrics()
+    }
+}
+
+impl RuntimeHandle {
+    /// Takes every core's metrics interval: what each published since the
+    /// last take (or the start), swapped out for an empty one. Never waits
+    /// for a core. Meant for one consumer at a time (a watcher, an
+    /// interval log): two takers would split the intervals between them.
+    pub fn take_intervals(&self) -> Vec<crate::metrics::Interval> {
+        self.shared
+            .metrics
+            .iter()
+            .map(|cell| cell.take_interval(crate::metrics::CoreMetrics::default()))
+            .collect()
+    }
+
+    /// The handler each core is running now, with its start time, or
+    /// `None` for a core between handlers. Reads one slot per core; never
+    /// waits for a core.
+    pub fn running_handlers(&self) -> Vec<Option<crate::metrics::RunningHandler>> {
+        self.shared
+            .metrics
+            .iter()
+            .map(|cell| cell.slot.running())
+            .collect()
+    }
+}
+
+impl crate::metrics::watch::WatchSource for RuntimeHandle {
+    fn take_intervals(&self) -> Vec<crate::metrics::Interval> {
+        RuntimeHandle::take_intervals(self)
+    }
+
+    fn running_handlers(&self) -> Vec<Option<crate::metrics::RunningHandler>> {
+        RuntimeHandle::running_handlers(self)
     }
 }
 

@@ -810,6 +810,9 @@ impl Handler for ServeCore {
     }
 
     fn on_turn(&mut self, cx: &mut Context<'_, ServerMsg>) -> bool {
+        // Levels for the core's published metrics (two plain stores).
+        cx.set_connections(self.conns.len() as u64);
+        cx.set_backlog(self.backlog_bytes as u64);
         let mut work = self.drain_backlog(cx);
         if !self.pending_adopt.is_empty() {
             work |= self.hand_over(cx);

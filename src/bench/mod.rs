@@ -1,0 +1,114 @@
+//! `corelane bench`: one command that measures this machine's floor and
+//! corelane's parts on it, side by side, and prints a table.
+//!
+//! Sections run one after another; each adds rows to a [`Report`]. A new
+//! part (pools, IPC) adds a module with a `run(&Settings, &mut Report)`
+//! and a line in [`run`]. Absolute numbers on a shared machine mean
+//! little: every section reports against a reference measured in the same
+//! run (the floor, tokio, a binary heap), and the pipeline section
+//! interleaves corelane and tokio runs.
+
+mod floor;
+mod lanes;
+mod pipeline;
+pub mod plot;
+mod record;
+mod report;
+mod timers;
+#[cfg(feature = "cli")]
+mod tokio_pipeline;
+
+use std::time::Duration;
+
+use crate::runtime::IdleStrategy;
+
+pub use report::{Curve, Report, Row};
+
+/// How long and how hard to measure.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Time each timed measurement runs.
+    pub measure: Duration,
+    /// Offered rates of the pipeline, requests per second.
+    pub rates: Vec<u64>,
+    /// Interleaved rounds of the pipeline (corelane, tokio, corelane, ...).
+    pub rounds: usize,
+    /// Warm-up before each pipeline run, not recorded.
+    pub warmup: Duration,
+    /// Print progress to stderr.
+    pub progress: bool,
+    /// How corelane's pipeline cores idle. Park by default: on a shared
+    /// machine, threads that spin or yield lose their CPU for whole time
+    /// slices, while a parked thread woken by its doorbell is run at once
+    /// (tokio's idle workers park too).
+    pub pipeline_idle: IdleStrategy,
+}
+
+impl Settings {
+    /// The full run: a couple of minutes.
+    pub fn full() -> Self {
+        Settings {
+            measure: Duration::from_secs(3),
+            rates: vec![10_000, 50_000, 100_000, 200_000],
+            rounds: 3,
+            warmup: Duration::from_millis(500),
+            progress: true,
+            pipeline_idle: IdleStrategy::Park,
+        }
+    }
+
+    /// A smoke run for CI: a few seconds.
+    pub fn quick() -> Self {
+        Settings {
+            measure: Duration::from_millis(500),
+            rates: vec![20_000, 100_000],
+            rounds: 1,
+            warmup: Duration::from_millis(200),
+            progress: true,
+            pipeline_idle: IdleStrategy::Park,
+        }
+    }
+
+    fn say(&self, what: &str) {
+        if self.progress {
+            eprintln!("corelane bench: {what}");
+        }
+    }
+}
+
+/// Runs every section.
+pub fn run(settings: &Settings) -> Report {
+    let mut report = Report::default();
+    settings.say("recording cost");
+    record::run(settings, &mut report);
+    // These pin the measuring thread: run them on threads of their own,
+    // so this thread keeps the whole CPU list (a runtime built later reads
+    // it from here).
+    settings.say("the floor (cache-line round trip)");
+    off_thread(|| floor::run(settings, &mut report));
+    settings.say("lanes (frame ring round trip)");
+    off_thread(|| lanes::run(settings, &mut report));
+    settings.say("timers");
+    timers::run(settings, &mut report);
+    pipeline::run(settings, &mut report);
+    report
+}
+
+/// Runs `section` on a scoped thread of its own.
+fn off_thread(section: impl FnOnce() + Send) {
+    std::thread::scope(|scope| {
+        if scope.spawn(section).join().is_err() {
+            log::error!("a bench section panicked");
+        }
+    });
+}
+
+/// Pins the calling thread to the `index`-th CPU the process may use (in
+/// turn, when there are fewer). A no-op if the CPU list is unknown.
+fn pin(index: usize) {
+    if let Some(cores) = core_affinity::get_core_ids() {
+        if !cores.is_empty() {
+            core_affinity::set_for_current(cores[index % cores.len()]);
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! A cross-core request/response pipeline at fixed offered rates.
+//!
+//! A client on one core sends requests on a fixed schedule (every
+//! `1 / rate` seconds); a server on another core answers each at once; the
+//! client records, for every answer, the time since the request was
+//! *meant* to be sent. A client held up (a full lane, a slow turn) still
+//! owes the requests it missed, and their wait counts: latency is measured
+//! from the intended send time, so coordinated omission cannot hide
+//! stalls. The same pipeline runs on tokio's multi-thread runtime with its
+//! mpsc channels, interleaved with corelane's runs, in the same process.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::report::{curve, latency_fields};
+use super::{Report, Settings};
+use crate::clock;
+use crate::metrics::LatencyHistogram;
+use crate::runtime::{Context, Handler, IdleStrategy, Runtime};
+
+/// A request carries its intended send time; the answer echoes it.
+#[derive(rkyv::Archive, rkyv::Serialize)]
+enum Pipe {
+    Request(u64),
+    Answer(u64),
+}
+
+impl crate::frame::Message for Pipe {
+    const TYPE_ID: u16 = 0x7e02;
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "Pipe";
+}
+
+/// One run's schedule: `period_ns` apart from `start_ns`, recorded from
+/// `record_from_ns`, sending until `end_ns`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Schedule {
+    pub(super) start_ns: u64,
+    pub(super) period_ns: u64,
+    pub(super) record_from_ns: u64,
+    pub(super) end_ns: u64,
+}
+
+impl Schedule {
+    pub(super) fn new(rate: u64, warmup: Duration, measure: Duration) -> Self {
+        // Start a little later, so both runtimes are up before the first
+        // request is due.
+        let start_ns = clock::now_ns() + 20_000_000;
+        let record_from_ns = start_ns + warmup.as_nanos() as u64;
+        Schedule {
+            start_ns,
+            period_ns: (1_000_000_000 / rate.max(1)).max(1),
+            record_from_ns,
+            end_ns: record_from_ns + measure.as_nanos() as u64,
+        }
+    }
+}
+
+/// Longest a run waits for outstanding answers after the last request.
+const DRAIN_NS: u64 = 1_000_000_000;
+
+struct Client {
+    schedule: Schedule,
+    next_ns: u64,
+    sent: u64,
+    answered: u64,
+    histogram: LatencyHistogram,
+    /// How late each request left, after its intended time.
+    send_lag: LatencyHistogram,
+    result: Arc<Mutex<Option<Measured>>>,
+}
+
+/// What a client measured: answer latency from the intended send time,
+/// and how late the client itself sent.
+#[derive(Default)]
+pub(super) struct Measured {
+    pub(super) latency: LatencyHistogram,
+    pub(super) send_lag: LatencyHistogram,
+}
+
+struct Server {
+    /// Answers the lane back had no room for, in order.
+    queued: VecDeque<u64>,
+}
+
+enum Side {
+    Client(Box<Client>),
+    Server(Server),
+}
+
+impl Handler for Side {
+    type Message = Pipe;
+
+    fn on_message(&mut self, cx: &mut Context<'_, Pipe>, _from: usize, msg: &ArchivedPipe) {
+        match (self, msg) {
+            (Side::Server(server), ArchivedPipe::Request(intended)) => {
+                server.queued.push_back(intended.to_native());
+                server.flush(cx);
+            }
+            (Side::Client(client), ArchivedPipe::Answer(intended)) => {
+                let intended = intended.to_native();
+                client.answered += 1;
+                if intended >= client.schedule.record_from_ns {
+                    client
+                        .histogram
+                        .record(clock::now_ns().saturating_sub(intended));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_turn(&mut self, cx: &mut Context<'_, Pipe>) -> bool {
+        match self {
+            Side::Server(server) => server.flush(cx),
+            Side::Client(client) => client.send_due(cx),
+        }
+    }
+
+    fn on_exit(&mut self, _cx: &mut Context<'_, Pipe>) {
+        if let Side::Client(client) = self {
+            let measured = Measured {
+                latency: std::mem::take(&mut client.histogram),
+                send_lag: std::mem::take(&mut client.send_lag),
+            };
+            *client.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(measured);
+        }
+    }
+}
+
+impl Server {
+    fn flush(&mut self, cx: &mut Context<'_, Pipe>) -> bool {
+        let mut sent = false;
+        while let Some(&intended) = self.queued.front() {
+            if cx.send(0, &Pipe::Answer(intended)).is_err() {
+                break;
+            }
+            self.queued.pop_front();
+            sent = true;
+        }
+        sent
+    }
+}
+
+impl Client {
+    /// Sends every request whose time has come; stops the runtime once
+    /// the schedule is over and every answer is in (or too late).
+    fn send_due(&mut self, cx: &mut Context<'_, Pipe>) -> bool {
+        let now = clock::now_ns();
+        while self.next_ns <= now && self.next_ns < self.schedule.end_ns {
+            if cx.send(1, &Pipe::Request(self.next_ns)).is_err() {
+                // Lane full: the request is still owed, its wait counts.
+                break;
+            }
+            if self.next_ns >= self.schedule.record_from_ns {
+                self.send_lag.record(now - self.next_ns);
+            }
+            self.sent += 1;
+            self.next_ns += self.schedule.period_ns;
+        }
+        let over = self.next_ns >= self.schedule.end_ns;
+        if over && (self.answered == self.sent || now > self.schedule.end_ns + DRAIN_NS) {
+            cx.stop_runtime();
+        }
+        true
+    }
+}
+
+/// Runs the pipeline on corelane: client on core 0 (always busy while its
+/// schedule runs, as tokio's client task is), server on core 1 (idling
+/// with `idle` between requests).
+pub(super) fn corelane(schedule: Schedule, idle: IdleStrategy) -> Measured {
+    let result = Arc::new(Mutex::new(None));
+    let client_result = Arc::clone(&result);
+    let runtime = Runtime::builder()
+        .cores(2)
+        .idle(idle)
+        .build()
+        .and_then(|runtime| {
+            runtime.start(move |core| {
+                if core == 0 {
+                    Side::Client(Box::new(Client {
+                        schedule,
+                        next_ns: schedule.start_ns,
+                        sent: 0,
+                        answered: 0,
+                        histogram: LatencyHistogram::new(),
+                        send_lag: LatencyHistogram::new(),
+                        result: Arc::clone(&client_result),
+                    }))
+                } else {
+                    Side::Server(Server {
+                        queued: VecDeque::new(),
+                    })
+                }
+            })
+        });
+    match runtime.and_then(|running| running.wait()) {
+        Ok(_) => {}
+        Err(error) => log::error!("corelane pipeline: {error}"),
+    }
+    let measured = result.lock().unwrap_or_else(|e| e.into_inner()).take();
+    measured.unwrap_or_default()
+}
+
+pub(super) fn run(settings: &Settings, report: &mut Report) {
+    for &rate in &settings.rates {
+        let mut ours = LatencyHistogram::new();
+        let mut theirs = LatencyHistogram::new();
+        let mut lag = LatencyHistogram::new();
+        let mut ratios = Vec::new();
+        for round in 0..settings.rounds {
+            settings.say(&format!(
+                "pipeline at {rate}/s, round {} of {}: corelane",
+                round + 1,
+                settings.rounds
+            ));
+            let schedule = Schedule::new(rate, settings.warmup, settings.measure);
+            let Measured {
+                latency: a,
+                send_lag,
+            } = corelane(schedule, settings.pipeline_idle);
+            lag.merge(&send_lag);
+            let b = peer(settings, rate, round);
+            if let Some(b) = &b {
+                ratios.push(a.percentile(99.0) as f64 / b.percentile(99.0).max(1) as f64);
+                theirs.merge(b);
+            }
+            ours.merge(&a);
+        }
+        report.push(
+            "pipeline",
+            format!("corelane {rate}/s"),
+            latency_fields(&ours),
+        );
+        report
+            .curves
+            .push(curve(format!("corelane {rate}/s"), &ours));
+        report.push(
+            "pipeline",
+            format!("  corelane client send lag {rate}/s"),
+            latency_fields(&lag),
+        );
+        if !theirs.is_empty() {
+            report.push(
+                "pipeline",
+                format!("tokio mpsc {rate}/s"),
+                latency_fields(&theirs),
+            );
+            report
+                .curves
+                .push(curve(format!("tokio {rate}/s"), &theirs));
+            ratios.sort_by(f64::total_cmp);
+            let median = ratios[ratios.len() / 2];
+            report.push(
+                "pipeline",
+                format!("p99 corelane / tokio at {rate}/s"),
+                vec![("ratio", median), ("bar", 0.2)],
+            );
+        }
+    }
+}
+
+#[cfg(feature = "cli")]
+fn peer(settings: &Settings, rate: u64, round: usize) -> Option<LatencyHistogram> {
+    settings.say(&format!(
+        "pipeline at {rate}/s, round {} of {}: tokio",
+        round + 1,
+        settings.rounds
+    ));
+    super::tokio_pipeline::run(Schedule::new(rate, settings.warmup, settings.measure))
+}
+
+#[cfg(not(feature = "cli"))]
+fn peer(_settings: &Settings, _rate: u64, _round: usize) -> Option<LatencyHistogram> {
+    None
+}

@@ -1,0 +1,262 @@
+//! A tiny HTTP/1.1 responder for metrics scrapes, on a thread of its own.
+//!
+//! `GET /metrics` answers the Prometheus text exposition, `GET
+//! /metrics.json` the JSON rendering; anything else gets a short error
+//! (400 for a request it cannot parse, 404, 405, 431 for an oversized
+//! head). One connection at a time, one request per connection, with a
+//! read timeout and a bounded request head: a scraper is not a crowd, and
+//! a misbehaving client can hold the responder for at most the timeout.
+//! The request never decides how much is allocated.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::export::{to_json, to_prometheus};
+use super::Snapshot;
+
+/// Largest request head read (request line and headers), in bytes.
+pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
+
+/// How long a client may take to send its request or read the answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A running metrics endpoint. Dropping it stops the responder thread.
+pub struct MetricsServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    /// Listens on `addr` (port 0 picks one) and answers scrapes with what
+    /// `snapshot` returns at the time of each request.
+    ///
+    /// # Errors
+    ///
+    /// The bind or thread creation error.
+    pub fn start(
+        addr: SocketAddr,
+        snapshot: impl Fn() -> Snapshot + Send + 'static,
+    ) -> io::Result<MetricsServer> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("corelane-metrics-http".into())
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    if stopping.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    match stream {
+                        Ok(stream) => {
+                            if let Err(error) = answer(stream, &snapshot) {
+                                log::debug!("metrics endpoint: {error}");
+                            }
+                        }
+                        Err(error) => log::warn!("metrics endpoint: accept failed: {error}"),
+                    }
+                }
+            })?;
+        Ok(MetricsServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the blocking accept with a connection of our own.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A parsed request, or the status to refuse it with.
+#[derive(Debug, PartialEq, Eq)]
+enum Request<'a> {
+    Get { path: &'a str, head_only: bool },
+    Refuse(u16, &'static str),
+}
+
+fn answer(mut stream: TcpStream, snapshot: &impl Fn() -> Snapshot) -> io::Result<()> {
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+    stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+    let mut head = [0u8; MAX_REQUEST_HEAD];
+    let mut filled = 0;
+    let request = loop {
+        if let Some(end) = find_head_end(&head[..filled]) {
+            break parse(&head[..end]);
+        }
+        if filled == head.len() {
+            break Request::Refuse(431, "request head too large\n");
+        }
+        let read = stream.read(&mut head[filled..])?;
+        if read == 0 {
+            // The client closed before finishing its request.
+            if filled == 0 {
+                return Ok(());
+            }
+            break Request::Refuse(400, "incomplete request\n");
+        }
+        filled += read;
+    };
+    match request {
+        Request::Get { path, head_only } => {
+            let (status, content_type, body) = match path {
+                "/metrics" => (
+                    200,
+                    super::export::PROMETHEUS_CONTENT_TYPE,
+                    to_prometheus(&snapshot()),
+                ),
+                "/metrics.json" => (200, "application/json", to_json(&snapshot()).to_string()),
+                _ => (404, "text/plain", "not found: try /metrics\n".to_string()),
+            };
+            respond(&mut stream, status, content_type, &body, head_only)
+        }
+        Request::Refuse(status, reason) => {
+            respond(&mut stream, status, "text/plain", reason, false)?;
+            linger(&mut stream);
+            Ok(())
+        }
+    }
+}
+
+/// After refusing a client that may still be sending, reads (and drops)
+/// a bounded amount of what it sends, so that closing with unread input
+/// does not reset the connection before the client has read the answer.
+fn linger(stream: &mut TcpStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut sink = [0u8; 4096];
+    let mut left = 16 * MAX_REQUEST_HEAD;
+    while left > 0 {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(read) => left = left.saturating_sub(read),
+        }
+    }
+}
+
+/// Position just past the blank line that ends the head, if present.
+fn find_head_end(bytes: &[u8]) -> Option<usize> {
+    bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| at + 4)
+        .or_else(|| bytes.windows(2).position(|w| w == b"\n\n").map(|at| at + 2))
+}
+
+fn parse(head: &[u8]) -> Request<'_> {
+    let Ok(head) = std::str::from_utf8(head) else {
+        return Request::Refuse(400, "request is not text\n");
+    };
+    let line = head.lines().next().unwrap_or("");
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Request::Refuse(400, "malformed request line\n");
+    };
+    if !matches!(version, "HTTP/1.0" | "HTTP/1.1") || !target.starts_with('/') {
+        return Request::Refuse(400, "malformed request line\n");
+    }
+    let path = target.split('?').next().unwrap_or(target);
+    match method {
+        "GET" => Request::Get {
+            path,
+            head_only: false,
+        },
+        "HEAD" => Request::Get {
+            path,
+            head_only: true,
+        },
+        _ => Request::Refuse(405, "only GET and HEAD\n"),
+    }
+}
+
+fn respond(
+    stream: &mut TcpStream,
+    status: u16,
+    content_type: &str,
+    body: &str,
+    head_only: bool,
+) -> io::Result<()> {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "Request Header Fields Too Large",
+    };
+    let mut response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if !head_only {
+        response.extend_from_slice(body.as_bytes());
+    }
+    stream.write_all(&response)?;
+    stream.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_request_lines() {
+        assert_eq!(
+            parse(b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Request::Get {
+                path: "/metrics",
+                head_only: false
+            }
+        );
+        assert_eq!(
+            parse(b"HEAD / HTTP/1.0\r\n\r\n"),
+            Request::Get {
+                path: "/",
+                head_only: true
+            }
+        );
+        assert!(matches!(
+            parse(b"POST /metrics HTTP/1.1\r\n\r\n"),
+            Request::Refuse(405, _)
+        ));
+        for bad in [
+            &b"GET\r\n\r\n"[..],
+            b"GET /metrics\r\n\r\n",
+            b"GET metrics HTTP/1.1\r\n\r\n",
+            b"GET /metrics HTTP/9\r\n\r\n",
+            b"GET /metrics HTTP/1.1 extra\r\n\r\n",
+            b"\xff\xfe /x HTTP/1.1\r\n\r\n",
+            b"\r\n\r\n",
+        ] {
+            assert!(matches!(parse(bad), Request::Refuse(400, _)), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn finds_the_end_of_the_head() {
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nbody"), Some(18));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\n\n"), Some(16));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n"), None);
+    }
+}

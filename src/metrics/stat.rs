@@ -1,0 +1,193 @@
+//! `corelane stat`: a live per-core view of a running server, from its
+//! Prometheus endpoint (`corelane serve --metrics ADDR`).
+//!
+//! Each refresh scrapes `/metrics` once and shows, per core, rates since
+//! the previous scrape (messages delivered and sent, refusals, busy share)
+//! and levels (backlog, connections, delivery p99 since start).
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use super::scrape::{self, Sample};
+
+/// Largest response read from the endpoint.
+const MAX_RESPONSE: u64 = 16 << 20;
+
+/// Fetches `GET /metrics` from `addr`; returns the body.
+///
+/// # Errors
+///
+/// Connection or read errors, a non-200 status, or a response over 16 MiB.
+pub fn fetch(addr: SocketAddr, timeout: Duration) -> io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: corelane\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.take(MAX_RESPONSE).read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| io::Error::other("response without a header end"))?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        let status = head.lines().next().unwrap_or("");
+        return Err(io::Error::other(format!("endpoint answered {status:?}")));
+    }
+    Ok(body.to_string())
+}
+
+/// One core's numbers from one scrape.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CoreSample {
+    /// Counter values, cumulative.
+    pub delivered: f64,
+    /// Messages sent.
+    pub sent: f64,
+    /// Sends refused.
+    pub refused: f64,
+    /// Seconds busy.
+    pub busy_s: f64,
+    /// Seconds busy, spinning or parked.
+    pub accounted_s: f64,
+    /// Lane plus handler backlog, bytes.
+    pub backlog: f64,
+    /// Connections.
+    pub connections: f64,
+    /// Delivery p99 over all kinds' summaries (the largest), seconds.
+    pub p99_s: f64,
+}
+
+/// Groups `samples` by their `core` label.
+pub fn by_core(samples: &[Sample]) -> Vec<CoreSample> {
+    let mut cores: Vec<CoreSample> = Vec::new();
+    for sample in samples {
+        let Some(core) = sample.label("core").and_then(|c| c.parse::<usize>().ok()) else {
+            continue;
+        };
+        // Core labels come from the server; do not let one allocate much.
+        if core >= 4096 {
+            continue;
+        }
+        if cores.len() <= core {
+            cores.resize(core + 1, CoreSample::default());
+        }
+        let entry = &mut cores[core];
+        let v = sample.value;
+        match sample.name.as_str() {
+            "corelane_messages_delivered_total" => entry.delivered = v,
+            "corelane_messages_sent_total" => entry.sent = v,
+            "corelane_messages_refused_total" => entry.refused = v,
+            "corelane_lane_backlog_bytes" | "corelane_handler_backlog_bytes" => entry.backlog += v,
+            "corelane_connections" => entry.connections = v,
+            "corelane_core_seconds_total" => {
+                entry.accounted_s += v;
+                if sample.label("state") == Some("busy") {
+                    entry.busy_s = v;
+                }
+            }
+            "corelane_delivery_latency_seconds" if sample.label("quantile") == Some("0.99") => {
+                entry.p99_s = entry.p99_s.max(v);
+            }
+            _ => {}
+        }
+    }
+    cores
+}
+
+/// The view between two scrapes `seconds` apart.
+pub fn render(before: &[CoreSample], after: &[CoreSample], seconds: f64) -> String {
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "{:<5} {:>12} {:>12} {:>10} {:>6} {:>12} {:>6} {:>12}",
+        "core", "deliver/s", "send/s", "refuse/s", "busy%", "backlog_B", "conns", "p99_us"
+    );
+    let seconds = seconds.max(1e-9);
+    for (core, now) in after.iter().enumerate() {
+        let then = before.get(core).cloned().unwrap_or_default();
+        let accounted = now.accounted_s - then.accounted_s;
+        let busy = if accounted > 0.0 {
+            (now.busy_s - then.busy_s) / accounted * 100.0
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            text,
+            "{:<5} {:>12.0} {:>12.0} {:>10.0} {:>6.1} {:>12} {:>6} {:>12.1}",
+            core,
+            (now.delivered - then.delivered) / seconds,
+            (now.sent - then.sent) / seconds,
+            (now.refused - then.refused) / seconds,
+            busy,
+            now.backlog,
+            now.connections,
+            now.p99_s * 1e6,
+        );
+    }
+    text
+}
+
+/// Scrapes `addr` every `every`, printing the view to `out`, `count`
+/// times (forever if `None`).
+///
+/// # Errors
+///
+/// The first scrape that fails or does not parse.
+pub fn watch(
+    addr: SocketAddr,
+    every: Duration,
+    count: Option<u64>,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let scrape = || -> io::Result<Vec<CoreSample>> {
+        let body = fetch(addr, Duration::from_secs(5))?;
+        let samples = scrape::parse(&body).map_err(io::Error::other)?;
+        Ok(by_core(&samples))
+    };
+    let mut before = scrape()?;
+    let mut then = Instant::now();
+    let mut shown = 0;
+    while count.is_none_or(|count| shown < count) {
+        std::thread::sleep(every);
+        let after = scrape()?;
+        let now = Instant::now();
+        let view = render(&before, &after, now.duration_since(then).as_secs_f64());
+        writeln!(out, "corelane stat {addr}\n{view}")?;
+        out.flush()?;
+        before = after;
+        then = now;
+        shown += 1;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_come_from_two_scrapes() {
+        let scrape = |delivered: f64, busy: f64| {
+            let text = format!(
+                "corelane_messages_delivered_total{{core=\"1\"}} {delivered}\n\
+                 corelane_core_seconds_total{{core=\"1\",state=\"busy\"}} {busy}\n\
+                 corelane_core_seconds_total{{core=\"1\",state=\"parked\"}} 1\n\
+                 corelane_connections{{core=\"1\"}} 3\n\
+                 corelane_delivery_latency_seconds{{core=\"1\",kind=\"A\",quantile=\"0.99\"}} 0.00002\n"
+            );
+            by_core(&scrape::parse(&text).unwrap())
+        };
+        let before = scrape(100.0, 0.5);
+        let after = scrape(300.0, 1.0);
+        assert_eq!(after.len(), 2);
+        let view = render(&before, &after, 2.0);
+        let row = view.lines().nth(2).unwrap();
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(fields[0], "1");
+        assert_eq!(fields[1], "100"); // (300 - 100) / 2 s
+        assert_eq!(fields[4], "100.0"); // all new time was busy
+        assert_eq!(fields[6], "3");
+        assert_eq!(fields[7], "20.0");
+    }
+}

@@ -1,0 +1,454 @@
+//! Metrics end to end: recording on real cores, the exports read back by
+//! their own readers, the HTTP endpoint, C12, and the stall detector.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use corelane::frame::Message;
+use corelane::metrics::export::{to_prometheus, IntervalLog};
+use corelane::metrics::http::MetricsServer;
+use corelane::metrics::watch::{Alert, WatchConfig, Watcher};
+use corelane::metrics::{scrape, CoreMetrics, Interval, Snapshot, MAX_TRACKED_NS};
+use corelane::runtime::{Context, Handler, IdleStrategy, Runtime};
+
+/// Two kinds of message, so latency is kept by kind.
+#[derive(rkyv::Archive, rkyv::Serialize)]
+enum Ping {
+    Ball(u32),
+    Note,
+    /// Makes the receiving handler block until the test lets it go.
+    Hold,
+}
+
+impl Message for Ping {
+    const TYPE_ID: u16 = 3;
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "Ping";
+
+    fn kind(archived: &ArchivedPing) -> &'static str {
+        match archived {
+            ArchivedPing::Ball(_) => "Ball",
+            ArchivedPing::Note => "Note",
+            ArchivedPing::Hold => "Hold",
+        }
+    }
+}
+
+fn idle() -> IdleStrategy {
+    match std::env::var("CORELANE_TEST_IDLE").as_deref() {
+        Ok("busy-spin") => IdleStrategy::BusySpin,
+        Ok("park") => IdleStrategy::Park,
+        _ => IdleStrategy::default(),
+    }
+}
+
+/// Bounces a ball `rounds` times between cores 0 and 1, with a note each
+/// time core 1 receives it.
+struct Bouncer {
+    rounds: u32,
+}
+
+impl Handler for Bouncer {
+    type Message = Ping;
+
+    fn on_start(&mut self, cx: &mut Context<'_, Ping>) {
+        if cx.core() == 0 {
+            cx.send(1, &Ping::Ball(0)).unwrap();
+        }
+    }
+
+    fn on_message(&mut self, cx: &mut Context<'_, Ping>, from: usize, msg: &ArchivedPing) {
+        if let ArchivedPing::Ball(hits) = msg {
+            let hits = hits.to_native() + 1;
+            if cx.core() == 1 {
+                cx.send(0, &Ping::Note).unwrap();
+            }
+            if hits == self.rounds {
+                cx.stop_runtime();
+            } else {
+                cx.send(from, &Ping::Ball(hits)).unwrap();
+            }
+        }
+    }
+}
+
+fn bounced(rounds: u32) -> Snapshot {
+    let runtime = Runtime::builder().cores(2).idle(idle()).build().unwrap();
+    let report = runtime
+        .start(move |_| Bouncer { rounds })
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert!(report.adds_up());
+    report.metrics
+}
+
+#[test]
+fn cores_record_latency_by_kind_and_run_time_by_handler() {
+    let snapshot = bounced(1_000);
+    let merged = snapshot.merged();
+    let balls = merged.delivery_by_kind.get("Ball").unwrap().count();
+    let notes = merged.delivery_by_kind.get("Note").unwrap().count();
+    assert_eq!(balls, 1_000);
+    // Core 1 notes every ball it receives (500); some may be undelivered
+    // at the stop, but never more than were sent.
+    assert!((499..=500).contains(&notes), "{notes}");
+    assert_eq!(merged.delivery.count(), balls + notes);
+    assert_eq!(merged.handler_time.get("Ball").unwrap().count(), 1_000);
+    let counters = merged.counters;
+    assert!(counters.turns > 0);
+    assert!(counters.busy_ns > 0);
+    assert!(merged.turn_lag.count() > 0);
+}
+
+#[test]
+fn prometheus_output_parses_back_with_names_labels_and_values() {
+    let mut snapshot = bounced(200);
+    // C12: a value above the top is saturated and counted, not a panic.
+    snapshot.cores[1].delivery.record(u64::MAX);
+    snapshot.cores[1].gauges.connections = 7;
+    let text = to_prometheus(&snapshot);
+    let samples = scrape::parse(&text).unwrap();
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        let found: Vec<f64> = samples
+            .iter()
+            .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(v)))
+            .map(|s| s.value)
+            .collect();
+        assert_eq!(found.len(), 1, "{name} {labels:?} in\n{text}");
+        found[0]
+    };
+    for (core, metrics) in snapshot.cores.iter().enumerate() {
+        let core_label = core.to_string();
+        let core = [("core", core_label.as_str())];
+        let c = &metrics.counters;
+        assert_eq!(value("corelane_messages_sent_total", &core), c.sent as f64);
+        assert_eq!(
+            value("corelane_messages_delivered_total", &core),
+            c.delivered as f64
+        );
+        assert_eq!(value("corelane_messages_refused_total", &core), 0.0);
+        assert_eq!(value("corelane_loop_turns_total", &core), c.turns as f64);
+        let busy = [("core", core_label.as_str()), ("state", "busy")];
+        assert_eq!(
+            value("corelane_core_seconds_total", &busy),
+            c.busy_ns as f64 / 1e9
+        );
+        let ball = [("core", core_label.as_str()), ("kind", "Ball")];
+        let count = value("corelane_delivery_latency_seconds_count", &ball);
+        assert_eq!(
+            count,
+            metrics.delivery_by_kind.get("Ball").unwrap().count() as f64
+        );
+        let p99 = [
+            ("core", core_label.as_str()),
+            ("kind", "Ball"),
+            ("quantile", "0.99"),
+        ];
+        let expected = metrics
+            .delivery_by_kind
+            .get("Ball")
+            .unwrap()
+            .percentile(99.0);
+        assert_eq!(
+            value("corelane_delivery_latency_seconds", &p99),
+            expected as f64 / 1e9
+        );
+        let handler = [("core", core_label.as_str()), ("handler", "Ball")];
+        assert_eq!(value("corelane_handler_run_seconds_count", &handler), 100.0);
+    }
+    assert_eq!(value("corelane_connections", &[("core", "1")]), 7.0);
+    assert_eq!(
+        value("corelane_latency_saturated_total", &[("core", "1")]),
+        1.0
+    );
+    assert_eq!(
+        value("corelane_latency_saturated_total", &[("core", "0")]),
+        0.0
+    );
+    // Every sample belongs to a family that has a TYPE line.
+    for sample in &samples {
+        let family = sample
+            .name
+            .trim_end_matches("_sum")
+            .trim_end_matches("_count");
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "{}",
+            sample.name
+        );
+    }
+}
+
+/// Sends `request` and returns the whole response.
+fn http(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn http_endpoint_serves_metrics_and_refuses_bad_requests() {
+    let mut core = CoreMetrics::default();
+    core.counters.sent = 42;
+    let snapshot = Snapshot { cores: vec![core] };
+    let server =
+        MetricsServer::start("127.0.0.1:0".parse().unwrap(), move || snapshot.clone()).unwrap();
+    let addr = server.local_addr();
+    assert_ne!(addr.port(), 0);
+
+    let ok = http(addr, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let (head, body) = ok.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("Content-Length: {}", body.len())),
+        "{head}"
+    );
+    let samples = scrape::parse(body).unwrap();
+    let sent = samples
+        .iter()
+        .find(|s| s.name == "corelane_messages_sent_total")
+        .unwrap();
+    assert_eq!(sent.value, 42.0);
+
+    let json = http(addr, b"GET /metrics.json HTTP/1.0\r\n\r\n");
+    let body = json.split_once("\r\n\r\n").unwrap().1;
+    let parsed: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(parsed["cores"][0]["sent"], 42);
+
+    let garbage = http(addr, b"\x00\x01garbage\r\n\r\n");
+    assert!(garbage.starts_with("HTTP/1.1 400 "), "{garbage}");
+    let no_version = http(addr, b"GET /metrics\r\n\r\n");
+    assert!(no_version.starts_with("HTTP/1.1 400 "), "{no_version}");
+    let post = http(addr, b"POST /metrics HTTP/1.1\r\n\r\n");
+    assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+    let missing = http(addr, b"GET /nope HTTP/1.1\r\n\r\n");
+    assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
+    // A head that never ends is refused at the bound, not buffered.
+    let huge = vec![b'a'; 64 * 1024];
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let _ = stream.write_all(&huge);
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 431 "), "{response}");
+    // A client that connects and closes without a word changes nothing.
+    drop(TcpStream::connect(addr).unwrap());
+
+    // Still serving after all that.
+    let again = http(addr, b"GET /metrics HTTP/1.1\r\n\r\n");
+    assert!(again.starts_with("HTTP/1.1 200 OK"), "{again}");
+}
+
+#[test]
+fn interval_log_reads_back_with_hdrhistograms_own_reader() {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    use hdrhistogram::serialization::Deserializer;
+
+    let mut intervals = Vec::new();
+    for core in 0..2u64 {
+        let mut metrics = CoreMetrics::default();
+        for value in 1..=1_000 {
+            metrics.delivery.record(value * (core + 1));
+        }
+        metrics.delivery.record(u64::MAX); // saturated, kept at the top
+        intervals.push(Interval {
+            metrics,
+            start_ns: 1_000_000_000,
+            end_ns: 2_000_000_000,
+        });
+    }
+    let mut log = IntervalLog::begin(Vec::new()).unwrap();
+    log.write(&intervals).unwrap();
+    log.write(&intervals).unwrap();
+    let bytes = log.into_inner();
+
+    let mut histograms = 0;
+    for entry in IntervalLogIterator::new(&bytes) {
+        let LogEntry::Interval(line) = entry.unwrap() else {
+            continue;
+        };
+        let core = histograms % 2;
+        assert_eq!(line.tag().unwrap().as_str(), format!("core{core}"));
+        assert_eq!(line.start_timestamp(), Duration::from_secs(1));
+        assert_eq!(line.duration(), Duration::from_secs(1));
+        let compressed = base64::engine::general_purpose::STANDARD
+            .decode(line.encoded_histogram())
+            .unwrap();
+        let histogram: hdrhistogram::Histogram<u64> = Deserializer::new()
+            .deserialize(&mut compressed.as_slice())
+            .unwrap();
+        let original = intervals[core].metrics.delivery.inner();
+        assert_eq!(histogram.len(), 1_001);
+        assert_eq!(histogram.max(), original.max());
+        assert!(histogram.max() >= MAX_TRACKED_NS);
+        assert_eq!(
+            histogram.value_at_quantile(0.5),
+            original.value_at_quantile(0.5)
+        );
+        histograms += 1;
+    }
+    assert_eq!(histograms, 4);
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(text.contains("#[StartTime: "), "{text}");
+    // The V2 compressed encoding starts with cookie 0x1c849304 ("HISTFAA").
+    assert!(text.contains(",HISTFAA"), "{text}");
+}
+
+/// Core 1 blocks in its `Hold` handler until the test sends on `release`.
+struct Holder {
+    release: Option<mpsc::Receiver<()>>,
+    held: mpsc::Sender<()>,
+}
+
+impl Handler for Holder {
+    type Message = Ping;
+
+    fn on_start(&mut self, cx: &mut Context<'_, Ping>) {
+        if cx.core() == 0 {
+            cx.send(1, &Ping::Hold).unwrap();
+        }
+    }
+
+    fn on_message(&mut self, _cx: &mut Context<'_, Ping>, _from: usize, msg: &ArchivedPing) {
+        if let (ArchivedPing::Hold, Some(release)) = (msg, &self.release) {
+            let _ = self.held.send(());
+            let _ = release.recv();
+        }
+    }
+}
+
+/// C12 and the stall detector: while core 1 is stuck in a handler (and
+/// core 0 idles), snapshots and interval takes return at once, and the
+/// watcher names the core and the handler.
+#[test]
+fn snapshots_never_wait_and_the_stall_detector_names_a_slow_handler() {
+    let (release_tx, release_rx) = mpsc::channel();
+    let (held_tx, held_rx) = mpsc::channel();
+    let release = std::sync::Mutex::new(Some(release_rx));
+    let runtime = Runtime::builder().cores(2).idle(idle()).build().unwrap();
+    let running = runtime
+        .start(move |core| Holder {
+            release: if core == 1 {
+                release.lock().unwrap().take()
+            } else {
+                None
+            },
+            held: held_tx.clone(),
+        })
+        .unwrap();
+    let handle = running.handle();
+    held_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+
+    // The stuck core cannot answer; none of these may wait for it. A
+    // reader that waited would hang here forever (the handler is only
+    // released below), so returning at all is the assertion.
+    let (done_tx, done_rx) = mpsc::channel();
+    let reader = handle.clone();
+    std::thread::spawn(move || {
+        let snapshot = reader.metrics();
+        let intervals = reader.take_intervals();
+        let fresh = reader.fresh_metrics(Duration::from_millis(100));
+        let _ = done_tx.send((snapshot.cores.len(), intervals.len(), fresh.cores.len()));
+    });
+    assert_eq!(
+        done_rx.recv_timeout(Duration::from_secs(60)).unwrap(),
+        (2, 2, 2)
+    );
+
+    let running_now = handle.running_handlers();
+    assert_eq!(running_now[1].map(|r| r.name), Some("Hold"));
+
+    let (alert_tx, alert_rx) = mpsc::channel();
+    let watcher = Watcher::start(
+        handle.clone(),
+        WatchConfig {
+            stall_after: Some(Duration::from_millis(1)),
+            stall_check: Duration::from_millis(1),
+            ..WatchConfig::default()
+        },
+        Box::new(move |alert| {
+            let _ = alert_tx.send(alert.clone());
+        }),
+        None,
+    )
+    .unwrap();
+    let alert = loop {
+        let alert = alert_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        if let Alert::Stall { core: 1, .. } = alert {
+            break alert;
+        }
+    };
+    assert!(
+        matches!(
+            alert,
+            Alert::Stall {
+                core: 1,
+                handler: "Hold",
+                ..
+            }
+        ),
+        "{alert:?}"
+    );
+    drop(watcher);
+
+    release_tx.send(()).unwrap();
+    let report = running.shutdown().unwrap();
+    assert!(report.adds_up());
+    assert_eq!(
+        report
+            .metrics
+            .merged()
+            .handler_time
+            .get("Hold")
+            .unwrap()
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn stat_shows_every_core_from_a_live_endpoint() {
+    let mut core = CoreMetrics::default();
+    core.counters.delivered = 10;
+    core.gauges.connections = 3;
+    let snapshot = Snapshot {
+        cores: vec![core.clone(), core],
+    };
+    let server =
+        MetricsServer::start("127.0.0.1:0".parse().unwrap(), move || snapshot.clone()).unwrap();
+    let mut out = Vec::new();
+    corelane::metrics::stat::watch(
+        server.local_addr(),
+        Duration::from_millis(10),
+        Some(2),
+        &mut out,
+    )
+    .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|line| line.starts_with(|c: char| c.is_ascii_digit()))
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    // Two refreshes of two cores; nothing changed, so every rate is 0.
+    assert_eq!(rows.len(), 4, "{text}");
+    for row in &rows {
+        assert_eq!(row[1], "0", "{text}");
+        assert_eq!(row[6], "3", "{text}");
+    }
+}
