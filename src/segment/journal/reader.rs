@@ -200,7 +200,25 @@ impl JournalReader {
             return Ok(true);
         }
         (self.segment, self.base, self.offset) = previous;
-        Ok(false)
+
+        // The next segment is not there. Normally the writer has not made
+        // it yet; but if a later one exists, the frames between are gone
+        // and stopping here quietly would hide everything after them.
+        let later = list_segments(&self.dir)?
+            .into_iter()
+            .map(|(base, _)| base)
+            .find(|&base| base > self.base);
+        match later {
+            Some(found) if found != next => Err(JournalError::Damaged {
+                path: segment_path(&self.dir, next),
+                position: next,
+                damage: Damage::Gap {
+                    expected: next,
+                    found,
+                },
+            }),
+            _ => Ok(false),
+        }
     }
 
     /// Opens the segment based at `self.base`; `false` if it is not there.
