@@ -174,3 +174,28 @@ fn segment_at_the_top_of_the_position_space_does_not_overflow_a_roll() {
     }
     assert_eq!(read, 25);
 }
+
+#[test]
+fn an_empty_journal_read_from_a_position_waits_at_zero_and_is_past_its_end_after() {
+    let scratch = Scratch::new("empty");
+    let mut reader = JournalReader::open(&scratch.0, Start::Position(0)).unwrap();
+    assert_eq!(reader.position(), 0);
+    assert!(reader.next_frame().unwrap().is_none());
+    let error = JournalReader::open(&scratch.0, Start::Position(u64::MAX)).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            JournalError::PastEnd {
+                position: u64::MAX,
+                end: 0
+            }
+        ),
+        "{error}"
+    );
+
+    // Once the writer has appended, the waiting reader sees the frame.
+    let mut writer = JournalWriter::open(&scratch.0, config(4096)).unwrap();
+    assert_eq!(writer.append(b"first", meta(0)).unwrap(), 0);
+    let frame = reader.next_frame().unwrap().expect("the first frame");
+    assert_eq!((frame.position, frame.payload), (0, &b"first"[..]));
+}

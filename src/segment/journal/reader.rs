@@ -106,6 +106,14 @@ impl JournalReader {
             buffer: FrameBuffer::new(),
         };
         if let Start::Position(position) = start {
+            // An empty journal ends at position 0: reading from there waits
+            // for the first frame, and anything further is past the end.
+            if segments.is_empty() {
+                if position == 0 {
+                    return Ok(reader);
+                }
+                return Err(JournalError::PastEnd { position, end: 0 });
+            }
             let Some(&(base, _)) = segments.iter().rev().find(|&&(base, _)| base <= position)
             else {
                 return Err(JournalError::BeforeStart {
