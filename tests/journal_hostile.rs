@@ -199,3 +199,43 @@ fn an_empty_journal_read_from_a_position_waits_at_zero_and_is_past_its_end_after
     let frame = reader.next_frame().unwrap().expect("the first frame");
     assert_eq!((frame.position, frame.payload), (0, &b"first"[..]));
 }
+
+#[test]
+fn a_sparse_segment_claiming_more_than_any_writer_makes_is_refused_at_once() {
+    use std::os::unix::fs::FileExt;
+
+    let scratch = Scratch::new("sparse");
+    let path = segment_path(&scratch.0, 0);
+    drop(Segment::create(&path, SegmentKind::Journal, 4096, 0).unwrap());
+    // Claim 64 GiB of frames: a sparse file, nothing on disk, all zero, so
+    // a scan for its last non-zero byte would read all 64 GiB.
+    let claimed: u64 = 64 << 30;
+    let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(
+        &claimed.to_le_bytes(),
+        corelane::segment::layout::CAPACITY_OFFSET as u64,
+    )
+    .unwrap();
+    file.set_len(corelane::segment::layout::HEADER_PAGE as u64 + claimed + 256)
+        .unwrap();
+    drop(file);
+
+    let refused = |error: &JournalError| {
+        matches!(
+            error,
+            JournalError::Segment(SegmentError::BadField {
+                field: "capacity",
+                found,
+                ..
+            }) if *found == claimed
+        )
+    };
+    let inspection = inspect(&scratch.0).unwrap();
+    let damage = inspection.damage.expect("refused");
+    assert!(refused(&damage), "{damage}");
+    let error = JournalWriter::open(&scratch.0, config(4096)).unwrap_err();
+    assert!(refused(&error), "{error}");
+    let mut reader = JournalReader::open(&scratch.0, Start::Beginning).unwrap();
+    let error = reader.next_frame().unwrap_err();
+    assert!(refused(&error), "{error}");
+}

@@ -16,13 +16,13 @@ use rkyv::api::high::HighValidator;
 use rkyv::bytecheck::CheckBytes;
 use rkyv::{rancor, Archived};
 
-use super::dir::{list_segments, segment_path};
+use super::dir::{list_segments, open_segment, segment_path};
 use super::error::{Damage, JournalError};
 use super::scan::{read_slot, FrameBuffer, Slot};
 use crate::frame::envelope::{access_untrusted, check_type};
 use crate::frame::layout::{aligned_len, FrameMeta, PAYLOAD_OFFSET};
 use crate::frame::Message;
-use crate::segment::{Access, Segment, SegmentError, SegmentKind};
+use crate::segment::{Access, Segment, SegmentError};
 
 /// Where a [`JournalReader`] starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -232,7 +232,7 @@ impl JournalReader {
     /// Opens the segment based at `self.base`; `false` if it is not there.
     fn open_current(&mut self) -> Result<bool, JournalError> {
         let path = segment_path(&self.dir, self.base);
-        let segment = match Segment::open(&path, SegmentKind::Journal, Access::ReadOnly) {
+        let segment = match open_segment(&path, Access::ReadOnly) {
             Ok(segment) => segment,
             Err(SegmentError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
                 return Ok(false)
