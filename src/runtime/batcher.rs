@@ -85,13 +85,19 @@ pub struct Batcher<T> {
     timer: Option<TimerHandle>,
 }
 
+/// Items a batch reserves room for up front. A `max_items` far above any
+/// real batch (`usize::MAX` for "by deadline only") must not reserve that
+/// much memory, or overflow the reservation; past this the batch grows as
+/// items come.
+const RESERVED_ITEMS: usize = 1024;
+
 impl<T> Batcher<T> {
     /// A batcher flushing at `max_items` items (at least 1) or `max_wait`
     /// after a batch's first item; its flush timer fires with `timer_id`.
     pub fn new(max_items: usize, max_wait: Duration, timer_id: u64) -> Self {
         let max_items = max_items.max(1);
         Batcher {
-            items: Vec::with_capacity(max_items),
+            items: Vec::with_capacity(max_items.min(RESERVED_ITEMS)),
             max_items,
             max_wait,
             timer_id,
@@ -144,6 +150,7 @@ impl<T> Batcher<T> {
     }
 
     fn take(&mut self) -> Vec<T> {
-        std::mem::replace(&mut self.items, Vec::with_capacity(self.max_items))
+        let reserve = self.max_items.min(RESERVED_ITEMS);
+        std::mem::replace(&mut self.items, Vec::with_capacity(reserve))
     }
 }

@@ -199,9 +199,13 @@ impl Segment {
     /// field, length not matching the header, header not initialised,
     /// permissions open to others, or a failed system call.
     pub fn open(path: &Path, kind: SegmentKind, access: Access) -> Result<Segment, SegmentError> {
+        // Non-blocking, so that a named pipe where a segment should be is
+        // refused below rather than blocking the open until a writer comes;
+        // the flag changes nothing for a regular file.
         let file = OpenOptions::new()
             .read(true)
             .write(access == Access::ReadWrite)
+            .custom_flags(libc::O_NONBLOCK)
             .open(path)
             .map_err(|e| SegmentError::io(path, "open", e))?;
         let metadata = file

@@ -5,6 +5,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::error::JournalError;
+use super::writer::MAX_SEGMENT_SIZE;
+use crate::segment::{Access, Segment, SegmentError, SegmentKind};
 
 /// Suffix of every journal segment file.
 pub const SEGMENT_SUFFIX: &str = ".journal";
@@ -51,6 +53,28 @@ pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, JournalError> {
     }
     segments.sort_unstable_by_key(|&(base, _)| base);
     Ok(segments)
+}
+
+/// Opens the journal segment at `path`, refusing one larger than any
+/// writer makes: its header says how much of the file to scan, and a
+/// sparse file claiming terabytes costs nothing on disk but would keep a
+/// scan for the end of its frames busy for hours.
+///
+/// # Errors
+///
+/// As [`Segment::open`]; [`SegmentError::BadField`] for a capacity over
+/// [`MAX_SEGMENT_SIZE`].
+pub(crate) fn open_segment(path: &Path, access: Access) -> Result<Segment, SegmentError> {
+    let segment = Segment::open(path, SegmentKind::Journal, access)?;
+    let capacity = segment.layout().capacity();
+    if capacity > MAX_SEGMENT_SIZE {
+        return Err(SegmentError::BadField {
+            path: path.to_path_buf(),
+            field: "capacity",
+            found: capacity as u64,
+        });
+    }
+    Ok(segment)
 }
 
 #[cfg(test)]

@@ -129,6 +129,14 @@ pub enum JournalError {
         /// Where the first segment starts.
         first: u64,
     },
+    /// The journal's positions are used up: the next segment would start
+    /// past `u64::MAX` (only a segment planted near the top gets there).
+    PositionsExhausted {
+        /// The directory.
+        dir: PathBuf,
+        /// The position the refused frame would have had.
+        position: u64,
+    },
     /// The message could not be serialized.
     Encode(String),
     /// A frame is valid but not the message type asked for, or its payload
@@ -189,6 +197,11 @@ impl fmt::Display for JournalError {
             JournalError::BeforeStart { position, first } => write!(
                 f,
                 "position {position} is before the journal's first segment ({first})"
+            ),
+            JournalError::PositionsExhausted { dir, position } => write!(
+                f,
+                "journal {}: no segment can follow position {position}: positions are used up",
+                dir.display()
             ),
             JournalError::Encode(reason) => write!(f, "cannot serialize message: {reason}"),
             JournalError::Frame { position, error } => {

@@ -16,13 +16,13 @@ use rkyv::api::high::HighValidator;
 use rkyv::bytecheck::CheckBytes;
 use rkyv::{rancor, Archived};
 
-use super::dir::{list_segments, segment_path};
+use super::dir::{list_segments, open_segment, segment_path};
 use super::error::{Damage, JournalError};
 use super::scan::{read_slot, FrameBuffer, Slot};
 use crate::frame::envelope::{access_untrusted, check_type};
 use crate::frame::layout::{aligned_len, FrameMeta, PAYLOAD_OFFSET};
 use crate::frame::Message;
-use crate::segment::{Access, Segment, SegmentError, SegmentKind};
+use crate::segment::{Access, Segment, SegmentError};
 
 /// Where a [`JournalReader`] starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +106,14 @@ impl JournalReader {
             buffer: FrameBuffer::new(),
         };
         if let Start::Position(position) = start {
+            // An empty journal ends at position 0: reading from there waits
+            // for the first frame, and anything further is past the end.
+            if segments.is_empty() {
+                if position == 0 {
+                    return Ok(reader);
+                }
+                return Err(JournalError::PastEnd { position, end: 0 });
+            }
             let Some(&(base, _)) = segments.iter().rev().find(|&&(base, _)| base <= position)
             else {
                 return Err(JournalError::BeforeStart {
@@ -209,13 +217,31 @@ impl JournalReader {
             return Ok(true);
         }
         (self.segment, self.base, self.offset) = previous;
-        Ok(false)
+
+        // The next segment is not there. Normally the writer has not made
+        // it yet; but if a later one exists, the frames between are gone
+        // and stopping here quietly would hide everything after them.
+        let later = list_segments(&self.dir)?
+            .into_iter()
+            .map(|(base, _)| base)
+            .find(|&base| base > self.base);
+        match later {
+            Some(found) if found != next => Err(JournalError::Damaged {
+                path: segment_path(&self.dir, next),
+                position: next,
+                damage: Damage::Gap {
+                    expected: next,
+                    found,
+                },
+            }),
+            _ => Ok(false),
+        }
     }
 
     /// Opens the segment based at `self.base`; `false` if it is not there.
     fn open_current(&mut self) -> Result<bool, JournalError> {
         let path = segment_path(&self.dir, self.base);
-        let segment = match Segment::open(&path, SegmentKind::Journal, Access::ReadOnly) {
+        let segment = match open_segment(&path, Access::ReadOnly) {
             Ok(segment) => segment,
             Err(SegmentError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
                 return Ok(false)

@@ -19,12 +19,12 @@
 
 use std::path::{Path, PathBuf};
 
-use super::dir::list_segments;
+use super::dir::{list_segments, open_segment};
 use super::error::{Damage, JournalError};
 use super::scan::{
     damaged_extent, first_nonzero, frame_ptr, last_nonzero, scan_segment, Ending, FrameBuffer,
 };
-use crate::segment::{Access, Segment, SegmentKind};
+use crate::segment::{Access, Segment};
 
 /// A torn tail: bytes after the last valid frame that were cut (or, from
 /// [`inspect`], would be cut by the writer's recovery).
@@ -209,7 +209,7 @@ fn check_segment(
     is_last: bool,
     buffer: &mut FrameBuffer,
 ) -> Result<(SegmentSummary, Segment, Option<JournalError>), JournalError> {
-    let segment = Segment::open(path, SegmentKind::Journal, access)?;
+    let segment = open_segment(path, access)?;
     if segment.header().base_position != base {
         return Err(JournalError::Damaged {
             path: path.to_path_buf(),

@@ -289,6 +289,18 @@ impl JournalWriter {
     /// Seals the current segment with an end marker and starts the next.
     fn roll(&mut self) -> Result<(), JournalError> {
         let capacity = self.segment.layout().capacity();
+        // A segment recovered from a hostile directory may sit at the top
+        // of the position space: refuse before sealing, so the segment stays
+        // open and no wrapped-around base is ever created.
+        let next = self
+            .segment
+            .header()
+            .base_position
+            .checked_add(capacity as u64)
+            .ok_or(JournalError::PositionsExhausted {
+                dir: self.dir.clone(),
+                position: self.position(),
+            })?;
         if self.tail < capacity {
             let marker = FrameMeta {
                 msg_type: PADDING_TYPE,
@@ -304,7 +316,6 @@ impl JournalWriter {
         if durable {
             self.sync()?;
         }
-        let next = self.segment.header().base_position + capacity as u64;
         let prepared = self
             .next
             .take()

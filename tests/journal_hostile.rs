@@ -1,0 +1,241 @@
+//! The journal against a hostile or unlucky directory: special files where
+//! segments should be, gaps between segments, and segment names at the top
+//! of the position space. Each case must end in a clear error, never a
+//! hang, a panic or frames silently skipped.
+
+use std::fs;
+use std::path::PathBuf;
+
+use corelane::frame::layout::FrameMeta;
+use corelane::segment::journal::dir::segment_path;
+use corelane::segment::journal::{
+    inspect, Damage, Durability, JournalConfig, JournalError, JournalReader, JournalWriter, Start,
+};
+use corelane::segment::{Segment, SegmentError, SegmentKind};
+
+/// A fresh directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("corelane-hostile-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn meta(i: u64) -> FrameMeta {
+    FrameMeta {
+        msg_type: 77,
+        version: 1,
+        timestamp_ns: i,
+        ..FrameMeta::default()
+    }
+}
+
+fn config(segment_size: usize) -> JournalConfig {
+    JournalConfig {
+        segment_size,
+        durability: Durability::None,
+    }
+}
+
+/// Makes a named pipe at `path`.
+fn mkfifo(path: &std::path::Path) {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates a file.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+}
+
+#[test]
+fn named_pipe_as_a_segment_is_refused_without_blocking() {
+    let scratch = Scratch::new("fifo");
+    let path = segment_path(&scratch.0, 0);
+    mkfifo(&path);
+
+    // Opening a pipe for reading blocks until a writer comes, unless asked
+    // not to: each of these must return at once with a clear error.
+    let error = Segment::open(
+        &path,
+        SegmentKind::Journal,
+        corelane::segment::Access::ReadOnly,
+    )
+    .unwrap_err();
+    assert!(matches!(error, SegmentError::NotAFile { .. }), "{error}");
+    let inspection = inspect(&scratch.0).unwrap();
+    assert!(matches!(
+        inspection.damage,
+        Some(JournalError::Segment(SegmentError::NotAFile { .. }))
+    ));
+    let error = JournalWriter::open(&scratch.0, config(4096)).unwrap_err();
+    assert!(
+        matches!(error, JournalError::Segment(SegmentError::NotAFile { .. })),
+        "{error}"
+    );
+    let mut reader = JournalReader::open(&scratch.0, Start::Beginning).unwrap();
+    let error = reader.next_frame().unwrap_err();
+    assert!(
+        matches!(error, JournalError::Segment(SegmentError::NotAFile { .. })),
+        "{error}"
+    );
+}
+
+#[test]
+fn reader_reports_a_missing_middle_segment_instead_of_stopping_quietly() {
+    let scratch = Scratch::new("gap");
+    let mut writer = JournalWriter::open(&scratch.0, config(4096)).unwrap();
+    let positions: Vec<u64> = (0..200)
+        .map(|i| writer.append(&[i as u8; 100], meta(i)).unwrap())
+        .collect();
+    drop(writer);
+    // Frames of 48 + 100 bytes take 160: 25 per 4096-byte segment with its
+    // end marker, so 200 frames fill segments 0..8.
+    assert_eq!(positions[25], 4096);
+    fs::remove_file(segment_path(&scratch.0, 2 * 4096)).unwrap();
+
+    let mut reader = JournalReader::open(&scratch.0, Start::Beginning).unwrap();
+    let mut read = 0;
+    let error = loop {
+        match reader.next_frame() {
+            Ok(Some(frame)) => {
+                assert_eq!(frame.position, positions[read]);
+                read += 1;
+            }
+            Ok(None) => panic!("reader stopped quietly after {read} frames at a gap"),
+            Err(error) => break error,
+        }
+    };
+    assert_eq!(read, 50, "the two segments before the gap");
+    assert!(
+        matches!(
+            error,
+            JournalError::Damaged {
+                damage: Damage::Gap {
+                    expected: 8192,
+                    found: 12288
+                },
+                ..
+            }
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn segment_at_the_top_of_the_position_space_does_not_overflow_a_roll() {
+    let scratch = Scratch::new("top");
+    let base = u64::MAX - 4095;
+    drop(
+        Segment::create(
+            &segment_path(&scratch.0, base),
+            SegmentKind::Journal,
+            4096,
+            base,
+        )
+        .unwrap(),
+    );
+
+    // The writer resumes there; a roll would need a position past u64::MAX,
+    // so the append that needs one fails cleanly instead.
+    let mut writer = JournalWriter::open(&scratch.0, config(4096)).unwrap();
+    let mut appended = 0u64;
+    let error = loop {
+        match writer.append(&[7u8; 100], meta(appended)) {
+            Ok(position) => {
+                assert_eq!(position, base + appended * 160);
+                appended += 1;
+            }
+            Err(error) => break error,
+        }
+        assert!(appended < 100, "a 4096-byte segment holds 25 such frames");
+    };
+    assert_eq!(appended, 25);
+    assert!(
+        matches!(error, JournalError::PositionsExhausted { .. }),
+        "{error}"
+    );
+    drop(writer);
+
+    // Nothing was created at position zero, and the frames read back.
+    assert!(!segment_path(&scratch.0, 0).exists());
+    let mut reader = JournalReader::open(&scratch.0, Start::Beginning).unwrap();
+    let mut read = 0;
+    while let Some(frame) = reader.next_frame().unwrap() {
+        assert_eq!(frame.meta.timestamp_ns, read);
+        read += 1;
+    }
+    assert_eq!(read, 25);
+}
+
+#[test]
+fn an_empty_journal_read_from_a_position_waits_at_zero_and_is_past_its_end_after() {
+    let scratch = Scratch::new("empty");
+    let mut reader = JournalReader::open(&scratch.0, Start::Position(0)).unwrap();
+    assert_eq!(reader.position(), 0);
+    assert!(reader.next_frame().unwrap().is_none());
+    let error = JournalReader::open(&scratch.0, Start::Position(u64::MAX)).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            JournalError::PastEnd {
+                position: u64::MAX,
+                end: 0
+            }
+        ),
+        "{error}"
+    );
+
+    // Once the writer has appended, the waiting reader sees the frame.
+    let mut writer = JournalWriter::open(&scratch.0, config(4096)).unwrap();
+    assert_eq!(writer.append(b"first", meta(0)).unwrap(), 0);
+    let frame = reader.next_frame().unwrap().expect("the first frame");
+    assert_eq!((frame.position, frame.payload), (0, &b"first"[..]));
+}
+
+#[test]
+fn a_sparse_segment_claiming_more_than_any_writer_makes_is_refused_at_once() {
+    use std::os::unix::fs::FileExt;
+
+    let scratch = Scratch::new("sparse");
+    let path = segment_path(&scratch.0, 0);
+    drop(Segment::create(&path, SegmentKind::Journal, 4096, 0).unwrap());
+    // Claim 64 GiB of frames: a sparse file, nothing on disk, all zero, so
+    // a scan for its last non-zero byte would read all 64 GiB.
+    let claimed: u64 = 64 << 30;
+    let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(
+        &claimed.to_le_bytes(),
+        corelane::segment::layout::CAPACITY_OFFSET as u64,
+    )
+    .unwrap();
+    file.set_len(corelane::segment::layout::HEADER_PAGE as u64 + claimed + 256)
+        .unwrap();
+    drop(file);
+
+    let refused = |error: &JournalError| {
+        matches!(
+            error,
+            JournalError::Segment(SegmentError::BadField {
+                field: "capacity",
+                found,
+                ..
+            }) if *found == claimed
+        )
+    };
+    let inspection = inspect(&scratch.0).unwrap();
+    let damage = inspection.damage.expect("refused");
+    assert!(refused(&damage), "{damage}");
+    let error = JournalWriter::open(&scratch.0, config(4096)).unwrap_err();
+    assert!(refused(&error), "{error}");
+    let mut reader = JournalReader::open(&scratch.0, Start::Beginning).unwrap();
+    let error = reader.next_frame().unwrap_err();
+    assert!(refused(&error), "{error}");
+}
