@@ -177,7 +177,10 @@ mod tests {
         assert!(SegmentLayout::new(0).is_none());
         assert!(SegmentLayout::new(FRAME_ALIGN + 1).is_none());
         assert!(SegmentLayout::new(usize::MAX - 31).is_none());
-        assert_eq!(SegmentLayout::new(96).unwrap().capacity(), 96);
+        assert_eq!(
+            SegmentLayout::new(3 * FRAME_ALIGN).unwrap().capacity(),
+            3 * FRAME_ALIGN
+        );
     }
 
     #[test]

@@ -465,21 +465,23 @@ mod tests {
         // A frame that would run past the end of the ring, from the last slot.
         let region = shared(256);
         let capacity = 256u64;
+        let last_slot = capacity - FRAME_ALIGN as u64;
         put(
             &region,
             head_offset(256),
-            &(capacity * 3 - 32).to_le_bytes(),
+            &(capacity * 2 + last_slot).to_le_bytes(),
         );
         put(
             &region,
             tail_offset(256),
-            &(capacity * 3 - 32).to_le_bytes(),
+            &(capacity * 2 + last_slot).to_le_bytes(),
         );
-        put(&region, 224, &64i32.to_le_bytes());
+        let overrun = 2 * FRAME_ALIGN as i32;
+        put(&region, last_slot as usize, &overrun.to_le_bytes());
         let mut reader = RingReader::attach(region).unwrap();
         assert!(matches!(
             reader.drain(8, |_| ()),
-            Err(IpcError::Ring(RingError::Corrupt { length: 64, .. }))
+            Err(IpcError::Ring(RingError::Corrupt { length, .. })) if length == overrun
         ));
     }
 
@@ -528,8 +530,11 @@ mod tests {
             1
         );
         assert!(reader.unpublished_bytes_at_head());
+        // An abandoned claim publishes nothing; its bytes stay until the
+        // next claim writes over them (the lane protocol zeroes only future
+        // frame-start words), and they are still not a frame.
         drop(claim);
-        assert!(!reader.unpublished_bytes_at_head());
+        assert!(reader.unpublished_bytes_at_head());
         assert_eq!(reader.drain(8, |_| panic!("nothing published")).unwrap(), 0);
         assert_eq!(reader.delivered(), 1);
     }

@@ -342,7 +342,16 @@ impl JournalWriter {
 
     /// Starts preparing the segment that follows the current one.
     fn prepare_next(&mut self) {
-        let base = self.segment.header().base_position + self.segment.layout().capacity() as u64;
+        // At the top of the position space there is no next segment; `roll`
+        // refuses when it gets there.
+        let Some(base) = self
+            .segment
+            .header()
+            .base_position
+            .checked_add(self.segment.layout().capacity() as u64)
+        else {
+            return;
+        };
         let dir = self.dir.clone();
         let size = self.config.segment_size;
         let thread = std::thread::Builder::new()
