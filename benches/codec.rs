@@ -35,15 +35,15 @@
 //!     target/release/deps/codec-<hash> --bench
 //! ```
 
-mod support;
+mod common;
 
 use std::hint::black_box;
 use std::time::Instant;
 
+use common::{json_number, json_object, json_string, Bar};
 use corelane::pool::{Pool, PoolBuf, PoolConfig};
 use rkyv::rancor;
 use rkyv::ser::allocator::Arena;
-use support::{json_number, json_object, json_string, Bar};
 
 #[derive(
     rkyv::Archive,
@@ -414,7 +414,7 @@ fn row_index(key: &str) -> usize {
 }
 
 fn main() {
-    support::pin(0);
+    common::pin(0);
     let pool = Pool::new(&PoolConfig::default());
     let mut bench = Bench::new(&pool);
 
@@ -429,9 +429,9 @@ fn main() {
         return;
     }
 
-    let benching = support::benching();
-    let quick = !benching || support::env_flag("CODEC_QUICK");
-    let rounds = support::env_count("CODEC_ROUNDS").unwrap_or(if quick { 3 } else { 7 });
+    let benching = common::benching();
+    let quick = !benching || common::env_flag("CODEC_QUICK");
+    let rounds = common::env_count("CODEC_ROUNDS").unwrap_or(if quick { 3 } else { 7 });
     let ops = if quick { 20_000 } else { 500_000 };
     println!(
         "codec: {rounds} rounds of {ops} operations per row; encoded bytes: rkyv {}, serde_json {}, \
@@ -461,17 +461,17 @@ fn main() {
         Bar {
             text: "rkyv in place + validated access >= 10x faster than serde_json encode+decode"
                 .into(),
-            ratios: support::ratios(of("json-whole"), of("rkyv-whole")),
+            ratios: common::ratios(of("json-whole"), of("rkyv-whole")),
             limit: 10.0,
         },
         Bar {
             text: "rkyv in place + validated access >= 2x faster than bincode encode+decode".into(),
-            ratios: support::ratios(of("bincode-whole"), of("rkyv-whole")),
+            ratios: common::ratios(of("bincode-whole"), of("rkyv-whole")),
             limit: 2.0,
         },
         Bar {
             text: "rkyv validated access >= 5x faster than bincode decode".into(),
-            ratios: support::ratios(of("bincode-decode"), of("rkyv-access")),
+            ratios: common::ratios(of("bincode-decode"), of("rkyv-access")),
             limit: 5.0,
         },
     ];
@@ -483,9 +483,9 @@ fn main() {
     let rkyv_whole = of("rkyv-whole");
     let mut json_rows = Vec::new();
     for (row, kept) in ROWS.iter().zip(&rounds_ns) {
-        let ns = support::median(kept.clone());
+        let ns = common::median(kept.clone());
         let vs_rkyv =
-            (row.step == Step::Whole).then(|| support::median(support::ratios(kept, rkyv_whole)));
+            (row.step == Step::Whole).then(|| common::median(common::ratios(kept, rkyv_whole)));
         println!(
             "{:<36} {:>9.1} {:>9} {:>12}",
             row.name,
@@ -518,17 +518,14 @@ fn main() {
         "Medians over the rounds; x rkyv whole: this whole path's time / rkyv encode + validated \
          access (median of per-round ratios)."
     );
-    support::print_bars(&bars);
+    common::print_bars(&bars);
     if benching {
         let header = [
             ("bench", json_string("codec")),
             ("rounds", rounds.to_string()),
             ("ops_per_round", ops.to_string()),
         ];
-        match support::write_report(
-            "codec.json",
-            &support::json_report(&header, &json_rows, &bars),
-        ) {
+        match common::write_json("codec", &common::json_report(&header, &json_rows, &bars)) {
             Ok(path) => println!("\nwrote {}", path.display()),
             Err(error) => eprintln!("codec: cannot write the JSON report: {error}"),
         }

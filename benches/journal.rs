@@ -24,8 +24,7 @@ use corelane::frame::layout::FrameMeta;
 use corelane::segment::journal::{Durability, JournalConfig, JournalWriter};
 use hdrhistogram::Histogram;
 
-#[path = "common/report.rs"]
-mod report;
+mod common;
 
 /// Bytes per segment file: large enough that rolls are rare.
 const SEGMENT_SIZE: usize = 64 << 20;
@@ -71,7 +70,7 @@ struct Sample {
 }
 
 fn scratch_dir() -> PathBuf {
-    report::out_dir().join("journal-tmp")
+    common::out_dir().join("journal-tmp")
 }
 
 fn open(dir: &Path, case: &Case) -> JournalWriter {
@@ -171,12 +170,12 @@ fn main() {
         eprintln!("round {} of {rounds} done", round + 1);
     }
 
-    let rows: Vec<report::Row> = cases
+    let rows: Vec<common::Row> = cases
         .iter()
         .zip(&samples)
         .map(|(case, samples)| {
-            let pick = |f: &dyn Fn(&Sample) -> f64| report::median(samples.iter().map(f).collect());
-            report::Row {
+            let pick = |f: &dyn Fn(&Sample) -> f64| common::median(samples.iter().map(f).collect());
+            common::Row {
                 name: case.name.clone(),
                 msgs_per_s: Some(pick(&|s| s.msgs_per_s)),
                 p50_ns: pick(&|s| s.histogram.value_at_quantile(0.5) as f64),
@@ -190,7 +189,7 @@ fn main() {
 
     let wall: Vec<f64> = samples
         .iter()
-        .map(|samples| report::median(samples.iter().map(|s| s.wall_msgs_per_s).collect()))
+        .map(|samples| common::median(samples.iter().map(|s| s.wall_msgs_per_s).collect()))
         .collect();
     println!(
         "\n{:<40} {:>12} {:>12} {:>10} {:>10} {:>10} {:>12} {:>10}",
@@ -236,7 +235,7 @@ fn main() {
             "appends per second of the appending thread's CPU time".to_string(),
         ),
     ];
-    match report::write_json("journal", &notes, &rows) {
+    match common::write_rows("journal", &notes, &rows) {
         Ok(path) => println!("wrote {}", path.display()),
         Err(error) => eprintln!("cannot write journal.json: {error}"),
     }

@@ -30,7 +30,7 @@
 //!     target/release/deps/pool-<hash> --bench
 //! ```
 
-mod support;
+mod common;
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,8 +38,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
+use common::{json_number, json_object, json_string, Bar};
 use corelane::pool::{Pool, PoolConfig};
-use support::{json_number, json_object, json_string, Bar};
 
 const SIZES: [usize; 3] = [64, 4096, 65536];
 
@@ -110,7 +110,7 @@ fn rows() -> Vec<Row> {
 
 /// One owner loop: `ops` takes and drops; ns per take+drop.
 fn owner(kind: Kind, size: usize, ops: usize) -> f64 {
-    support::pin(0);
+    common::pin(0);
     let pool = Pool::new(&config());
     // The pool's first buffer of the class is allocated here, not timed.
     drop(pool.take(size));
@@ -174,11 +174,11 @@ fn relay<T: Send + 'static>(
     mut rx: rtrb::Consumer<T>,
     mut make: impl FnMut() -> T,
 ) -> f64 {
-    support::pin(0);
+    common::pin(0);
     let go = Arc::new(AtomicBool::new(false));
     let started_flag = Arc::clone(&go);
     let dropper = thread::spawn(move || {
-        support::pin(1);
+        common::pin(1);
         while !started_flag.load(Ordering::Acquire) {
             std::hint::spin_loop();
         }
@@ -220,10 +220,10 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Settings {
-        let benching = support::benching();
-        let quick = !benching || support::env_flag("POOL_QUICK");
+        let benching = common::benching();
+        let quick = !benching || common::env_flag("POOL_QUICK");
         Settings {
-            rounds: support::env_count("POOL_ROUNDS").unwrap_or(if quick { 3 } else { 7 }),
+            rounds: common::env_count("POOL_ROUNDS").unwrap_or(if quick { 3 } else { 7 }),
             owner_ops: if quick { 100_000 } else { 2_000_000 },
             cross_ops: if quick { 20_000 } else { 200_000 },
             write_json: benching,
@@ -245,7 +245,7 @@ fn measure(row: &Row, settings: &Settings) -> (f64, u64) {
 }
 
 fn run_solo(kind: &str) {
-    let size = support::env_count("POOL_SOLO_SIZE").unwrap_or(4096);
+    let size = common::env_count("POOL_SOLO_SIZE").unwrap_or(4096);
     let ops = 1_000_000;
     let pool = Pool::new(&config());
     drop(pool.take(size));
@@ -308,7 +308,7 @@ fn main() {
         let ([pool_row, vec_row], [pool, vec]) = pair else {
             unreachable!("rows come in pairs")
         };
-        let speedup = support::ratios(&vec.ns, &pool.ns);
+        let speedup = common::ratios(&vec.ns, &pool.ns);
         if pool_row.placement == Placement::Owner && pool_row.size == 4096 {
             bars.push(Bar {
                 text: "pool take+return, owning core, 4 KiB: >= 3x faster than Vec (malloc)".into(),
@@ -316,7 +316,7 @@ fn main() {
                 limit: 3.0,
             });
         }
-        table.push((pool_row, pool, Some(support::median(speedup))));
+        table.push((pool_row, pool, Some(common::median(speedup))));
         table.push((vec_row, vec, None));
     }
 
@@ -326,7 +326,7 @@ fn main() {
     );
     let mut json_rows = Vec::new();
     for (row, kept, speedup) in &table {
-        let ns = support::median(kept.ns.clone());
+        let ns = common::median(kept.ns.clone());
         println!(
             "{:<46} {:>9.1} {:>10} {:>10}",
             row.name(),
@@ -368,7 +368,7 @@ fn main() {
     println!(
         "Medians over the rounds; x vs Vec is the median of per-round ratios (Vec ns / pool ns)."
     );
-    support::print_bars(&bars);
+    common::print_bars(&bars);
     if settings.write_json {
         let header = [
             ("bench", json_string("pool")),
@@ -376,10 +376,7 @@ fn main() {
             ("owner_ops", settings.owner_ops.to_string()),
             ("cross_ops", settings.cross_ops.to_string()),
         ];
-        match support::write_report(
-            "pool.json",
-            &support::json_report(&header, &json_rows, &bars),
-        ) {
+        match common::write_json("pool", &common::json_report(&header, &json_rows, &bars)) {
             Ok(path) => println!("\nwrote {}", path.display()),
             Err(error) => eprintln!("pool: cannot write the JSON report: {error}"),
         }

@@ -63,7 +63,7 @@
 //! a test (`cargo test --benches`), it does one small pass (1 k pending,
 //! one round) and writes no JSON.
 
-mod support;
+mod common;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -73,9 +73,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 use std::{env, thread};
 
+use common::{json_number, median};
 use corelane::clock::now_ns;
 use corelane::timer::{TimerHandle, Wheel};
-use support::{json_number, median};
 use tokio_util::time::delay_queue::{DelayQueue, Key};
 
 /// The tick of the wheel and the step of the virtual clock.
@@ -761,7 +761,7 @@ fn main() {
     let bars = bars(&rows, *settings.sizes.last().unwrap());
     print_table(&settings, &rows, &bars);
     if settings.write_json {
-        match support::write_report("timers.json", &json(&settings, &rows, &bars)) {
+        match common::write_json("timers", &json(&settings, &rows, &bars)) {
             Ok(path) => println!("\nwrote {}", path.display()),
             Err(error) => eprintln!("could not write timers.json: {error}"),
         }

@@ -1,5 +1,6 @@
-//! What the latency benches share: pinning, the clock, histograms, medians
-//! and the JSON report. Each bench includes it with `mod common;`.
+//! What every bench shares: settings from the environment, pinning, the
+//! clock, histograms, medians, bars and the JSON reports under
+//! `target/corelane-bench/`. Each bench includes it with `mod common;`.
 
 #![allow(dead_code)]
 
@@ -154,11 +155,170 @@ pub fn json_number(value: Option<f64>) -> String {
 /// Writes `text` to `$CARGO_TARGET_DIR/corelane-bench/{name}.json`
 /// (default `target/`); returns the path.
 pub fn write_json(name: &str, text: &str) -> std::io::Result<PathBuf> {
-    let target =
-        env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
-    let directory = target.join("corelane-bench");
+    let directory = out_dir();
     fs::create_dir_all(&directory)?;
     let path = directory.join(format!("{name}.json"));
     fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// Whether `cargo bench` runs us (it passes `--bench`); `cargo test
+/// --benches` does not, and then a quick pass that writes nothing will do.
+pub fn benching() -> bool {
+    env::args().any(|arg| arg == "--bench")
+}
+
+/// Whether the environment variable `name` is set to something but `0`.
+pub fn env_flag(name: &str) -> bool {
+    env::var(name).is_ok_and(|value| value != "0")
+}
+
+/// A positive number from the environment variable `name`.
+pub fn env_count(name: &str) -> Option<usize> {
+    env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .filter(|&count| count > 0)
+}
+
+/// Per-round ratios `top[i] / bottom[i]`.
+pub fn ratios(top: &[f64], bottom: &[f64]) -> Vec<f64> {
+    top.iter()
+        .zip(bottom)
+        .map(|(top, bottom)| top / bottom)
+        .collect()
+}
+
+/// One of an issue's bars: the median of per-round ratios must be at least
+/// `limit`.
+pub struct Bar {
+    pub text: String,
+    pub ratios: Vec<f64>,
+    pub limit: f64,
+}
+
+impl Bar {
+    pub fn ratio(&self) -> f64 {
+        median(self.ratios.clone())
+    }
+
+    pub fn met(&self) -> bool {
+        self.ratio() >= self.limit
+    }
+}
+
+pub fn print_bars(bars: &[Bar]) {
+    println!("\nbars (this run; the machine is shared, ratios are per-round medians):");
+    for bar in bars {
+        let rounds: Vec<String> = bar.ratios.iter().map(|r| format!("{r:.2}")).collect();
+        println!(
+            "  [{}] {:<72} {:>6.2}x  (rounds: {})",
+            if bar.met() { "met   " } else { "MISSED" },
+            bar.text,
+            bar.ratio(),
+            rounds.join(" ")
+        );
+    }
+}
+
+/// A JSON object of `fields` (name and already-encoded value) on one line.
+pub fn json_object(fields: &[(&str, String)]) -> String {
+    let inner: Vec<String> = fields
+        .iter()
+        .map(|(name, value)| format!("{}: {value}", json_string(name)))
+        .collect();
+    format!("{{{}}}", inner.join(", "))
+}
+
+/// The whole report: `header` fields, then `rows` and `bars` arrays.
+pub fn json_report(header: &[(&str, String)], rows: &[String], bars: &[Bar]) -> String {
+    let mut out = String::from("{\n");
+    for (name, value) in header {
+        let _ = writeln!(out, "  {}: {value},", json_string(name));
+    }
+    let _ = writeln!(out, "  \"rows\": [\n    {}\n  ],", rows.join(",\n    "));
+    let bars: Vec<String> = bars
+        .iter()
+        .map(|bar| {
+            json_object(&[
+                ("bar", json_string(&bar.text)),
+                ("ratio", json_number(Some(bar.ratio()))),
+                ("limit", json_number(Some(bar.limit))),
+                ("met", bar.met().to_string()),
+                (
+                    "per_round",
+                    format!(
+                        "[{}]",
+                        bar.ratios
+                            .iter()
+                            .map(|r| json_number(Some(*r)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+            ])
+        })
+        .collect();
+    let _ = writeln!(out, "  \"bars\": [\n    {}\n  ]", bars.join(",\n    "));
+    out.push_str("}\n");
+    out
+}
+
+/// One row of results: medians over the rounds.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// What was measured.
+    pub name: String,
+    /// Messages per second, if measured.
+    pub msgs_per_s: Option<f64>,
+    /// Latency percentiles and maximum, nanoseconds.
+    pub p50_ns: f64,
+    /// 99th percentile.
+    pub p99_ns: f64,
+    /// 99.9th percentile.
+    pub p999_ns: f64,
+    /// Largest.
+    pub max_ns: f64,
+    /// Latency samples behind the percentiles.
+    pub count: u64,
+}
+
+/// The directory results go to: `$CARGO_TARGET_DIR/corelane-bench`.
+pub fn out_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
+        PathBuf::from,
+    );
+    target.join("corelane-bench")
+}
+
+/// Writes `rows` as `out_dir()/NAME.json`, with `notes` (machine, clock,
+/// directory) as a top-level object of strings; returns the path.
+pub fn write_rows(name: &str, notes: &[(&str, String)], rows: &[Row]) -> std::io::Result<PathBuf> {
+    let mut text = String::from("{\n");
+    for (key, value) in notes {
+        let _ = writeln!(text, "  {}: {},", json_string(key), json_string(value));
+    }
+    text.push_str("  \"rows\": [\n");
+    for (i, row) in rows.iter().enumerate() {
+        let _ = write!(
+            text,
+            "    {{\"name\": {}, \"msgs_per_s\": {}, \"p50_ns\": {}, \"p99_ns\": {}, \
+             \"p999_ns\": {}, \"max_ns\": {}, \"count\": {}}}",
+            json_string(&row.name),
+            json_number(row.msgs_per_s),
+            json_number(Some(row.p50_ns)),
+            json_number(Some(row.p99_ns)),
+            json_number(Some(row.p999_ns)),
+            json_number(Some(row.max_ns)),
+            row.count
+        );
+        text.push_str(if i + 1 < rows.len() { ",\n" } else { "\n" });
+    }
+    text.push_str("  ]\n}\n");
+    let dir = out_dir();
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, text)?;
     Ok(path)
 }
