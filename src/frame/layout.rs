@@ -7,7 +7,7 @@
 //!  +---------------+-------+---+---+-------------------------------+
 //!  | send time, ns (u64)           | checksum (u32)| reserved (u32)|
 //!  +-------------------------------+---------------+---------------+
-//! 32  payload (an rkyv archive), then padding up to FRAME_ALIGN
+//! 32  payload (an rkyv archive), then zero padding up to FRAME_ALIGN
 //! ```
 //!
 //! - `length` counts the header and the payload, not the trailing padding. A
@@ -28,13 +28,11 @@
 /// Bytes in a frame header.
 pub const HEADER_LEN: usize = 32;
 
-/// Every frame starts at a multiple of this: one cache line, so that two
-/// frames never share a line (a consumer reading one while the producer
-/// writes the next would pull the line back and forth between them). Every
-/// payload then starts 32-byte aligned, more than rkyv's largest alignment
-/// (16), and since 64 is a multiple of the header length, a gap at the end
-/// of a ring is never too small to hold a padding frame's header.
-pub const FRAME_ALIGN: usize = 64;
+/// Every frame starts at a multiple of this, so every payload starts at one
+/// too. 32 is at least rkyv's largest alignment (16) and is a multiple of
+/// the header length, so a gap at the end of a ring is never too small to
+/// hold a padding frame's header.
+pub const FRAME_ALIGN: usize = 32;
 
 /// Offset of the `i32` length word, the frame's publication flag.
 pub const LENGTH_OFFSET: usize = 0;
@@ -157,11 +155,10 @@ mod tests {
 
     #[test]
     fn aligned_len_rounds_up_to_frame_align() {
-        assert_eq!(aligned_len(HEADER_LEN), 64);
+        assert_eq!(aligned_len(HEADER_LEN), 32);
         assert_eq!(aligned_len(HEADER_LEN + 1), 64);
         assert_eq!(aligned_len(64), 64);
-        assert_eq!(aligned_len(65), 128);
-        assert_eq!(aligned_len(HEADER_LEN + 64), 128);
+        assert_eq!(aligned_len(65), 96);
     }
 
     #[test]

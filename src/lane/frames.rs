@@ -23,23 +23,10 @@
 //!   the consumer never reads `tail`, it reads the length word at `head`
 //!   with `Acquire` and treats zero as "not yet". So a reader that sees a
 //!   length sees the payload it describes.
-//! - The consumer writes nothing into the frames: it reads them in place
-//!   and hands their space back by storing `head` with `Release`. (A
-//!   consumer that wrote there, say to clear what it read, would take the
-//!   cache lines away from the producer, which would have to fetch them
-//!   back before its next frame: a second line transfer per message.)
-//! - Instead the producer keeps the length word of every frame *to come*
-//!   zero. Before it publishes a frame, the word just past that frame reads
-//!   zero, so a consumer reading on sees "not yet" there until the next
-//!   frame is published, never stale bytes of an older lap. The producer
-//!   zeroes the words of the next [`ZERO_AHEAD`] bytes (one per
-//!   [`FRAME_ALIGN`] unit, where a frame may start) *after* each
-//!   publication, so that these stores, and the cache lines they take over,
-//!   stay off the publication's path; only a frame that outruns that window
-//!   has the word past it zeroed before it is published.
-//! - So that the word past a frame is never one the consumer has still to
-//!   read, the producer always leaves one `FRAME_ALIGN` unit free: a ring
-//!   of `capacity` bytes holds at most `capacity - FRAME_ALIGN` of frames.
+//! - The consumer zeroes every frame it has read before it hands the space
+//!   back by storing `head` with `Release`. Every byte the producer is given
+//!   is therefore zero, and a length word it has not yet written reads as
+//!   zero, never as stale bytes of an older frame.
 //! - The producer keeps a cached copy of `head` and re-reads it (`Acquire`,
 //!   pairing with the consumer's `Release`) only when the cached copy says
 //!   the ring has no room.
@@ -79,11 +66,6 @@ use crate::frame::FrameError;
 pub const TRAILER_LEN: usize = 2 * REGION_ALIGN;
 /// Smallest capacity a ring accepts.
 pub const MIN_CAPACITY: usize = 4 * FRAME_ALIGN;
-/// Bytes beyond its tail in which the producer keeps every frame-start
-/// length word zero, zeroing them after each publication: two frames of a
-/// 64-byte message, so that the next frame's cache lines are the
-/// producer's before it writes them.
-pub const ZERO_AHEAD: usize = 4 * FRAME_ALIGN;
 
 /// Offset of the consumer's `head` word in a ring region of `capacity`
 /// bytes of frames.
@@ -326,24 +308,15 @@ pub struct FrameProducer<R: Region> {
     cached_head: u64,
     /// Frames committed so far: the `sequence` of the next frame.
     sequence: u64,
-    /// Every length word at a frame-aligned position after `tail` and
-    /// before this one reads zero (so does the word at `tail` itself: the
-    /// protocol keeps it so). Always past `tail`, never past the free space.
-    zeroed: u64,
 }
 
 impl<R: Region> FrameProducer<R> {
     fn new(shape: Shape<R>) -> Self {
         let head = shape.head().load(Ordering::Acquire);
-        let tail = shape.tail().load(Ordering::Relaxed);
         FrameProducer {
-            tail,
+            tail: shape.tail().load(Ordering::Relaxed),
             cached_head: head,
             sequence: 0,
-            // Nothing beyond the word at `tail` is known to be zero (the
-            // ring may have been written before); the first commits zero
-            // what they need.
-            zeroed: tail + FRAME_ALIGN as u64,
             shape,
         }
     }
@@ -371,63 +344,18 @@ impl<R: Region> FrameProducer<R> {
         self.shape.head().load(Ordering::Acquire) != self.cached_head
     }
 
-    /// Whether `len` more bytes fit (and the spare unit after them),
-    /// re-reading `head` only if the cached copy says they do not.
+    /// Whether `len` more bytes fit, re-reading `head` only if the cached
+    /// copy says they do not.
     #[inline]
     fn has_room(&mut self, len: usize) -> bool {
-        let needed = (len + FRAME_ALIGN) as u64;
         let capacity = self.shape.capacity as u64;
-        if capacity - (self.tail - self.cached_head) >= needed {
+        if capacity - (self.tail - self.cached_head) >= len as u64 {
             return true;
         }
         // Pairs with the consumer's Release store of `head`, made after it
-        // read the frames it released: they are read before we write over
-        // them.
+        // zeroed the frames it released: the space we now reuse is zero.
         self.cached_head = self.shape.head().load(Ordering::Acquire);
-        capacity - (self.tail - self.cached_head) >= needed
-    }
-
-    /// Makes the length word at `end`, where the frame about to be
-    /// published ends, read zero. Called before that publication.
-    #[inline]
-    fn clear_word_at(&mut self, end: u64) {
-        if self.zeroed <= end {
-            self.zero_word(end);
-            self.zeroed = end + FRAME_ALIGN as u64;
-        }
-    }
-
-    /// Zeroes the frame-start words of the next [`ZERO_AHEAD`] bytes after
-    /// `tail`, as far as the free space goes. Called after a publication,
-    /// so that these stores do not delay it.
-    #[inline]
-    fn zero_ahead(&mut self) {
-        let free_end = self.cached_head + self.shape.capacity as u64;
-        let limit = (self.tail + ZERO_AHEAD as u64).min(free_end);
-        while self.zeroed < limit {
-            self.zero_word(self.zeroed);
-            self.zeroed += FRAME_ALIGN as u64;
-        }
-    }
-
-    /// Zeroes the length word at `position`, which must be frame-aligned,
-    /// past `tail` and before the end of the free space (`cached_head` plus
-    /// the capacity).
-    #[inline]
-    fn zero_word(&mut self, position: u64) {
-        debug_assert!(
-            position > self.tail && position < self.cached_head + self.shape.capacity as u64,
-            "word at {position} is not in the free space after tail {}",
-            self.tail
-        );
-        let offset = self.shape.offset(position);
-        // SAFETY: a plain write, as for payload bytes. The word is in free
-        // space past `tail` (caller's contract), frame-aligned, so in bounds
-        // and 4-aligned. The consumer's last read of it (a lap ago)
-        // happened before the Release store of `head` that this producer
-        // has loaded; its next read comes only after it acquires a frame
-        // this producer publishes after this write. No access races with it.
-        unsafe { self.shape.ptr(offset).cast::<i32>().write(0) };
+        capacity - (self.tail - self.cached_head) >= len as u64
     }
 
     /// Claims space for a frame with a payload of exactly `payload_len`
@@ -469,8 +397,7 @@ impl<R: Region> FrameProducer<R> {
     fn claim_contiguous(&mut self) -> Option<FrameClaim<'_, R>> {
         let offset = self.shape.offset(self.tail);
         let largest = self.shape.max_payload() + HEADER_LEN;
-        // Less the spare unit, as in `has_room`.
-        let free = self.shape.capacity - (self.tail - self.cached_head) as usize - FRAME_ALIGN;
+        let free = self.shape.capacity - (self.tail - self.cached_head) as usize;
         let room = free.min(self.shape.capacity - offset).min(largest);
         (room > HEADER_LEN).then(|| FrameClaim {
             offset,
@@ -546,10 +473,8 @@ impl<R: Region> FrameProducer<R> {
             msg_type: PADDING_TYPE,
             ..FrameMeta::default()
         };
-        let end = self.tail + len as u64;
-        self.clear_word_at(end);
         self.publish(offset, len, &meta, 0);
-        self.tail = end;
+        self.tail += len as u64;
     }
 
     /// Writes the header fields of the frame at `offset`, then its length.
@@ -571,28 +496,22 @@ impl<R: Region> FrameProducer<R> {
 /// Space claimed in the ring for one frame, not yet published.
 ///
 /// Dropping a claim without committing it publishes nothing and returns
-/// the space to the producer.
+/// the space (zeroed again) to the producer.
 pub struct FrameClaim<'p, R: Region> {
     producer: &'p mut FrameProducer<R>,
     /// Offset of the frame in the ring.
     offset: usize,
     /// Payload bytes lent.
     room: usize,
-    /// Payload bytes that may have been written, from the start: the
-    /// frame-start words they cover are no longer known to be zero.
+    /// Payload bytes that may have been written, from the start: what must
+    /// be zeroed again if it is not published.
     dirty: usize,
 }
 
 impl<R: Region> FrameClaim<'_, R> {
-    /// The payload space to write into in place, zeroed when first lent.
-    /// Its start is 32-byte aligned (a frame's start is aligned to
-    /// [`FRAME_ALIGN`], its payload starts [`HEADER_LEN`] bytes in).
+    /// The payload space, zeroed, to write into in place. Its start is
+    /// aligned to [`FRAME_ALIGN`].
     pub fn payload_mut(&mut self) -> &mut [u8] {
-        let written = self.dirty;
-        let payload = self.payload_unmarked();
-        // The ring's free space holds what earlier laps left; a claim's
-        // payload is lent zeroed all the same.
-        payload[written..].fill(0);
         // Anything in the room may be written now.
         self.dirty = self.room;
         self.payload_unmarked()
@@ -626,7 +545,6 @@ impl<R: Region> FrameClaim<'_, R> {
     /// # Panics
     ///
     /// If `payload_len` exceeds the claimed room.
-    #[inline]
     pub fn commit(self, payload_len: usize, meta: FrameMeta) {
         self.commit_inner(payload_len, meta, false);
     }
@@ -636,9 +554,6 @@ impl<R: Region> FrameClaim<'_, R> {
         self.commit_inner(payload_len, meta, true);
     }
 
-    // Always inlined: a call per message costs more than the body, and the
-    // checksum branch folds away in `commit`.
-    #[inline(always)]
     fn commit_inner(mut self, payload_len: usize, mut meta: FrameMeta, with_checksum: bool) {
         assert!(
             payload_len <= self.room,
@@ -647,11 +562,9 @@ impl<R: Region> FrameClaim<'_, R> {
         );
         let length = HEADER_LEN + payload_len;
         let used = aligned_len(length);
-        let end = self.producer.tail + used as u64;
-        // Payload written beyond the frame may have covered words that
-        // were zero; forget them, and zero the word at `end` now.
-        self.forget_zeroes_from(end);
-        self.producer.clear_word_at(end);
+        // The consumer zeroes the published frame; what was written beyond
+        // it is ours to zero.
+        self.zero_from(used);
         let mut sum = 0;
         if with_checksum {
             meta.flags |= FLAG_CHECKSUM;
@@ -661,33 +574,32 @@ impl<R: Region> FrameClaim<'_, R> {
         }
         let producer = &mut *self.producer;
         producer.publish(self.offset, length, &meta, sum);
-        producer.tail = end;
+        producer.tail += used as u64;
         producer.sequence += 1;
         // For observers only; nobody's hot path reads it.
         producer
             .shape
             .tail()
             .store(producer.tail, Ordering::Release);
-        producer.zero_ahead();
         std::mem::forget(self);
     }
 
-    /// Lowers the producer's `zeroed` mark to `from` if payload bytes were
-    /// written at or past it: the frame-start words there may hold them.
-    fn forget_zeroes_from(&mut self, from: u64) {
-        let written_end = self.producer.tail + (PAYLOAD_OFFSET + self.dirty) as u64;
-        if written_end > from {
-            self.producer.zeroed = self.producer.zeroed.min(from);
+    /// Zeroes the dirty bytes of the claim from frame offset `from`,
+    /// restoring the ring's "free space is zero" invariant for the part of
+    /// the claim that will not be published.
+    fn zero_from(&mut self, from: usize) {
+        let end = aligned_len(HEADER_LEN + self.dirty);
+        if from < end {
+            // SAFETY: `[offset + from, offset + end)` lies inside the claim,
+            // owned by this producer, and inside the frame area.
+            unsafe { ptr::write_bytes(self.producer.shape.ptr(self.offset + from), 0, end - from) };
         }
     }
 }
 
 impl<R: Region> Drop for FrameClaim<'_, R> {
     fn drop(&mut self) {
-        // Nothing is published: every word from the first frame start after
-        // `tail` on that the payload covered must be zeroed again later.
-        let first_after_tail = self.producer.tail + FRAME_ALIGN as u64;
-        self.forget_zeroes_from(first_after_tail);
+        self.zero_from(PAYLOAD_OFFSET);
     }
 }
 
@@ -762,9 +674,8 @@ impl<R: Region> FrameConsumer<R> {
     }
 
     /// Reads up to `max` frames in order, lending each to `on_frame` in
-    /// place; padding frames are skipped. The frames read are then released
-    /// to the producer with a single store of `head`; the consumer writes
-    /// nothing into them.
+    /// place; padding frames are skipped. The frames read are then zeroed
+    /// and released to the producer with a single store of `head`.
     ///
     /// Returns the number of (non-padding) frames read.
     ///
@@ -807,12 +718,14 @@ impl<R: Region> FrameConsumer<R> {
                 });
                 read += 1;
             }
+            // SAFETY: as above; the borrow of `bytes` ended with `on_frame`.
+            unsafe { ptr::write_bytes(self.shape.ptr(offset), 0, occupied) };
             position += occupied as u64;
         }
         if position != self.head {
             self.head = position;
             // Pairs with the producer's Acquire load in `has_room`: the
-            // frames are read before their space is written again.
+            // zeroes written above are visible before the space is reused.
             self.shape.head().store(position, Ordering::Release);
         }
         outcome.map(|()| read)
@@ -868,34 +781,33 @@ mod tests {
     #[test]
     fn full_ring_refuses_then_accepts_after_release() {
         let (mut producer, mut consumer) = heap_ring(256);
-        // Each 1-byte payload occupies 64 bytes, and one 64-byte unit is
-        // always kept free: three fill the ring.
-        for i in 0..3u8 {
+        // Each 1-byte payload occupies 64 bytes: four fill the ring.
+        for i in 0..4u8 {
             write(&mut producer, &[i]).unwrap();
         }
         assert_eq!(write(&mut producer, &[9]), Err(ClaimError::Full));
-        assert_eq!(read_all(&mut consumer), vec![vec![0], vec![1], vec![2]]);
+        assert_eq!(
+            read_all(&mut consumer),
+            vec![vec![0], vec![1], vec![2], vec![3]]
+        );
         write(&mut producer, &[9]).unwrap();
         assert_eq!(read_all(&mut consumer), vec![vec![9]]);
     }
 
     #[test]
     fn frames_ending_exactly_at_the_end_need_no_padding() {
-        let (mut producer, mut consumer) = heap_ring(512);
-        // Frames of 128 bytes: the fourth ends exactly at the ring's end,
-        // and the fifth starts the next lap with no padding before it.
+        let (mut producer, mut consumer) = heap_ring(256);
+        // Two frames of 128 bytes end exactly at the ring's end.
         let payload = vec![1; 128 - HEADER_LEN];
-        for _ in 0..3 {
-            write(&mut producer, &payload).unwrap();
-        }
-        assert_eq!(read_all(&mut consumer).len(), 3);
         write(&mut producer, &payload).unwrap();
+        write(&mut producer, &payload).unwrap();
+        assert_eq!(read_all(&mut consumer).len(), 2);
         write(&mut producer, &payload).unwrap();
         let mut positions = Vec::new();
         consumer
             .drain(8, |frame| positions.push(frame.position))
             .unwrap();
-        assert_eq!(positions, [384, 512]);
+        assert_eq!(positions, [256]);
     }
 
     #[test]
@@ -913,39 +825,14 @@ mod tests {
             .unwrap();
         assert_eq!(seen, [(1024, 2)]);
         assert!(!consumer.has_frame());
-        // The padding was released with the frame: the whole ring is free
-        // again and takes three 256-byte frames (a fourth would fill the
-        // unit that is always kept free), wrapping with no padding.
-        for i in 0..3u8 {
+        // The padding was zeroed with the frame: the whole ring is free again
+        // and takes four 256-byte frames, wrapping with no padding.
+        for i in 0..4u8 {
             write(&mut producer, &[i; 224]).unwrap();
         }
-        assert_eq!(write(&mut producer, &[3; 224]), Err(ClaimError::Full));
+        assert_eq!(write(&mut producer, &[4]), Err(ClaimError::Full));
         let firsts: Vec<u8> = read_all(&mut consumer).iter().map(|p| p[0]).collect();
-        assert_eq!(firsts, [0, 1, 2]);
-    }
-
-    #[test]
-    fn stale_bytes_of_an_older_lap_never_read_as_a_frame() {
-        let (mut producer, mut consumer) = heap_ring(512);
-        // A lap of payloads that would read as lengths wherever a frame
-        // could start (0x7F7F7F7F is a positive i32).
-        for _ in 0..3 {
-            write(&mut producer, &[0x7F; 96]).unwrap();
-        }
-        assert_eq!(read_all(&mut consumer).len(), 3);
-        // Small frames now start inside those payloads, lap after lap.
-        for round in 0..20u8 {
-            write(&mut producer, &[round]).unwrap();
-            assert_eq!(read_all(&mut consumer), vec![vec![round]]);
-            assert!(!consumer.has_frame(), "stale length read at round {round}");
-        }
-        // A claim's payload is lent zeroed, whatever the lap left there.
-        for _ in 0..3 {
-            write(&mut producer, &[0x7F; 96]).unwrap();
-        }
-        assert_eq!(read_all(&mut consumer).len(), 3);
-        let mut claim = producer.claim(96).unwrap();
-        assert!(claim.payload_mut().iter().all(|&byte| byte == 0));
+        assert_eq!(firsts, [0, 1, 2, 3]);
     }
 
     #[test]

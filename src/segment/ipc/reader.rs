@@ -530,11 +530,9 @@ mod tests {
             1
         );
         assert!(reader.unpublished_bytes_at_head());
-        // An abandoned claim publishes nothing; its bytes stay until the
-        // next claim writes over them (the lane protocol zeroes only future
-        // frame-start words), and they are still not a frame.
+        // An abandoned claim zeroes what it wrote.
         drop(claim);
-        assert!(reader.unpublished_bytes_at_head());
+        assert!(!reader.unpublished_bytes_at_head());
         assert_eq!(reader.drain(8, |_| panic!("nothing published")).unwrap(), 0);
         assert_eq!(reader.delivered(), 1);
     }
