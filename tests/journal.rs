@@ -4,7 +4,7 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,27 +17,11 @@ use corelane::segment::layout::HEADER_PAGE;
 use corelane::segment::{SegmentError, SEGMENT_MODE};
 use corelane::serve::Published;
 
+mod common;
+use common::Scratch;
+
 /// Env var that turns this test binary into the writer child process.
 const CHILD_DIR: &str = "CORELANE_JOURNAL_CHILD_DIR";
-
-/// A fresh directory, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("corelane-journal-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 fn meta(i: u64) -> FrameMeta {
     FrameMeta {

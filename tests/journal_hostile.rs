@@ -4,7 +4,6 @@
 //! hang, a panic or frames silently skipped.
 
 use std::fs;
-use std::path::PathBuf;
 
 use corelane::frame::layout::{aligned_len, FrameMeta, HEADER_LEN};
 use corelane::segment::journal::dir::segment_path;
@@ -13,24 +12,8 @@ use corelane::segment::journal::{
 };
 use corelane::segment::{Segment, SegmentError, SegmentKind};
 
-/// A fresh directory, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("corelane-hostile-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::Scratch;
 
 fn meta(i: u64) -> FrameMeta {
     FrameMeta {

@@ -11,7 +11,10 @@ use corelane::metrics::export::{to_prometheus, IntervalLog};
 use corelane::metrics::http::MetricsServer;
 use corelane::metrics::watch::{Alert, WatchConfig, Watcher};
 use corelane::metrics::{scrape, CoreMetrics, Interval, Snapshot, MAX_TRACKED_NS};
-use corelane::runtime::{Context, Handler, IdleStrategy, Runtime};
+use corelane::runtime::{Context, Handler, Runtime};
+
+mod common;
+use common::idle;
 
 /// Two kinds of message, so latency is kept by kind.
 #[derive(rkyv::Archive, rkyv::Serialize)]
@@ -33,14 +36,6 @@ impl Message for Ping {
             ArchivedPing::Note => "Note",
             ArchivedPing::Hold => "Hold",
         }
-    }
-}
-
-fn idle() -> IdleStrategy {
-    match std::env::var("CORELANE_TEST_IDLE").as_deref() {
-        Ok("busy-spin") => IdleStrategy::BusySpin,
-        Ok("park") => IdleStrategy::Park,
-        _ => IdleStrategy::default(),
     }
 }
 

@@ -2,28 +2,11 @@
 //! or with every core driven by hand. Threaded cores take their idle
 //! strategy from `CORELANE_TEST_IDLE` (busy-spin or park), as CI runs both.
 
-use std::sync::{Mutex, MutexGuard};
-
 use corelane::frame::Message;
 use corelane::runtime::{Context, Handler, IdleStrategy, Runtime, RuntimeError};
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Threaded runtimes pin their loops: run them one at a time.
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn idle() -> IdleStrategy {
-    match std::env::var("CORELANE_TEST_IDLE").as_deref() {
-        Ok("busy-spin") => IdleStrategy::BusySpin,
-        Ok("park") => IdleStrategy::Park,
-        Ok(other) => panic!("CORELANE_TEST_IDLE={other}: expected busy-spin or park"),
-        Err(_) => IdleStrategy::default(),
-    }
-}
+mod common;
+use common::{idle, serial};
 
 #[derive(rkyv::Archive, rkyv::Serialize)]
 struct Ball(u64);

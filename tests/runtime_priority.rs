@@ -5,31 +5,15 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use corelane::frame::Message;
 use corelane::runtime::{
-    core_for_key, Backpressure, Context, Handler, IdleStrategy, ManualRuntime, Priority, Runtime,
-    SendError,
+    core_for_key, Backpressure, Context, Handler, ManualRuntime, Priority, Runtime, SendError,
 };
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Threaded runtimes pin their loops: run them one at a time.
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn idle() -> IdleStrategy {
-    match std::env::var("CORELANE_TEST_IDLE").as_deref() {
-        Ok("busy-spin") => IdleStrategy::BusySpin,
-        Ok("park") => IdleStrategy::Park,
-        Ok(other) => panic!("CORELANE_TEST_IDLE={other}: expected busy-spin or park"),
-        Err(_) => IdleStrategy::default(),
-    }
-}
+mod common;
+use common::{idle, serial};
 
 #[derive(rkyv::Archive, rkyv::Serialize)]
 struct Item {

@@ -4,33 +4,16 @@
 //! `CORELANE_TEST_IDLE` (busy-spin or park); CI runs both (C11), since a
 //! parked core must wake for its timer.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use corelane::frame::Message;
-use corelane::runtime::{
-    Batcher, Context, Handler, IdleStrategy, Runtime, TimeSource, VirtualClock,
-};
+use corelane::runtime::{Batcher, Context, Handler, Runtime, TimeSource, VirtualClock};
+
+mod common;
+use common::{idle, serial};
 
 const MS: u64 = 1_000_000;
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Threaded runtimes pin their loops: run them one at a time.
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn idle() -> IdleStrategy {
-    match std::env::var("CORELANE_TEST_IDLE").as_deref() {
-        Ok("busy-spin") => IdleStrategy::BusySpin,
-        Ok("park") => IdleStrategy::Park,
-        Ok(other) => panic!("CORELANE_TEST_IDLE={other}: expected busy-spin or park"),
-        Err(_) => IdleStrategy::default(),
-    }
-}
 
 /// Waits (on the wall clock, generously) until `done` holds; panics with
 /// `what` if it never does. Not a timing assertion: only a hang guard.

@@ -2,42 +2,13 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use corelane::segment::layout::{HEADER_PAGE, INITIALISED_OFFSET, KIND_OFFSET};
 use corelane::segment::{Access, Segment, SegmentError, SegmentKind, SEGMENT_MODE};
 
-/// A fresh directory under the target dir, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("corelane-segment-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.0.join(file)
-    }
-
-    /// Writes `bytes` to `file` with owner-only permissions.
-    fn write(&self, file: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.path(file);
-        fs::write(&path, bytes).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::Scratch;
 
 fn open(path: &std::path::Path) -> Result<Segment, SegmentError> {
     Segment::open(path, SegmentKind::IpcRing, Access::ReadWrite)

@@ -1,0 +1,64 @@
+//! What the test files share: the idle strategy CI picks, one threaded
+//! runtime at a time, and scratch directories. Each file includes it with `mod common;`.
+
+#![allow(dead_code)] // each test file uses its own part
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+
+use corelane::runtime::IdleStrategy;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Threaded runtimes pin their loops: run them one at a time.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The idle strategy named by `CORELANE_TEST_IDLE` (busy-spin or park; CI
+/// runs both, case C11), or the default.
+pub fn idle() -> IdleStrategy {
+    match std::env::var("CORELANE_TEST_IDLE").as_deref() {
+        Ok("busy-spin") => IdleStrategy::BusySpin,
+        Ok("park") => IdleStrategy::Park,
+        Ok(other) => panic!("CORELANE_TEST_IDLE={other}: expected busy-spin or park"),
+        Err(_) => IdleStrategy::default(),
+    }
+}
+
+/// A fresh directory under the system's temporary directory, removed when
+/// dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// `corelane-test-NAME-PID`, emptied first.
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("corelane-test-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    /// `file` inside the directory.
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+
+    /// Writes `bytes` to `file` with owner-only permissions.
+    pub fn write(&self, file: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.path(file);
+        fs::write(&path, bytes).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
