@@ -25,6 +25,12 @@
 //! reported as multiples of it. It is timed exactly as the lanes are, so
 //! the cost of the clock (printed in the header) is in both.
 //!
+//! A frame of the frame rows (a 64-byte archive and its 32-byte header)
+//! spans two cache lines, so a second floor moves a 96-byte message the
+//! same way, length word last: the least such a frame can cost, with no
+//! ring. The bars' "(why)" lines set the frame ring against it, and a
+//! frame of one word (one line with its header) against the one-line floor.
+//!
 //! The rows run interleaved for several rounds, after a short warm-up round
 //! that is not kept: a round measures every row's throughput (A B C ...),
 //! then every row's round trips (A B C ...), each corelane row next to the
@@ -51,6 +57,7 @@
 
 use std::fmt::Write as _;
 use std::hint::spin_loop;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -79,8 +86,8 @@ const BATCH: usize = 64;
 const DEFAULT_SLOTS: usize = 4096;
 /// Slots of the small-ring rows (case C06).
 const SMALL_SLOTS: usize = 16;
-/// Bytes of frames in the frame ring rows: 2,047 frames of 128 bytes (a
-/// 64-byte archive, its 32-byte header, padding to the 64-byte alignment).
+/// Bytes of frames in the frame ring rows: 2,730 frames of 96 bytes (a
+/// 64-byte archive and its 32-byte header; frames are 32-byte aligned).
 const FRAME_RING_BYTES: usize = 256 * 1024;
 /// Frames the frame ring's reader takes per `drain`, as the runtime does.
 const DRAIN_BATCH: usize = 64;
@@ -107,11 +114,49 @@ impl Message for Words64 {
     const NAME: &'static str = "Words64";
 }
 
-impl Words64 {
+/// A frame row's message: made from a sequence number, read back to it.
+trait Probe: Message + Send {
+    fn new(sequence: u64) -> Self;
+
+    /// The sequence number in an archived message, checked whole.
+    fn sequence(archived: &Self::Archived) -> u64;
+}
+
+impl Probe for Words64 {
     fn new(sequence: u64) -> Self {
         Words64 {
             words: std::array::from_fn(|i| sequence + i as u64),
         }
+    }
+
+    fn sequence(archived: &ArchivedWords64) -> u64 {
+        let first = archived.words[0].to_native();
+        let last = archived.words[7].to_native();
+        assert_eq!(last, first + 7, "torn message {first}");
+        first
+    }
+}
+
+/// The one-line frame row's message: one word, 8 archived bytes, so that
+/// header and payload share a cache line.
+#[derive(rkyv::Archive, rkyv::Serialize)]
+struct Word8 {
+    word: u64,
+}
+
+impl Message for Word8 {
+    const TYPE_ID: u16 = 0x6c62;
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "Word8";
+}
+
+impl Probe for Word8 {
+    fn new(sequence: u64) -> Self {
+        Word8 { word: sequence }
+    }
+
+    fn sequence(archived: &ArchivedWord8) -> u64 {
+        archived.word.to_native()
     }
 }
 
@@ -297,30 +342,33 @@ impl Lane for TypedBatch {
     }
 }
 
-/// corelane's frame ring: `write_message` of a [`Words64`], then `drain`,
-/// `check_type` and `access_trusted`.
-struct Frames;
+/// corelane's frame ring: `write_message` of a [`Probe`] message (a
+/// [`Words64`] unless named), then `drain`, `check_type` and
+/// `access_trusted`.
+struct Frames<M = Words64>(PhantomData<M>);
 
 /// The writing end of a frame row, with the scratch space rkyv needs.
-struct FrameTx {
+struct FrameTx<M> {
     producer: FrameProducer<HeapRegion>,
     arena: Arena,
-    /// Bytes a [`Words64`] archives to.
+    /// Bytes a message archives to.
     payload_len: usize,
+    _message: PhantomData<fn(M)>,
 }
 
-impl Lane for Frames {
-    type Tx = FrameTx;
+impl<M: Probe> Lane for Frames<M> {
+    type Tx = FrameTx<M>;
     type Rx = FrameConsumer<HeapRegion>;
 
     fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
         let (producer, consumer) = frames::heap_ring(capacity);
         let mut arena = Arena::new();
-        let payload_len = encoded_len(&Words64::new(0), &mut arena).expect("Words64 archives");
+        let payload_len = encoded_len(&M::new(0), &mut arena).expect("probe messages archive");
         let tx = FrameTx {
             producer,
             arena,
             payload_len,
+            _message: PhantomData,
         };
         (tx, consumer)
     }
@@ -329,7 +377,7 @@ impl Lane for Frames {
     fn send(tx: &mut Self::Tx, from: u64, _to: u64) -> u64 {
         // The send time is the caller's to give; the sequence number stands
         // in for it, so that no clock read is charged to the ring.
-        let message = Words64::new(from);
+        let message = M::new(from);
         match tx.producer.write_message(&message, from, &mut tx.arena) {
             Ok(()) => 1,
             Err(WriteError::Claim(ClaimError::Full)) => 0,
@@ -340,18 +388,14 @@ impl Lane for Frames {
     #[inline]
     fn recv(rx: &mut Self::Rx, limit: u64, mut each: impl FnMut(u64)) -> u64 {
         let read = rx.drain(DRAIN_BATCH.min(limit as usize), |frame| {
-            if let Err(error) = check_type::<Words64>(&frame.meta) {
+            if let Err(error) = check_type::<M>(&frame.meta) {
                 panic!("unexpected frame: {error}");
             }
-            // SAFETY: the frame was written by `write_message` of a
-            // `Words64` in this process (type and version checked just
-            // above) and is lent unchanged; frame payloads start 32-byte
-            // aligned.
-            let message = unsafe { access_trusted::<Words64>(frame.payload()) };
-            let first = message.words[0].to_native();
-            let last = message.words[7].to_native();
-            assert_eq!(last, first + 7, "torn message {first}");
-            each(first);
+            // SAFETY: the frame was written by `write_message` of an `M` in
+            // this process (type and version checked just above) and is
+            // lent unchanged; frame payloads start 32-byte aligned.
+            let message = unsafe { access_trusted::<M>(frame.payload()) };
+            each(M::sequence(message));
         });
         read.unwrap_or_else(|error| panic!("frame lane: {error}")) as u64
     }
@@ -363,11 +407,11 @@ impl Lane for Frames {
 struct FramesExact;
 
 impl Lane for FramesExact {
-    type Tx = FrameTx;
+    type Tx = FrameTx<Words64>;
     type Rx = FrameConsumer<HeapRegion>;
 
     fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
-        Frames::pair(capacity)
+        Frames::<Words64>::pair(capacity)
     }
 
     #[inline]
@@ -387,7 +431,7 @@ impl Lane for FramesExact {
 
     #[inline]
     fn recv(rx: &mut Self::Rx, limit: u64, each: impl FnMut(u64)) -> u64 {
-        Frames::recv(rx, limit, each)
+        Frames::<Words64>::recv(rx, limit, each)
     }
 }
 
@@ -650,6 +694,108 @@ fn floor_round_trips(_capacity: usize, _per_trip: u64, warmup: u64, secs: f64) -
     })
 }
 
+/// Words of the two-line floor's message: 96 bytes, a frame's size with
+/// its 64-byte archive.
+const MESSAGE_WORDS: usize = 12;
+
+/// A 96-byte message on two cache lines of its own: bytes 32 to 128 of a
+/// 128-byte block, as a frame at a 32-byte offset lies. Word 0 (the
+/// frame's length word) is written last.
+#[repr(C, align(128))]
+struct MessageLines {
+    _lead: [u64; 4],
+    words: [AtomicU64; MESSAGE_WORDS],
+}
+
+impl MessageLines {
+    fn new() -> Self {
+        MessageLines {
+            _lead: [0; 4],
+            words: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    /// Writes `value + i` into words 1 to 11, then `value` into word 0.
+    #[inline]
+    fn write(&self, value: u64) {
+        for (i, word) in self.words.iter().enumerate().skip(1) {
+            word.store(value + i as u64, Ordering::Relaxed);
+        }
+        // Pairs with the Acquire load in `wait_for`: the other words are
+        // visible once word 0 is.
+        self.words[0].store(value, Ordering::Release);
+    }
+
+    /// Spins until word 0 holds `value`, then reads and checks the rest.
+    /// `false` if `stop` was set first.
+    #[inline]
+    fn wait_for(&self, value: u64, stop: &AtomicBool) -> bool {
+        while self.words[0].load(Ordering::Acquire) != value {
+            if stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            spin_loop();
+        }
+        for (i, word) in self.words.iter().enumerate().skip(1) {
+            assert_eq!(word.load(Ordering::Relaxed), value + i as u64, "torn");
+        }
+        true
+    }
+}
+
+/// The floor for a frame-sized message: round trips of a 96-byte message
+/// (two cache lines) with no ring, timed as [`round_trips`] times a lane's.
+/// A frame of the frame rows cannot move for less: the ring's own cost is
+/// its latency over this row's.
+fn floor_message_round_trips(
+    _capacity: usize,
+    _per_trip: u64,
+    warmup: u64,
+    secs: f64,
+) -> Histogram<u64> {
+    let ping = &MessageLines::new();
+    let pong = &MessageLines::new();
+    let stop = &Own(AtomicBool::new(false)).0;
+    thread::scope(|scope| {
+        scope.spawn(move || {
+            pin(1);
+            let _stop = StopOnDrop(stop);
+            for value in 1.. {
+                if !ping.wait_for(value, stop) {
+                    return;
+                }
+                pong.write(value);
+            }
+        });
+        let timer = scope.spawn(move || {
+            pin(0);
+            let _stop = StopOnDrop(stop);
+            let scale = ns_per_tick();
+            let mut histogram = new_histogram();
+            let mut deadline = u64::MAX;
+            for value in 1.. {
+                if value == warmup + 1 {
+                    deadline = ticks() + (secs * 1e9 / scale) as u64;
+                }
+                let sent = ticks();
+                ping.write(value);
+                if !pong.wait_for(value, stop) {
+                    break;
+                }
+                let echoed = ticks();
+                if value > warmup {
+                    histogram.saturating_record(((echoed - sent) as f64 * scale) as u64);
+                    if echoed >= deadline {
+                        break;
+                    }
+                }
+            }
+            histogram
+        });
+        timer.join().expect("timing thread panicked")
+    })
+}
+
 /// Sends and receives `messages` values on one thread, `per_trip` at a
 /// time: the loop to count instructions per message in, under
 /// `valgrind --tool=callgrind --toggle-collect='*solo*'` (see `LANES_SOLO`).
@@ -673,10 +819,14 @@ fn solo<L: Lane>(capacity: usize, per_trip: u64, messages: u64) {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
     Floor,
+    /// The floor for a frame-sized (two-line) message.
+    FloorMessage,
     Typed,
     TypedBatch,
     TypedSmall,
     Frames,
+    /// The frame ring with a message that fits one line with its header.
+    FramesSmall,
     Rtrb,
     RtrbSmall,
     Other,
@@ -736,10 +886,27 @@ fn rows() -> Vec<Row> {
             round_trips: floor_round_trips,
             solo: None,
         },
+        Row {
+            key: "floor-96",
+            name: "floor, 96 B message (two lines)",
+            role: Role::FloorMessage,
+            capacity: 0,
+            per_trip: 1,
+            throughput: None,
+            round_trips: floor_message_round_trips,
+            solo: None,
+        },
         Row::lane::<Frames>(
             "frames",
             "corelane frames, 64 B (256 KiB)",
             Role::Frames,
+            FRAME_RING_BYTES,
+            1,
+        ),
+        Row::lane::<Frames<Word8>>(
+            "frames-8",
+            "corelane frames, 8 B (one line)",
+            Role::FramesSmall,
             FRAME_RING_BYTES,
             1,
         ),
@@ -920,7 +1087,8 @@ struct Bar {
     text: &'static str,
     /// Per-round ratios.
     ratios: Vec<f64>,
-    limit: f64,
+    /// The bar; `None` for a diagnostic ratio, printed to explain a bar.
+    limit: Option<f64>,
     /// `true` if the ratio must be at least `limit`, `false` at most.
     at_least: bool,
 }
@@ -930,13 +1098,15 @@ impl Bar {
         median(self.ratios.clone())
     }
 
-    fn met(&self) -> bool {
+    /// Whether the bar is met; `None` for a diagnostic.
+    fn met(&self) -> Option<bool> {
         let ratio = self.ratio();
-        if self.at_least {
-            ratio >= self.limit
+        let limit = self.limit?;
+        Some(if self.at_least {
+            ratio >= limit
         } else {
-            ratio <= self.limit
-        }
+            ratio <= limit
+        })
     }
 }
 
@@ -948,7 +1118,7 @@ fn bars(results: &[(Role, Vec<Sample>)]) -> Vec<Bar> {
             .map(|(_, s)| &s[..])
     };
     let mut bars = Vec::new();
-    let mut bar = |text, top: Role, bottom: Role, field, limit, at_least| {
+    let mut bar = |text, top: Role, bottom: Role, field, limit: Option<f64>, at_least| {
         if let (Some(top), Some(bottom)) = (of(top), of(bottom)) {
             bars.push(Bar {
                 text,
@@ -963,7 +1133,7 @@ fn bars(results: &[(Role, Vec<Sample>)]) -> Vec<Bar> {
         Role::Typed,
         Role::Rtrb,
         msgs,
-        1.0,
+        Some(1.0),
         true,
     );
     bar(
@@ -971,7 +1141,7 @@ fn bars(results: &[(Role, Vec<Sample>)]) -> Vec<Bar> {
         Role::TypedBatch,
         Role::Rtrb,
         msgs,
-        3.0,
+        Some(3.0),
         true,
     );
     bar(
@@ -979,7 +1149,7 @@ fn bars(results: &[(Role, Vec<Sample>)]) -> Vec<Bar> {
         Role::Frames,
         Role::Floor,
         p50,
-        1.3,
+        Some(1.3),
         false,
     );
     bar(
@@ -987,7 +1157,34 @@ fn bars(results: &[(Role, Vec<Sample>)]) -> Vec<Bar> {
         Role::Frames,
         Role::Floor,
         p999,
-        2.0,
+        Some(2.0),
+        false,
+    );
+    // Why the frame bars stand where they do: the ring's latency over the
+    // least a 96-byte message costs to move, and a frame that fits one
+    // line against the one-line floor.
+    bar(
+        "(why) frame ring, 64 B: p50 / the two-line floor's p50",
+        Role::Frames,
+        Role::FloorMessage,
+        p50,
+        None,
+        false,
+    );
+    bar(
+        "(why) two-line floor p50 / the floor's p50",
+        Role::FloorMessage,
+        Role::Floor,
+        p50,
+        None,
+        false,
+    );
+    bar(
+        "(why) frame ring, 8 B (one line): p50 / the floor's p50",
+        Role::FramesSmall,
+        Role::Floor,
+        p50,
+        None,
         false,
     );
     bar(
@@ -995,7 +1192,7 @@ fn bars(results: &[(Role, Vec<Sample>)]) -> Vec<Bar> {
         Role::TypedSmall,
         Role::RtrbSmall,
         msgs,
-        1.0,
+        Some(1.0),
         true,
     );
     bars
@@ -1055,7 +1252,11 @@ fn print_bars(bars: &[Bar]) {
         let rounds: Vec<String> = bar.ratios.iter().map(|r| format!("{r:.2}")).collect();
         println!(
             "  [{}] {:<66} {:>5.2}x  (rounds: {})",
-            if bar.met() { "met   " } else { "MISSED" },
+            match bar.met() {
+                Some(true) => "met   ",
+                Some(false) => "MISSED",
+                None => "info  ",
+            },
             bar.text,
             bar.ratio(),
             rounds.join(" ")
@@ -1122,8 +1323,8 @@ fn json(settings: &Settings, clock_ns: f64, summaries: &[Summary], bars: &[Bar])
             "    {{\"bar\": {}, \"ratio\": {}, \"limit\": {}, \"met\": {}}}{}",
             json_string(bar.text),
             json_number(Some(bar.ratio())),
-            json_number(Some(bar.limit)),
-            bar.met(),
+            json_number(bar.limit),
+            bar.met().map_or("null".to_owned(), |met| met.to_string()),
             if index + 1 < bars.len() { "," } else { "" }
         );
     }
@@ -1173,7 +1374,7 @@ fn main() {
     let rows: Vec<Row> = rows()
         .into_iter()
         .filter(|row| {
-            matches!(row.role, Role::Floor | Role::Rtrb)
+            matches!(row.role, Role::Floor | Role::FloorMessage | Role::Rtrb)
                 || settings
                     .filter
                     .as_deref()
