@@ -37,11 +37,13 @@ pub struct Settings {
     pub warmup: Duration,
     /// Print progress to stderr.
     pub progress: bool,
-    /// How corelane's pipeline cores idle. Park by default: on a shared
-    /// machine, threads that spin or yield lose their CPU for whole time
-    /// slices, while a parked thread woken by its doorbell is run at once
-    /// (tokio's idle workers park too).
-    pub pipeline_idle: IdleStrategy,
+    /// How corelane's pipeline cores idle: the pipeline runs once per
+    /// strategy, each against the same tokio runs. By default busy-spin,
+    /// the configuration a latency-sensitive deployment runs (a pinned,
+    /// spinning core per loop) and the one the bar is read on, then the
+    /// runtime's default backoff, which parks after a few hundred idle
+    /// microseconds and so shows what idling costs.
+    pub pipeline_idle: Vec<IdleStrategy>,
 }
 
 impl Settings {
@@ -53,7 +55,7 @@ impl Settings {
             rounds: 3,
             warmup: Duration::from_millis(500),
             progress: true,
-            pipeline_idle: IdleStrategy::Park,
+            pipeline_idle: vec![IdleStrategy::BusySpin, IdleStrategy::default()],
         }
     }
 
@@ -65,7 +67,7 @@ impl Settings {
             rounds: 1,
             warmup: Duration::from_millis(200),
             progress: true,
-            pipeline_idle: IdleStrategy::Park,
+            pipeline_idle: vec![IdleStrategy::BusySpin, IdleStrategy::default()],
         }
     }
 

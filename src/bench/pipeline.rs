@@ -204,59 +204,93 @@ pub(super) fn corelane(schedule: Schedule, idle: IdleStrategy) -> Measured {
     measured.unwrap_or_default()
 }
 
+/// A short name for an idle strategy, for row names.
+fn idle_name(idle: IdleStrategy) -> &'static str {
+    match idle {
+        IdleStrategy::BusySpin => "busy-spin",
+        IdleStrategy::SpinThenYield { .. } => "spin-yield",
+        IdleStrategy::Backoff { .. } => "backoff",
+        IdleStrategy::Park => "park",
+    }
+}
+
+/// What one idle strategy measured over the rounds at one rate.
+#[derive(Default)]
+struct Runs {
+    latency: LatencyHistogram,
+    send_lag: LatencyHistogram,
+    /// p99 over tokio's p99, one per round.
+    ratios: Vec<f64>,
+}
+
 pub(super) fn run(settings: &Settings, report: &mut Report) {
+    let strategies = &settings.pipeline_idle;
     for &rate in &settings.rates {
-        let mut ours = LatencyHistogram::new();
+        let mut ours: Vec<Runs> = strategies.iter().map(|_| Runs::default()).collect();
         let mut theirs = LatencyHistogram::new();
-        let mut lag = LatencyHistogram::new();
-        let mut ratios = Vec::new();
         for round in 0..settings.rounds {
-            settings.say(&format!(
-                "pipeline at {rate}/s, round {} of {}: corelane",
-                round + 1,
-                settings.rounds
-            ));
-            let schedule = Schedule::new(rate, settings.warmup, settings.measure);
-            let Measured {
-                latency: a,
-                send_lag,
-            } = corelane(schedule, settings.pipeline_idle);
-            lag.merge(&send_lag);
-            let b = peer(settings, rate, round);
-            if let Some(b) = &b {
-                ratios.push(a.percentile(99.0) as f64 / b.percentile(99.0).max(1) as f64);
-                theirs.merge(b);
+            let mut p99s = Vec::with_capacity(strategies.len());
+            for (&idle, runs) in strategies.iter().zip(&mut ours) {
+                settings.say(&format!(
+                    "pipeline at {rate}/s, round {} of {}: corelane ({})",
+                    round + 1,
+                    settings.rounds,
+                    idle_name(idle)
+                ));
+                let schedule = Schedule::new(rate, settings.warmup, settings.measure);
+                let measured = corelane(schedule, idle);
+                p99s.push(measured.latency.percentile(99.0));
+                runs.latency.merge(&measured.latency);
+                runs.send_lag.merge(&measured.send_lag);
             }
-            ours.merge(&a);
+            if let Some(b) = peer(settings, rate, round) {
+                let tokio_p99 = b.percentile(99.0).max(1) as f64;
+                for (runs, p99) in ours.iter_mut().zip(p99s) {
+                    runs.ratios.push(p99 as f64 / tokio_p99);
+                }
+                theirs.merge(&b);
+            }
         }
-        report.push(
-            "pipeline",
-            format!("corelane {rate}/s"),
-            latency_fields(&ours),
-        );
-        report
-            .curves
-            .push(curve(format!("corelane {rate}/s"), &ours));
-        report.push(
-            "pipeline",
-            format!("  corelane client send lag {rate}/s"),
-            latency_fields(&lag),
-        );
-        if !theirs.is_empty() {
+        for (&idle, runs) in strategies.iter().zip(&ours) {
+            let name = idle_name(idle);
             report.push(
                 "pipeline",
-                format!("tokio mpsc {rate}/s"),
-                latency_fields(&theirs),
+                format!("corelane {name} {rate}/s"),
+                latency_fields(&runs.latency),
             );
             report
                 .curves
-                .push(curve(format!("tokio {rate}/s"), &theirs));
-            ratios.sort_by(f64::total_cmp);
-            let median = ratios[ratios.len() / 2];
+                .push(curve(format!("corelane {name} {rate}/s"), &runs.latency));
             report.push(
                 "pipeline",
-                format!("p99 corelane / tokio at {rate}/s"),
-                vec![("ratio", median), ("bar", 0.2)],
+                format!("  send lag, {name} {rate}/s"),
+                latency_fields(&runs.send_lag),
+            );
+        }
+        if theirs.is_empty() {
+            continue;
+        }
+        report.push(
+            "pipeline",
+            format!("tokio mpsc {rate}/s"),
+            latency_fields(&theirs),
+        );
+        report
+            .curves
+            .push(curve(format!("tokio {rate}/s"), &theirs));
+        for (&idle, runs) in strategies.iter().zip(&mut ours) {
+            runs.ratios.sort_by(f64::total_cmp);
+            let median = runs.ratios[runs.ratios.len() / 2];
+            // The bar is read on the spinning configuration; the others
+            // are shown for what idling costs.
+            let mut fields = vec![("ratio", median)];
+            if idle == IdleStrategy::BusySpin {
+                fields.push(("bar", 0.2));
+            }
+            report.push(
+                "pipeline",
+                format!("p99 corelane {} / tokio at {rate}/s", idle_name(idle)),
+                fields,
             );
         }
     }

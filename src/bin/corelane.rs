@@ -61,9 +61,11 @@ struct BenchArgs {
     /// Seconds each timed measurement runs.
     #[arg(long)]
     seconds: Option<f64>,
-    /// How corelane's pipeline cores idle between requests.
-    #[arg(long, value_enum, default_value_t = Idle::Park)]
-    idle: Idle,
+    /// How corelane's pipeline cores idle between requests: one run per
+    /// strategy listed (comma-separated). Default: busy-spin (the bar's
+    /// configuration) and backoff (the runtime's default).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    idle: Option<Vec<Idle>>,
 }
 
 #[derive(clap::Args)]
@@ -221,7 +223,9 @@ fn bench(args: BenchArgs) -> ExitCode {
             }
         }
     }
-    settings.pipeline_idle = args.idle.into();
+    if let Some(idle) = args.idle {
+        settings.pipeline_idle = idle.into_iter().map(IdleStrategy::from).collect();
+    }
     let report = corelane::bench::run(&settings);
     if args.json {
         println!("{:#}", report.to_json());
