@@ -630,68 +630,42 @@ fn round_trips<L: Lane>(capacity: usize, per_trip: u64, warmup: u64, secs: f64) 
     })
 }
 
-/// A cache line of its own for one word.
+/// What a floor bounces between A and B: written by one side only, waited
+/// for by the other.
+trait Mailbox: Sync {
+    fn new() -> Self;
+
+    /// Publishes `value`.
+    fn write(&self, value: u64);
+
+    /// Spins until `value` is published; `false` if `stop` was set first.
+    fn wait_for(&self, value: u64, stop: &AtomicBool) -> bool;
+}
+
+/// A cache line of its own for one word: the floor.
 #[repr(align(128))]
 struct Line(AtomicU64);
 
-/// The floor's two lines: `ping` written only by A, `pong` only by B.
-struct Lines {
-    ping: Line,
-    pong: Line,
-}
+impl Mailbox for Line {
+    fn new() -> Self {
+        Line(AtomicU64::new(0))
+    }
 
-/// The floor: round trips of one value through a pair of cache lines,
-/// timed as [`round_trips`] times a lane's.
-fn floor_round_trips(_capacity: usize, _per_trip: u64, warmup: u64, secs: f64) -> Histogram<u64> {
-    let lines = &Lines {
-        ping: Line(AtomicU64::new(0)),
-        pong: Line(AtomicU64::new(0)),
-    };
-    let stop = &Own(AtomicBool::new(false)).0;
-    thread::scope(|scope| {
-        scope.spawn(move || {
-            pin(1);
-            let _stop = StopOnDrop(stop);
-            for value in 1.. {
-                while lines.ping.0.load(Ordering::Acquire) != value {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    spin_loop();
-                }
-                lines.pong.0.store(value, Ordering::Release);
+    #[inline]
+    fn write(&self, value: u64) {
+        self.0.store(value, Ordering::Release);
+    }
+
+    #[inline]
+    fn wait_for(&self, value: u64, stop: &AtomicBool) -> bool {
+        while self.0.load(Ordering::Acquire) != value {
+            if stop.load(Ordering::Relaxed) {
+                return false;
             }
-        });
-        let timer = scope.spawn(move || {
-            pin(0);
-            let _stop = StopOnDrop(stop);
-            let scale = ns_per_tick();
-            let mut histogram = new_histogram();
-            let mut deadline = u64::MAX;
-            for value in 1.. {
-                if value == warmup + 1 {
-                    deadline = ticks() + (secs * 1e9 / scale) as u64;
-                }
-                let sent = ticks();
-                lines.ping.0.store(value, Ordering::Release);
-                while lines.pong.0.load(Ordering::Acquire) != value {
-                    if stop.load(Ordering::Relaxed) {
-                        return histogram;
-                    }
-                    spin_loop();
-                }
-                let echoed = ticks();
-                if value > warmup {
-                    histogram.saturating_record(((echoed - sent) as f64 * scale) as u64);
-                    if echoed >= deadline {
-                        break;
-                    }
-                }
-            }
-            histogram
-        });
-        timer.join().expect("timing thread panicked")
-    })
+            spin_loop();
+        }
+        true
+    }
 }
 
 /// Words of the two-line floor's message: 96 bytes, a frame's size with
@@ -707,7 +681,7 @@ struct MessageLines {
     words: [AtomicU64; MESSAGE_WORDS],
 }
 
-impl MessageLines {
+impl Mailbox for MessageLines {
     fn new() -> Self {
         MessageLines {
             _lead: [0; 4],
@@ -727,7 +701,6 @@ impl MessageLines {
     }
 
     /// Spins until word 0 holds `value`, then reads and checks the rest.
-    /// `false` if `stop` was set first.
     #[inline]
     fn wait_for(&self, value: u64, stop: &AtomicBool) -> bool {
         while self.words[0].load(Ordering::Acquire) != value {
@@ -743,18 +716,28 @@ impl MessageLines {
     }
 }
 
+/// The floor: round trips of one value through a pair of cache lines,
+/// timed as [`round_trips`] times a lane's.
+fn floor_round_trips(_capacity: usize, _per_trip: u64, warmup: u64, secs: f64) -> Histogram<u64> {
+    mailbox_round_trips::<Line>(warmup, secs)
+}
+
 /// The floor for a frame-sized message: round trips of a 96-byte message
-/// (two cache lines) with no ring, timed as [`round_trips`] times a lane's.
-/// A frame of the frame rows cannot move for less: the ring's own cost is
-/// its latency over this row's.
+/// (two cache lines) with no ring. A frame of the frame rows cannot move
+/// for less: the ring's own cost is its latency over this row's.
 fn floor_message_round_trips(
     _capacity: usize,
     _per_trip: u64,
     warmup: u64,
     secs: f64,
 ) -> Histogram<u64> {
-    let ping = &MessageLines::new();
-    let pong = &MessageLines::new();
+    mailbox_round_trips::<MessageLines>(warmup, secs)
+}
+
+/// Round trips through a `ping` mailbox written only by A and a `pong`
+/// one written only by B, timed as [`round_trips`] times a lane's.
+fn mailbox_round_trips<M: Mailbox>(warmup: u64, secs: f64) -> Histogram<u64> {
+    let (ping, pong) = (&M::new(), &M::new());
     let stop = &Own(AtomicBool::new(false)).0;
     thread::scope(|scope| {
         scope.spawn(move || {
