@@ -304,6 +304,76 @@ fn interval_log_reads_back_with_hdrhistograms_own_reader() {
     assert!(text.contains(",HISTFAA"), "{text}");
 }
 
+/// Per kind: one tagged line per kind delivered in the interval, read
+/// back by hdrhistogram's own log reader with the counts recorded.
+#[test]
+fn interval_log_has_a_tagged_histogram_per_kind() {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    use hdrhistogram::serialization::Deserializer;
+    use std::collections::BTreeMap;
+
+    // Core 0: Ball 300 times, Note 20 times, a kind whose name needs
+    // escaping 7 times; core 1: Note 5 times, and Ball known but silent.
+    let recorded: [&[(&'static str, u64)]; 2] = [
+        &[("Ball", 300), ("Note", 20), ("Odd kind, 2", 7)],
+        &[("Ball", 0), ("Note", 5)],
+    ];
+    let mut intervals = Vec::new();
+    for kinds in recorded {
+        let mut metrics = CoreMetrics::default();
+        for &(kind, count) in kinds {
+            if count == 0 {
+                // Known from an earlier interval, nothing in this one.
+                metrics.delivery_by_kind.record(kind, 1);
+                metrics.delivery_by_kind.reset();
+            }
+            for value in 0..count {
+                let ns = 1_000 + value * 10;
+                metrics.delivery_by_kind.record(kind, ns);
+                metrics.delivery.record(ns);
+            }
+        }
+        intervals.push(Interval {
+            metrics,
+            start_ns: 3_000_000_000,
+            end_ns: 4_000_000_000,
+        });
+    }
+    let mut log = IntervalLog::begin(Vec::new()).unwrap();
+    log.write(&intervals).unwrap();
+    let bytes = log.into_inner();
+
+    let mut counts = BTreeMap::new();
+    for entry in IntervalLogIterator::new(&bytes) {
+        let LogEntry::Interval(line) = entry.unwrap() else {
+            continue;
+        };
+        assert_eq!(line.start_timestamp(), Duration::from_secs(3));
+        assert_eq!(line.duration(), Duration::from_secs(1));
+        let compressed = base64::engine::general_purpose::STANDARD
+            .decode(line.encoded_histogram())
+            .unwrap();
+        let histogram: hdrhistogram::Histogram<u64> = Deserializer::new()
+            .deserialize(&mut compressed.as_slice())
+            .unwrap();
+        let tag = line.tag().unwrap().as_str().to_owned();
+        assert!(counts.insert(tag, histogram.len()).is_none());
+    }
+    let expected: BTreeMap<String, u64> = [
+        ("core0", 327),
+        ("core0.Ball", 300),
+        ("core0.Note", 20),
+        ("core0.Odd_kind__2", 7),
+        ("core1", 5),
+        ("core1.Note", 5),
+    ]
+    .into_iter()
+    .map(|(tag, count)| (tag.to_owned(), count))
+    .collect();
+    assert_eq!(counts, expected);
+}
+
 /// Core 1 blocks in its `Hold` handler until the test sends on `release`.
 struct Holder {
     release: Option<mpsc::Receiver<()>>,

@@ -2,22 +2,25 @@
 //! corelane's parts on it, side by side, and prints a table.
 //!
 //! Sections run one after another; each adds rows to a [`Report`]. A new
-//! part (pools, IPC) adds a module with a `run(&Settings, &mut Report)`
-//! and a line in [`run`]. Absolute numbers on a shared machine mean
+//! part adds a module with a `run(&Settings, &mut Report)` and a line in
+//! [`run`] (and its name in [`SECTIONS`]). Absolute numbers on a shared machine mean
 //! little: every section reports against a reference measured in the same
 //! run (the floor, tokio, a binary heap), and the pipeline section
 //! interleaves corelane and tokio runs.
 
 mod floor;
+pub mod ipc;
 mod lanes;
 mod pipeline;
 pub mod plot;
+pub mod pools;
 mod record;
 mod report;
 mod timers;
 #[cfg(feature = "cli")]
 mod tokio_pipeline;
 
+use std::ffi::OsString;
 use std::time::Duration;
 
 use crate::runtime::IdleStrategy;
@@ -42,7 +45,18 @@ pub struct Settings {
     /// slices, while a parked thread woken by its doorbell is run at once
     /// (tokio's idle workers park too).
     pub pipeline_idle: IdleStrategy,
+    /// The program (and its leading arguments) that runs side B of the
+    /// IPC rows between two processes, given [`ipc::EchoSpec::to_args`]
+    /// after them; `corelane bench` names itself. `None` skips those rows.
+    pub echo_command: Option<Vec<OsString>>,
+    /// Sections to run, by name (see [`SECTIONS`]); `None` for all.
+    pub only: Option<Vec<String>>,
 }
+
+/// The sections, in the order they run.
+pub const SECTIONS: [&str; 7] = [
+    "record", "floor", "lanes", "ipc", "timers", "pools", "pipeline",
+];
 
 impl Settings {
     /// The full run: a couple of minutes.
@@ -54,6 +68,8 @@ impl Settings {
             warmup: Duration::from_millis(500),
             progress: true,
             pipeline_idle: IdleStrategy::Park,
+            echo_command: None,
+            only: None,
         }
     }
 
@@ -66,7 +82,16 @@ impl Settings {
             warmup: Duration::from_millis(200),
             progress: true,
             pipeline_idle: IdleStrategy::Park,
+            echo_command: None,
+            only: None,
         }
+    }
+
+    /// Whether `section` is to run.
+    fn wants(&self, section: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|name| name == section))
     }
 
     fn say(&self, what: &str) {
@@ -76,21 +101,39 @@ impl Settings {
     }
 }
 
-/// Runs every section.
+/// Runs every section (or those `settings.only` names).
 pub fn run(settings: &Settings) -> Report {
     let mut report = Report::default();
-    settings.say("recording cost");
-    record::run(settings, &mut report);
+    if settings.wants("record") {
+        settings.say("recording cost");
+        record::run(settings, &mut report);
+    }
     // These pin the measuring thread: run them on threads of their own,
     // so this thread keeps the whole CPU list (a runtime built later reads
     // it from here).
-    settings.say("the floor (cache-line round trip)");
-    off_thread(|| floor::run(settings, &mut report));
-    settings.say("lanes (frame ring round trip)");
-    off_thread(|| lanes::run(settings, &mut report));
-    settings.say("timers");
-    timers::run(settings, &mut report);
-    pipeline::run(settings, &mut report);
+    if settings.wants("floor") {
+        settings.say("the floor (cache-line round trip)");
+        off_thread(|| floor::run(settings, &mut report));
+    }
+    if settings.wants("lanes") {
+        settings.say("lanes (frame ring round trip)");
+        off_thread(|| lanes::run(settings, &mut report));
+    }
+    if settings.wants("ipc") {
+        settings.say("ipc (round trips between two processes)");
+        off_thread(|| ipc::run(settings, &mut report));
+    }
+    if settings.wants("timers") {
+        settings.say("timers");
+        timers::run(settings, &mut report);
+    }
+    if settings.wants("pools") {
+        settings.say("pools (take+return against the allocator)");
+        off_thread(|| pools::run(settings, &mut report));
+    }
+    if settings.wants("pipeline") {
+        pipeline::run(settings, &mut report);
+    }
     report
 }
 
