@@ -378,3 +378,56 @@ pub fn run_echo_side(spec: &EchoSpec) -> io::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_echo_process_is_killed_and_reaped() {
+        let child = Command::new("sleep").arg("30").spawn().unwrap();
+        let proc_dir = PathBuf::from(format!("/proc/{}", child.id()));
+        let process = EchoProcess::new(child);
+        assert!(proc_dir.exists());
+        drop(process);
+        // Killed and waited for: not even a zombie is left.
+        assert!(!proc_dir.exists());
+    }
+
+    #[test]
+    fn finish_kills_a_child_that_does_not_exit() {
+        let child = Command::new("sleep").arg("30").spawn().unwrap();
+        let proc_dir = PathBuf::from(format!("/proc/{}", child.id()));
+        let error = EchoProcess::new(child)
+            .finish(Duration::from_millis(20))
+            .unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert!(!proc_dir.exists());
+    }
+
+    #[test]
+    fn specs_round_trip_through_their_arguments() {
+        let spec = EchoSpec {
+            transport: Transport::RingChecksummed,
+            dir: PathBuf::from("/tmp/x"),
+            cpu: Some(1),
+        };
+        assert_eq!(spec.to_args(), ["ring-crc", "/tmp/x", "--cpu", "1"]);
+        for transport in Transport::ALL {
+            assert_eq!(Transport::parse(transport.name()), Some(transport));
+        }
+        assert_eq!(Transport::parse("carrier-pigeon"), None);
+    }
+
+    #[test]
+    fn scratch_dirs_are_owner_only_and_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let scratch = ScratchDir::new("unit").unwrap();
+        let path = scratch.path().to_owned();
+        fs::write(path.join("ring"), b"x").unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        drop(scratch);
+        assert!(!path.exists());
+    }
+}
