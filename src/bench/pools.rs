@@ -17,6 +17,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use super::ipc::Sides;
+use super::report::median;
 use super::{Report, Settings};
 use crate::lane::typed;
 use crate::pool::{Pool, PoolConfig};
@@ -149,16 +150,6 @@ pub fn relay<T: Send>(ops: usize, sides: Sides, mut make: impl FnMut() -> T) -> 
         let _ = dropper.join();
         started.elapsed().as_nanos() as f64 / ops.max(1) as f64
     })
-}
-
-/// The median of `values` (0 if there are none).
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
 }
 
 /// One comparison: pool against `Vec` for a size and a placement.
