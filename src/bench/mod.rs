@@ -34,7 +34,8 @@ pub struct Settings {
     pub measure: Duration,
     /// Offered rates of the pipeline, requests per second.
     pub rates: Vec<u64>,
-    /// Interleaved rounds of the pipeline (corelane, tokio, corelane, ...).
+    /// Interleaved rounds of the pipeline (corelane, tokio, corelane, ...),
+    /// and of the IPC and pools sections' rows.
     pub rounds: usize,
     /// Warm-up before each pipeline run, not recorded.
     pub warmup: Duration,

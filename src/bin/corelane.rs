@@ -69,7 +69,7 @@ struct BenchArgs {
     /// Offered rates of the pipeline, requests per second (comma-separated).
     #[arg(long, value_delimiter = ',')]
     rates: Option<Vec<u64>>,
-    /// Interleaved rounds of the pipeline.
+    /// Interleaved rounds of the pipeline, IPC and pools rows.
     #[arg(long)]
     rounds: Option<usize>,
     /// Seconds each timed measurement runs.

@@ -7,7 +7,7 @@
 //! Every row bounces one 64-byte message between side A, pinned to the
 //! first CPU, and side B, pinned to the second: A sends, B echoes, A times
 //! the round trip. Side B is a second thread for the in-process lane and a
-//! second process for every other row ([`process`]).
+//! second process for every other row ([`process_round_trips`]).
 
 mod endpoints;
 mod process;
