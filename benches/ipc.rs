@@ -54,9 +54,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use std::{env, path::PathBuf};
 
-use corelane::bench::ipc::{
-    self, EchoSpec, RoundTrips, Sides, TickClock, Transport, MESSAGE_BYTES,
-};
+use corelane::bench::ipc::{self, EchoSpec, RoundTrips, TickClock, Transport, MESSAGE_BYTES};
 
 mod common;
 use common::{
@@ -73,17 +71,6 @@ fn clock() -> TickClock {
     TickClock {
         read: ticks,
         ns_per_tick: ns_per_tick(),
-    }
-}
-
-/// Side A on the first CPU, side B on the second.
-fn sides() -> Sides {
-    match common::core_ids() {
-        [a, b, ..] => Sides {
-            a: Some(*a),
-            b: Some(*b),
-        },
-        _ => Sides::default(),
     }
 }
 
@@ -151,7 +138,7 @@ fn between_processes(transport: Transport, secs: f64) -> Sample {
     Sample::round_trips(ipc::process_round_trips(
         transport,
         &spawn_echo,
-        sides(),
+        common::sides(),
         Duration::from_secs_f64(secs),
         clock(),
     ))
@@ -160,7 +147,7 @@ fn between_processes(transport: Transport, secs: f64) -> Sample {
 /// The in-process frame lane between two pinned threads.
 fn lane_round_trips(secs: f64) -> Sample {
     Sample::round_trips(ipc::lane_round_trips(
-        sides(),
+        common::sides(),
         Duration::from_secs_f64(secs),
         clock(),
     ))

@@ -93,27 +93,9 @@ const WARMUP_VALUES: u64 = 8192;
 // ---------------------------------------------------------------------------
 // The message of the frame rows
 
-/// The frame rows' message: eight words, 64 archived bytes.
-#[derive(rkyv::Archive, rkyv::Serialize)]
-struct Words64 {
-    /// `words[i]` is the sequence number plus `i`, so the reader can tell a
-    /// torn message from a whole one.
-    words: [u64; 8],
-}
-
-impl Message for Words64 {
-    const TYPE_ID: u16 = 0x6c61;
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "Words64";
-}
-
-impl Words64 {
-    fn new(sequence: u64) -> Self {
-        Words64 {
-            words: std::array::from_fn(|i| sequence + i as u64),
-        }
-    }
-}
+// The frame rows' message: eight words, 64 archived bytes (the IPC
+// bench's and `corelane bench`'s too).
+use corelane::bench::ipc::Words64;
 
 // ---------------------------------------------------------------------------
 // The lanes under test

@@ -38,7 +38,6 @@ mod common;
 use std::time::Instant;
 
 use common::{json_number, json_object, json_string, Bar};
-use corelane::bench::ipc::Sides;
 use corelane::bench::pools::{
     alloc_and_drop, config, cross_ns, owner_ns, size_name, take_and_return, Allocator, RELAY_SLOTS,
     SIZES,
@@ -93,17 +92,6 @@ fn rows() -> Vec<Row> {
     rows
 }
 
-/// Side A on the first CPU, side B on the second.
-fn sides() -> Sides {
-    match common::core_ids() {
-        [a, b, ..] => Sides {
-            a: Some(*a),
-            b: Some(*b),
-        },
-        _ => Sides::default(),
-    }
-}
-
 /// One owner loop on the first CPU: ns per take+drop.
 fn owner(kind: Kind, size: usize, ops: usize) -> f64 {
     common::pin(0);
@@ -113,7 +101,7 @@ fn owner(kind: Kind, size: usize, ops: usize) -> f64 {
 /// One cross row: ns per buffer from the first take on A to the last drop
 /// on B; also the pool's fallbacks (0 expected).
 fn cross(kind: Kind, size: usize, ops: usize) -> (f64, u64) {
-    cross_ns(kind, size, ops, sides())
+    cross_ns(kind, size, ops, common::sides())
 }
 
 struct Settings {

@@ -248,12 +248,36 @@ fn http_endpoint_serves_metrics_and_refuses_bad_requests() {
     assert!(again.starts_with("HTTP/1.1 200 OK"), "{again}");
 }
 
-#[test]
-fn interval_log_reads_back_with_hdrhistograms_own_reader() {
+/// Every histogram line of an interval log, decoded by hdrhistogram's own
+/// reader: (tag, start, length, histogram).
+fn read_interval_log(
+    bytes: &[u8],
+) -> Vec<(String, Duration, Duration, hdrhistogram::Histogram<u64>)> {
     use base64::Engine as _;
     use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
     use hdrhistogram::serialization::Deserializer;
 
+    let mut lines = Vec::new();
+    for entry in IntervalLogIterator::new(bytes) {
+        let LogEntry::Interval(line) = entry.unwrap() else {
+            continue;
+        };
+        let compressed = base64::engine::general_purpose::STANDARD
+            .decode(line.encoded_histogram())
+            .unwrap();
+        let histogram = Deserializer::new()
+            .deserialize(&mut compressed.as_slice())
+            .unwrap();
+        let tag = line
+            .tag()
+            .map_or(String::new(), |tag| tag.as_str().to_owned());
+        lines.push((tag, line.start_timestamp(), line.duration(), histogram));
+    }
+    lines
+}
+
+#[test]
+fn interval_log_reads_back_with_hdrhistograms_own_reader() {
     let mut intervals = Vec::new();
     for core in 0..2u64 {
         let mut metrics = CoreMetrics::default();
@@ -273,20 +297,11 @@ fn interval_log_reads_back_with_hdrhistograms_own_reader() {
     let bytes = log.into_inner();
 
     let mut histograms = 0;
-    for entry in IntervalLogIterator::new(&bytes) {
-        let LogEntry::Interval(line) = entry.unwrap() else {
-            continue;
-        };
+    for (tag, start, length, histogram) in read_interval_log(&bytes) {
         let core = histograms % 2;
-        assert_eq!(line.tag().unwrap().as_str(), format!("core{core}"));
-        assert_eq!(line.start_timestamp(), Duration::from_secs(1));
-        assert_eq!(line.duration(), Duration::from_secs(1));
-        let compressed = base64::engine::general_purpose::STANDARD
-            .decode(line.encoded_histogram())
-            .unwrap();
-        let histogram: hdrhistogram::Histogram<u64> = Deserializer::new()
-            .deserialize(&mut compressed.as_slice())
-            .unwrap();
+        assert_eq!(tag, format!("core{core}"));
+        assert_eq!(start, Duration::from_secs(1));
+        assert_eq!(length, Duration::from_secs(1));
         let original = intervals[core].metrics.delivery.inner();
         assert_eq!(histogram.len(), 1_001);
         assert_eq!(histogram.max(), original.max());
@@ -308,9 +323,6 @@ fn interval_log_reads_back_with_hdrhistograms_own_reader() {
 /// back by hdrhistogram's own log reader with the counts recorded.
 #[test]
 fn interval_log_has_a_tagged_histogram_per_kind() {
-    use base64::Engine as _;
-    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
-    use hdrhistogram::serialization::Deserializer;
     use std::collections::BTreeMap;
 
     // Core 0: Ball 300 times, Note 20 times, a kind whose name needs
@@ -345,19 +357,9 @@ fn interval_log_has_a_tagged_histogram_per_kind() {
     let bytes = log.into_inner();
 
     let mut counts = BTreeMap::new();
-    for entry in IntervalLogIterator::new(&bytes) {
-        let LogEntry::Interval(line) = entry.unwrap() else {
-            continue;
-        };
-        assert_eq!(line.start_timestamp(), Duration::from_secs(3));
-        assert_eq!(line.duration(), Duration::from_secs(1));
-        let compressed = base64::engine::general_purpose::STANDARD
-            .decode(line.encoded_histogram())
-            .unwrap();
-        let histogram: hdrhistogram::Histogram<u64> = Deserializer::new()
-            .deserialize(&mut compressed.as_slice())
-            .unwrap();
-        let tag = line.tag().unwrap().as_str().to_owned();
+    for (tag, start, length, histogram) in read_interval_log(&bytes) {
+        assert_eq!(start, Duration::from_secs(3));
+        assert_eq!(length, Duration::from_secs(1));
         assert!(counts.insert(tag, histogram.len()).is_none());
     }
     let expected: BTreeMap<String, u64> = [

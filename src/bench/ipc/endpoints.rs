@@ -35,7 +35,9 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 /// `i`.
 #[derive(rkyv::Archive, rkyv::Serialize)]
 pub struct Words64 {
-    words: [u64; 8],
+    /// `words[i]` is the sequence number plus `i`, so a reader can tell a
+    /// torn message from a whole one.
+    pub words: [u64; 8],
 }
 
 impl Message for Words64 {
