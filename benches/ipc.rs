@@ -7,13 +7,14 @@
 //! IPC_QUICK=1 cargo bench --bench ipc     # smoke run, a few seconds
 //! ```
 //!
-//! Every row bounces a 64-byte message (a [`Words64`]: eight `u64`s, so a
+//! Every row bounces a 64-byte message (a `Words64`: eight `u64`s, so a
 //! torn message shows) between side A, pinned to the first CPU, and side B,
 //! pinned to the second: A sends, B echoes, A waits for the echo and times
 //! the round trip with the time-stamp counter into an HdrHistogram, for a
 //! fixed time after a warm-up. Side B is a second process (this bench
-//! binary started again with `IPC_BENCH_CHILD` naming the transport) for
-//! every row but the in-process lane, where it is a second thread.
+//! binary started again with `--ipc-echo TRANSPORT DIR`) for every row but
+//! the in-process lane, where it is a second thread. The two sides of every
+//! transport are `corelane::bench::ipc`'s, which `corelane bench` runs too.
 //!
 //! - *ipc ring*: A publishes on ring `a` and subscribes to ring `b`; B the
 //!   other way round. Messages are written with `write_message` (in place,
@@ -36,11 +37,10 @@
 //!
 //! [`rows`] is the list. A row is a name, a key (for `IPC_FILTER` and the
 //! bars) and a function that measures one round for about the given number
-//! of seconds and returns a [`Sample`] (`Sample::from_histogram` turns a
-//! latency histogram and a rate into one). A row that measures something
-//! other than round trips (journal appends, say) returns its own
-//! histogram of per-operation latency and its rate; its name says what it
-//! measures. Bars are listed in [`bars`] by row keys.
+//! of seconds and returns a [`Sample`] (`Sample::round_trips` turns the
+//! shared round-trip timer's result into one; a row that measures
+//! something other than round trips builds its own `Sample` from its
+//! per-operation latency and rate, and its name says what it measures). Bars are listed in [`bars`] by row keys.
 //!
 //! Environment: `IPC_QUICK=1`, `IPC_ROUNDS=n` (default 5),
 //! `IPC_FILTER=text` (rows whose key or name contains it; the rows the bars
@@ -49,248 +49,58 @@
 //! a test (`cargo test --benches`), it does a quick pass and writes no JSON.
 
 use std::fmt::Write as _;
-use std::hint::spin_loop;
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-use std::{env, fs, thread};
+use std::{env, path::PathBuf};
 
-use corelane::frame::envelope::{access_trusted, check_type};
-use corelane::frame::Message;
-use corelane::lane::frames::{self, ClaimError, FrameConsumer, FrameProducer, WriteError};
-use corelane::lane::HeapRegion;
-use corelane::segment::ipc::{IpcError, IpcPublisher, IpcSubscriber};
-use hdrhistogram::Histogram;
-use rkyv::ser::allocator::Arena;
+use corelane::bench::ipc::{self, EchoSpec, RoundTrips, TickClock, Transport, MESSAGE_BYTES};
 
 mod common;
 use common::{
-    clock_name, clock_read_ns, json_number, json_string, median, new_histogram, ns_per_tick, pin,
-    ticks, write_json,
+    clock_name, clock_read_ns, json_number, json_string, median, ns_per_tick, ticks, write_json,
 };
 
-/// Bytes of frames in every ring.
-const RING_BYTES: usize = 64 * 1024;
-/// Round trips before the timed ones: more than a lap of every ring.
-const WARMUP_TRIPS: u64 = 4096;
-/// Bytes of a message on the socket and the pipe.
-const MESSAGE_BYTES: usize = 64;
-/// Longest a side waits for the other before giving up.
-const PATIENCE: Duration = Duration::from_secs(30);
-
 // ---------------------------------------------------------------------------
-// The message
+// The transports' two sides live in `corelane::bench::ipc`, shared with
+// `corelane bench`; this file times them with the TSC and keeps its rounds,
+// table, bars and JSON.
 
-/// Eight words, 64 archived bytes; `words[i]` is the sequence number plus
-/// `i`, so a torn message shows.
-#[derive(rkyv::Archive, rkyv::Serialize)]
-struct Words64 {
-    words: [u64; 8],
-}
-
-impl Message for Words64 {
-    const TYPE_ID: u16 = 0x6c61;
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "Words64";
-}
-
-impl Words64 {
-    fn new(sequence: u64) -> Self {
-        Words64 {
-            words: std::array::from_fn(|i| sequence + i as u64),
-        }
+/// The time-stamp counter (or the monotonic clock), scaled to ns.
+fn clock() -> TickClock {
+    TickClock {
+        read: ticks,
+        ns_per_tick: ns_per_tick(),
     }
 }
 
-/// The sequence number a message of words carries, checked whole.
-fn sequence_of(words: impl Fn(usize) -> u64) -> u64 {
-    let first = words(0);
-    for i in 1..8 {
-        assert_eq!(words(i), first + i as u64, "torn message {first}");
+/// The first argument that makes this binary side B.
+const ECHO_FLAG: &str = "--ipc-echo";
+
+/// Starts this binary again as side B: `--ipc-echo TRANSPORT DIR [--cpu N]`.
+fn spawn_echo(spec: &EchoSpec, stdin: Stdio, stdout: Stdio) -> io::Result<Child> {
+    let command = [env::current_exe()?.into_os_string(), ECHO_FLAG.into()];
+    let spawn = ipc::spawn_command(&command);
+    spawn(spec, stdin, stdout)
+}
+
+/// The spec this binary was started with as side B, if it was.
+fn echo_spec() -> Option<EchoSpec> {
+    let args: Vec<String> = env::args().collect();
+    if args.get(1).map(String::as_str) != Some(ECHO_FLAG) {
+        return None;
     }
-    first
-}
-
-fn bytes_of(sequence: u64) -> [u8; MESSAGE_BYTES] {
-    let mut bytes = [0; MESSAGE_BYTES];
-    for (i, word) in bytes.chunks_exact_mut(8).enumerate() {
-        word.copy_from_slice(&(sequence + i as u64).to_le_bytes());
-    }
-    bytes
-}
-
-fn sequence_of_bytes(bytes: &[u8; MESSAGE_BYTES]) -> u64 {
-    sequence_of(|i| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap()))
-}
-
-// ---------------------------------------------------------------------------
-// The two ends of each transport
-
-/// One side's two directions: `send` one message, `recv` one (spinning or
-/// blocking as the transport does), `None` when the other side is gone.
-trait Endpoint {
-    fn send(&mut self, sequence: u64);
-    fn recv(&mut self) -> Option<u64>;
-}
-
-/// A side of the in-process frame lane.
-struct LaneEnd {
-    tx: FrameProducer<HeapRegion>,
-    rx: FrameConsumer<HeapRegion>,
-    arena: Arena,
-    stop: &'static AtomicBool,
-}
-
-impl Endpoint for LaneEnd {
-    fn send(&mut self, sequence: u64) {
-        let message = Words64::new(sequence);
-        loop {
-            match self.tx.write_message(&message, sequence, &mut self.arena) {
-                Ok(()) => return,
-                Err(WriteError::Claim(ClaimError::Full)) => spin_loop(),
-                Err(error) => panic!("frame lane: {error}"),
-            }
-        }
-    }
-
-    fn recv(&mut self) -> Option<u64> {
-        let mut got = None;
-        while got.is_none() {
-            let read = self.rx.drain(1, |frame| {
-                check_type::<Words64>(&frame.meta).expect("a Words64");
-                // SAFETY: written by `write_message` of a Words64 in this
-                // process (type and version checked above), lent unchanged,
-                // 32-byte aligned.
-                let message = unsafe { access_trusted::<Words64>(frame.payload()) };
-                got = Some(sequence_of(|i| message.words[i].to_native()));
-            });
-            if read.expect("frame lane") == 0 {
-                if self.stop.load(Ordering::Relaxed) {
-                    return None;
-                }
-                spin_loop();
-            }
-        }
-        got
-    }
-}
-
-/// A side of the IPC rings: publishes on one, subscribes to the other.
-struct RingEnd {
-    publisher: IpcPublisher,
-    subscriber: IpcSubscriber,
-    arena: Arena,
-    checksummed: bool,
-}
-
-impl Endpoint for RingEnd {
-    fn send(&mut self, sequence: u64) {
-        let message = Words64::new(sequence);
-        let started = Instant::now();
-        loop {
-            let sent = if self.checksummed {
-                self.publisher
-                    .write_message_checksummed(&message, sequence, &mut self.arena)
-            } else {
-                self.publisher
-                    .write_message(&message, sequence, &mut self.arena)
-            };
-            match sent {
-                Ok(()) => return,
-                Err(WriteError::Claim(ClaimError::Full)) => {
-                    // One message in flight never fills a ring: the other
-                    // side has stopped reading.
-                    assert!(started.elapsed() < PATIENCE, "ipc ring: stays full");
-                    spin_loop();
-                }
-                Err(error) => panic!("ipc ring: {error}"),
-            }
-        }
-    }
-
-    fn recv(&mut self) -> Option<u64> {
-        let mut got = None;
-        let started = Instant::now();
-        while got.is_none() {
-            let read = self.subscriber.drain(1, |frame| {
-                let message = frame.message::<Words64>().expect("a valid Words64");
-                got = Some(sequence_of(|i| message.words[i].to_native()));
-            });
-            match read {
-                Ok(0) => {
-                    assert!(started.elapsed() < PATIENCE, "ipc ring: no echo");
-                    spin_loop();
-                }
-                Ok(_) => {}
-                Err(IpcError::WriterGone(_)) => return None,
-                Err(error) => panic!("ipc ring: {error}"),
-            }
-        }
-        got
-    }
-}
-
-/// A side of a byte stream pair (socket or pipes), blocking.
-struct StreamEnd<W: Write, R: Read> {
-    tx: W,
-    rx: R,
-}
-
-impl<W: Write, R: Read> Endpoint for StreamEnd<W, R> {
-    fn send(&mut self, sequence: u64) {
-        self.tx
-            .write_all(&bytes_of(sequence))
-            .expect("stream write");
-    }
-
-    fn recv(&mut self) -> Option<u64> {
-        let mut bytes = [0; MESSAGE_BYTES];
-        match self.rx.read_exact(&mut bytes) {
-            Ok(()) => Some(sequence_of_bytes(&bytes)),
-            Err(_) => None,
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Side A's timing loop and side B's echo loop
-
-/// Times round trips from `end` for about `secs` after [`WARMUP_TRIPS`];
-/// returns the histogram and the seconds the timed ones took.
-fn time_round_trips(end: &mut impl Endpoint, secs: f64) -> (Histogram<u64>, f64) {
-    let scale = ns_per_tick();
-    let mut histogram = new_histogram();
-    let mut deadline = u64::MAX;
-    let mut timed_from = Instant::now();
-    for trip in 0.. {
-        if trip == WARMUP_TRIPS {
-            deadline = ticks() + (secs * 1e9 / scale) as u64;
-            timed_from = Instant::now();
-        }
-        let sent = ticks();
-        end.send(trip);
-        let echo = end.recv().expect("the echo side went away");
-        let echoed = ticks();
-        assert_eq!(echo, trip, "echo out of order");
-        if trip >= WARMUP_TRIPS {
-            histogram.saturating_record(((echoed - sent) as f64 * scale) as u64);
-            if echoed >= deadline {
-                break;
-            }
-        }
-    }
-    (histogram, timed_from.elapsed().as_secs_f64())
-}
-
-/// Echoes every message back until the other side goes away.
-fn echo(end: &mut impl Endpoint) {
-    while let Some(sequence) = end.recv() {
-        end.send(sequence);
-    }
+    let transport = Transport::parse(args.get(2)?)?;
+    let dir = PathBuf::from(args.get(3)?);
+    let cpu = match args.get(4).map(String::as_str) {
+        Some("--cpu") => Some(args.get(5)?.parse().ok()?),
+        _ => None,
+    };
+    Some(EchoSpec {
+        transport,
+        dir,
+        cpu,
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -308,220 +118,59 @@ struct Sample {
 }
 
 impl Sample {
-    /// A sample from a latency histogram and, if known, a rate.
-    fn from_histogram(histogram: &Histogram<u64>, msgs_per_s: Option<f64>) -> Sample {
+    /// A sample of ping-pong round trips: two messages each.
+    fn round_trips(timed: io::Result<RoundTrips>) -> Sample {
+        let timed = timed.unwrap_or_else(|error| panic!("round trips: {error}"));
+        let histogram = &timed.histogram;
         Sample {
-            msgs_per_s,
-            p50: histogram.value_at_quantile(0.50) as f64,
-            p99: histogram.value_at_quantile(0.99) as f64,
-            p999: histogram.value_at_quantile(0.999) as f64,
+            msgs_per_s: Some(timed.msgs_per_s()),
+            p50: histogram.percentile(50.0) as f64,
+            p99: histogram.percentile(99.0) as f64,
+            p999: histogram.percentile(99.9) as f64,
             max: histogram.max() as f64,
-            count: histogram.len(),
+            count: histogram.count(),
         }
     }
+}
 
-    /// A sample of ping-pong round trips: two messages each.
-    fn round_trips(histogram: &Histogram<u64>, secs: f64) -> Sample {
-        let rate = 2.0 * histogram.len() as f64 / secs.max(1e-9);
-        Sample::from_histogram(histogram, Some(rate))
-    }
+/// Side A for `secs` of round trips over `transport`.
+fn between_processes(transport: Transport, secs: f64) -> Sample {
+    Sample::round_trips(ipc::process_round_trips(
+        transport,
+        &spawn_echo,
+        common::sides(),
+        Duration::from_secs_f64(secs),
+        clock(),
+    ))
 }
 
 /// The in-process frame lane between two pinned threads.
 fn lane_round_trips(secs: f64) -> Sample {
-    static STOP: AtomicBool = AtomicBool::new(false);
-    STOP.store(false, Ordering::Relaxed);
-    let (out_tx, out_rx) = frames::heap_ring(RING_BYTES);
-    let (back_tx, back_rx) = frames::heap_ring(RING_BYTES);
-    let mut a = LaneEnd {
-        tx: out_tx,
-        rx: back_rx,
-        arena: Arena::new(),
-        stop: &STOP,
-    };
-    let mut b = LaneEnd {
-        tx: back_tx,
-        rx: out_rx,
-        arena: Arena::new(),
-        stop: &STOP,
-    };
-    thread::scope(|scope| {
-        scope.spawn(move || {
-            pin(1);
-            echo(&mut b);
-        });
-        pin(0);
-        let (histogram, elapsed) = time_round_trips(&mut a, secs);
-        STOP.store(true, Ordering::Relaxed);
-        Sample::round_trips(&histogram, elapsed)
-    })
-}
-
-/// Starts this binary as side B of `transport`.
-fn spawn_echo(transport: &str, dir: &Path, stdin: Stdio, stdout: Stdio) -> Child {
-    // The child inherits this thread's affinity (one CPU once pinned), so
-    // it is told which CPU is side B's rather than asking the machine.
-    let cpu = common::core_ids().get(1).map_or(usize::MAX, |core| core.id);
-    Command::new(env::current_exe().expect("own path"))
-        .env("IPC_BENCH_CHILD", transport)
-        .env("IPC_BENCH_CPU", cpu.to_string())
-        .env("IPC_BENCH_DIR", dir)
-        .stdin(stdin)
-        .stdout(stdout)
-        .spawn()
-        .expect("spawn the echo process")
-}
-
-/// A directory for one row's ring files, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Self {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = env::temp_dir().join(format!("corelane-bench-ipc-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("scratch directory");
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Waits for the ring at `path` (made by the other process) and opens it.
-fn subscribe_when_ready(path: &Path) -> IpcSubscriber {
-    let started = Instant::now();
-    loop {
-        match IpcSubscriber::open(path) {
-            Ok(subscriber) => return subscriber,
-            Err(IpcError::Segment(_)) if started.elapsed() < PATIENCE => {
-                thread::sleep(Duration::from_millis(1));
-            }
-            Err(error) => panic!("{}: {error}", path.display()),
-        }
-    }
-}
-
-fn ring_round_trips_with(secs: f64, checksummed: bool) -> Sample {
-    let scratch = Scratch::new();
-    let publisher = IpcPublisher::create(&scratch.0.join("a"), RING_BYTES).expect("ring a");
-    let transport = if checksummed { "ring-crc" } else { "ring" };
-    let mut child = spawn_echo(transport, &scratch.0, Stdio::null(), Stdio::null());
-    let subscriber = subscribe_when_ready(&scratch.0.join("b"));
-    let mut a = RingEnd {
-        publisher,
-        subscriber,
-        arena: Arena::new(),
-        checksummed,
-    };
-    pin(0);
-    let (histogram, elapsed) = time_round_trips(&mut a, secs);
-    // Dropping the publisher releases its lock: the echo side sees the
-    // writer gone and exits.
-    drop(a);
-    assert!(child.wait().expect("echo process").success());
-    Sample::round_trips(&histogram, elapsed)
+    Sample::round_trips(ipc::lane_round_trips(
+        common::sides(),
+        Duration::from_secs_f64(secs),
+        clock(),
+    ))
 }
 
 /// Two processes, two shared rings.
 fn ring_round_trips(secs: f64) -> Sample {
-    ring_round_trips_with(secs, false)
+    between_processes(Transport::Ring, secs)
 }
 
 /// As [`ring_round_trips`], every frame checksummed.
 fn ring_crc_round_trips(secs: f64) -> Sample {
-    ring_round_trips_with(secs, true)
+    between_processes(Transport::RingChecksummed, secs)
 }
 
 /// Two processes, a connected pair of Unix stream sockets.
 fn socket_round_trips(secs: f64) -> Sample {
-    let scratch = Scratch::new();
-    let (ours, theirs) = UnixStream::pair().expect("socketpair");
-    let mut child = spawn_echo(
-        "socket",
-        &scratch.0,
-        Stdio::from(OwnedFd::from(theirs)),
-        Stdio::null(),
-    );
-    let mut a = StreamEnd {
-        tx: ours.try_clone().expect("dup socket"),
-        rx: ours,
-    };
-    pin(0);
-    let (histogram, elapsed) = time_round_trips(&mut a, secs);
-    drop(a);
-    assert!(child.wait().expect("echo process").success());
-    Sample::round_trips(&histogram, elapsed)
+    between_processes(Transport::Socket, secs)
 }
 
 /// Two processes, a pipe each way (the child's stdin and stdout).
 fn pipe_round_trips(secs: f64) -> Sample {
-    let scratch = Scratch::new();
-    let mut child = spawn_echo("pipe", &scratch.0, Stdio::piped(), Stdio::piped());
-    let mut a = StreamEnd {
-        tx: child.stdin.take().expect("child stdin"),
-        rx: child.stdout.take().expect("child stdout"),
-    };
-    pin(0);
-    let (histogram, elapsed) = time_round_trips(&mut a, secs);
-    drop(a);
-    assert!(child.wait().expect("echo process").success());
-    Sample::round_trips(&histogram, elapsed)
-}
-
-/// Side B, in the child process: echoes on `transport` until side A goes.
-fn run_echo_child(transport: &str) {
-    if let Some(id) = env::var("IPC_BENCH_CPU")
-        .ok()
-        .and_then(|cpu| cpu.parse().ok())
-        .filter(|&id| id != usize::MAX)
-    {
-        core_affinity::set_for_current(core_affinity::CoreId { id });
-    }
-    let dir = PathBuf::from(env::var_os("IPC_BENCH_DIR").expect("IPC_BENCH_DIR"));
-    match transport {
-        "ring" | "ring-crc" => {
-            let subscriber = subscribe_when_ready(&dir.join("a"));
-            let publisher = IpcPublisher::create(&dir.join("b"), RING_BYTES).expect("ring b");
-            echo(&mut RingEnd {
-                publisher,
-                subscriber,
-                arena: Arena::new(),
-                checksummed: transport == "ring-crc",
-            });
-        }
-        "socket" => {
-            let fd = std::io::stdin()
-                .as_fd()
-                .try_clone_to_owned()
-                .expect("stdin");
-            let socket = UnixStream::from(fd);
-            echo(&mut StreamEnd {
-                tx: socket.try_clone().expect("dup socket"),
-                rx: socket,
-            });
-        }
-        "pipe" => {
-            let rx = fs::File::from(
-                std::io::stdin()
-                    .as_fd()
-                    .try_clone_to_owned()
-                    .expect("stdin"),
-            );
-            let tx = fs::File::from(
-                std::io::stdout()
-                    .as_fd()
-                    .try_clone_to_owned()
-                    .expect("stdout"),
-            );
-            echo(&mut StreamEnd { tx, rx });
-        }
-        other => panic!("unknown transport {other}"),
-    }
+    between_processes(Transport::Pipe, secs)
 }
 
 // ---------------------------------------------------------------------------
@@ -735,8 +384,11 @@ fn json(settings: &Settings, clock_ns: f64, summaries: &[Summary], bars: &[Bar])
 }
 
 fn main() {
-    if let Ok(transport) = env::var("IPC_BENCH_CHILD") {
-        run_echo_child(&transport);
+    if let Some(spec) = echo_spec() {
+        if let Err(error) = ipc::run_echo_side(&spec) {
+            eprintln!("ipc: echo side {}: {error}", spec.transport.name());
+            std::process::exit(1);
+        }
         return;
     }
     let settings = Settings::from_env();

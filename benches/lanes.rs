@@ -100,19 +100,9 @@ const WARMUP_VALUES: u64 = 8192;
 // ---------------------------------------------------------------------------
 // The message of the frame rows
 
-/// The frame rows' message: eight words, 64 archived bytes.
-#[derive(rkyv::Archive, rkyv::Serialize)]
-struct Words64 {
-    /// `words[i]` is the sequence number plus `i`, so the reader can tell a
-    /// torn message from a whole one.
-    words: [u64; 8],
-}
-
-impl Message for Words64 {
-    const TYPE_ID: u16 = 0x6c61;
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "Words64";
-}
+// The frame rows' message: eight words, 64 archived bytes (the IPC
+// bench's and `corelane bench`'s too).
+use corelane::bench::ipc::Words64;
 
 /// A frame row's message: made from a sequence number, read back to it.
 trait Probe: Message + Send {
@@ -124,12 +114,10 @@ trait Probe: Message + Send {
 
 impl Probe for Words64 {
     fn new(sequence: u64) -> Self {
-        Words64 {
-            words: std::array::from_fn(|i| sequence + i as u64),
-        }
+        Words64::new(sequence)
     }
 
-    fn sequence(archived: &ArchivedWords64) -> u64 {
+    fn sequence(archived: &Self::Archived) -> u64 {
         let first = archived.words[0].to_native();
         let last = archived.words[7].to_native();
         assert_eq!(last, first + 7, "torn message {first}");
@@ -155,7 +143,7 @@ impl Probe for Word8 {
         Word8 { word: sequence }
     }
 
-    fn sequence(archived: &ArchivedWord8) -> u64 {
+    fn sequence(archived: &Self::Archived) -> u64 {
         archived.word.to_native()
     }
 }

@@ -11,7 +11,7 @@
 //!   over and over: `Pool::take` and the drop back to the free list, against
 //!   `Vec::with_capacity`, a push and the drop (malloc and free).
 //! - *cross*: thread A (pinned to the first CPU) takes buffers and passes
-//!   them through an rtrb ring to thread B (pinned to the second CPU),
+//!   them through a corelane typed lane to thread B (pinned to the second CPU),
 //!   which drops them: pooled buffers go home through the return queue,
 //!   `Vec`s are freed by B into memory A allocated. Time from A's first
 //!   take to B's last drop, per buffer.
@@ -26,37 +26,29 @@
 //! owner loop of 1,000,000 operations, to count instructions:
 //!
 //! ```text
-//! POOL_SOLO=pool valgrind --tool=callgrind --toggle-collect='*solo*' \
+//! POOL_SOLO=pool valgrind --tool=callgrind --toggle-collect='*take_and_return*' \
 //!     target/release/deps/pool-<hash> --bench
 //! ```
+//!
+//! (`POOL_SOLO=vec`: `--toggle-collect='*alloc_and_drop*'`.) The loops
+//! are `corelane::bench::pools`', shared with `corelane bench`.
 
 mod common;
 
-use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread;
 use std::time::Instant;
 
 use common::{json_number, json_object, json_string, Bar};
-use corelane::pool::{Pool, PoolConfig};
+use corelane::bench::pools::{
+    alloc_and_drop, config, cross_ns, owner_ns, size_name, take_and_return, Allocator, RELAY_SLOTS,
+    SIZES,
+};
+use corelane::pool::Pool;
 
-const SIZES: [usize; 3] = [64, 4096, 65536];
+// The loops and the relay between cores are `corelane::bench::pools`',
+// which `corelane bench` runs too; this file keeps its rounds, table, bars
+// and JSON.
 
-/// Slots in the ring between the two threads of a cross row.
-const RING: usize = 256;
-
-fn config() -> PoolConfig {
-    // Room for every buffer a cross row has in flight (the ring plus the
-    // receiver's batch), so no row falls back to the allocator.
-    PoolConfig::uniform(65536, 1 << 30)
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kind {
-    Pool,
-    Vec,
-}
+type Kind = Allocator;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Placement {
@@ -84,14 +76,6 @@ impl Row {
     }
 }
 
-fn size_name(size: usize) -> String {
-    if size >= 1024 {
-        format!("{} KiB", size / 1024)
-    } else {
-        format!("{size} B")
-    }
-}
-
 fn rows() -> Vec<Row> {
     let mut rows = Vec::new();
     for placement in [Placement::Owner, Placement::Cross] {
@@ -108,107 +92,16 @@ fn rows() -> Vec<Row> {
     rows
 }
 
-/// One owner loop: `ops` takes and drops; ns per take+drop.
+/// One owner loop on the first CPU: ns per take+drop.
 fn owner(kind: Kind, size: usize, ops: usize) -> f64 {
     common::pin(0);
-    let pool = Pool::new(&config());
-    // The pool's first buffer of the class is allocated here, not timed.
-    drop(pool.take(size));
-    let started = Instant::now();
-    match kind {
-        Kind::Pool => solo_pool(&pool, size, ops),
-        Kind::Vec => solo_vec(size, ops),
-    }
-    started.elapsed().as_nanos() as f64 / ops as f64
-}
-
-#[inline(never)]
-fn solo_pool(pool: &Pool, size: usize, ops: usize) {
-    for _ in 0..ops {
-        let mut buf = pool.take(black_box(size));
-        buf.capacity_mut()[0] = 1;
-        black_box(&buf);
-    }
-}
-
-#[inline(never)]
-fn solo_vec(size: usize, ops: usize) {
-    for _ in 0..ops {
-        let mut buf = Vec::<u8>::with_capacity(black_box(size));
-        buf.push(1);
-        black_box(&buf);
-    }
+    owner_ns(kind, size, ops)
 }
 
 /// One cross row: ns per buffer from the first take on A to the last drop
 /// on B; also the pool's fallbacks (0 expected).
 fn cross(kind: Kind, size: usize, ops: usize) -> (f64, u64) {
-    match kind {
-        Kind::Pool => {
-            let pool = Pool::new(&config());
-            let (tx, rx) = rtrb::RingBuffer::new(RING);
-            let elapsed = relay(ops, tx, rx, || {
-                let mut buf = pool.take(size);
-                buf.capacity_mut()[0] = 1;
-                buf
-            });
-            (elapsed, pool.usage().fallbacks)
-        }
-        Kind::Vec => {
-            let (tx, rx) = rtrb::RingBuffer::new(RING);
-            let elapsed = relay(ops, tx, rx, || {
-                let mut buf = Vec::<u8>::with_capacity(size);
-                buf.push(1);
-                buf
-            });
-            (elapsed, 0)
-        }
-    }
-}
-
-/// Makes `ops` values on this thread (pinned to the first CPU) and drops
-/// them on another (pinned to the second); ns per value.
-fn relay<T: Send + 'static>(
-    ops: usize,
-    mut tx: rtrb::Producer<T>,
-    mut rx: rtrb::Consumer<T>,
-    mut make: impl FnMut() -> T,
-) -> f64 {
-    common::pin(0);
-    let go = Arc::new(AtomicBool::new(false));
-    let started_flag = Arc::clone(&go);
-    let dropper = thread::spawn(move || {
-        common::pin(1);
-        while !started_flag.load(Ordering::Acquire) {
-            std::hint::spin_loop();
-        }
-        let mut dropped = 0;
-        while dropped < ops {
-            match rx.pop() {
-                Ok(value) => {
-                    drop(value);
-                    dropped += 1;
-                }
-                Err(_) => std::hint::spin_loop(),
-            }
-        }
-    });
-    let started = Instant::now();
-    go.store(true, Ordering::Release);
-    for _ in 0..ops {
-        let mut value = make();
-        loop {
-            match tx.push(value) {
-                Ok(()) => break,
-                Err(rtrb::PushError::Full(back)) => {
-                    value = back;
-                    std::hint::spin_loop();
-                }
-            }
-        }
-    }
-    dropper.join().expect("the dropper does not panic");
-    started.elapsed().as_nanos() as f64 / ops as f64
+    cross_ns(kind, size, ops, common::sides())
 }
 
 struct Settings {
@@ -251,8 +144,8 @@ fn run_solo(kind: &str) {
     drop(pool.take(size));
     let started = Instant::now();
     match kind {
-        "pool" => solo_pool(&pool, size, ops),
-        "vec" => solo_vec(size, ops),
+        "pool" => take_and_return(&pool, size, ops),
+        "vec" => alloc_and_drop(size, ops),
         other => {
             eprintln!("pool: POOL_SOLO={other}: try pool or vec");
             std::process::exit(2);
@@ -272,7 +165,7 @@ fn main() {
     let settings = Settings::from_env();
     let rows = rows();
     println!(
-        "pool: {} rounds; owner rows {} ops, cross-core rows {} buffers through an rtrb ring of {RING}",
+        "pool: {} rounds; owner rows {} ops, cross-core rows {} buffers through a typed lane of {RELAY_SLOTS}",
         settings.rounds, settings.owner_ops, settings.cross_ops
     );
 

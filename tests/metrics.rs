@@ -248,12 +248,36 @@ fn http_endpoint_serves_metrics_and_refuses_bad_requests() {
     assert!(again.starts_with("HTTP/1.1 200 OK"), "{again}");
 }
 
-#[test]
-fn interval_log_reads_back_with_hdrhistograms_own_reader() {
+/// Every histogram line of an interval log, decoded by hdrhistogram's own
+/// reader: (tag, start, length, histogram).
+fn read_interval_log(
+    bytes: &[u8],
+) -> Vec<(String, Duration, Duration, hdrhistogram::Histogram<u64>)> {
     use base64::Engine as _;
     use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
     use hdrhistogram::serialization::Deserializer;
 
+    let mut lines = Vec::new();
+    for entry in IntervalLogIterator::new(bytes) {
+        let LogEntry::Interval(line) = entry.unwrap() else {
+            continue;
+        };
+        let compressed = base64::engine::general_purpose::STANDARD
+            .decode(line.encoded_histogram())
+            .unwrap();
+        let histogram = Deserializer::new()
+            .deserialize(&mut compressed.as_slice())
+            .unwrap();
+        let tag = line
+            .tag()
+            .map_or(String::new(), |tag| tag.as_str().to_owned());
+        lines.push((tag, line.start_timestamp(), line.duration(), histogram));
+    }
+    lines
+}
+
+#[test]
+fn interval_log_reads_back_with_hdrhistograms_own_reader() {
     let mut intervals = Vec::new();
     for core in 0..2u64 {
         let mut metrics = CoreMetrics::default();
@@ -273,20 +297,11 @@ fn interval_log_reads_back_with_hdrhistograms_own_reader() {
     let bytes = log.into_inner();
 
     let mut histograms = 0;
-    for entry in IntervalLogIterator::new(&bytes) {
-        let LogEntry::Interval(line) = entry.unwrap() else {
-            continue;
-        };
+    for (tag, start, length, histogram) in read_interval_log(&bytes) {
         let core = histograms % 2;
-        assert_eq!(line.tag().unwrap().as_str(), format!("core{core}"));
-        assert_eq!(line.start_timestamp(), Duration::from_secs(1));
-        assert_eq!(line.duration(), Duration::from_secs(1));
-        let compressed = base64::engine::general_purpose::STANDARD
-            .decode(line.encoded_histogram())
-            .unwrap();
-        let histogram: hdrhistogram::Histogram<u64> = Deserializer::new()
-            .deserialize(&mut compressed.as_slice())
-            .unwrap();
+        assert_eq!(tag, format!("core{core}"));
+        assert_eq!(start, Duration::from_secs(1));
+        assert_eq!(length, Duration::from_secs(1));
         let original = intervals[core].metrics.delivery.inner();
         assert_eq!(histogram.len(), 1_001);
         assert_eq!(histogram.max(), original.max());
@@ -302,6 +317,63 @@ fn interval_log_reads_back_with_hdrhistograms_own_reader() {
     assert!(text.contains("#[StartTime: "), "{text}");
     // The V2 compressed encoding starts with cookie 0x1c849304 ("HISTFAA").
     assert!(text.contains(",HISTFAA"), "{text}");
+}
+
+/// Per kind: one tagged line per kind delivered in the interval, read
+/// back by hdrhistogram's own log reader with the counts recorded.
+#[test]
+fn interval_log_has_a_tagged_histogram_per_kind() {
+    use std::collections::BTreeMap;
+
+    // Core 0: Ball 300 times, Note 20 times, a kind whose name needs
+    // escaping 7 times; core 1: Note 5 times, and Ball known but silent.
+    let recorded: [&[(&'static str, u64)]; 2] = [
+        &[("Ball", 300), ("Note", 20), ("Odd kind, 2", 7)],
+        &[("Ball", 0), ("Note", 5)],
+    ];
+    let mut intervals = Vec::new();
+    for kinds in recorded {
+        let mut metrics = CoreMetrics::default();
+        for &(kind, count) in kinds {
+            if count == 0 {
+                // Known from an earlier interval, nothing in this one.
+                metrics.delivery_by_kind.record(kind, 1);
+                metrics.delivery_by_kind.reset();
+            }
+            for value in 0..count {
+                let ns = 1_000 + value * 10;
+                metrics.delivery_by_kind.record(kind, ns);
+                metrics.delivery.record(ns);
+            }
+        }
+        intervals.push(Interval {
+            metrics,
+            start_ns: 3_000_000_000,
+            end_ns: 4_000_000_000,
+        });
+    }
+    let mut log = IntervalLog::begin(Vec::new()).unwrap();
+    log.write(&intervals).unwrap();
+    let bytes = log.into_inner();
+
+    let mut counts = BTreeMap::new();
+    for (tag, start, length, histogram) in read_interval_log(&bytes) {
+        assert_eq!(start, Duration::from_secs(3));
+        assert_eq!(length, Duration::from_secs(1));
+        assert!(counts.insert(tag, histogram.len()).is_none());
+    }
+    let expected: BTreeMap<String, u64> = [
+        ("core0", 327),
+        ("core0.Ball", 300),
+        ("core0.Note", 20),
+        ("core0.Odd_kind__2", 7),
+        ("core1", 5),
+        ("core1.Note", 5),
+    ]
+    .into_iter()
+    .map(|(tag, count)| (tag.to_owned(), count))
+    .collect();
+    assert_eq!(counts, expected);
 }
 
 /// Core 1 blocks in its `Hold` handler until the test sends on `release`.

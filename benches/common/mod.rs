@@ -23,6 +23,18 @@ pub fn core_ids() -> &'static [core_affinity::CoreId] {
     CORES.get_or_init(|| core_affinity::get_core_ids().unwrap_or_default())
 }
 
+/// Side A on the first CPU, side B on the second (for the shared parts
+/// in `corelane::bench`), or unpinned on a machine with fewer than two.
+pub fn sides() -> corelane::bench::ipc::Sides {
+    match core_ids() {
+        [a, b, ..] => corelane::bench::ipc::Sides {
+            a: Some(*a),
+            b: Some(*b),
+        },
+        _ => corelane::bench::ipc::Sides::default(),
+    }
+}
+
 /// Pins the calling thread to the first (`side` 0) or second (`side` 1)
 /// CPU; does nothing on a machine with fewer than two.
 pub fn pin(side: usize) {

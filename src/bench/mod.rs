@@ -2,22 +2,25 @@
 //! corelane's parts on it, side by side, and prints a table.
 //!
 //! Sections run one after another; each adds rows to a [`Report`]. A new
-//! part (pools, IPC) adds a module with a `run(&Settings, &mut Report)`
-//! and a line in [`run`]. Absolute numbers on a shared machine mean
+//! part adds a module with a `run(&Settings, &mut Report)` and a line in
+//! [`run`] (and its name in [`SECTIONS`]). Absolute numbers on a shared machine mean
 //! little: every section reports against a reference measured in the same
 //! run (the floor, tokio, a binary heap), and the pipeline section
 //! interleaves corelane and tokio runs.
 
 mod floor;
+pub mod ipc;
 mod lanes;
 mod pipeline;
 pub mod plot;
+pub mod pools;
 mod record;
 mod report;
 mod timers;
 #[cfg(feature = "cli")]
 mod tokio_pipeline;
 
+use std::ffi::OsString;
 use std::time::Duration;
 
 use crate::runtime::IdleStrategy;
@@ -31,7 +34,8 @@ pub struct Settings {
     pub measure: Duration,
     /// Offered rates of the pipeline, requests per second.
     pub rates: Vec<u64>,
-    /// Interleaved rounds of the pipeline (corelane, tokio, corelane, ...).
+    /// Interleaved rounds of the pipeline (corelane, tokio, corelane, ...),
+    /// and of the IPC and pools sections' rows.
     pub rounds: usize,
     /// Warm-up before each pipeline run, not recorded.
     pub warmup: Duration,
@@ -44,7 +48,18 @@ pub struct Settings {
     /// runtime's default backoff, which parks after a few hundred idle
     /// microseconds and so shows what idling costs.
     pub pipeline_idle: Vec<IdleStrategy>,
+    /// The program (and its leading arguments) that runs side B of the
+    /// IPC rows between two processes, given [`ipc::EchoSpec::to_args`]
+    /// after them; `corelane bench` names itself. `None` skips those rows.
+    pub echo_command: Option<Vec<OsString>>,
+    /// Sections to run, by name (see [`SECTIONS`]); `None` for all.
+    pub only: Option<Vec<String>>,
 }
+
+/// The sections, in the order they run.
+pub const SECTIONS: [&str; 7] = [
+    "record", "floor", "lanes", "ipc", "timers", "pools", "pipeline",
+];
 
 impl Settings {
     /// The full run: a couple of minutes.
@@ -56,6 +71,8 @@ impl Settings {
             warmup: Duration::from_millis(500),
             progress: true,
             pipeline_idle: vec![IdleStrategy::BusySpin, IdleStrategy::default()],
+            echo_command: None,
+            only: None,
         }
     }
 
@@ -68,7 +85,16 @@ impl Settings {
             warmup: Duration::from_millis(200),
             progress: true,
             pipeline_idle: vec![IdleStrategy::BusySpin, IdleStrategy::default()],
+            echo_command: None,
+            only: None,
         }
+    }
+
+    /// Whether `section` is to run.
+    fn wants(&self, section: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|name| name == section))
     }
 
     fn say(&self, what: &str) {
@@ -78,21 +104,39 @@ impl Settings {
     }
 }
 
-/// Runs every section.
+/// Runs every section (or those `settings.only` names).
 pub fn run(settings: &Settings) -> Report {
     let mut report = Report::default();
-    settings.say("recording cost");
-    record::run(settings, &mut report);
+    if settings.wants("record") {
+        settings.say("recording cost");
+        record::run(settings, &mut report);
+    }
     // These pin the measuring thread: run them on threads of their own,
     // so this thread keeps the whole CPU list (a runtime built later reads
     // it from here).
-    settings.say("the floor (cache-line round trip)");
-    off_thread(|| floor::run(settings, &mut report));
-    settings.say("lanes (frame ring round trip)");
-    off_thread(|| lanes::run(settings, &mut report));
-    settings.say("timers");
-    timers::run(settings, &mut report);
-    pipeline::run(settings, &mut report);
+    if settings.wants("floor") {
+        settings.say("the floor (cache-line round trip)");
+        off_thread(|| floor::run(settings, &mut report));
+    }
+    if settings.wants("lanes") {
+        settings.say("lanes (frame ring round trip)");
+        off_thread(|| lanes::run(settings, &mut report));
+    }
+    if settings.wants("ipc") {
+        settings.say("ipc (round trips between two processes)");
+        off_thread(|| ipc::run(settings, &mut report));
+    }
+    if settings.wants("timers") {
+        settings.say("timers");
+        timers::run(settings, &mut report);
+    }
+    if settings.wants("pools") {
+        settings.say("pools (take+return against the allocator)");
+        off_thread(|| pools::run(settings, &mut report));
+    }
+    if settings.wants("pipeline") {
+        pipeline::run(settings, &mut report);
+    }
     report
 }
 

@@ -47,6 +47,16 @@ pub(crate) fn latency_fields(h: &LatencyHistogram) -> Vec<(&'static str, f64)> {
     ]
 }
 
+/// The median of `values` (0 if there are none).
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
 /// The percentile spectrum of `h`, from p0 to p99.999, for plotting.
 pub(crate) fn curve(name: String, h: &LatencyHistogram) -> Curve {
     let points = (0..=100)

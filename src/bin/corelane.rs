@@ -39,6 +39,20 @@ enum Command {
     Bench(BenchArgs),
     /// Show a running server's cores live, from its metrics endpoint.
     Stat(StatArgs),
+    /// Side B of `bench`'s IPC rows (started by `bench` itself).
+    #[command(hide = true)]
+    BenchEcho(BenchEchoArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchEchoArgs {
+    /// ring, ring-crc, socket or pipe.
+    transport: String,
+    /// The directory of the ring files.
+    dir: std::path::PathBuf,
+    /// The CPU to pin to.
+    #[arg(long)]
+    cpu: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -55,7 +69,7 @@ struct BenchArgs {
     /// Offered rates of the pipeline, requests per second (comma-separated).
     #[arg(long, value_delimiter = ',')]
     rates: Option<Vec<u64>>,
-    /// Interleaved rounds of the pipeline.
+    /// Interleaved rounds of the pipeline, IPC and pools rows.
     #[arg(long)]
     rounds: Option<usize>,
     /// Seconds each timed measurement runs.
@@ -66,6 +80,10 @@ struct BenchArgs {
     /// configuration) and backoff (the runtime's default).
     #[arg(long, value_enum, value_delimiter = ',')]
     idle: Option<Vec<Idle>>,
+    /// Run only these sections (comma-separated): record, floor, lanes,
+    /// ipc, timers, pools, pipeline.
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(corelane::bench::SECTIONS))]
+    only: Option<Vec<String>>,
 }
 
 #[derive(clap::Args)]
@@ -199,6 +217,32 @@ fn main() -> ExitCode {
         Command::Journal(command) => journal_cli::run(command),
         Command::Bench(args) => bench(args),
         Command::Stat(args) => stat(args),
+        Command::BenchEcho(args) => bench_echo(args),
+    }
+}
+
+fn bench_echo(args: BenchEchoArgs) -> ExitCode {
+    use corelane::bench::ipc::{run_echo_side, EchoSpec, Transport};
+    // The hang-up (the ring's writer gone) is how every run ends: not news.
+    log::set_max_level(log::LevelFilter::Warn);
+    let Some(transport) = Transport::parse(&args.transport) else {
+        eprintln!(
+            "corelane: bench-echo: unknown transport {:?}",
+            args.transport
+        );
+        return ExitCode::FAILURE;
+    };
+    let spec = EchoSpec {
+        transport,
+        dir: args.dir,
+        cpu: args.cpu,
+    };
+    match run_echo_side(&spec) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("corelane: bench-echo {}: {error}", args.transport);
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -226,6 +270,11 @@ fn bench(args: BenchArgs) -> ExitCode {
     if let Some(idle) = args.idle {
         settings.pipeline_idle = idle.into_iter().map(IdleStrategy::from).collect();
     }
+    settings.only = args.only;
+    // Side B of the IPC rows is this program again.
+    settings.echo_command = std::env::current_exe()
+        .ok()
+        .map(|exe| vec![exe.into_os_string(), "bench-echo".into()]);
     let report = corelane::bench::run(&settings);
     if args.json {
         println!("{:#}", report.to_json());

@@ -194,11 +194,9 @@ impl Recorder {
     #[inline]
     pub(crate) fn enter_message(&mut self, kind: &'static str, sent_ns: u64, now_ns: u64) -> usize {
         self.local.counters.delivered += 1;
-        let index = self.local.delivery_by_kind.index_of(kind);
         self.local
             .delivery_by_kind
-            .at(index)
-            .record(now_ns.saturating_sub(sent_ns));
+            .record(kind, now_ns.saturating_sub(sent_ns));
         self.enter_handler(kind, now_ns)
     }
 

@@ -1,0 +1,214 @@
+//! `corelane bench` end to end: the IPC and pools sections run the real
+//! command (side B of the IPC rows is the command re-executed), report
+//! sane rows in JSON and the table, show progress, and leave no ring file
+//! or echo process behind. Values are checked for sense, never for speed.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+mod common;
+use common::Scratch;
+
+/// Runs `corelane bench ARGS` with its temporary directory in `tmp`.
+fn bench(tmp: &Path, args: &[&str]) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_corelane"))
+        .arg("bench")
+        .args(args)
+        .env("TMPDIR", tmp)
+        .output()
+        .expect("run corelane bench");
+    assert!(
+        output.status.success(),
+        "corelane bench {args:?}: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn field(row: &Value, name: &str) -> f64 {
+    row[name]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{name} missing in {row}"))
+}
+
+fn rows<'a>(report: &'a Value, section: &str) -> Vec<&'a Value> {
+    report["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|row| row["section"] == section)
+        .collect()
+}
+
+/// Processes whose command line mentions `text` (echo processes name
+/// their ring directory, which lies under the test's scratch directory).
+fn processes_mentioning(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(text) {
+                found.push(cmdline);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn ipc_and_pools_sections_report_sane_rows_and_clean_up() {
+    let scratch = Scratch::new("bench-json");
+    let output = bench(
+        &scratch.0,
+        &[
+            "--quick",
+            "--json",
+            "--only",
+            "ipc,pools",
+            "--seconds",
+            "0.05",
+        ],
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+
+    // Only the sections asked for.
+    for row in report["rows"].as_array().unwrap() {
+        assert!(
+            row["section"] == "ipc" || row["section"] == "pools",
+            "{row}"
+        );
+    }
+
+    let ipc = rows(&report, "ipc");
+    let names: Vec<&str> = ipc
+        .iter()
+        .map(|row| row["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "in-process frame lane (2 threads)",
+            "ipc ring (2 processes)",
+            "ipc ring, checksummed (2 processes)",
+            "unix socket pair (2 processes)",
+            "pipe pair (2 processes)",
+        ]
+    );
+    for row in &ipc {
+        let count = field(row, "count");
+        let (p50, p99, p999, max) = (
+            field(row, "p50_ns"),
+            field(row, "p99_ns"),
+            field(row, "p999_ns"),
+            field(row, "max_ns"),
+        );
+        assert!(count > 0.0, "{row}");
+        assert!(
+            0.0 < p50 && p50 <= p99 && p99 <= p999 && p999 <= max,
+            "{row}"
+        );
+        let rate = field(row, "msgs_per_s");
+        assert!(rate.is_finite() && rate > 0.0, "{row}");
+        // The ratios are of this run's own p50s.
+        let lane_p50 = field(ipc[0], "p50_ns");
+        assert!(
+            (field(row, "p50_x_lane") - p50 / lane_p50).abs() < 1e-9,
+            "{row}"
+        );
+        let socket_p50 = field(ipc[3], "p50_ns");
+        assert!(
+            (field(row, "p50_x_socket") - p50 / socket_p50).abs() < 1e-9,
+            "{row}"
+        );
+    }
+
+    let pools = rows(&report, "pools");
+    let names: Vec<&str> = pools
+        .iter()
+        .map(|row| row["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "64 B, owning core",
+            "4 KiB, owning core",
+            "64 KiB, owning core",
+            "64 B, across cores",
+            "4 KiB, across cores",
+            "64 KiB, across cores",
+        ]
+    );
+    for row in &pools {
+        assert!(field(row, "ops") > 0.0, "{row}");
+        let (pool, vec) = (field(row, "pool_ns"), field(row, "vec_ns"));
+        assert!(pool.is_finite() && pool > 0.0, "{row}");
+        assert!(vec.is_finite() && vec > 0.0, "{row}");
+        // One round (--quick): the speed-up is that round's ratio.
+        assert!(
+            (field(row, "pool_x_faster") - vec / pool).abs() < 1e-6 * (vec / pool),
+            "{row}"
+        );
+        assert_eq!(field(row, "fallbacks"), 0.0, "{row}");
+    }
+
+    // Progress on stderr, section by section and row by row.
+    let progress = String::from_utf8_lossy(&output.stderr);
+    for line in [
+        "corelane bench: ipc",
+        "corelane bench: ipc: ipc ring (2 processes) (round 1/1)",
+        "corelane bench: pools",
+    ] {
+        assert!(progress.contains(line), "no {line:?} in:\n{progress}");
+    }
+
+    // Ring directories removed, echo processes gone.
+    let left: Vec<_> = std::fs::read_dir(&scratch.0).unwrap().flatten().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let echoes = processes_mentioning(&scratch.0.to_string_lossy());
+    assert!(echoes.is_empty(), "echo processes left: {echoes:?}");
+}
+
+#[test]
+fn table_shows_the_pools_section_alone() {
+    let scratch = Scratch::new("bench-table");
+    let output = bench(
+        &scratch.0,
+        &["--quick", "--only", "pools", "--seconds", "0.02"],
+    );
+    let table = String::from_utf8(output.stdout).unwrap();
+    assert!(table.contains("\n[pools]\n"), "{table}");
+    assert!(
+        !table.contains("[ipc]") && !table.contains("[floor]"),
+        "{table}"
+    );
+    for size in ["64 B", "4 KiB", "64 KiB"] {
+        for placement in ["owning core", "across cores"] {
+            assert!(table.contains(&format!("{size}, {placement}")), "{table}");
+        }
+    }
+}
+
+#[test]
+fn echo_side_refuses_an_unknown_transport() {
+    let output = Command::new(env!("CARGO_BIN_EXE_corelane"))
+        .args(["bench-echo", "carrier-pigeon", "/nonexistent"])
+        .output()
+        .expect("run corelane bench-echo");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown transport"), "{stderr}");
+}
+
+#[test]
+fn an_unknown_section_is_refused() {
+    let output = Command::new(env!("CARGO_BIN_EXE_corelane"))
+        .args(["bench", "--only", "ipc,warp-drive"])
+        .output()
+        .expect("run corelane bench");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("warp-drive"), "{stderr}");
+}
