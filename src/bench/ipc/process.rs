@@ -215,9 +215,23 @@ impl Drop for EchoProcess {
     }
 }
 
-/// A fresh directory under the system's temporary directory, owner-only,
-/// removed with everything in it when dropped.
+/// A fresh directory for ring files, owner-only, removed with everything
+/// in it when dropped. It goes under `$TMPDIR` when that is set, else
+/// under `/dev/shm` where it is a directory (memory, as rings shared
+/// between processes should be: a disk-backed file's dirty pages are
+/// written back and write-protected again, and the next write faults),
+/// else under the system's temporary directory.
 pub struct ScratchDir(PathBuf);
+
+/// Where [`ScratchDir`]s go.
+fn scratch_base() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if std::env::var_os("TMPDIR").is_none() && shm.is_dir() {
+        shm.to_owned()
+    } else {
+        std::env::temp_dir()
+    }
+}
 
 impl ScratchDir {
     /// Makes `corelane-bench-<what>-<pid>-<n>`.
@@ -229,8 +243,8 @@ impl ScratchDir {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         loop {
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let dir = std::env::temp_dir()
-                .join(format!("corelane-bench-{what}-{}-{n}", std::process::id()));
+            let dir =
+                scratch_base().join(format!("corelane-bench-{what}-{}-{n}", std::process::id()));
             match fs::DirBuilder::new().mode(0o700).create(&dir) {
                 Ok(()) => return Ok(ScratchDir(dir)),
                 // Left by an earlier process of the same id: not ours.
