@@ -253,14 +253,16 @@ impl<R: Region> RingReader<R> {
         if length == 0 {
             return Ok(None);
         }
-        let corrupt = IpcError::Ring(RingError::Corrupt { position, length });
+        // Made only when needed: an error value built on every frame and
+        // dropped unused costs a call to its drop glue per frame.
+        let corrupt = || IpcError::Ring(RingError::Corrupt { position, length });
         // The lane protocol never writes a negative length.
         let Ok(frame_len) = usize::try_from(length) else {
-            return Err(corrupt);
+            return Err(corrupt());
         };
         let occupied = aligned_len(frame_len);
         if frame_len < HEADER_LEN || occupied > self.capacity - offset {
-            return Err(corrupt);
+            return Err(corrupt());
         }
 
         self.copy.resize(frame_len, 0);
