@@ -141,6 +141,11 @@ impl Home {
             // SAFETY: owner thread, as the caller guarantees; no other
             // reference to the state is live (nothing here drops a buffer).
             let state = unsafe { &mut *state };
+            if state.closed {
+                // Only a lender can ask after the pool closed: its credit
+                // is gone, so it lends from the allocator.
+                return None;
+            }
             let block = state.take_block(class, returns)?;
             if state.credit == 0 {
                 // Any order will do: the handle's own reference keeps the

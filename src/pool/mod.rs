@@ -25,6 +25,7 @@ mod block;
 mod buffer;
 mod class;
 mod home;
+mod lender;
 mod owner;
 mod return_queue;
 mod thread_id;
@@ -35,5 +36,6 @@ mod loom_models;
 
 pub use buffer::{PoolBuf, RawPoolBuf};
 pub use class::{PoolConfig, BUFFER_ALIGN, SMALLEST_CLASS};
+pub use lender::PoolLender;
 pub use owner::{Pool, PoolProbe};
 pub use usage::PoolUsage;

@@ -7,6 +7,7 @@ use std::ptr::NonNull;
 use super::buffer::PoolBuf;
 use super::class::{class_size, PoolConfig};
 use super::home::{Home, Source};
+use super::lender::PoolLender;
 use super::usage::PoolUsage;
 
 /// A core's buffer pool. It belongs to the thread that made it (it is
@@ -74,6 +75,15 @@ impl Pool {
     pub fn usage(&self) -> PoolUsage {
         // SAFETY: owning thread (the handle is `!Send`).
         unsafe { self.home().usage() }
+    }
+
+    /// A second handle that takes buffers from this pool, for code that
+    /// cannot borrow the pool itself (it keeps the pool's shared part
+    /// alive; see [`PoolLender`]).
+    pub fn lender(&self) -> PoolLender {
+        // SAFETY: owning thread (the handle is `!Send`).
+        unsafe { self.home().retain() };
+        PoolLender::new(self.home)
     }
 
     /// A second handle that reads the pool's usage, for the core's metrics

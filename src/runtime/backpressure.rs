@@ -19,7 +19,9 @@
 //!   as room appears. While a destination's queue holds anything, new
 //!   sends to it queue behind, so per-destination order is kept. A full
 //!   queue refuses as `Refuse` does. Messages still queued when the core
-//!   exits are listed in the shutdown report's `held`.
+//!   exits are listed in the shutdown report's `held`. A message too large
+//!   for a lane frame is held in a pooled buffer and sent on as its handle
+//!   (see `held.rs`).
 
 use std::collections::VecDeque;
 
@@ -109,9 +111,14 @@ impl Outbox {
         counters: &mut Counters,
     ) {
         let to = held.to;
-        if self.flow.overflow[to].is_empty() && self.try_write_held(core, &held, shared, counters) {
-            return;
-        }
+        let held = if self.flow.overflow[to].is_empty() {
+            match self.try_write_held(core, held, shared, counters) {
+                Ok(()) => return,
+                Err(held) => held,
+            }
+        } else {
+            held
+        };
         self.flow.overflow[to].push_back(held);
         self.flow.overflowing = true;
         counters.overflowed += 1;
@@ -132,7 +139,7 @@ impl Outbox {
         let mut left = false;
         for to in 0..self.flow.overflow.len() {
             while let Some(held) = self.flow.overflow[to].pop_front() {
-                if !self.try_write_held(core, &held, shared, counters) {
+                if let Err(held) = self.try_write_held(core, held, shared, counters) {
                     self.flow.overflow[to].push_front(held);
                     break;
                 }
@@ -145,35 +152,35 @@ impl Outbox {
     }
 
     /// Writes `held` into its lane if its destination has room; marks the
-    /// destination blocked if not.
+    /// destination blocked and hands it back if not.
     fn try_write_held(
         &mut self,
         core: usize,
-        held: &HeldFrame,
+        held: HeldFrame,
         shared: &Shared,
         counters: &mut Counters,
-    ) -> bool {
-        let to = held.to;
+    ) -> Result<(), HeldFrame> {
+        let (to, priority) = (held.to, held.priority);
         if !self.flow.admits(to, || shared.consumed(core, to)) {
             self.blocked[to] |= BLOCKED_BOUND;
-            return false;
+            return Err(held);
         }
-        match held.write_into(&mut self.lanes_for(held.priority)[to]) {
+        match held.write_into(&mut self.lanes_for(priority)[to]) {
             Ok(()) => {
-                self.wrote(core, to, held.priority, &mut counters.sent);
-                true
+                self.wrote(core, to, priority, &mut counters.sent);
+                Ok(())
             }
-            Err(ClaimError::Full) => {
-                self.blocked[to] |= blocked_bit(held.priority);
-                false
+            Err((ClaimError::Full, held)) => {
+                self.blocked[to] |= blocked_bit(priority);
+                Err(held)
             }
-            Err(error @ ClaimError::TooLarge { .. }) => {
+            Err((error @ ClaimError::TooLarge { .. }, held)) => {
                 // Sizes are checked when a message is held, so this is a
                 // bug in corelane; the message is reported, not lost.
                 debug_assert!(false, "held {} to core {to}: {error}", held.kind);
                 log::error!("core {core}: held {} to core {to}: {error}", held.kind);
                 tally(&mut self.abandoned, held.kind, 1);
-                true
+                Ok(())
             }
         }
     }

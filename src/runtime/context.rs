@@ -310,13 +310,14 @@ impl<M: Message> Context<'_, M> {
         let held = HeldFrame::encode(msg, to, priority, now, &mut outbox.arena)
             .map_err(|reason| SendError::Encode(msg, reason))?;
         let max_payload = outbox.lanes_for(priority)[to].max_payload();
-        if held.len() > max_payload {
-            return Err(SendError::TooLarge {
+        // Too large for a frame: held in a pooled buffer, sent by handle.
+        let held = held
+            .fit(max_payload, outbox.max_message, &outbox.pool)
+            .map_err(|(payload_len, max_payload)| SendError::TooLarge {
                 msg,
-                payload_len: held.len(),
+                payload_len,
                 max_payload,
-            });
-        }
+            })?;
         outbox.flow.overflow[to].push_back(held);
         outbox.flow.overflowing = true;
         counters.overflowed += 1;

@@ -5,16 +5,36 @@
 //! An rkyv archive holds only relative pointers, so its bytes may move to
 //! any other address with the same alignment; a lane lends payloads 32-byte
 //! aligned, and the archive asks for 16.
+//!
+//! A held message too large for a lane frame (but within the runtime's
+//! `max_message`) is kept in a buffer from the core's pool instead
+//! ([`HeldFrame::fit`]), and when its time comes only the buffer's handle
+//! goes through the lane, as for an immediate send (see `large.rs`). It is
+//! archived once into scratch memory first, to learn its size, then copied
+//! into the pooled buffer: the same cost as sizing an immediate large send.
+//! A held buffer dropped unsent (cancelled, or at exit) goes straight back
+//! to the pool, on its own core.
 
 use rkyv::rancor;
 use rkyv::ser::allocator::Arena;
 use rkyv::util::AlignedVec;
 
+use super::large;
 use super::priority::Priority;
 use crate::frame::envelope::access_trusted;
-use crate::frame::Message;
+use crate::frame::layout::FLAG_POOLED;
+use crate::frame::{FrameMeta, Message};
 use crate::lane::frames::{ClaimError, FrameProducer};
 use crate::lane::HeapRegion;
+use crate::pool::{Pool, PoolBuf};
+
+/// Where a held archive lives.
+enum Archive {
+    /// Small enough for a lane frame: copied into the frame when sent.
+    Inline(AlignedVec<16>),
+    /// Too large for a frame: the buffer itself travels, by handle.
+    Pooled(PoolBuf),
+}
 
 /// One message held for a destination core.
 pub(crate) struct HeldFrame {
@@ -28,7 +48,7 @@ pub(crate) struct HeldFrame {
     /// the time of the original send, so delivery latency includes the wait.
     pub(crate) timestamp_ns: u64,
     /// The archive.
-    bytes: AlignedVec<16>,
+    archive: Archive,
     msg_type: u16,
     version: u8,
 }
@@ -60,7 +80,7 @@ impl HeldFrame {
             priority,
             kind,
             timestamp_ns,
-            bytes,
+            archive: Archive::Inline(bytes),
             msg_type: M::TYPE_ID,
             version: M::VERSION,
         })
@@ -68,29 +88,98 @@ impl HeldFrame {
 
     /// The archive's length in bytes.
     pub(crate) fn len(&self) -> usize {
-        self.bytes.len()
+        match &self.archive {
+            Archive::Inline(bytes) => bytes.len(),
+            Archive::Pooled(buf) => buf.len(),
+        }
     }
 
-    /// Copies the frame into `lane` and publishes it.
+    /// Makes the frame fit its lane: one larger than `max_payload` (the
+    /// lane's largest frame payload) moves into a buffer from `pool`, to
+    /// travel by handle.
     ///
     /// # Errors
     ///
-    /// As [`FrameProducer::claim`]: `Full` now, or `TooLarge` ever.
+    /// `(archive length, max_message)` if the archive is larger than
+    /// `max_message`, the most the runtime accepts at all.
+    pub(crate) fn fit(
+        mut self,
+        max_payload: usize,
+        max_message: usize,
+        pool: &Pool,
+    ) -> Result<Self, (usize, usize)> {
+        let len = self.len();
+        if len <= max_payload {
+            return Ok(self);
+        }
+        if len > max_message {
+            return Err((len, max_message));
+        }
+        if let Archive::Inline(bytes) = &self.archive {
+            let mut buf = pool.take(len);
+            buf.capacity_mut()[..len].copy_from_slice(bytes);
+            buf.set_len(len);
+            self.archive = Archive::Pooled(buf);
+        }
+        Ok(self)
+    }
+
+    /// Writes the frame into `lane` and publishes it: the archive itself,
+    /// or a pooled buffer's handle.
+    ///
+    /// # Errors
+    ///
+    /// As [`FrameProducer::claim`] (`Full` now, or `TooLarge` ever), with
+    /// the frame handed back.
     pub(crate) fn write_into(
-        &self,
+        self,
         lane: &mut FrameProducer<HeapRegion>,
-    ) -> Result<(), ClaimError> {
-        let sequence = lane.committed();
-        let mut claim = lane.claim(self.bytes.len())?;
-        claim.payload_mut()[..self.bytes.len()].copy_from_slice(&self.bytes);
-        let meta = crate::frame::FrameMeta {
+    ) -> Result<(), (ClaimError, HeldFrame)> {
+        let mut meta = FrameMeta {
             msg_type: self.msg_type,
             version: self.version,
             flags: 0,
-            sequence,
+            sequence: lane.committed(),
             timestamp_ns: self.timestamp_ns,
         };
-        claim.commit(self.bytes.len(), meta);
-        Ok(())
+        let HeldFrame {
+            to,
+            priority,
+            kind,
+            timestamp_ns,
+            archive,
+            msg_type,
+            version,
+        } = self;
+        let archive = match archive {
+            Archive::Inline(bytes) => match lane.claim(bytes.len()) {
+                Ok(mut claim) => {
+                    claim.payload_mut()[..bytes.len()].copy_from_slice(&bytes);
+                    claim.commit(bytes.len(), meta);
+                    return Ok(());
+                }
+                Err(error) => (error, Archive::Inline(bytes)),
+            },
+            Archive::Pooled(buf) => {
+                meta.flags |= FLAG_POOLED;
+                match large::publish_handle(lane, buf, meta) {
+                    Ok(()) => return Ok(()),
+                    Err((error, buf)) => (error, Archive::Pooled(buf)),
+                }
+            }
+        };
+        let (error, archive) = archive;
+        Err((
+            error,
+            HeldFrame {
+                to,
+                priority,
+                kind,
+                timestamp_ns,
+                archive,
+                msg_type,
+                version,
+            },
+        ))
     }
 }

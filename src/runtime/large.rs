@@ -20,6 +20,7 @@ use rkyv::rancor::Source;
 use crate::clock;
 use crate::frame::envelope::encode_into;
 use crate::frame::layout::FLAG_POOLED;
+use crate::frame::FrameMeta;
 use crate::frame::Message;
 use crate::lane::frames::{ClaimError, Frame, FrameProducer, WriteError};
 use crate::lane::HeapRegion;
@@ -61,8 +62,30 @@ pub(crate) fn write_pooled<M: Message>(
     };
     buf.set_len(written);
 
-    let sequence = lane.committed();
-    let mut claim = lane.claim(HANDLE_LEN)?;
+    let mut meta = M::meta(lane.committed(), clock::now_ns());
+    meta.flags |= FLAG_POOLED;
+    // A full lane hands the buffer back; dropping it returns it to the pool.
+    publish_handle(lane, buf, meta).map_err(|(error, _buf)| WriteError::Claim(error))
+}
+
+/// Publishes `buf`'s handle in `lane` as a frame with `meta` (whose
+/// `flags` must include [`FLAG_POOLED`]); the lane's reader owns the
+/// buffer from then on. Used for immediate sends and for held messages
+/// (delayed, or queued by the overflow policy) alike.
+///
+/// # Errors
+///
+/// As [`FrameProducer::claim`], with the buffer handed back unchanged.
+pub(crate) fn publish_handle(
+    lane: &mut FrameProducer<HeapRegion>,
+    buf: PoolBuf,
+    meta: FrameMeta,
+) -> Result<(), (ClaimError, PoolBuf)> {
+    debug_assert!(meta.flags & FLAG_POOLED != 0, "a handle frame unflagged");
+    let mut claim = match lane.claim(HANDLE_LEN) {
+        Ok(claim) => claim,
+        Err(error) => return Err((error, buf)),
+    };
     let handle = buf.into_raw();
     // SAFETY: the claim lends at least `HANDLE_LEN` bytes; an unaligned
     // write of a plain `Copy` value. The handle's pointers keep their
@@ -73,8 +96,6 @@ pub(crate) fn write_pooled<M: Message>(
             handle,
         )
     };
-    let mut meta = M::meta(sequence, clock::now_ns());
-    meta.flags |= FLAG_POOLED;
     claim.commit(HANDLE_LEN, meta);
     Ok(())
 }

@@ -180,12 +180,13 @@ impl<M: Message> Context<'_, M> {
     /// fires; [`cancel_timer`](Self::cancel_timer) with the handle drops it
     /// unsent. Counted in `delayed` when scheduled and in `sent` when
     /// written; one still pending at shutdown is listed in the report's
-    /// `held`.
+    /// `held`. A message too large for a lane frame waits in a buffer from
+    /// this core's pool and travels by handle, as with [`send`](Self::send).
     ///
     /// # Errors
     ///
     /// Hands `msg` back: [`SendError::NoSuchCore`], [`SendError::TooLarge`]
-    /// (it could never be written), [`SendError::Encode`].
+    /// (over [`max_message`](Self::max_message)), [`SendError::Encode`].
     pub fn send_after<'m>(
         &mut self,
         after: Duration,
@@ -213,13 +214,14 @@ impl<M: Message> Context<'_, M> {
         let held = HeldFrame::encode(msg, to, priority, clock::now_ns(), &mut self.outbox.arena)
             .map_err(|reason| SendError::Encode(msg, reason))?;
         let max_payload = self.outbox.lanes_for(priority)[to].max_payload();
-        if held.len() > max_payload {
-            return Err(SendError::TooLarge {
+        // Too large for a frame: held in a pooled buffer, sent by handle.
+        let held = held
+            .fit(max_payload, self.outbox.max_message, &self.outbox.pool)
+            .map_err(|(payload_len, max_payload)| SendError::TooLarge {
                 msg,
-                payload_len: held.len(),
+                payload_len,
                 max_payload,
-            });
-        }
+            })?;
         let deadline = self.timers.deadline_after(after);
         self.recorder.local.counters.delayed += 1;
         Ok(self.timers.schedule(deadline, TimerAction::Delayed(held)))

@@ -1,20 +1,18 @@
 //! One client connection: its socket, input buffer, parser, output buffer
-//! and subscriptions. Owned and touched by one core only.
+//! and subscriptions. Owned and touched by one core only. Both buffers come
+//! from the core's pool and go back to it when drained.
 
 use std::collections::HashSet;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 use mio::net::TcpStream;
 
+use super::output::OutputBuffer;
 use super::resp::RequestParser;
 use crate::pool::{Pool, PoolBuf};
 
 /// Bytes read from a socket in one call.
 const READ_CHUNK: usize = 16 * 1024;
-
-/// Written output worth moving the pending rest for (see
-/// [`Connection::drop_written`]).
-const COMPACT_AFTER: usize = 64 * 1024;
 
 /// Bytes received and not yet parsed: `bytes[start..end]`, in a buffer
 /// from the core's pool. A connection holds a buffer only while it has
@@ -115,9 +113,9 @@ pub(crate) struct Connection {
     /// Bytes received and not yet parsed into commands.
     pub(crate) input: InputBuffer,
     pub(crate) parser: RequestParser,
-    /// Replies and messages not yet written; `out[written..]` is pending.
-    pub(crate) out: Vec<u8>,
-    written: usize,
+    /// Replies and messages not yet written, in buffers from the core's
+    /// pool.
+    pub(crate) out: OutputBuffer,
     pub(crate) channels: HashSet<Box<[u8]>>,
     pub(crate) patterns: HashSet<Box<[u8]>>,
     pub(crate) name: Option<Vec<u8>>,
@@ -138,14 +136,18 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    pub(crate) fn new(stream: TcpStream, id: u64, parser: RequestParser) -> Self {
+    pub(crate) fn new(
+        stream: TcpStream,
+        id: u64,
+        parser: RequestParser,
+        out: OutputBuffer,
+    ) -> Self {
         Connection {
             stream,
             id,
             input: InputBuffer::default(),
             parser,
-            out: Vec::new(),
-            written: 0,
+            out,
             channels: HashSet::new(),
             patterns: HashSet::new(),
             name: None,
@@ -170,15 +172,12 @@ impl Connection {
 
     /// Bytes waiting to be written.
     pub(crate) fn pending_out(&self) -> usize {
-        self.out.len() - self.written
+        self.out.pending()
     }
 
-    /// Drops all pending output, written or not. `written` goes back to
-    /// zero with it: an offset past the end of `out` would make
-    /// [`pending_out`](Self::pending_out) underflow.
+    /// Drops all pending output, giving its buffers back to the pool.
     pub(crate) fn discard_output(&mut self) {
         self.out.clear();
-        self.written = 0;
     }
 
     /// Reads one chunk from the socket into the input buffer, which comes
@@ -195,41 +194,10 @@ impl Connection {
         }
     }
 
-    /// Writes pending output until done or the socket is full. Returns
-    /// whether everything was written.
+    /// Writes pending output until done or the socket is full; buffers
+    /// written out go back to the pool. Returns whether everything was
+    /// written.
     pub(crate) fn write_out(&mut self) -> io::Result<bool> {
-        while self.written < self.out.len() {
-            match self.stream.write(&self.out[self.written..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.written += n,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    self.drop_written();
-                    return Ok(false);
-                }
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(error),
-            }
-        }
-        self.out.clear();
-        self.written = 0;
-        // A burst may have grown the buffer far beyond the usual; give the
-        // memory back rather than keep it per idle connection.
-        if self.out.capacity() > 1 << 20 {
-            self.out.shrink_to(64 * 1024);
-        }
-        Ok(true)
-    }
-
-    /// Drops the written front of `out` once it is at least half of it.
-    ///
-    /// `out` is otherwise emptied only when all of it is written, so a
-    /// subscriber that reads but never quite catches up would keep
-    /// everything ever sent to it. Moving the pending rest costs no more
-    /// than the bytes written since the last move.
-    fn drop_written(&mut self) {
-        if self.written >= COMPACT_AFTER && self.written >= self.out.len() / 2 {
-            self.out.drain(..self.written);
-            self.written = 0;
-        }
+        self.out.write_to(&mut self.stream)
     }
 }

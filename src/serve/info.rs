@@ -9,6 +9,7 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 use super::message::ServerMsg;
+use super::output::OutputCounts;
 use super::server::ServeCore;
 use crate::metrics::{CoreMetrics, LatencyHistogram};
 use crate::pool::PoolUsage;
@@ -45,7 +46,7 @@ pub(crate) fn render(
         stats(core, &snapshot.merged(), &mut text);
     }
     if show("pools") {
-        pools(&snapshot.cores, &mut text);
+        pools(core, &snapshot.cores, &mut text);
     }
     if show("latency") {
         latency(&snapshot.cores, &snapshot.merged(), &mut text);
@@ -144,9 +145,10 @@ fn stats(core: &ServeCore, merged: &CoreMetrics, text: &mut String) {
     );
 }
 
-/// Each core's buffer pool (socket input buffers, large lane messages), as
-/// that core last published it, and the total.
-fn pools(cores: &[CoreMetrics], text: &mut String) {
+/// Each core's buffer pool (socket input and output buffers, large lane
+/// messages), as that core last published it, and the total; then the
+/// part of each pool that connections hold for output.
+fn pools(core: &ServeCore, cores: &[CoreMetrics], text: &mut String) {
     text.push_str("# Pools\r\n");
     let mut total = PoolUsage::default();
     for (index, metrics) in cores.iter().enumerate() {
@@ -156,7 +158,26 @@ fn pools(cores: &[CoreMetrics], text: &mut String) {
     }
     text.push_str("pool_all:");
     pool_usage(&total, text);
+    let mut all = OutputCounts::default();
+    for (index, output) in core.stats.output.iter().enumerate() {
+        let counts = output.load();
+        let _ = write!(text, "output_core_{index}:");
+        output_counts(&counts, text);
+        all.buffers += counts.buffers;
+        all.bytes += counts.bytes;
+        all.fallbacks += counts.fallbacks;
+    }
+    text.push_str("output_all:");
+    output_counts(&all, text);
     text.push_str("\r\n");
+}
+
+fn output_counts(counts: &OutputCounts, text: &mut String) {
+    let _ = write!(
+        text,
+        "buffers={},bytes={},fallbacks={}\r\n",
+        counts.buffers, counts.bytes, counts.fallbacks
+    );
 }
 
 fn pool_usage(usage: &PoolUsage, text: &mut String) {

@@ -15,6 +15,7 @@ pub mod glob;
 mod info;
 pub mod journal;
 pub mod message;
+mod output;
 pub mod published;
 mod pubsub;
 pub mod reply;

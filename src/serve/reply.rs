@@ -1,8 +1,10 @@
 //! RESP2 reply encoding.
 //!
 //! Each function appends one reply, or the header of one, to an output
-//! buffer the caller later writes to the socket. Nothing here allocates
-//! beyond growing that buffer; numbers are formatted on the stack.
+//! buffer ([`ReplyBuf`]) the caller later writes to the socket: a
+//! connection's chain of pooled buffers in the server, or a plain
+//! `Vec<u8>`. Nothing here allocates beyond what that buffer does; numbers
+//! are formatted on the stack.
 //!
 //! Simple strings and errors are single lines on the wire, so any `\r` or
 //! `\n` in their text is replaced by a space, as Redis does for errors.
@@ -25,8 +27,21 @@
 /// The most bytes a `u64` takes in decimal.
 const MAX_DECIMAL_DIGITS: usize = 20;
 
+/// Where replies are appended.
+pub trait ReplyBuf {
+    /// Appends `bytes`.
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl ReplyBuf for Vec<u8> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
 /// Appends a simple string: `+text\r\n`, such as `+OK`.
-pub fn simple(out: &mut Vec<u8>, text: &str) {
+pub fn simple(out: &mut impl ReplyBuf, text: &str) {
     push_line(out, b'+', text.as_bytes());
 }
 
@@ -34,68 +49,76 @@ pub fn simple(out: &mut Vec<u8>, text: &str) {
 ///
 /// `text` is the whole message without the `-`, starting with its code,
 /// such as `ERR unknown command` or `WRONGTYPE ...`.
-pub fn error(out: &mut Vec<u8>, text: &str) {
+pub fn error(out: &mut impl ReplyBuf, text: &str) {
     push_line(out, b'-', text.as_bytes());
 }
 
 /// Appends an integer: `:value\r\n`.
-pub fn integer(out: &mut Vec<u8>, value: i64) {
-    out.push(b':');
+pub fn integer(out: &mut impl ReplyBuf, value: i64) {
+    // ':' and '-' and 20 digits and CRLF.
+    let mut line = [0u8; MAX_DECIMAL_DIGITS + 4];
+    let mut len = 0;
+    line[len] = b':';
+    len += 1;
     if value < 0 {
-        out.push(b'-');
+        line[len] = b'-';
+        len += 1;
     }
-    push_decimal(out, value.unsigned_abs());
-    out.extend_from_slice(b"\r\n");
+    len += write_decimal(&mut line[len..], value.unsigned_abs());
+    line[len..len + 2].copy_from_slice(b"\r\n");
+    out.put(&line[..len + 2]);
 }
 
 /// Appends a bulk string: `$len\r\nbytes\r\n`. Any bytes may appear.
-pub fn bulk(out: &mut Vec<u8>, bytes: &[u8]) {
+pub fn bulk(out: &mut impl ReplyBuf, bytes: &[u8]) {
     push_header(out, b'$', bytes.len());
-    out.extend_from_slice(bytes);
-    out.extend_from_slice(b"\r\n");
+    out.put(bytes);
+    out.put(b"\r\n");
 }
 
 /// Appends the null bulk string, `$-1\r\n`: "no such value".
-pub fn null_bulk(out: &mut Vec<u8>) {
-    out.extend_from_slice(b"$-1\r\n");
+pub fn null_bulk(out: &mut impl ReplyBuf) {
+    out.put(b"$-1\r\n");
 }
 
 /// Appends the header of an array of `len` elements, `*len\r\n`; the
 /// elements follow as replies of their own.
-pub fn array_header(out: &mut Vec<u8>, len: usize) {
+pub fn array_header(out: &mut impl ReplyBuf, len: usize) {
     push_header(out, b'*', len);
 }
 
 /// Appends the null array, `*-1\r\n`.
-pub fn null_array(out: &mut Vec<u8>) {
-    out.extend_from_slice(b"*-1\r\n");
+pub fn null_array(out: &mut impl ReplyBuf) {
+    out.put(b"*-1\r\n");
 }
 
 /// Appends `kind`, `text` with line breaks blanked out, and `\r\n`.
-fn push_line(out: &mut Vec<u8>, kind: u8, text: &[u8]) {
-    out.reserve(text.len() + 3);
-    out.push(kind);
-    if text.iter().any(|&b| b == b'\r' || b == b'\n') {
-        out.extend(
-            text.iter()
-                .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-        );
-    } else {
-        out.extend_from_slice(text);
+fn push_line(out: &mut impl ReplyBuf, kind: u8, text: &[u8]) {
+    out.put(&[kind]);
+    let mut parts = text.split(|&b| b == b'\r' || b == b'\n');
+    if let Some(first) = parts.next() {
+        out.put(first);
     }
-    out.extend_from_slice(b"\r\n");
+    for part in parts {
+        out.put(b" ");
+        out.put(part);
+    }
+    out.put(b"\r\n");
 }
 
-/// Appends `kind`, `len` in decimal and `\r\n`.
-fn push_header(out: &mut Vec<u8>, kind: u8, len: usize) {
-    out.push(kind);
+/// Appends `kind`, `len` in decimal and `\r\n`, in one piece.
+fn push_header(out: &mut impl ReplyBuf, kind: u8, len: usize) {
+    let mut line = [0u8; MAX_DECIMAL_DIGITS + 3];
+    line[0] = kind;
     // usize is at most 64 bits on every target Rust supports.
-    push_decimal(out, len as u64);
-    out.extend_from_slice(b"\r\n");
+    let digits = write_decimal(&mut line[1..], len as u64);
+    line[1 + digits..3 + digits].copy_from_slice(b"\r\n");
+    out.put(&line[..3 + digits]);
 }
 
-/// Appends `value` in decimal, digits written right to left on the stack.
-fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
+/// Writes `value` in decimal at the start of `to` (at least
+/// [`MAX_DECIMAL_DIGITS`] long); returns the number of digits.
+fn write_decimal(to: &mut [u8], mut value: u64) -> usize {
     let mut digits = [0u8; MAX_DECIMAL_DIGITS];
     let mut first = digits.len();
     loop {
@@ -106,7 +129,9 @@ fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
             break;
         }
     }
-    out.extend_from_slice(&digits[first..]);
+    let count = digits.len() - first;
+    to[..count].copy_from_slice(&digits[first..]);
+    count
 }
 
 #[cfg(test)]

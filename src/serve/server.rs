@@ -11,9 +11,11 @@
 //! it waits in a per-destination backlog, and while the backlog is over
 //! its bound the core stops reading from its clients (backpressure).
 //!
-//! Output is written once per turn per connection. A subscriber whose
-//! unwritten output passes the output limit is disconnected; a client that
-//! is not a subscriber is simply not read from until its replies drain.
+//! Output is written once per turn per connection, from a chain of buffers
+//! taken from the core's pool (see `output.rs`) that go back as they are
+//! written. A subscriber whose unwritten output passes the output limit is
+//! disconnected and its buffers given back; a client that is not a
+//! subscriber is simply not read from until its replies drain.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -31,9 +33,11 @@ use slab::Slab;
 use super::connection::{Connection, ReadOutcome};
 use super::journal::CoreJournal;
 use super::message::{ArchivedServerMsg, ServerMsg};
+use super::output::{OutputBuffer, OutputCounts, OutputPool};
 use super::pubsub::{RemoteInterest, Subscriptions};
 use super::reply;
 use super::resp::{Limits, RequestParser};
+use crate::pool::PoolConfig;
 use crate::runtime::{
     Context, Handler, IdleStrategy, Running, Runtime, RuntimeError, RuntimeHandle, SendError,
     ShutdownReport,
@@ -85,6 +89,10 @@ pub struct ServerConfig {
     pub journal: Option<std::path::PathBuf>,
     /// Segment size and durability of those journals.
     pub journal_config: JournalConfig,
+    /// Size classes and caps of each core's buffer pool, from which socket
+    /// input and output buffers (and lane messages too large for a frame)
+    /// are taken. Default [`PoolConfig::default`].
+    pub pool: PoolConfig,
 }
 
 impl Default for ServerConfig {
@@ -105,6 +113,7 @@ impl Default for ServerConfig {
             max_query_buffer: 64 << 20,
             journal: None,
             journal_config: JournalConfig::default(),
+            pool: PoolConfig::default(),
         }
     }
 }
@@ -145,8 +154,37 @@ pub(crate) struct ServerStats {
     /// Commands executed, per core (stored, not added to: one writer).
     pub(crate) commands: Vec<AtomicU64>,
     pub(crate) accepted: AtomicU64,
+    /// Output buffers held by each core's connections, as that core last
+    /// published them.
+    pub(crate) output: Vec<PublishedOutput>,
     pub(crate) bind: SocketAddr,
     pub(crate) started: std::time::Instant,
+}
+
+/// One core's [`OutputCounts`], published for INFO on other cores: each
+/// field written by that core alone, read with no ordering beyond its own.
+#[derive(Debug, Default)]
+pub(crate) struct PublishedOutput {
+    buffers: AtomicU64,
+    bytes: AtomicU64,
+    fallbacks: AtomicU64,
+}
+
+impl PublishedOutput {
+    fn publish(&self, counts: OutputCounts) {
+        self.buffers.store(counts.buffers, Ordering::Relaxed);
+        self.bytes.store(counts.bytes, Ordering::Relaxed);
+        self.fallbacks.store(counts.fallbacks, Ordering::Relaxed);
+    }
+
+    /// The counts as last published.
+    pub(crate) fn load(&self) -> OutputCounts {
+        OutputCounts {
+            buffers: self.buffers.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            fallbacks: self.fallbacks.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// A running server.
@@ -177,7 +215,8 @@ impl Server {
         let mut builder = Runtime::builder()
             .lane_capacity(config.lane_capacity)
             .drain_batch(config.drain_batch)
-            .idle(config.idle);
+            .idle(config.idle)
+            .pool(config.pool.clone());
         if let Some(cores) = config.cores {
             builder = builder.cores(cores);
         }
@@ -186,6 +225,9 @@ impl Server {
             connections: (0..runtime.cores()).map(|_| AtomicU64::new(0)).collect(),
             commands: (0..runtime.cores()).map(|_| AtomicU64::new(0)).collect(),
             accepted: AtomicU64::new(0),
+            output: (0..runtime.cores())
+                .map(|_| PublishedOutput::default())
+                .collect(),
             bind: addr,
             started: std::time::Instant::now(),
         });
@@ -270,11 +312,19 @@ pub(crate) struct ServeCore {
     pub(crate) dirty: Vec<usize>,
     /// Connections with input left unread on their socket.
     unread: Vec<usize>,
+    /// An empty list with capacity, swapped with `dirty` or `unread`
+    /// while one is worked through.
+    spare: Vec<usize>,
     next_id: u64,
     /// Commands executed on this core; published in `stats.commands`.
     pub(crate) commands: u64,
     /// This core's journal of PUBLISHes, with `--journal`.
     pub(crate) journal: Option<CoreJournal>,
+    /// Where connections take output buffers: the core's pool, reached
+    /// from the first connection adopted (the pool lives in the context).
+    output: Option<OutputPool>,
+    /// `output`'s counts as last published in `stats.output`.
+    published_output: OutputCounts,
 }
 
 impl ServeCore {
@@ -299,9 +349,26 @@ impl ServeCore {
             backlog_bytes: 0,
             dirty: Vec::new(),
             unread: Vec::new(),
+            spare: Vec::new(),
             next_id: 1,
             commands: 0,
             journal: None,
+            output: None,
+            published_output: OutputCounts::default(),
+        }
+    }
+
+    /// Publishes what this core's connections hold for output, when it
+    /// changed, for INFO.
+    fn publish_output(&mut self) {
+        let counts = self
+            .output
+            .as_ref()
+            .map(OutputPool::counts)
+            .unwrap_or_default();
+        if counts != self.published_output {
+            self.stats.output[self.core].publish(counts);
+            self.published_output = counts;
         }
     }
 
@@ -380,7 +447,11 @@ impl ServeCore {
             return;
         }
         let parser = RequestParser::new(self.config.limits);
-        entry.insert(Connection::new(stream, self.next_id, parser));
+        let output = self
+            .output
+            .get_or_insert_with(|| OutputPool::new(cx.pool().lender()));
+        let out = OutputBuffer::new(output.clone());
+        entry.insert(Connection::new(stream, self.next_id, parser, out));
         self.next_id += 1;
         self.stats.connections[self.core].fetch_add(1, Ordering::Relaxed);
         // Bytes may have arrived before registration: read them now.
@@ -715,7 +786,7 @@ fn queue_output(
     over_limit: &mut Vec<usize>,
     limit: usize,
     key: usize,
-    write: impl FnOnce(&mut Vec<u8>),
+    write: impl FnOnce(&mut OutputBuffer),
 ) {
     let conn = &mut conns[key];
     if conn.closing {
@@ -818,7 +889,10 @@ impl Handler for ServeCore {
             work |= self.hand_over(cx);
         }
         if !self.unread.is_empty() && !self.backpressured() {
-            for key in std::mem::take(&mut self.unread) {
+            // Swapped with a spare list, not taken: both keep their
+            // capacity, so a busy turn allocates nothing.
+            let mut unread = std::mem::replace(&mut self.unread, std::mem::take(&mut self.spare));
+            for key in unread.drain(..) {
                 if let Some(conn) = self.conns.get_mut(key) {
                     conn.unread = false;
                     if !conn.input.is_empty() {
@@ -828,11 +902,18 @@ impl Handler for ServeCore {
                     work = true;
                 }
             }
+            self.spare = unread;
         }
-        for key in std::mem::take(&mut self.dirty) {
-            self.write_to(cx, key);
-            work = true;
+        if !self.dirty.is_empty() {
+            let mut dirty = std::mem::replace(&mut self.dirty, std::mem::take(&mut self.spare));
+            for key in dirty.drain(..) {
+                self.write_to(cx, key);
+                work = true;
+            }
+            self.spare = dirty;
         }
+        // After the writes: what is published is what stays held.
+        self.publish_output();
         // A core with forwards or sockets waiting for room in a lane may
         // park: the runtime wakes it when that lane's consumer frees space.
         work

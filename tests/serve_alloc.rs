@@ -1,0 +1,178 @@
+//! A steady publish/subscribe load on `corelane serve` allocates nothing
+//! per message: input and output buffers come from the core's pool and go
+//! back to it, and every list the core works through keeps its capacity.
+//!
+//! The whole process counts its heap allocations (a counting global
+//! allocator), so this file holds one test, and its client side is written
+//! to allocate nothing while the count runs: raw sockets, commands built
+//! beforehand, replies read into a buffer made beforehand.
+//!
+//! The one thing in the server that may allocate while the count runs is
+//! the core's periodic metrics publication (every
+//! [`FLUSH_INTERVAL_NS`], whatever the load; a few allocations each time
+//! at most, seen here as 0 to 3): the bound allows for it by elapsed time,
+//! and stays far below one allocation per message.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use corelane::metrics::FLUSH_INTERVAL_NS;
+use corelane::runtime::IdleStrategy;
+use corelane::serve::{ServeError, Server, ServerConfig};
+
+/// Counts every allocation (and reallocation) the process makes.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is passed to the system allocator unchanged; the
+// counter is a plain atomic, which does not allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Subscribers to the channel.
+const SUBSCRIBERS: usize = 3;
+/// Bytes in each message.
+const PAYLOAD: usize = 1000;
+/// Messages published while allocations are counted.
+const ROUNDS: usize = 2000;
+/// Most allocations one metrics publication is allowed.
+const METRICS_ALLOCATIONS: u64 = 4;
+
+/// Starts a one-core server on the first free port of 17100-17199.
+fn start() -> Server {
+    for port in 17100..17200 {
+        let config = ServerConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], port)),
+            cores: Some(1),
+            idle: IdleStrategy::BusySpin,
+            ..ServerConfig::default()
+        };
+        match Server::start(config) {
+            Ok(server) => return server,
+            Err(ServeError::Bind(..)) => continue,
+            Err(error) => panic!("server: {error}"),
+        }
+    }
+    panic!("no free port in 17100-17199");
+}
+
+fn connect(server: &Server) -> TcpStream {
+    let stream = TcpStream::connect(server.local_addr()).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// Reads exactly `expected.len()` bytes into `scratch` and checks them.
+fn expect(stream: &mut TcpStream, scratch: &mut [u8], expected: &[u8]) {
+    let got = &mut scratch[..expected.len()];
+    stream.read_exact(got).expect("read from the server");
+    assert!(got == expected, "the server sent other bytes");
+}
+
+/// One round: a PUBLISH, its reply, and the message at every subscriber.
+fn round(
+    publisher: &mut TcpStream,
+    subscribers: &mut [TcpStream],
+    command: &[u8],
+    message: &[u8],
+    scratch: &mut [u8],
+) {
+    publisher.write_all(command).expect("publish");
+    expect(publisher, scratch, b":3\r\n");
+    for subscriber in subscribers.iter_mut() {
+        expect(subscriber, scratch, message);
+    }
+}
+
+#[test]
+fn steady_publish_subscribe_allocates_nothing_per_message() {
+    let server = start();
+    let mut subscribers: Vec<TcpStream> = (0..SUBSCRIBERS).map(|_| connect(&server)).collect();
+    let mut scratch = vec![0u8; 4 * PAYLOAD];
+    for subscriber in &mut subscribers {
+        subscriber.write_all(b"SUBSCRIBE news\r\n").unwrap();
+        expect(
+            subscriber,
+            &mut scratch,
+            b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n",
+        );
+    }
+    let mut publisher = connect(&server);
+
+    let payload: Vec<u8> = (0..PAYLOAD).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut command = format!("*3\r\n$7\r\nPUBLISH\r\n$4\r\nnews\r\n${PAYLOAD}\r\n").into_bytes();
+    command.extend_from_slice(&payload);
+    command.extend_from_slice(b"\r\n");
+    let mut message = format!("*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n${PAYLOAD}\r\n").into_bytes();
+    message.extend_from_slice(&payload);
+    message.extend_from_slice(b"\r\n");
+
+    // Warm up: the pool's blocks, the core's lists and the kernel's socket
+    // buffers reach their working sizes.
+    for _ in 0..500 {
+        round(
+            &mut publisher,
+            &mut subscribers,
+            &command,
+            &message,
+            &mut scratch,
+        );
+    }
+
+    let started = Instant::now();
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..ROUNDS {
+        round(
+            &mut publisher,
+            &mut subscribers,
+            &command,
+            &message,
+            &mut scratch,
+        );
+    }
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let publications = started.elapsed().as_nanos() as u64 / FLUSH_INTERVAL_NS + 1;
+    let allowed = METRICS_ALLOCATIONS * publications;
+    assert!(
+        allocations <= allowed.min(ROUNDS as u64 / 10),
+        "{ROUNDS} messages to {SUBSCRIBERS} subscribers allocated {allocations} times \
+         ({publications} metrics publications)"
+    );
+
+    drop((publisher, subscribers));
+    let report = server.shutdown().expect("no core panicked");
+    let pool = report.metrics.merged().pool;
+    assert_eq!((pool.in_use, pool.fallbacks), (0, 0), "{pool:?}");
+}
