@@ -36,7 +36,7 @@ use super::reply;
 use super::resp::{Limits, RequestParser};
 use crate::runtime::{
     Context, Handler, IdleStrategy, Running, Runtime, RuntimeError, RuntimeHandle, SendError,
-    ShutdownReport,
+    ShutdownReport, TimeSource,
 };
 use crate::segment::journal::{JournalConfig, JournalError};
 
@@ -85,6 +85,9 @@ pub struct ServerConfig {
     pub journal: Option<std::path::PathBuf>,
     /// Segment size and durability of those journals.
     pub journal_config: JournalConfig,
+    /// The clock the cores' timers (and the journals' sync periods) run
+    /// on. Default the monotonic clock; tests use a virtual one.
+    pub time_source: TimeSource,
 }
 
 impl Default for ServerConfig {
@@ -105,6 +108,7 @@ impl Default for ServerConfig {
             max_query_buffer: 64 << 20,
             journal: None,
             journal_config: JournalConfig::default(),
+            time_source: TimeSource::default(),
         }
     }
 }
@@ -177,7 +181,8 @@ impl Server {
         let mut builder = Runtime::builder()
             .lane_capacity(config.lane_capacity)
             .drain_batch(config.drain_batch)
-            .idle(config.idle);
+            .idle(config.idle)
+            .time_source(config.time_source.clone());
         if let Some(cores) = config.cores {
             builder = builder.cores(cores);
         }
@@ -190,11 +195,16 @@ impl Server {
             started: std::time::Instant::now(),
         });
         let journals = match &config.journal {
-            Some(dir) => CoreJournal::open_all(dir, runtime.cores(), config.journal_config)
-                .map_err(ServeError::Journal)?
-                .into_iter()
-                .map(Some)
-                .collect(),
+            Some(dir) => CoreJournal::open_all(
+                dir,
+                runtime.cores(),
+                config.journal_config,
+                &config.time_source,
+            )
+            .map_err(ServeError::Journal)?
+            .into_iter()
+            .map(Some)
+            .collect(),
             None => Vec::new(),
         };
         let journals = Mutex::new(journals);
@@ -791,6 +801,14 @@ impl Handler for ServeCore {
                 if released {
                     self.mark_dirty(key);
                 }
+            }
+        }
+    }
+
+    fn on_timer(&mut self, cx: &mut Context<'_, ServerMsg>, timer: u64) {
+        if timer == super::journal::SYNC_TIMER {
+            if let Some(journal) = &mut self.journal {
+                journal.on_sync_timer(cx);
             }
         }
     }

@@ -22,7 +22,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::Duration;
 
 use rkyv::ser::allocator::Arena;
 
@@ -31,6 +31,7 @@ use super::error::JournalError;
 use super::policy::{Durability, JournalConfig};
 use super::recovery::{recover, RecoveryReport};
 use super::scan::frame_ptr;
+use super::sync_clock::SyncClock;
 use crate::frame::envelope::{encode_into, encoded_len};
 use crate::frame::layout::{
     aligned_len, checksum, write_meta, FrameMeta, FLAG_CHECKSUM, FRAME_ALIGN, HEADER_LEN,
@@ -76,8 +77,12 @@ pub struct JournalWriter {
     synced: usize,
     /// Frames appended since the last sync.
     unsynced_frames: u64,
-    /// When the last sync was made.
-    last_sync: Instant,
+    /// When the last sync was made, on `clock`.
+    last_sync_ns: u64,
+    /// Syncs made since the writer opened (each an msync).
+    syncs: u64,
+    /// The clock [`Durability::Every`] is measured on.
+    clock: SyncClock,
     /// Scratch space for rkyv serialization.
     arena: Arena,
     /// What recovery found when the writer opened.
@@ -94,6 +99,8 @@ impl std::fmt::Debug for JournalWriter {
             .field("dir", &self.dir)
             .field("config", &self.config)
             .field("position", &self.position())
+            .field("synced_position", &self.synced_position())
+            .field("syncs", &self.syncs)
             .finish()
     }
 }
@@ -128,6 +135,7 @@ impl JournalWriter {
         };
         let frames_offset = segment.layout().frames_offset();
         segment.populate(frames_offset + tail, segment.layout().capacity() - tail);
+        let clock = SyncClock::default();
         let mut writer = JournalWriter {
             dir: dir.to_path_buf(),
             config,
@@ -135,7 +143,9 @@ impl JournalWriter {
             tail,
             synced: tail,
             unsynced_frames: 0,
-            last_sync: Instant::now(),
+            last_sync_ns: clock.now_ns(),
+            syncs: 0,
+            clock,
             arena: Arena::new(),
             recovery,
             next: None,
@@ -158,6 +168,74 @@ impl JournalWriter {
     /// The journal's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The position up to which frames have been synced: every frame
+    /// before it is on the disk. Lags [`position`](Self::position) by the
+    /// frames the policy has not synced yet (and stays put under
+    /// [`Durability::None`]).
+    pub fn synced_position(&self) -> u64 {
+        self.segment.header().base_position + self.synced as u64
+    }
+
+    /// Syncs made since the writer opened, whatever asked for them (an
+    /// append, [`tick`](Self::tick), [`sync`](Self::sync) or a roll). A sync
+    /// with nothing to write is not counted.
+    pub fn syncs(&self) -> u64 {
+        self.syncs
+    }
+
+    /// Measures [`Durability::Every`] on `clock` (nanoseconds that never go
+    /// back) instead of the monotonic clock ([`crate::clock::now_ns`]):
+    /// for a runtime on a virtual clock, or a test. The period restarts
+    /// from the clock's time now.
+    pub fn set_clock(&mut self, clock: impl Fn() -> u64 + Send + Sync + 'static) {
+        self.clock = SyncClock::new(clock);
+        self.last_sync_ns = self.clock.now_ns();
+    }
+
+    /// When the frames not yet synced must be, under [`Durability::Every`]:
+    /// nanoseconds on the writer's clock, or `None` if nothing waits for a
+    /// deadline (no unsynced frame, or another policy).
+    pub fn sync_deadline_ns(&self) -> Option<u64> {
+        match self.config.durability {
+            Durability::Every(period) if self.unsynced_frames > 0 => {
+                let period = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX);
+                Some(self.last_sync_ns.saturating_add(period))
+            }
+            _ => None,
+        }
+    }
+
+    /// How long from now until [`sync_deadline_ns`](Self::sync_deadline_ns)
+    /// (zero if it has passed): when to call [`tick`](Self::tick) next.
+    pub fn sync_due_in(&self) -> Option<Duration> {
+        let deadline = self.sync_deadline_ns()?;
+        Some(Duration::from_nanos(
+            deadline.saturating_sub(self.clock.now_ns()),
+        ))
+    }
+
+    /// Keeps the [`Durability::Every`] promise when appends stop: syncs the
+    /// frames not yet synced if their deadline has come, and returns
+    /// whether it synced. An append checks the period too, so a writer that
+    /// appends steadily needs no ticks; one that may go quiet must be
+    /// ticked by [`sync_due_in`](Self::sync_due_in) after each append (a
+    /// core timer in `corelane serve --journal`; an embedder's own timer or
+    /// loop otherwise), else its last frames wait for the next append or
+    /// the drop.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::Segment`] if msync fails.
+    pub fn tick(&mut self) -> Result<bool, JournalError> {
+        match self.sync_deadline_ns() {
+            Some(deadline) if self.clock.now_ns() >= deadline => {
+                self.sync()?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// Appends a frame holding `payload`, with `meta`'s type, version and
@@ -241,10 +319,11 @@ impl JournalWriter {
         if self.synced < self.tail {
             let from = self.segment.layout().frames_offset() + self.synced;
             self.segment.sync_range(from, self.tail - self.synced)?;
+            self.syncs += 1;
         }
         self.synced = self.tail;
         self.unsynced_frames = 0;
-        self.last_sync = Instant::now();
+        self.last_sync_ns = self.clock.now_ns();
         Ok(())
     }
 
@@ -264,7 +343,9 @@ impl JournalWriter {
             Durability::None => false,
             Durability::EachFrame => true,
             Durability::EveryFrames(n) => self.unsynced_frames >= n.max(1),
-            Durability::Every(period) => self.last_sync.elapsed() >= period,
+            Durability::Every(_) => self
+                .sync_deadline_ns()
+                .is_some_and(|deadline| self.clock.now_ns() >= deadline),
         };
         if due {
             self.sync()?;
