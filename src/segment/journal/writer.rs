@@ -246,7 +246,9 @@ impl JournalWriter {
     ///
     /// [`JournalError::FrameTooLarge`] if the frame can never fit in a
     /// segment; [`JournalError::Segment`] or [`JournalError::Io`] if
-    /// rolling or syncing fails.
+    /// rolling or syncing fails, or (`SegmentError::Truncated`) if the
+    /// segment file was truncated under the writer; every later append
+    /// then fails the same way.
     pub fn append(&mut self, payload: &[u8], meta: FrameMeta) -> Result<u64, JournalError> {
         let length = PAYLOAD_OFFSET + payload.len();
         self.make_room(aligned_len(length))?;
@@ -337,6 +339,9 @@ impl JournalWriter {
             ..meta
         };
         write_frame_header(&self.segment, self.tail, length, &meta);
+        // A file cut under the mapping took this frame with it (see
+        // `segment::sigbus`): report that instead of a position.
+        self.segment.check_truncated()?;
         self.tail += aligned_len(length);
         self.unsynced_frames += 1;
         let due = match self.config.durability {
@@ -391,6 +396,7 @@ impl JournalWriter {
                 timestamp_ns: 0,
             };
             write_frame_header(&self.segment, self.tail, HEADER_LEN, &marker);
+            self.segment.check_truncated()?;
             self.tail += aligned_len(HEADER_LEN);
         }
         let durable = self.config.durability != Durability::None;
