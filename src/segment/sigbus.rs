@@ -48,6 +48,7 @@ use std::sync::{Mutex, Once, OnceLock};
 pub const MAX_MAPPINGS: usize = 1024;
 
 /// One registered mapping.
+#[derive(Debug)]
 struct Slot {
     /// Sequence lock: odd while the fields below are being rewritten.
     seq: AtomicUsize,
@@ -89,8 +90,8 @@ static INSTALL: Once = Once::new();
 /// mapping is unmapped.
 #[derive(Debug)]
 pub struct MappingGuard {
-    /// Index into `SLOTS`; `None` if every slot was taken (unguarded).
-    slot: Option<usize>,
+    /// Its slot in `SLOTS`; `None` if every slot was taken (unguarded).
+    slot: Option<&'static Slot>,
 }
 
 impl MappingGuard {
@@ -105,13 +106,13 @@ impl MappingGuard {
     pub fn truncated(&self) -> bool {
         compiler_fence(Ordering::SeqCst);
         self.slot
-            .is_some_and(|slot| SLOTS[slot].truncated.load(Ordering::Acquire))
+            .is_some_and(|slot| slot.truncated.load(Ordering::Acquire))
     }
 
     /// Marks the mapping truncated (an fstat found the file shorter).
     pub fn mark_truncated(&self) {
         if let Some(slot) = self.slot {
-            SLOTS[slot].truncated.store(true, Ordering::Release);
+            slot.truncated.store(true, Ordering::Release);
         }
     }
 }
@@ -120,7 +121,7 @@ impl Drop for MappingGuard {
     fn drop(&mut self) {
         if let Some(slot) = self.slot {
             let _writers = WRITERS.lock().unwrap_or_else(|p| p.into_inner());
-            write_slot(&SLOTS[slot], 0, 0, false);
+            write_slot(slot, 0, 0, false);
         }
     }
 }
@@ -135,11 +136,11 @@ pub fn register(start: *const u8, len: usize, writable: bool) -> MappingGuard {
     let _writers = WRITERS.lock().unwrap_or_else(|p| p.into_inner());
     let free = SLOTS
         .iter()
-        .position(|slot| slot.start.load(Ordering::Relaxed) == 0);
+        .find(|slot| slot.start.load(Ordering::Relaxed) == 0);
     match free {
-        Some(index) => {
-            write_slot(&SLOTS[index], start as usize, len, writable);
-            MappingGuard { slot: Some(index) }
+        Some(slot) => {
+            write_slot(slot, start as usize, len, writable);
+            MappingGuard { slot: Some(slot) }
         }
         None => {
             log::warn!(
