@@ -135,6 +135,11 @@ fn ipc_subscriber_reports_a_ring_cut_under_it() {
 }
 
 #[test]
+fn ipc_subscriber_waiting_notices_a_cut_that_faults_nothing() {
+    assert_survived("ipc-subscriber-waiting");
+}
+
+#[test]
 fn a_sigbus_outside_segments_still_kills() {
     let (status, text) = run_child("foreign-mapping");
     assert_eq!(status.signal(), Some(libc::SIGBUS), "{text}");
@@ -154,6 +159,7 @@ fn child_scenario() {
         "journal-reader-waiting" => journal_reader_waiting(&dir),
         "journal-writer" => journal_writer(&dir),
         "ipc-subscriber" => ipc_subscriber(&dir),
+        "ipc-subscriber-waiting" => ipc_subscriber_waiting(&dir),
         "foreign-mapping" => foreign_mapping(&dir),
         other => panic!("unknown scenario {other}"),
     }
@@ -280,6 +286,25 @@ fn ipc_subscriber(dir: &Path) {
     // The publisher's mapping is cut too: its next write is flagged.
     let _ = publisher.write_message_checksummed(&note(50), 50, &mut arena);
     assert!(publisher.truncated());
+}
+
+/// A subscriber waiting on an empty ring whose file loses its last 64
+/// bytes: the page they were on stays mapped (no fault), and the probe's
+/// fstat reports the cut.
+fn ipc_subscriber_waiting(dir: &Path) {
+    let path = dir.join("ring");
+    let _publisher = IpcPublisher::create(&path, 1 << 16).unwrap();
+    let mut subscriber = IpcSubscriber::open(&path).unwrap();
+    subscriber.set_probe_every(1);
+    assert_eq!(subscriber.drain(10, |_| panic!("no frame")).unwrap(), 0);
+
+    let len = std::fs::metadata(&path).unwrap().len();
+    truncate(&path, len - 64);
+    let error = subscriber.drain(10, |_| panic!("no frame")).unwrap_err();
+    assert!(
+        matches!(&error, IpcError::Segment(SegmentError::Truncated { path: p }) if *p == path),
+        "{error}"
+    );
 }
 
 /// A plain file mapping (no segment) cut under its reader: the handler

@@ -30,12 +30,13 @@
 //! handler. `mmap` and `sigaction` are single system calls on Linux (glibc
 //! takes no lock for them); the same technique serves Wayland compositors,
 //! which map client-provided shared memory that clients may shrink.
-//! Registrations are read through a sequence lock, so the handler never
-//! acts on a slot half rewritten by another thread; a thread writing a slot
-//! never touches a mapping, so the handler cannot interrupt the very write
-//! it waits for. A mapping is unregistered *before* it is unmapped, so an
-//! address reused by a later mapping of someone else is never mistaken for
-//! ours.
+//! Registrations are read through a per-slot sequence lock: the handler
+//! skips a slot that is being rewritten (never waits for it), so it never
+//! acts on a half-written slot; a slot is only rewritten while its mapping
+//! is not in use (being registered or released), so the live mapping that
+//! faulted is never the one skipped. A mapping is unregistered *before* it
+//! is unmapped, so an address reused by a later mapping of someone else is
+//! never mistaken for ours.
 //!
 //! Limits: at most [`MAX_MAPPINGS`] segments are guarded at once (more are
 //! mapped unguarded, with a warning); a library that later installs its own
@@ -207,32 +208,27 @@ fn install() {
 }
 
 /// The registered, live mapping holding `addr`: its slot.
+///
+/// A slot being rewritten (odd sequence, or a sequence that moved while it
+/// was read) is skipped, not waited for: it is a mapping being registered
+/// or released, which nobody is reading or writing, so it cannot hold the
+/// faulting address of a live access. The lookup never waits.
 fn lookup(addr: usize) -> Option<&'static Slot> {
-    for slot in &SLOTS {
-        // A slot being rewritten by another thread is read again; its
-        // writer never waits on us (it touches no mapping), so this ends.
-        // Still bounded: a slot that never settles is skipped.
-        for _attempt in 0..1000 {
-            let before = slot.seq.load(Ordering::Acquire);
-            if before % 2 == 1 {
-                std::hint::spin_loop();
-                continue;
-            }
-            let start = slot.start.load(Ordering::Relaxed);
-            let len = slot.len.load(Ordering::Relaxed);
-            // Keeps the field loads before the second look at `seq`; pairs
-            // with the Release fence in `write_slot`.
-            fence(Ordering::Acquire);
-            if slot.seq.load(Ordering::Relaxed) != before {
-                continue;
-            }
-            if start != 0 && addr >= start && addr - start < len {
-                return Some(slot);
-            }
-            break;
+    SLOTS.iter().find(|slot| {
+        let before = slot.seq.load(Ordering::Acquire);
+        if before % 2 == 1 {
+            return false;
         }
-    }
-    None
+        let start = slot.start.load(Ordering::Relaxed);
+        let len = slot.len.load(Ordering::Relaxed);
+        // Keeps the field loads before the second look at `seq`; pairs
+        // with the Release fence in `write_slot`.
+        fence(Ordering::Acquire);
+        slot.seq.load(Ordering::Relaxed) == before
+            && start != 0
+            && addr >= start
+            && addr - start < len
+    })
 }
 
 /// The SIGBUS handler.
