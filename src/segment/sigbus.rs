@@ -22,7 +22,10 @@
 //!   (an fstat) is also called where a reader waits for frames.
 //!
 //! The zero page hides no data: the frames it stands for are gone from the
-//! file already, and the mapping is reported truncated from then on. It
+//! file already, and the mapping is reported truncated from then on. (A
+//! page the disk fails to read faults the same way, `BUS_ADRERR`, and is
+//! reported the same; other SIGBUS codes, such as hardware memory errors,
+//! are handed on.) It
 //! lives until the segment is unmapped (the unmap covers it).
 //!
 //! Soundness of the handler: it runs on the thread whose access faulted,
@@ -241,8 +244,22 @@ extern "C" fn on_sigbus(
     // si_addr is the faulting address for SIGBUS. Reading errno's location
     // is async-signal-safe; it is restored before returning so that the
     // interrupted code sees its own errno.
-    let (addr, errno) = unsafe { ((*info).si_addr() as usize, *libc::__errno_location()) };
-    if let Some(slot) = lookup(addr) {
+    let (addr, code, errno) = unsafe {
+        (
+            (*info).si_addr() as usize,
+            (*info).si_code,
+            *libc::__errno_location(),
+        )
+    };
+    // A page past the file's end (or one the disk could not read) faults
+    // with BUS_ADRERR; anything else (a hardware memory error, a SIGBUS
+    // sent by kill) is not ours to hide.
+    let ours = if code == libc::BUS_ADRERR {
+        lookup(addr)
+    } else {
+        None
+    };
+    if let Some(slot) = ours {
         let page = PAGE_SIZE.load(Ordering::Relaxed);
         let at = addr & !(page - 1);
         let prot = if slot.writable.load(Ordering::Relaxed) {
