@@ -83,6 +83,8 @@ pub struct JournalWriter {
     syncs: u64,
     /// The clock [`Durability::Every`] is measured on.
     clock: SyncClock,
+    /// [`Durability::Every`]'s period in nanoseconds (converted once).
+    period_ns: u64,
     /// Scratch space for rkyv serialization.
     arena: Arena,
     /// What recovery found when the writer opened.
@@ -146,6 +148,10 @@ impl JournalWriter {
             last_sync_ns: clock.now_ns(),
             syncs: 0,
             clock,
+            period_ns: match config.durability {
+                Durability::Every(period) => u64::try_from(period.as_nanos()).unwrap_or(u64::MAX),
+                _ => u64::MAX,
+            },
             arena: Arena::new(),
             recovery,
             next: None,
@@ -199,9 +205,8 @@ impl JournalWriter {
     /// deadline (no unsynced frame, or another policy).
     pub fn sync_deadline_ns(&self) -> Option<u64> {
         match self.config.durability {
-            Durability::Every(period) if self.unsynced_frames > 0 => {
-                let period = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX);
-                Some(self.last_sync_ns.saturating_add(period))
+            Durability::Every(_) if self.unsynced_frames > 0 => {
+                Some(self.last_sync_ns.saturating_add(self.period_ns))
             }
             _ => None,
         }
