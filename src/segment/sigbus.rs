@@ -15,7 +15,7 @@
 //!   nobody else sees. Anywhere else, it hands the signal to the handler
 //!   that was installed before (Rust's own, a fuzzer's, or the default
 //!   action, which kills the process as before).
-//! - Readers and writers check [`MappingGuard::truncated`] after each copy
+//! - Readers and writers check [`super::Segment::truncated`] after each copy
 //!   out of (or write into) the mapping and report
 //!   [`super::SegmentError::Truncated`]. Pages that were never touched
 //!   after the truncation do not fault, so [`super::Segment::check_length`]
@@ -93,7 +93,7 @@ static INSTALL: Once = Once::new();
 /// A registered mapping; unregisters it when dropped. Drop it before the
 /// mapping is unmapped.
 #[derive(Debug)]
-pub struct MappingGuard {
+pub(crate) struct MappingGuard {
     /// Its slot in `SLOTS`; `None` if every slot was taken (unguarded).
     slot: Option<&'static Slot>,
 }
@@ -107,14 +107,14 @@ impl MappingGuard {
     /// has run). Another thread's fault is seen through the Release store
     /// in the handler, which this Acquire load pairs with.
     #[inline]
-    pub fn truncated(&self) -> bool {
+    pub(crate) fn truncated(&self) -> bool {
         compiler_fence(Ordering::SeqCst);
         self.slot
             .is_some_and(|slot| slot.truncated.load(Ordering::Acquire))
     }
 
     /// Marks the mapping truncated (an fstat found the file shorter).
-    pub fn mark_truncated(&self) {
+    pub(crate) fn mark_truncated(&self) {
         if let Some(slot) = self.slot {
             slot.truncated.store(true, Ordering::Release);
         }
@@ -132,7 +132,7 @@ impl Drop for MappingGuard {
 
 /// Registers the mapping of `len` bytes at `start` (installing the handler
 /// on first use).
-pub fn register(start: *const u8, len: usize, writable: bool) -> MappingGuard {
+pub(crate) fn register(start: *const u8, len: usize, writable: bool) -> MappingGuard {
     install();
     if PREVIOUS.get().is_none() || len == 0 {
         return MappingGuard { slot: None };
