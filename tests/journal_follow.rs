@@ -194,3 +194,37 @@ fn follow_ends_with_a_clear_error_when_a_core_directory_is_removed() {
         "{stderr}"
     );
 }
+
+#[test]
+fn follow_ends_with_a_clear_error_when_its_directory_is_replaced() {
+    let root = Scratch::new("follow-replaced");
+    let journal = root.0.join("one");
+    let config = JournalConfig {
+        segment_size: 1 << 16,
+        durability: Durability::None,
+    };
+    let mut writer = JournalWriter::open(&journal, config).unwrap();
+    let record = Published {
+        channel: b"chan".to_vec(),
+        payload: b"original".to_vec(),
+        time_ns: 1,
+    };
+    writer.append_message(&record, clock::now_ns()).unwrap();
+    let tail = Tail::start(&journal);
+    tail.wait_for("original");
+
+    // Another directory takes the name; the tail's is moved away.
+    drop(writer);
+    std::fs::rename(&journal, root.0.join("moved")).unwrap();
+    std::fs::create_dir(&journal).unwrap();
+
+    let (status, stderr) = tail.wait_exit();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: directory replaced by another while following it",
+            journal.display()
+        )),
+        "{stderr}"
+    );
+}
