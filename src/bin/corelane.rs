@@ -102,6 +102,8 @@ struct StatArgs {
 
 #[path = "cli/journal.rs"]
 mod journal_cli;
+#[path = "cli/journal_follow.rs"]
+mod journal_follow;
 
 #[derive(clap::Args)]
 struct ServeArgs {

@@ -98,6 +98,12 @@ pub enum SegmentError {
         /// The file.
         path: PathBuf,
     },
+    /// The file was truncated while mapped: part of what was mapped is
+    /// gone (see [`super::sigbus`]).
+    Truncated {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 impl SegmentError {
@@ -129,6 +135,11 @@ impl fmt::Display for SegmentError {
                 path.display()
             ),
             SegmentError::NotAFile { path } => write!(f, "{}: not a regular file", path.display()),
+            SegmentError::Truncated { path } => write!(
+                f,
+                "{}: truncated while mapped; what it held past its new end is gone",
+                path.display()
+            ),
             SegmentError::Permissions { path, mode } => write!(
                 f,
                 "{}: permissions {mode:o} let others write it; a segment must be owner-only",

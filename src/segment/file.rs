@@ -26,6 +26,7 @@ use memmap2::{MmapOptions, MmapRaw};
 
 use super::error::SegmentError;
 use super::layout::*;
+use super::sigbus::{self, MappingGuard};
 use crate::frame::layout::FRAME_ALIGN;
 use crate::lane::region::Region;
 
@@ -61,6 +62,9 @@ pub struct SegmentHeader {
 pub struct Segment {
     path: PathBuf,
     file: File,
+    /// Registers `map` with the SIGBUS handler; declared before `map` so
+    /// that it is dropped (unregistered) before the unmap.
+    guard: MappingGuard,
     map: MmapRaw,
     header: SegmentHeader,
     layout: SegmentLayout,
@@ -150,6 +154,7 @@ impl Segment {
             .len(file_len)
             .map_raw(&file)
             .map_err(|e| SegmentError::io(&temporary.path, "map", e))?;
+        let guard = sigbus::register(map.as_ptr(), map.len(), true);
         let header = SegmentHeader {
             kind,
             capacity,
@@ -162,6 +167,7 @@ impl Segment {
         let segment = Segment {
             path: path.to_path_buf(),
             file,
+            guard,
             map,
             header,
             layout,
@@ -243,10 +249,19 @@ impl Segment {
             Access::ReadOnly => options.map_raw_read_only(&file),
         }
         .map_err(|e| SegmentError::io(path, "map", e))?;
+        // Registered before the header is read: the file may be cut
+        // between the fstat above and the reads below.
+        let guard = sigbus::register(map.as_ptr(), map.len(), access == Access::ReadWrite);
         let (header, layout) = validate(path, &map, kind, file_len)?;
+        if guard.truncated() {
+            return Err(SegmentError::Truncated {
+                path: path.to_path_buf(),
+            });
+        }
         Ok(Segment {
             path: path.to_path_buf(),
             file,
+            guard,
             map,
             header,
             layout,
@@ -285,6 +300,54 @@ impl Segment {
     /// pointers or atomics, never through a `&[u8]` held across reads.
     pub fn base(&self) -> NonNull<u8> {
         NonNull::new(self.map.as_mut_ptr()).expect("a mapping is never at address zero")
+    }
+
+    /// Whether the file was found truncated under the mapping: a page past
+    /// its new end was touched (see [`super::sigbus`]) or
+    /// [`check_length`](Self::check_length) found it short. Call it after
+    /// reading or writing the mapping; bytes read since the truncation may
+    /// be zeros standing in for lost ones.
+    #[inline]
+    pub fn truncated(&self) -> bool {
+        self.guard.truncated()
+    }
+
+    /// [`SegmentError::Truncated`] if [`truncated`](Self::truncated).
+    ///
+    /// # Errors
+    ///
+    /// As said.
+    #[inline]
+    pub fn check_truncated(&self) -> Result<(), SegmentError> {
+        if self.truncated() {
+            return Err(SegmentError::Truncated {
+                path: self.path.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Asks the file's length (fstat) and reports it truncated if it is
+    /// shorter than the mapping; for readers waiting on pages they have
+    /// not touched since a truncation (those do not fault).
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError::Truncated`], or the fstat's error.
+    pub fn check_length(&self) -> Result<(), SegmentError> {
+        let len = self
+            .file
+            .metadata()
+            .map_err(|e| SegmentError::io(&self.path, "fstat", e))?
+            .len();
+        if len < self.map.len() as u64 {
+            // Sticky, for the checks after each access (when guarded).
+            self.guard.mark_truncated();
+            return Err(SegmentError::Truncated {
+                path: self.path.clone(),
+            });
+        }
+        self.check_truncated()
     }
 
     /// The writer's heartbeat word (nanoseconds on the writer's clock).

@@ -10,6 +10,7 @@ pub mod file;
 pub mod ipc;
 pub mod journal;
 pub mod layout;
+pub mod sigbus;
 
 pub use error::SegmentError;
 pub use file::{sync_directory, Access, Segment, SegmentHeader, SegmentRegion, SEGMENT_MODE};

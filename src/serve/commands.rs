@@ -191,7 +191,7 @@ impl ServeCore {
         // Journaled before anyone receives it: a message that could not be
         // journaled is refused.
         if let Some(journal) = &mut self.journal {
-            if let Err(error) = journal.append(channel, payload) {
+            if let Err(error) = journal.append(cx, channel, payload) {
                 log::error!("core {}: journal append failed: {error}", self.core);
                 let text = format!("ERR journal: {error}");
                 reply::error(&mut self.conns[key].out, &text);

@@ -17,7 +17,7 @@ use crate::runtime::Context;
 
 /// Renders INFO for `section` (`None`, `all`, `everything` or `default`
 /// for every section; otherwise one of server, clients, memory, pubsub,
-/// stats, pools, latency, case-insensitive).
+/// stats, pools, latency, journal, case-insensitive).
 pub(crate) fn render(
     core: &ServeCore,
     cx: &mut Context<'_, ServerMsg>,
@@ -50,6 +50,9 @@ pub(crate) fn render(
     }
     if show("latency") {
         latency(&snapshot.cores, &snapshot.merged(), &mut text);
+    }
+    if show("journal") {
+        journal(core, &mut text);
     }
     text
 }
@@ -104,6 +107,22 @@ fn memory(text: &mut String) {
         text,
         "# Memory\r\nused_memory:{bytes}\r\nused_memory_rss:{bytes}\r\n\r\n",
         bytes = rss * page
+    );
+}
+
+/// This core's journal (with `--journal`): where it ends, how far it is
+/// synced, and how many syncs it took.
+fn journal(core: &ServeCore, text: &mut String) {
+    let Some(journal) = &core.journal else {
+        return;
+    };
+    let writer = journal.writer();
+    let _ = write!(
+        text,
+        "# Journal\r\njournal_position:{}\r\njournal_synced_position:{}\r\njournal_syncs:{}\r\n\r\n",
+        writer.position(),
+        writer.synced_position(),
+        writer.syncs()
     );
 }
 

@@ -9,13 +9,24 @@
 //! order it executed them, so every publisher's messages are in the order
 //! it sent them. There is no single order across cores; `time_ns` (wall
 //! clock) says roughly when each message arrived.
+//!
+//! Durability: under [`Durability::Every`](crate::segment::journal::Durability)
+//! each append arms a core timer (one at a time) for when the frames not yet
+//! synced are due, and the timer ticks the writer, so the last messages
+//! before a quiet spell are synced on time rather than at the next PUBLISH.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::message::ServerMsg;
 use super::published::Published;
 use crate::clock;
+use crate::runtime::{Context, TimeSource};
 use crate::segment::journal::{JournalConfig, JournalError, JournalWriter};
+
+/// Id of the core timer that ticks the core's journal writer (the server
+/// sets no other handler timer).
+pub(crate) const SYNC_TIMER: u64 = 0x6a6f_7572_6e61_6c00;
 
 /// The journal directory of core `core` under `dir`.
 pub fn core_dir(dir: &Path, core: usize) -> PathBuf {
@@ -29,18 +40,27 @@ pub(crate) struct CoreJournal {
     /// Reused so that journaling a message does not allocate once the
     /// buffers have grown to the largest message seen.
     record: Published,
+    /// Whether a [`SYNC_TIMER`] is pending.
+    sync_armed: bool,
 }
 
 impl CoreJournal {
-    /// Opens (and recovers) the journals of `cores` cores under `dir`.
+    /// Opens (and recovers) the journals of `cores` cores under `dir`,
+    /// measuring sync periods on the runtime's `time` so that they agree
+    /// with its timers.
     pub(crate) fn open_all(
         dir: &Path,
         cores: usize,
         config: JournalConfig,
+        time: &TimeSource,
     ) -> Result<Vec<CoreJournal>, JournalError> {
         (0..cores)
             .map(|core| {
-                let writer = JournalWriter::open(&core_dir(dir, core), config)?;
+                let mut writer = JournalWriter::open(&core_dir(dir, core), config)?;
+                if let TimeSource::Virtual(virtual_clock) = time {
+                    let virtual_clock = virtual_clock.clone();
+                    writer.set_clock(move || virtual_clock.now_ns());
+                }
                 if let Some(tail) = &writer.recovery().torn_tail {
                     log::warn!(
                         "journal of core {core}: cut a torn tail of {} bytes at position {}",
@@ -55,13 +75,20 @@ impl CoreJournal {
                         payload: Vec::new(),
                         time_ns: 0,
                     },
+                    sync_armed: false,
                 })
             })
             .collect()
     }
 
-    /// Appends one published message; returns its position.
-    pub(crate) fn append(&mut self, channel: &[u8], payload: &[u8]) -> Result<u64, JournalError> {
+    /// Appends one published message and arms the sync timer if frames now
+    /// wait for one; returns the message's position.
+    pub(crate) fn append(
+        &mut self,
+        cx: &mut Context<'_, ServerMsg>,
+        channel: &[u8],
+        payload: &[u8],
+    ) -> Result<u64, JournalError> {
         self.record.channel.clear();
         self.record.channel.extend_from_slice(channel);
         self.record.payload.clear();
@@ -69,6 +96,35 @@ impl CoreJournal {
         self.record.time_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-        self.writer.append_message(&self.record, clock::now_ns())
+        let position = self.writer.append_message(&self.record, clock::now_ns())?;
+        self.arm_sync(cx);
+        Ok(position)
+    }
+
+    /// The [`SYNC_TIMER`] fired: syncs if the frames are due, and re-arms
+    /// for frames appended since the last sync.
+    pub(crate) fn on_sync_timer(&mut self, cx: &mut Context<'_, ServerMsg>) {
+        self.sync_armed = false;
+        if let Err(error) = self.writer.tick() {
+            log::error!("core {}: journal sync failed: {error}", cx.core());
+        }
+        self.arm_sync(cx);
+    }
+
+    /// The writer, for INFO.
+    pub(crate) fn writer(&self) -> &JournalWriter {
+        &self.writer
+    }
+
+    /// Schedules the sync timer for the frames' deadline, unless one is
+    /// pending (it re-arms when it fires, if the deadline has moved).
+    fn arm_sync(&mut self, cx: &mut Context<'_, ServerMsg>) {
+        if self.sync_armed {
+            return;
+        }
+        if let Some(after) = self.writer.sync_due_in() {
+            cx.schedule_timer(after, SYNC_TIMER);
+            self.sync_armed = true;
+        }
     }
 }

@@ -40,7 +40,7 @@ use super::resp::{Limits, RequestParser};
 use crate::pool::PoolConfig;
 use crate::runtime::{
     Context, Handler, IdleStrategy, Running, Runtime, RuntimeError, RuntimeHandle, SendError,
-    ShutdownReport,
+    ShutdownReport, TimeSource,
 };
 use crate::segment::journal::{JournalConfig, JournalError};
 
@@ -93,6 +93,9 @@ pub struct ServerConfig {
     /// input and output buffers (and lane messages too large for a frame)
     /// are taken. Default [`PoolConfig::default`].
     pub pool: PoolConfig,
+    /// The clock the cores' timers (and the journals' sync periods) run
+    /// on. Default the monotonic clock; tests use a virtual one.
+    pub time_source: TimeSource,
 }
 
 impl Default for ServerConfig {
@@ -114,6 +117,7 @@ impl Default for ServerConfig {
             journal: None,
             journal_config: JournalConfig::default(),
             pool: PoolConfig::default(),
+            time_source: TimeSource::default(),
         }
     }
 }
@@ -216,7 +220,8 @@ impl Server {
             .lane_capacity(config.lane_capacity)
             .drain_batch(config.drain_batch)
             .idle(config.idle)
-            .pool(config.pool.clone());
+            .pool(config.pool.clone())
+            .time_source(config.time_source.clone());
         if let Some(cores) = config.cores {
             builder = builder.cores(cores);
         }
@@ -232,11 +237,16 @@ impl Server {
             started: std::time::Instant::now(),
         });
         let journals = match &config.journal {
-            Some(dir) => CoreJournal::open_all(dir, runtime.cores(), config.journal_config)
-                .map_err(ServeError::Journal)?
-                .into_iter()
-                .map(Some)
-                .collect(),
+            Some(dir) => CoreJournal::open_all(
+                dir,
+                runtime.cores(),
+                config.journal_config,
+                &config.time_source,
+            )
+            .map_err(ServeError::Journal)?
+            .into_iter()
+            .map(Some)
+            .collect(),
             None => Vec::new(),
         };
         let journals = Mutex::new(journals);
@@ -862,6 +872,14 @@ impl Handler for ServeCore {
                 if released {
                     self.mark_dirty(key);
                 }
+            }
+        }
+    }
+
+    fn on_timer(&mut self, cx: &mut Context<'_, ServerMsg>, timer: u64) {
+        if timer == super::journal::SYNC_TIMER {
+            if let Some(journal) = &mut self.journal {
+                journal.on_sync_timer(cx);
             }
         }
     }

@@ -7,13 +7,13 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use corelane::segment::journal::dir::list_segments;
-use corelane::segment::journal::{
-    inspect, JournalError, JournalFrame, JournalReader, SegmentSummary, Start,
-};
+use corelane::segment::journal::{inspect, JournalFrame, SegmentSummary};
 use corelane::serve::Published;
+
+use crate::journal_follow::{core_dirs, TailError, TailSet, RESCAN};
 
 /// How often `tail --follow` polls a journal that has nothing new.
 const FOLLOW_POLL: Duration = Duration::from_millis(10);
@@ -33,7 +33,8 @@ pub enum JournalCommand {
         /// Start at the frame with this position (one journal only).
         #[arg(long)]
         from: Option<u64>,
-        /// Keep printing frames as they are appended, until interrupted.
+        /// Keep printing frames as they are appended, until interrupted;
+        /// `core-N` directories that appear meanwhile are followed too.
         #[arg(long)]
         follow: bool,
     },
@@ -54,43 +55,20 @@ pub fn run(command: JournalCommand) -> ExitCode {
     }
 }
 
-/// The journals under `dir`: itself if it holds segments, else its
-/// `core-N` subdirectories in core order.
-fn journals(dir: &Path) -> Result<Vec<(String, PathBuf)>, JournalError> {
-    if !list_segments(dir)?.is_empty() {
-        return Ok(vec![(String::new(), dir.to_path_buf())]);
+/// The journals under `dir`: itself if it holds segments (or nothing at
+/// all), else its `core-N` subdirectories in core order.
+fn journals(dir: &Path) -> Result<Vec<PathBuf>, TailError> {
+    let cores = core_dirs(dir)?;
+    if cores.is_empty() || !list_segments(dir)?.is_empty() {
+        return Ok(vec![dir.to_path_buf()]);
     }
-    let mut cores: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)
-        .map_err(|e| io_error(dir, e))?
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let name = entry.file_name();
-            let core = name.to_str()?.strip_prefix("core-")?.parse().ok()?;
-            Some((core, entry.path()))
-        })
-        .collect();
-    cores.sort();
-    if cores.is_empty() {
-        return Ok(vec![(String::new(), dir.to_path_buf())]);
-    }
-    Ok(cores
-        .into_iter()
-        .map(|(core, path)| (format!("core-{core} "), path))
-        .collect())
+    Ok(cores.into_iter().map(|(_, path)| path).collect())
 }
 
-fn io_error(dir: &Path, source: io::Error) -> JournalError {
-    JournalError::Io {
-        path: dir.to_path_buf(),
-        op: "read directory",
-        source,
-    }
-}
-
-fn inspect_command(dir: &Path) -> Result<ExitCode, JournalError> {
+fn inspect_command(dir: &Path) -> Result<ExitCode, TailError> {
     let mut out = io::stdout().lock();
     let mut damaged = false;
-    for (_, journal) in journals(dir)? {
+    for journal in journals(dir)? {
         let inspection = inspect(&journal)?;
         let segments = &inspection.segments;
         let first = segments.iter().find_map(|s| s.first);
@@ -161,37 +139,24 @@ fn shown(position: Option<u64>) -> String {
     position.map_or_else(|| "-".to_string(), |p| p.to_string())
 }
 
-fn tail_command(dir: &Path, from: Option<u64>, follow: bool) -> Result<ExitCode, JournalError> {
-    let journals = journals(dir)?;
-    if from.is_some() && journals.len() > 1 {
-        eprintln!(
-            "corelane journal: --from needs one journal; {} holds {} (pick a core-N directory)",
-            dir.display(),
-            journals.len()
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    let start = from.map_or(Start::Beginning, Start::Position);
-    let mut readers = journals
-        .into_iter()
-        .map(|(label, path)| Ok((label, JournalReader::open(&path, start)?)))
-        .collect::<Result<Vec<_>, JournalError>>()?;
+fn tail_command(dir: &Path, from: Option<u64>, follow: bool) -> Result<ExitCode, TailError> {
+    let mut set = TailSet::open(dir, from)?;
     let mut out = io::stdout().lock();
+    let mut last_scan = Instant::now();
     loop {
-        let mut printed = false;
-        for (label, reader) in &mut readers {
-            while let Some(frame) = reader.next_frame()? {
-                printed = true;
-                if writeln!(out, "{label}{}", frame_line(&frame)).is_err() {
-                    // The reader of our output went away (`| head`).
-                    return Ok(ExitCode::SUCCESS);
-                }
-            }
-        }
-        if !follow {
+        let (printed, open) = set.read_new(|label, frame| {
+            // A failed write means the reader of our output went away
+            // (`| head`).
+            writeln!(out, "{label}{}", frame_line(frame)).is_ok()
+        })?;
+        if !open || !follow {
             return Ok(ExitCode::SUCCESS);
         }
-        if !printed {
+        if last_scan.elapsed() >= RESCAN {
+            set.rescan()?;
+            last_scan = Instant::now();
+        }
+        if printed == 0 {
             let _ = out.flush();
             std::thread::sleep(FOLLOW_POLL);
         }

@@ -173,6 +173,14 @@ impl IpcPublisher {
         self.producer.max_payload()
     }
 
+    /// Whether the ring file was found truncated under the mapping (see
+    /// [`crate::segment::sigbus`]): frames written since went into pages
+    /// no subscriber sees. Check it after writing when another process
+    /// could cut the file; the subscriber reports it as an error.
+    pub fn truncated(&self) -> bool {
+        self.segment.truncated()
+    }
+
     /// Frames committed so far.
     pub fn committed(&self) -> u64 {
         self.producer.committed()

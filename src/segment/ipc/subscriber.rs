@@ -131,7 +131,10 @@ impl IpcSubscriber {
     /// # Errors
     ///
     /// [`IpcError::WriterGone`] once the writer has gone and every frame it
-    /// published has been delivered (see the type's doc); the errors of
+    /// published has been delivered (see the type's doc);
+    /// [`IpcError::Segment`] with [`SegmentError::Truncated`](crate::segment::SegmentError::Truncated) once the ring
+    /// file is found truncated (a page of it faulted, or a probe's fstat
+    /// found it short), on this and every later drain; the errors of
     /// [`RingReader::drain`] for a corrupt ring (frames before the bad one
     /// are delivered first).
     pub fn drain(
@@ -142,7 +145,17 @@ impl IpcSubscriber {
         if let Some(gone) = self.gone {
             return Err(IpcError::WriterGone(gone));
         }
-        let read = self.reader.drain(max, &mut on_frame)?;
+        // A frame copied from a page cut off by a truncation holds zeros
+        // (see `segment::sigbus`): it is never lent out, and the drain
+        // reports the truncation instead of anything it found.
+        let segment = &self.segment;
+        let read = self.reader.drain(max, |frame| {
+            if !segment.truncated() {
+                on_frame(frame);
+            }
+        });
+        self.segment.check_truncated()?;
+        let read = read?;
         if read > 0 || max == 0 {
             self.empty_drains = 0;
             return Ok(read);
@@ -153,6 +166,9 @@ impl IpcSubscriber {
                 return Ok(0);
             }
             self.empty_drains = 0;
+            // Pages untouched since a truncation do not fault: ask the
+            // file's length while waiting.
+            self.segment.check_length()?;
             if self.writer_alive()? {
                 return Ok(0);
             }
@@ -160,7 +176,14 @@ impl IpcSubscriber {
             // The writer is gone, so nothing is being written: what is
             // published now is all there will be. Frames it published just
             // before it went may have arrived since the drain above.
-            let read = self.reader.drain(max, &mut on_frame)?;
+            let segment = &self.segment;
+            let read = self.reader.drain(max, |frame| {
+                if !segment.truncated() {
+                    on_frame(frame);
+                }
+            });
+            self.segment.check_truncated()?;
+            let read = read?;
             if read > 0 {
                 return Ok(read);
             }

@@ -29,6 +29,7 @@ pub mod policy;
 pub mod reader;
 pub mod recovery;
 pub(crate) mod scan;
+mod sync_clock;
 pub mod writer;
 
 pub use error::{Damage, JournalError};

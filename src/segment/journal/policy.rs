@@ -12,17 +12,23 @@ use std::time::Duration;
 ///
 /// The default is [`Durability::Every`] 100 ms: at most a tenth of a second
 /// of frames at risk from a machine crash, at a cost of ten syncs a second
-/// at most. The period is checked when a frame is appended (and when the
-/// writer is synced or dropped), not by a timer: frames appended just
-/// before the writer goes quiet are synced by the next append or by
-/// [`crate::segment::journal::JournalWriter::sync`].
+/// at most. The period is checked when a frame is appended and by
+/// [`JournalWriter::tick`](crate::segment::journal::JournalWriter::tick):
+/// a writer that may go quiet is ticked when
+/// [`JournalWriter::sync_due_in`](crate::segment::journal::JournalWriter::sync_due_in)
+/// says (`corelane serve --journal` does it with a core timer), so its last
+/// frames are synced about one period after the previous sync even if no
+/// append follows. A writer nobody ticks syncs them at its next append, or
+/// when synced or dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
     /// Never sync; the kernel writes pages back when it likes.
     None,
     /// Sync after every `n` frames (`n` of 0 counts as 1).
     EveryFrames(u64),
-    /// Sync when an append finds this much time passed since the last sync.
+    /// Sync at most this long after the last sync, when frames wait: at
+    /// the append that finds the period over, or at the
+    /// [`tick`](crate::segment::journal::JournalWriter::tick) at its end.
     Every(Duration),
     /// Sync after each frame, before `append` returns.
     EachFrame,

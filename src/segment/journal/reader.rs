@@ -174,17 +174,27 @@ impl JournalReader {
             position: self.base.wrapping_add(self.offset as u64),
             damage,
         };
-        match read_slot(segment, self.offset, &mut self.buffer).map_err(damaged)? {
+        // A truncation under the mapping turns what was cut into zeros
+        // (see `segment::sigbus`): checked after each read, before its
+        // result (a frame, damage, or "nothing yet") is believed.
+        let slot = read_slot(segment, self.offset, &mut self.buffer);
+        segment.check_truncated()?;
+        match slot.map_err(damaged)? {
             Slot::Frame { meta, length } => Ok(Step::Frame { meta, length }),
             Slot::EndMarker | Slot::AreaEnd => Ok(Step::NextSegment),
             Slot::Unwritten => {
+                // Pages untouched since a truncation do not fault: the
+                // reader waits on this one, so ask the file's length.
+                segment.check_length()?;
                 // The writer seals a segment before it creates the next: if
                 // the next exists, this slot must be filled by now.
                 let next = self.next_base();
                 if !segment_path(&self.dir, next).exists() {
                     return Ok(Step::NoMoreYet);
                 }
-                match read_slot(segment, self.offset, &mut self.buffer).map_err(damaged)? {
+                let slot = read_slot(segment, self.offset, &mut self.buffer);
+                segment.check_truncated()?;
+                match slot.map_err(damaged)? {
                     Slot::Unwritten => Err(damaged(Damage::MissingEndMarker)),
                     Slot::Frame { meta, length } => Ok(Step::Frame { meta, length }),
                     Slot::EndMarker | Slot::AreaEnd => Ok(Step::NextSegment),

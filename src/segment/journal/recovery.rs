@@ -245,6 +245,8 @@ fn check_segment(
             }
         }
     };
+    // Zeros read from a file cut during the scan are no verdict on it.
+    segment.check_truncated()?;
     let summary = SegmentSummary {
         path: path.to_path_buf(),
         base,
@@ -282,6 +284,7 @@ fn cut(segment: &Segment, offset: usize) -> Result<(), JournalError> {
     // process holds the journal's writer lock, so no other writer touches
     // it, and readers treat the zeroed bytes as unwritten.
     unsafe { frame_ptr(segment, offset).write_bytes(0, capacity - offset) };
+    segment.check_truncated()?;
     segment.sync_range(segment.layout().frames_offset() + offset, capacity - offset)?;
     Ok(())
 }

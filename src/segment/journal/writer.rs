@@ -22,7 +22,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::Duration;
 
 use rkyv::ser::allocator::Arena;
 
@@ -31,6 +31,7 @@ use super::error::JournalError;
 use super::policy::{Durability, JournalConfig};
 use super::recovery::{recover, RecoveryReport};
 use super::scan::frame_ptr;
+use super::sync_clock::SyncClock;
 use crate::frame::envelope::{encode_into, encoded_len};
 use crate::frame::layout::{
     aligned_len, checksum, write_meta, FrameMeta, FLAG_CHECKSUM, FRAME_ALIGN, HEADER_LEN,
@@ -76,8 +77,14 @@ pub struct JournalWriter {
     synced: usize,
     /// Frames appended since the last sync.
     unsynced_frames: u64,
-    /// When the last sync was made.
-    last_sync: Instant,
+    /// When the last sync was made, on `clock`.
+    last_sync_ns: u64,
+    /// Syncs made since the writer opened (each an msync).
+    syncs: u64,
+    /// The clock [`Durability::Every`] is measured on.
+    clock: SyncClock,
+    /// [`Durability::Every`]'s period in nanoseconds (converted once).
+    period_ns: u64,
     /// Scratch space for rkyv serialization.
     arena: Arena,
     /// What recovery found when the writer opened.
@@ -94,6 +101,8 @@ impl std::fmt::Debug for JournalWriter {
             .field("dir", &self.dir)
             .field("config", &self.config)
             .field("position", &self.position())
+            .field("synced_position", &self.synced_position())
+            .field("syncs", &self.syncs)
             .finish()
     }
 }
@@ -128,6 +137,7 @@ impl JournalWriter {
         };
         let frames_offset = segment.layout().frames_offset();
         segment.populate(frames_offset + tail, segment.layout().capacity() - tail);
+        let clock = SyncClock::default();
         let mut writer = JournalWriter {
             dir: dir.to_path_buf(),
             config,
@@ -135,7 +145,13 @@ impl JournalWriter {
             tail,
             synced: tail,
             unsynced_frames: 0,
-            last_sync: Instant::now(),
+            last_sync_ns: clock.now_ns(),
+            syncs: 0,
+            clock,
+            period_ns: match config.durability {
+                Durability::Every(period) => u64::try_from(period.as_nanos()).unwrap_or(u64::MAX),
+                _ => u64::MAX,
+            },
             arena: Arena::new(),
             recovery,
             next: None,
@@ -160,6 +176,73 @@ impl JournalWriter {
         &self.dir
     }
 
+    /// The position up to which frames have been synced: every frame
+    /// before it is on the disk. Lags [`position`](Self::position) by the
+    /// frames the policy has not synced yet (and stays put under
+    /// [`Durability::None`]).
+    pub fn synced_position(&self) -> u64 {
+        self.segment.header().base_position + self.synced as u64
+    }
+
+    /// Syncs made since the writer opened, whatever asked for them (an
+    /// append, [`tick`](Self::tick), [`sync`](Self::sync) or a roll). A sync
+    /// with nothing to write is not counted.
+    pub fn syncs(&self) -> u64 {
+        self.syncs
+    }
+
+    /// Measures [`Durability::Every`] on `clock` (nanoseconds that never go
+    /// back) instead of the monotonic clock ([`crate::clock::now_ns`]):
+    /// for a runtime on a virtual clock, or a test. The period restarts
+    /// from the clock's time now.
+    pub fn set_clock(&mut self, clock: impl Fn() -> u64 + Send + Sync + 'static) {
+        self.clock = SyncClock::new(clock);
+        self.last_sync_ns = self.clock.now_ns();
+    }
+
+    /// When the frames not yet synced must be, under [`Durability::Every`]:
+    /// nanoseconds on the writer's clock, or `None` if nothing waits for a
+    /// deadline (no unsynced frame, or another policy).
+    pub fn sync_deadline_ns(&self) -> Option<u64> {
+        match self.config.durability {
+            Durability::Every(_) if self.unsynced_frames > 0 => {
+                Some(self.last_sync_ns.saturating_add(self.period_ns))
+            }
+            _ => None,
+        }
+    }
+
+    /// How long from now until [`sync_deadline_ns`](Self::sync_deadline_ns)
+    /// (zero if it has passed): when to call [`tick`](Self::tick) next.
+    pub fn sync_due_in(&self) -> Option<Duration> {
+        let deadline = self.sync_deadline_ns()?;
+        Some(Duration::from_nanos(
+            deadline.saturating_sub(self.clock.now_ns()),
+        ))
+    }
+
+    /// Keeps the [`Durability::Every`] promise when appends stop: syncs the
+    /// frames not yet synced if their deadline has come, and returns
+    /// whether it synced. An append checks the period too, so a writer that
+    /// appends steadily needs no ticks; one that may go quiet must be
+    /// ticked by [`sync_due_in`](Self::sync_due_in) after each append (a
+    /// core timer in `corelane serve --journal`; an embedder's own timer or
+    /// loop otherwise), else its last frames wait for the next append or
+    /// the drop.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::Segment`] if msync fails.
+    pub fn tick(&mut self) -> Result<bool, JournalError> {
+        match self.sync_deadline_ns() {
+            Some(deadline) if self.clock.now_ns() >= deadline => {
+                self.sync()?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// Appends a frame holding `payload`, with `meta`'s type, version and
     /// timestamp (its sequence is set to the frame's position and its
     /// checksum always), and returns the frame's position.
@@ -168,7 +251,9 @@ impl JournalWriter {
     ///
     /// [`JournalError::FrameTooLarge`] if the frame can never fit in a
     /// segment; [`JournalError::Segment`] or [`JournalError::Io`] if
-    /// rolling or syncing fails.
+    /// rolling or syncing fails, or (`SegmentError::Truncated`) if the
+    /// segment file was truncated under the writer; every later append
+    /// then fails the same way.
     pub fn append(&mut self, payload: &[u8], meta: FrameMeta) -> Result<u64, JournalError> {
         let length = PAYLOAD_OFFSET + payload.len();
         self.make_room(aligned_len(length))?;
@@ -241,10 +326,11 @@ impl JournalWriter {
         if self.synced < self.tail {
             let from = self.segment.layout().frames_offset() + self.synced;
             self.segment.sync_range(from, self.tail - self.synced)?;
+            self.syncs += 1;
         }
         self.synced = self.tail;
         self.unsynced_frames = 0;
-        self.last_sync = Instant::now();
+        self.last_sync_ns = self.clock.now_ns();
         Ok(())
     }
 
@@ -258,13 +344,18 @@ impl JournalWriter {
             ..meta
         };
         write_frame_header(&self.segment, self.tail, length, &meta);
+        // A file cut under the mapping took this frame with it (see
+        // `segment::sigbus`): report that instead of a position.
+        self.segment.check_truncated()?;
         self.tail += aligned_len(length);
         self.unsynced_frames += 1;
         let due = match self.config.durability {
             Durability::None => false,
             Durability::EachFrame => true,
             Durability::EveryFrames(n) => self.unsynced_frames >= n.max(1),
-            Durability::Every(period) => self.last_sync.elapsed() >= period,
+            Durability::Every(_) => self
+                .sync_deadline_ns()
+                .is_some_and(|deadline| self.clock.now_ns() >= deadline),
         };
         if due {
             self.sync()?;
@@ -310,6 +401,7 @@ impl JournalWriter {
                 timestamp_ns: 0,
             };
             write_frame_header(&self.segment, self.tail, HEADER_LEN, &marker);
+            self.segment.check_truncated()?;
             self.tail += aligned_len(HEADER_LEN);
         }
         let durable = self.config.durability != Durability::None;

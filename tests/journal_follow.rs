@@ -1,0 +1,230 @@
+//! `corelane journal tail --follow` on a `serve --journal` directory: core
+//! directories that appear after the tail started are followed too, and a
+//! followed directory that is removed ends the tail with a clear error.
+//!
+//! The tail is the real binary; the test reads its output on a thread and
+//! waits for expected lines (giving up after a generous bound, which only
+//! decides how long a failure takes to report).
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use corelane::clock;
+use corelane::segment::journal::{Durability, JournalConfig, JournalWriter};
+use corelane::serve::journal::core_dir;
+use corelane::serve::Published;
+
+mod common;
+use common::Scratch;
+
+/// How long to wait for the tail before calling the test failed.
+const GIVE_UP: Duration = Duration::from_secs(60);
+
+/// A running `corelane journal tail --follow DIR` and its output lines.
+struct Tail {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Tail {
+    fn start(dir: &Path) -> Tail {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_corelane"))
+            .args(["journal", "tail", "--follow"])
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Tail { child, lines }
+    }
+
+    /// The next line containing `text`; the lines passed over are returned
+    /// too, in order.
+    fn wait_for(&self, text: &str) -> (String, Vec<String>) {
+        let deadline = Instant::now() + GIVE_UP;
+        let mut before = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return (line, before),
+                Ok(line) => before.push(line),
+                Err(error) => panic!("no line with {text:?} ({error}); saw {before:?}"),
+            }
+        }
+    }
+
+    /// Waits for the tail to exit by itself; returns its status and stderr.
+    fn wait_exit(mut self) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + GIVE_UP;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                self.child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut stderr)
+                    .unwrap();
+                return (status, stderr);
+            }
+            assert!(Instant::now() < deadline, "the tail did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        // Kills only the child this test started, if it still runs.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Opens core `core`'s journal under `root` and appends one message per
+/// payload on channel `chan`.
+fn publish(root: &Path, core: usize, payloads: &[&str]) -> JournalWriter {
+    let config = JournalConfig {
+        segment_size: 1 << 16,
+        durability: Durability::None,
+    };
+    let mut writer = JournalWriter::open(&core_dir(root, core), config).unwrap();
+    for payload in payloads {
+        let record = Published {
+            channel: b"chan".to_vec(),
+            payload: payload.as_bytes().to_vec(),
+            time_ns: 1,
+        };
+        writer.append_message(&record, clock::now_ns()).unwrap();
+    }
+    writer
+}
+
+#[test]
+fn follow_picks_up_a_core_directory_created_after_it_started() {
+    let root = Scratch::new("follow-new-core");
+    let _core0 = publish(&root.0, 0, &["early-0"]);
+    let tail = Tail::start(&root.0);
+    let (line, _) = tail.wait_for("early-0");
+    assert!(line.starts_with("core-0 "), "{line}");
+
+    // Core 1's directory and frames come after the tail started.
+    let mut core1 = publish(&root.0, 1, &["late-1a", "late-1b"]);
+    let (line, _) = tail.wait_for("late-1a");
+    assert!(line.starts_with("core-1 "), "{line}");
+    assert!(line.ends_with(" chan late-1a"), "{line}");
+    let (line, skipped) = tail.wait_for("late-1b");
+    assert!(line.starts_with("core-1 "), "{line}");
+    assert!(skipped.is_empty(), "{skipped:?}");
+
+    // The new core's journal is followed, not read once.
+    let record = Published {
+        channel: b"chan".to_vec(),
+        payload: b"later-1c".to_vec(),
+        time_ns: 1,
+    };
+    core1.append_message(&record, clock::now_ns()).unwrap();
+    let (line, _) = tail.wait_for("later-1c");
+    assert!(line.starts_with("core-1 "), "{line}");
+}
+
+#[test]
+fn follow_on_an_empty_directory_reads_the_cores_that_appear() {
+    let root = Scratch::new("follow-empty");
+    let tail = Tail::start(&root.0);
+    let _core0 = publish(&root.0, 0, &["first-0"]);
+    let _core1 = publish(&root.0, 1, &["first-1"]);
+    let mut seen = [tail.wait_for("first-").0, tail.wait_for("first-").0];
+    seen.sort();
+    assert!(seen[0].starts_with("core-0 ") && seen[0].ends_with(" chan first-0"));
+    assert!(seen[1].starts_with("core-1 ") && seen[1].ends_with(" chan first-1"));
+}
+
+#[test]
+fn follow_ends_with_a_clear_error_when_its_directory_is_removed() {
+    let root = Scratch::new("follow-removed");
+    let core0 = publish(&root.0, 0, &["before-removal"]);
+    let tail = Tail::start(&root.0);
+    tail.wait_for("before-removal");
+    drop(core0);
+    std::fs::remove_dir_all(&root.0).unwrap();
+
+    let (status, stderr) = tail.wait_exit();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: directory removed while following it",
+            root.0.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn follow_ends_with_a_clear_error_when_a_core_directory_is_removed() {
+    let root = Scratch::new("follow-core-removed");
+    let _core0 = publish(&root.0, 0, &["zero"]);
+    let core1 = publish(&root.0, 1, &["one"]);
+    let tail = Tail::start(&root.0);
+    tail.wait_for("one");
+    drop(core1);
+    let removed = core_dir(&root.0, 1);
+    std::fs::remove_dir_all(&removed).unwrap();
+
+    let (status, stderr) = tail.wait_exit();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: directory removed while following it",
+            removed.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn follow_ends_with_a_clear_error_when_its_directory_is_replaced() {
+    let root = Scratch::new("follow-replaced");
+    let journal = root.0.join("one");
+    let config = JournalConfig {
+        segment_size: 1 << 16,
+        durability: Durability::None,
+    };
+    let mut writer = JournalWriter::open(&journal, config).unwrap();
+    let record = Published {
+        channel: b"chan".to_vec(),
+        payload: b"original".to_vec(),
+        time_ns: 1,
+    };
+    writer.append_message(&record, clock::now_ns()).unwrap();
+    let tail = Tail::start(&journal);
+    tail.wait_for("original");
+
+    // Another directory takes the name; the tail's is moved away.
+    drop(writer);
+    std::fs::rename(&journal, root.0.join("moved")).unwrap();
+    std::fs::create_dir(&journal).unwrap();
+
+    let (status, stderr) = tail.wait_exit();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: directory replaced by another while following it",
+            journal.display()
+        )),
+        "{stderr}"
+    );
+}
