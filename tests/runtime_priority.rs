@@ -326,14 +326,20 @@ fn overflow_holds_a_bounded_queue_and_keeps_order() {
 fn overflow_at_shutdown_is_accounted_for() {
     let _serial = serial();
     let accepted = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
 
-    struct Rally(Arc<AtomicU64>);
+    struct Rally {
+        accepted: Arc<AtomicU64>,
+        refused: Arc<AtomicU64>,
+    }
     impl Rally {
         fn send(&self, cx: &mut Context<'_, Item>, id: u64) {
             let to = 1 - cx.core();
-            if cx.send(to, &item(id)).is_ok() {
-                self.0.fetch_add(1, Ordering::Relaxed);
-            }
+            let counter = match cx.send(to, &item(id)) {
+                Ok(()) => &self.accepted,
+                Err(_) => &self.refused,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
         }
     }
     impl Handler for Rally {
@@ -348,7 +354,7 @@ fn overflow_at_shutdown_is_accounted_for() {
         }
     }
 
-    let shared = Arc::clone(&accepted);
+    let (shared_accepted, shared_refused) = (Arc::clone(&accepted), Arc::clone(&refused));
     let running = Runtime::builder()
         .cores(2)
         .idle(idle())
@@ -356,13 +362,23 @@ fn overflow_at_shutdown_is_accounted_for() {
         .backpressure(Backpressure::Overflow { capacity: 16 })
         .build()
         .unwrap()
-        .start(move |_| Rally(Arc::clone(&shared)))
+        .start(move |_| Rally {
+            accepted: Arc::clone(&shared_accepted),
+            refused: Arc::clone(&shared_refused),
+        })
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    // Stop only once the overflow queue has filled and refused a send, so
+    // that shutdown finds held messages however slowly the cores ran. (A
+    // send is refused only when its overflow queue is full.)
+    let patience = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while refused.load(Ordering::Relaxed) == 0 && std::time::Instant::now() < patience {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     let report = running.shutdown().unwrap();
     let totals = report.totals;
     assert!(totals.overflowed > 0, "{report}");
     assert!(totals.refused > 0, "{report}");
+    assert_eq!(refused.load(Ordering::Relaxed), totals.refused, "{report}");
     assert_eq!(
         accepted.load(Ordering::Relaxed),
         totals.sent + report.held_total(),
