@@ -276,7 +276,21 @@ fn shutdown_accounts_for_every_message_under_every_idle_strategy() {
     for idle in STRATEGIES {
         let runtime = Runtime::builder().cores(2).idle(idle).build().unwrap();
         let running = runtime.start(|_| Rally).unwrap();
-        std::thread::sleep(Duration::from_millis(50));
+        // Stop mid-rally, once balls have crossed: a fixed sleep could
+        // end before any did on a loaded machine.
+        let handle = running.handle();
+        let patience = std::time::Instant::now() + Duration::from_secs(60);
+        while handle
+            .fresh_metrics(Duration::from_secs(1))
+            .cores
+            .iter()
+            .map(|core| core.counters.delivered)
+            .sum::<u64>()
+            <= 16
+            && std::time::Instant::now() < patience
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let report = running.shutdown().unwrap();
         assert!(report.totals.delivered > 16, "{idle:?}: {report}");
         assert!(report.adds_up(), "{idle:?}: {report}");
