@@ -2,7 +2,7 @@
 //! writer across rolls.
 //!
 //! The reader copies each frame out of the mapping and validates it
-//! ([`super::scan::read_slot`]) before handing it out, so it never returns
+//! (length, checksum and position) before handing it out, so it never returns
 //! a torn or flipped frame; it stops at the first damage and keeps
 //! returning that error. At the end of what has been written it returns
 //! `Ok(None)` ("no more yet"): the caller polls again later. At a
