@@ -279,6 +279,42 @@ fn flipped_byte_is_caught_by_the_checksum_and_named_by_position() {
     assert!(inspection.damage.is_some());
 }
 
+/// A length word damaged in the middle of a journal (set to the largest
+/// length, or to zero) must not pass for a torn tail: the writer would cut
+/// the committed frames after it. Found by a new user's test of `serve
+/// --journal`.
+#[test]
+fn a_damaged_length_word_with_frames_after_it_is_damage_not_a_torn_tail() {
+    for (name, length) in [("max", i32::MAX), ("zero", 0), ("negative", -1)] {
+        let dir = Scratch::new(&format!("length-{name}"));
+        let mut writer = JournalWriter::open(&dir.0, config(1 << 16)).unwrap();
+        let positions = append_frames(&mut writer, 0..6);
+        drop(writer);
+        let path = segment_path(&dir.0, 0);
+        let mut bytes = fs::read(&path).unwrap();
+        let at = HEADER_PAGE + positions[2] as usize;
+        bytes[at..at + 4].copy_from_slice(&length.to_le_bytes());
+        fs::write(&path, &bytes).unwrap();
+
+        let inspection = inspect(&dir.0).unwrap();
+        assert_eq!(inspection.frames(), 2, "{name}");
+        assert!(inspection.segments[0].torn_tail.is_none(), "{name}");
+        match inspection.damage {
+            Some(JournalError::Damaged { position, .. }) => {
+                assert_eq!(position, positions[2], "{name}")
+            }
+            other => panic!("{name}: expected damage, got {other:?}"),
+        }
+        let error = JournalWriter::open(&dir.0, config(1 << 16)).unwrap_err();
+        assert!(
+            matches!(error, JournalError::Damaged { position, .. } if position == positions[2]),
+            "{name}: {error}"
+        );
+        // Nothing was cut: mending the word gives every frame back.
+        assert_eq!(fs::read(&path).unwrap(), bytes, "{name}");
+    }
+}
+
 #[test]
 fn tail_reader_follows_a_live_writer_across_rolls() {
     let dir = Scratch::new("follow");

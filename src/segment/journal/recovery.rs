@@ -14,16 +14,20 @@
 //!   publishing its length leaves an unpublished frame, or a machine crash
 //!   leaves a frame whose pages reached the disk only in part). Recovery
 //!   zeroes a torn tail so the next append overwrites it cleanly, and
-//!   reports how many bytes it cut. A bad frame with data after it is
-//!   damage, refused as above.
+//!   reports how many bytes it cut. A bad frame with data after it, or a
+//!   valid frame anywhere after it (whatever its length word claims: a
+//!   length flipped to zero or to the segment's size must not hide the
+//!   committed frames behind it), is damage, refused as above.
 
 use std::path::{Path, PathBuf};
 
 use super::dir::{list_segments, open_segment};
 use super::error::{Damage, JournalError};
 use super::scan::{
-    damaged_extent, first_nonzero, frame_ptr, last_nonzero, scan_segment, Ending, FrameBuffer,
+    damaged_extent, first_nonzero, frame_ptr, last_nonzero, scan_segment, valid_frame_after,
+    Ending, FrameBuffer,
 };
+use crate::frame::layout::FRAME_ALIGN;
 use crate::segment::{Access, Segment};
 
 /// A torn tail: bytes after the last valid frame that were cut (or, from
@@ -228,13 +232,21 @@ fn check_segment(
             damage,
         })
     };
+    // A frame that validates after the slot where the scan stopped means
+    // that slot is damage in the middle, not the end of what was written.
+    let mut frames_after =
+        || valid_frame_after(&segment, scan.end + FRAME_ALIGN, buffer) != Ok(None);
     let (sealed, torn_tail, damage) = match scan.ending {
         Ending::Sealed | Ending::Full => (true, None, None),
         Ending::Open if !is_last => (false, None, damaged(Damage::MissingEndMarker)),
+        Ending::Open if frames_after() => {
+            let room = segment.layout().capacity() - scan.end;
+            (false, None, damaged(Damage::BadLength { length: 0, room }))
+        }
         Ending::Open => (false, tail_after(&segment, scan.end, end, None), None),
         Ending::Damaged(damage) => {
             let extent = damaged_extent(&segment, scan.end);
-            if !is_last || first_nonzero(&segment, extent).is_some() {
+            if !is_last || first_nonzero(&segment, extent).is_some() || frames_after() {
                 (false, None, damaged(damage))
             } else {
                 (

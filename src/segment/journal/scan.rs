@@ -235,6 +235,58 @@ pub(crate) fn scan_segment(segment: &Segment, buffer: &mut FrameBuffer) -> Segme
     }
 }
 
+/// The offset of the first valid frame (or end marker) at or after
+/// `from`, if any: a bad slot with a valid frame after it is damage, not a
+/// torn tail, whatever its length word claims (a length flipped to zero
+/// or to the segment's size must not let recovery cut committed frames).
+///
+/// Slots whose header names another position are passed over without
+/// their payload being read, and at most the segment's capacity in payload
+/// bytes is checksummed in all, so a hostile segment cannot make this
+/// quadratic. Past that budget the answer is `Err(offset)` where it
+/// stopped: the caller keeps the data and reports damage.
+pub(crate) fn valid_frame_after(
+    segment: &Segment,
+    from: usize,
+    buffer: &mut FrameBuffer,
+) -> Result<Option<usize>, usize> {
+    let capacity = segment.layout().capacity();
+    let base = segment.header().base_position;
+    let mut budget = capacity;
+    let mut offset = from.next_multiple_of(FRAME_ALIGN);
+    let mut header = [0u8; HEADER_LEN];
+    while offset + HEADER_LEN <= capacity {
+        // SAFETY: `offset + HEADER_LEN <= capacity`: inside the frame area
+        // of the mapping; a plain copy, as `read_slot` makes.
+        unsafe {
+            frame_ptr(segment, offset).copy_to_nonoverlapping(header.as_mut_ptr(), HEADER_LEN)
+        };
+        let meta = read_meta(&header);
+        if meta.sequence == base.wrapping_add(offset as u64) {
+            let length = i32::from_le_bytes(
+                header[LENGTH_OFFSET..LENGTH_OFFSET + 4]
+                    .try_into()
+                    .expect("four bytes"),
+            );
+            let Some(cost) = usize::try_from(length).ok().filter(|&len| len <= budget) else {
+                // A negative length is no frame; one past the budget is
+                // not checked, and so not trusted to be garbage either.
+                if length >= 0 {
+                    return Err(offset);
+                }
+                offset += FRAME_ALIGN;
+                continue;
+            };
+            budget -= cost;
+            if let Ok(Slot::Frame { .. } | Slot::EndMarker) = read_slot(segment, offset, buffer) {
+                return Ok(Some(offset));
+            }
+        }
+        offset += FRAME_ALIGN;
+    }
+    Ok(None)
+}
+
 /// Where a damaged frame's claimed extent ends, for deciding whether
 /// anything was written after it: its claimed length when that stays in
 /// the segment, else the end of the segment.
@@ -294,6 +346,25 @@ mod tests {
             sequence: (1 << 20) + offset as u64,
             timestamp_ns: 0,
         }
+    }
+
+    #[test]
+    fn frames_after_damage_are_found_and_the_search_is_bounded() {
+        let (segment, path) = segment("after");
+        let mut buffer = FrameBuffer::new();
+        assert_eq!(valid_frame_after(&segment, 0, &mut buffer), Ok(None));
+        // A valid frame is found from anywhere before it, not after.
+        put(&segment, 256, 64, &meta(256, FLAG_CHECKSUM), &[7; 32]);
+        assert_eq!(valid_frame_after(&segment, 32, &mut buffer), Ok(Some(256)));
+        assert_eq!(valid_frame_after(&segment, 288, &mut buffer), Ok(None));
+        // Headers that name their own position, with lengths their bytes
+        // do not check out for, spend the budget (the capacity in bytes
+        // checksummed); past it, the search gives up where it stands.
+        for offset in (512..CAPACITY).step_by(FRAME_ALIGN) {
+            put(&segment, offset, 3000, &meta(offset, FLAG_CHECKSUM), b"");
+        }
+        assert_eq!(valid_frame_after(&segment, 288, &mut buffer), Err(544));
+        let _ = std::fs::remove_file(path);
     }
 
     #[test]
