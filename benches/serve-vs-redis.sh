@@ -21,6 +21,8 @@ requests=${REQUESTS:-200000}
 cd "$(dirname "$0")/.."
 
 cargo build --release --quiet
+# The binary just built, wherever the target directory is.
+corelane_bin="${CARGO_TARGET_DIR:-target}/release/corelane"
 work=$(mktemp -d)
 cleanup() {
   [ -n "${corelane_pid:-}" ] && kill "$corelane_pid" 2>/dev/null && wait "$corelane_pid" 2>/dev/null
@@ -29,7 +31,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-./target/release/corelane serve --bind "127.0.0.1:$corelane_port" "${serve_flags[@]}" \
+"$corelane_bin" serve --bind "127.0.0.1:$corelane_port" "${serve_flags[@]}" \
   >"$work/corelane.log" 2>&1 &
 corelane_pid=$!
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
@@ -41,11 +43,12 @@ wait_for() {
     redis-cli -p "$1" ping >/dev/null 2>&1 && return 0
     sleep 0.1
   done
-  echo "server on port $1 did not answer" >&2
+  echo "server on port $1 did not answer; its log:" >&2
+  cat "$2" >&2
   exit 1
 }
-wait_for "$corelane_port"
-wait_for "$redis_port"
+wait_for "$corelane_port" "$work/corelane.log"
+wait_for "$redis_port" "$work/redis.log"
 
 # One redis-benchmark run; appends "server,test,rps,p50,p99" to results.
 run() {

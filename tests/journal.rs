@@ -616,3 +616,18 @@ fn journal_inspect_reports_damage_with_a_failing_status() {
         "{text}"
     );
 }
+
+/// `journal inspect` of a directory with no journal in it (a mistyped
+/// path) fails and says so, rather than reporting a healthy empty journal.
+#[test]
+fn journal_inspect_of_a_directory_without_a_journal_fails() {
+    let dir = Scratch::new("inspect-empty");
+    let output = Command::new(env!("CARGO_BIN_EXE_corelane"))
+        .args(["journal", "inspect"])
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("no journal segments here"), "{stderr}");
+}

@@ -95,18 +95,28 @@ impl Report {
 
     /// The rows as aligned text, a block per section.
     pub fn to_table(&self) -> String {
+        const NAME_WIDTH: usize = 44;
         let mut text = String::new();
         let mut section = "";
+        let mut keys: Vec<&str> = Vec::new();
         for row in &self.rows {
-            if row.section != section {
-                section = row.section;
-                let _ = write!(text, "\n[{section}]\n{:<40}", "");
-                for (key, _) in &row.fields {
+            let row_keys: Vec<&str> = row.fields.iter().map(|(key, _)| *key).collect();
+            // A heading for each section, and again wherever a row's
+            // fields differ from the ones above it (a ratio row after
+            // latency rows), so that no number sits under another's name.
+            if row.section != section || row_keys != keys {
+                if row.section != section {
+                    section = row.section;
+                    let _ = write!(text, "\n[{section}]\n");
+                }
+                let _ = write!(text, "{:<NAME_WIDTH$}", "");
+                for key in &row_keys {
                     let _ = write!(text, " {key:>12}");
                 }
                 text.push('\n');
+                keys = row_keys;
             }
-            let _ = write!(text, "{:<40}", row.name);
+            let _ = write!(text, "{:<NAME_WIDTH$}", row.name);
             for (_, value) in &row.fields {
                 if value.fract() == 0.0 && value.abs() < 1e15 {
                     let _ = write!(text, " {value:>12}");

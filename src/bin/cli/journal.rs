@@ -67,10 +67,21 @@ fn journals(dir: &Path) -> Result<Vec<PathBuf>, TailError> {
 
 fn inspect_command(dir: &Path) -> Result<ExitCode, TailError> {
     let mut out = io::stdout().lock();
-    let mut damaged = false;
+    let mut failed = false;
     for journal in journals(dir)? {
         let inspection = inspect(&journal)?;
         let segments = &inspection.segments;
+        if segments.is_empty() {
+            // A writer makes its first segment when it opens, so a journal
+            // has at least one: this is most likely a mistyped path.
+            eprintln!(
+                "corelane: {}: no journal segments here (a journal directory holds \
+                 `*.journal` files or `core-N` directories of them)",
+                journal.display()
+            );
+            failed = true;
+            continue;
+        }
         let first = segments.iter().find_map(|s| s.first);
         let last = segments.iter().rev().find_map(|s| s.last);
         let _ = writeln!(
@@ -99,7 +110,7 @@ fn inspect_command(dir: &Path) -> Result<ExitCode, TailError> {
         }
         match &inspection.damage {
             Some(error) => {
-                damaged = true;
+                failed = true;
                 let _ = writeln!(out, "  DAMAGE: {error}");
                 let _ = writeln!(out, "  (segments after the damage were not checked)");
             }
@@ -108,7 +119,7 @@ fn inspect_command(dir: &Path) -> Result<ExitCode, TailError> {
             }
         }
     }
-    Ok(if damaged {
+    Ok(if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
