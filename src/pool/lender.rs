@@ -92,7 +92,9 @@ impl fmt::Debug for PoolLender {
     }
 }
 
-#[cfg(test)]
+// Plain threads and std atomics: not a loom model (the return path has
+// its own, in `loom_models`).
+#[cfg(all(test, not(loom)))]
 mod tests {
     use crate::pool::{Pool, PoolConfig};
 
