@@ -5,7 +5,8 @@ use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
 use super::block::{self, Block};
-use super::home::Home;
+use super::class::class_size;
+use super::home::{Home, Source};
 
 /// A buffer from a [`Pool`](super::Pool): `capacity()` bytes, 64-byte
 /// aligned, of which the first `len()` are its contents (what `Deref`
@@ -70,6 +71,23 @@ impl PoolBuf {
             capacity,
             class,
             home: Some(home),
+        }
+    }
+
+    /// A buffer of at least `size` bytes from the pool at `home`, or from
+    /// the allocator when its class is out and at its cap.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds a reference to `home` and is on its owning thread
+    /// (a `Pool` or a `PoolLender`, both `!Send`).
+    #[inline]
+    pub(crate) unsafe fn take_from(home: NonNull<Home>, size: usize) -> Self {
+        // SAFETY: the caller holds a reference (so `home` is alive) and is
+        // on the owning thread, as `Home::take` requires.
+        match unsafe { home.as_ref().take(size) } {
+            Source::Pooled(block, class) => PoolBuf::pooled(block, class_size(class), class, home),
+            Source::Fallback => PoolBuf::fallback(size),
         }
     }
 

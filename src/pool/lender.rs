@@ -7,7 +7,7 @@ use std::ptr::NonNull;
 
 use super::buffer::PoolBuf;
 use super::class::class_size;
-use super::home::{Home, Source};
+use super::home::Home;
 use super::usage::PoolUsage;
 
 /// Takes buffers from a pool on its owning thread, as [`Pool::take`]
@@ -55,13 +55,9 @@ impl PoolLender {
     /// A buffer of at least `size` bytes, as [`Pool::take`](super::Pool::take).
     #[inline]
     pub fn take(&self, size: usize) -> PoolBuf {
-        // SAFETY: the lender is on its owning thread (it is `!Send`).
-        match unsafe { self.home().take(size) } {
-            Source::Pooled(block, class) => {
-                PoolBuf::pooled(block, class_size(class), class, self.home)
-            }
-            Source::Fallback => PoolBuf::fallback(size),
-        }
+        // SAFETY: the lender holds a reference to its home and is on its
+        // owning thread (it is `!Send`).
+        unsafe { PoolBuf::take_from(self.home, size) }
     }
 
     /// Bytes in the pool's largest class: larger requests always fall

@@ -5,8 +5,8 @@ use std::marker::PhantomData;
 use std::ptr::NonNull;
 
 use super::buffer::PoolBuf;
-use super::class::{class_size, PoolConfig};
-use super::home::{Home, Source};
+use super::class::PoolConfig;
+use super::home::Home;
 use super::lender::PoolLender;
 use super::usage::PoolUsage;
 
@@ -54,13 +54,9 @@ impl Pool {
     /// otherwise (counted as a fallback).
     #[inline]
     pub fn take(&self, size: usize) -> PoolBuf {
-        // SAFETY: the handle is on its owning thread (it is `!Send`).
-        match unsafe { self.home().take(size) } {
-            Source::Pooled(block, class) => {
-                PoolBuf::pooled(block, class_size(class), class, self.home)
-            }
-            Source::Fallback => PoolBuf::fallback(size),
-        }
+        // SAFETY: the handle holds a reference to its home and is on its
+        // owning thread (it is `!Send`).
+        unsafe { PoolBuf::take_from(self.home, size) }
     }
 
     /// Moves every buffer waiting in the return queues to the free lists

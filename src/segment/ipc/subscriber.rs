@@ -125,6 +125,25 @@ impl IpcSubscriber {
         })
     }
 
+    /// The reader's drain, with the truncation guard around it: a frame
+    /// copied from a page cut off by a truncation holds zeros (see
+    /// `segment::sigbus`), so it is never lent out, and the drain reports
+    /// the truncation instead of anything it found.
+    fn drain_guarded(
+        &mut self,
+        max: usize,
+        on_frame: &mut impl FnMut(IpcFrame<'_>),
+    ) -> Result<usize, IpcError> {
+        let segment = &self.segment;
+        let read = self.reader.drain(max, |frame| {
+            if !segment.truncated() {
+                on_frame(frame);
+            }
+        });
+        self.segment.check_truncated()?;
+        read
+    }
+
     /// Reads up to `max` frames in order, lending a private copy of each to
     /// `on_frame`. Returns how many; zero when none is published yet.
     ///
@@ -145,17 +164,7 @@ impl IpcSubscriber {
         if let Some(gone) = self.gone {
             return Err(IpcError::WriterGone(gone));
         }
-        // A frame copied from a page cut off by a truncation holds zeros
-        // (see `segment::sigbus`): it is never lent out, and the drain
-        // reports the truncation instead of anything it found.
-        let segment = &self.segment;
-        let read = self.reader.drain(max, |frame| {
-            if !segment.truncated() {
-                on_frame(frame);
-            }
-        });
-        self.segment.check_truncated()?;
-        let read = read?;
+        let read = self.drain_guarded(max, &mut on_frame)?;
         if read > 0 || max == 0 {
             self.empty_drains = 0;
             return Ok(read);
@@ -176,14 +185,7 @@ impl IpcSubscriber {
             // The writer is gone, so nothing is being written: what is
             // published now is all there will be. Frames it published just
             // before it went may have arrived since the drain above.
-            let segment = &self.segment;
-            let read = self.reader.drain(max, |frame| {
-                if !segment.truncated() {
-                    on_frame(frame);
-                }
-            });
-            self.segment.check_truncated()?;
-            let read = read?;
+            let read = self.drain_guarded(max, &mut on_frame)?;
             if read > 0 {
                 return Ok(read);
             }
