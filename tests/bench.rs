@@ -212,3 +212,60 @@ fn an_unknown_section_is_refused() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("warp-drive"), "{stderr}");
 }
+
+/// Side A killed in the middle of an IPC ring row (SIGKILL: no unwinding,
+/// no destructor) leaves the echo process to notice the hang-up on its
+/// own: it must exit, and the ring files and directory must not be left
+/// behind (they live in memory, under /dev/shm, until a reboot).
+#[test]
+fn killing_the_bench_mid_ring_leaves_no_echo_process_or_ring_files() {
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    let scratch = Scratch::new("bench-killed");
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_corelane"))
+        .args(["bench", "--only", "ipc", "--rounds", "1", "--seconds", "10"])
+        .env("TMPDIR", &scratch.0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run corelane bench");
+    // Wait for the ring row: the echo process has made ring `b`. The row
+    // lasts 10 s, far longer than this takes to see.
+    let ring_b = loop {
+        let ring = std::fs::read_dir(&scratch.0)
+            .unwrap()
+            .flatten()
+            .map(|entry| entry.path().join("b"))
+            .find(|path| path.exists());
+        if let Some(ring) = ring {
+            break ring;
+        }
+        assert!(
+            bench.try_wait().unwrap().is_none(),
+            "the bench ended before its ring row"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let echoes = processes_mentioning(&scratch.0.to_string_lossy());
+    assert!(
+        echoes
+            .iter()
+            .any(|cmdline| cmdline.contains("bench-echo ring ")),
+        "no ring echo process: {echoes:?}"
+    );
+    bench.kill().unwrap();
+    bench.wait().unwrap();
+
+    // The echo process sees the writer of ring `a` gone and exits (it
+    // never decides on a clock, so this wait is bounded only generously).
+    let mut waited = 0;
+    while !processes_mentioning(&scratch.0.to_string_lossy()).is_empty() {
+        waited += 1;
+        assert!(waited < 12_000, "the echo process lingers");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!ring_b.exists(), "ring b left behind");
+    let left: Vec<_> = std::fs::read_dir(&scratch.0).unwrap().flatten().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Token};
@@ -46,6 +47,12 @@ use crate::segment::journal::{JournalConfig, JournalError};
 
 /// The listener's token on core 0; connections use their slab key.
 const LISTENER: Token = Token(usize::MAX - 1);
+
+/// The handler timer that retries `accept` after it failed.
+const ACCEPT_RETRY: u64 = 1;
+
+/// How long after a failed `accept` it is tried again.
+const ACCEPT_RETRY_AFTER: Duration = Duration::from_millis(50);
 
 /// Reads from one connection per readiness event before the core moves on
 /// to others (the rest is read on a later turn).
@@ -311,6 +318,8 @@ pub(crate) struct ServeCore {
     next_core: usize,
     /// Accepted sockets waiting for room in the lane to their core.
     pending_adopt: VecDeque<(usize, TcpStream)>,
+    /// An `accept` failed and is to be retried on a timer.
+    accept_retry: bool,
     pub(crate) conns: Slab<Connection>,
     pub(crate) subs: Subscriptions,
     /// What each other core's subscribers want (this core's entry unused).
@@ -352,6 +361,7 @@ impl ServeCore {
             listener,
             next_core: 0,
             pending_adopt: VecDeque::new(),
+            accept_retry: false,
             conns: Slab::new(),
             subs: Subscriptions::default(),
             remote: (0..cores).map(|_| RemoteInterest::default()).collect(),
@@ -405,9 +415,16 @@ impl ServeCore {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => {
-                    // Out of descriptors, or a connection reset before we
-                    // took it: log and try again on the next event.
+                    // Out of descriptors (or memory), or a connection reset
+                    // before we took it. The listener is polled
+                    // edge-triggered: connections already waiting would not
+                    // raise another event, and would wait until some new
+                    // client connects. Try again shortly instead.
                     log::warn!("accept failed: {error}");
+                    if !self.accept_retry {
+                        self.accept_retry = true;
+                        cx.schedule_timer(ACCEPT_RETRY_AFTER, ACCEPT_RETRY);
+                    }
                     break;
                 }
             }
@@ -881,6 +898,9 @@ impl Handler for ServeCore {
             if let Some(journal) = &mut self.journal {
                 journal.on_sync_timer(cx);
             }
+        } else if timer == ACCEPT_RETRY {
+            self.accept_retry = false;
+            self.accept(cx);
         }
     }
 

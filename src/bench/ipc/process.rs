@@ -363,6 +363,19 @@ fn time_then_hang_up(
     Ok(timed)
 }
 
+/// After side A hung up: removes both ring files and their directory.
+/// Side A removes them too once side B has exited, but a side A that was
+/// killed (SIGKILL, or SIGINT with no handler) never does, and the files
+/// would stay in memory under /dev/shm until a reboot. Only the two rings
+/// are removed, and the directory only if that leaves it empty: `dir`
+/// comes from the command line.
+fn remove_rings(dir: &Path) {
+    for ring in ["a", "b"] {
+        let _ = fs::remove_file(dir.join(ring));
+    }
+    let _ = fs::remove_dir(dir);
+}
+
 /// Side B, in the child process: pins itself, then echoes on the
 /// transport of `spec` until side A hangs up.
 ///
@@ -379,7 +392,11 @@ pub fn run_echo_side(spec: &EchoSpec) -> io::Result<()> {
             let publisher = IpcPublisher::create(&spec.dir.join("b"), RING_BYTES)
                 .map_err(|error| io::Error::other(format!("ring b: {error}")))?;
             let checksummed = spec.transport == Transport::RingChecksummed;
-            echo(&mut RingEnd::new(publisher, subscriber, checksummed))
+            let echoed = echo(&mut RingEnd::new(publisher, subscriber, checksummed));
+            if echoed.is_ok() {
+                remove_rings(&spec.dir);
+            }
+            echoed
         }
         Transport::Socket => {
             let socket = UnixStream::from(io::stdin().as_fd().try_clone_to_owned()?);
