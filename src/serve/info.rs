@@ -41,15 +41,20 @@ pub(crate) fn render(
     if show("pubsub") {
         pubsub(core, &mut text);
     }
-    let snapshot = cx.metrics();
-    if show("stats") {
-        stats(core, &snapshot.merged(), &mut text);
-    }
-    if show("pools") {
-        pools(core, &snapshot.cores, &mut text);
-    }
-    if show("latency") {
-        latency(&snapshot.cores, &snapshot.merged(), &mut text);
+    // A snapshot (every core's histograms) costs far more than the rest of
+    // INFO: take it only for the sections that read it, and merge once.
+    if show("stats") || show("pools") || show("latency") {
+        let snapshot = cx.metrics();
+        let merged = snapshot.merged();
+        if show("stats") {
+            stats(core, &merged, &mut text);
+        }
+        if show("pools") {
+            pools(core, &snapshot.cores, &mut text);
+        }
+        if show("latency") {
+            latency(&snapshot.cores, &merged, &mut text);
+        }
     }
     if show("journal") {
         journal(core, &mut text);
