@@ -132,7 +132,7 @@ impl HeldFrame {
     /// As [`FrameProducer::claim`] (`Full` now, or `TooLarge` ever), with
     /// the frame handed back.
     pub(crate) fn write_into(
-        self,
+        mut self,
         lane: &mut FrameProducer<HeapRegion>,
     ) -> Result<(), (ClaimError, HeldFrame)> {
         let mut meta = FrameMeta {
@@ -142,16 +142,8 @@ impl HeldFrame {
             sequence: lane.committed(),
             timestamp_ns: self.timestamp_ns,
         };
-        let HeldFrame {
-            to,
-            priority,
-            kind,
-            timestamp_ns,
-            archive,
-            msg_type,
-            version,
-        } = self;
-        let archive = match archive {
+        // The archive moves out, and back in if the lane refuses it.
+        let (error, archive) = match self.archive {
             Archive::Inline(bytes) => match lane.claim(bytes.len()) {
                 Ok(mut claim) => {
                     claim.payload_mut()[..bytes.len()].copy_from_slice(&bytes);
@@ -168,18 +160,7 @@ impl HeldFrame {
                 }
             }
         };
-        let (error, archive) = archive;
-        Err((
-            error,
-            HeldFrame {
-                to,
-                priority,
-                kind,
-                timestamp_ns,
-                archive,
-                msg_type,
-                version,
-            },
-        ))
+        self.archive = archive;
+        Err((error, self))
     }
 }

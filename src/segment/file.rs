@@ -182,15 +182,7 @@ impl Segment {
                 return Err(SegmentError::io(&temporary.path, "flock", error));
             }
         }
-        fs::hard_link(&temporary.path, path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                SegmentError::Exists {
-                    path: path.to_path_buf(),
-                }
-            } else {
-                SegmentError::io(path, "link", e)
-            }
-        })?;
+        link_new(&temporary.path, path)?;
         drop(temporary);
         Ok(segment)
     }
@@ -406,15 +398,7 @@ impl Segment {
     /// [`SegmentError::Exists`] if `path` is taken, [`SegmentError::Io`] if
     /// a system call fails.
     pub fn rename_to(&mut self, path: &Path) -> Result<(), SegmentError> {
-        fs::hard_link(&self.path, path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                SegmentError::Exists {
-                    path: path.to_path_buf(),
-                }
-            } else {
-                SegmentError::io(path, "link", e)
-            }
-        })?;
+        link_new(&self.path, path)?;
         fs::remove_file(&self.path).map_err(|e| SegmentError::io(&self.path, "unlink", e))?;
         self.path = path.to_path_buf();
         Ok(())
@@ -648,4 +632,17 @@ pub fn sync_directory(dir: &Path) -> Result<(), SegmentError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| SegmentError::io(dir, "fsync directory", e))
+}
+
+/// Links the file at `from` also at `to`, never over an existing file.
+fn link_new(from: &Path, to: &Path) -> Result<(), SegmentError> {
+    fs::hard_link(from, to).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            SegmentError::Exists {
+                path: to.to_path_buf(),
+            }
+        } else {
+            SegmentError::io(to, "link", e)
+        }
+    })
 }
