@@ -240,8 +240,9 @@ pub(crate) fn scan_segment(segment: &Segment, buffer: &mut FrameBuffer) -> Segme
 /// torn tail, whatever its length word claims (a length flipped to zero
 /// or to the segment's size must not let recovery cut committed frames).
 ///
-/// Slots whose header names another position are passed over without
-/// their payload being read, and at most the segment's capacity in payload
+/// Unwritten space is skipped a page at a time, slots whose header names
+/// another position are passed over without their payload being read,
+/// and at most the segment's capacity in payload
 /// bytes is checksummed in all, so a hostile segment cannot make this
 /// quadratic. Past that budget the answer is `Err(offset)` where it
 /// stopped: the caller keeps the data and reports damage.
@@ -261,6 +262,15 @@ pub(crate) fn valid_frame_after(
         unsafe {
             frame_ptr(segment, offset).copy_to_nonoverlapping(header.as_mut_ptr(), HEADER_LEN)
         };
+        if header == [0; HEADER_LEN] {
+            // Unwritten space (most of an open segment): jump to the slot
+            // of the next byte written, past this header, if there is one.
+            match first_nonzero(segment, offset) {
+                Some(at) => offset = at / FRAME_ALIGN * FRAME_ALIGN,
+                None => return Ok(None),
+            }
+            continue;
+        }
         let meta = read_meta(&header);
         if meta.sequence == base.wrapping_add(offset as u64) {
             let length = i32::from_le_bytes(
