@@ -306,3 +306,35 @@ fn contents_survive_the_trip_and_length_is_checked() {
     assert!(outcome.is_err(), "set_len past the capacity must panic");
     assert_eq!(back.len(), 3);
 }
+
+/// Every size is served by the smallest class that holds it, 0 included,
+/// and a size past the largest class comes from the allocator at its own
+/// size: the take path's class arithmetic against plain numbers.
+#[test]
+fn each_size_gets_the_smallest_class_that_holds_it() {
+    let pool = Pool::new(&PoolConfig::default().largest_class(1 << 20));
+    for (size, capacity) in [
+        (0, 64),
+        (1, 64),
+        (64, 64),
+        (65, 128),
+        (4095, 4096),
+        (4096, 4096),
+        (4097, 8192),
+        (1 << 20, 1 << 20),
+    ] {
+        // Twice: the first take allocates the class's block, the second
+        // reuses it from the free list (the inlined path).
+        for _ in 0..2 {
+            let buf = pool.take(size);
+            assert!(buf.is_pooled(), "size {size}");
+            assert_eq!(buf.capacity(), capacity, "size {size}");
+        }
+    }
+    let past = pool.take((1 << 20) + 1);
+    assert!(!past.is_pooled());
+    assert_eq!(past.capacity(), (1 << 20) + 1);
+    drop(past);
+    assert_eq!(pool.usage().fallbacks, 1);
+    assert_eq!(pool.usage().in_use, 0);
+}

@@ -91,7 +91,10 @@ impl PoolBuf {
         }
     }
 
-    /// A buffer from the allocator, of exactly `capacity` bytes.
+    /// A buffer from the allocator, of exactly `capacity` bytes. Kept out
+    /// of line, so that the pooled path inlines small.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn fallback(capacity: usize) -> Self {
         PoolBuf {
             block: block::allocate(capacity),
@@ -181,15 +184,30 @@ impl PoolBuf {
 }
 
 impl Drop for PoolBuf {
+    // Inlined whole: on the owning thread a drop is a handful of
+    // instructions (see `Home::give_back`), less than the call itself.
+    #[inline(always)]
     fn drop(&mut self) {
         match self.home {
             // SAFETY: this buffer holds one reference to its home and gives
             // it up here, with its block, which nothing uses any more.
             Some(home) => unsafe { Home::give_back(home, self.block, self.class) },
             // SAFETY: a fallback block of exactly `capacity` bytes.
-            None => unsafe { block::free(self.block, self.capacity) },
+            None => unsafe { free_fallback(self.block, self.capacity) },
         }
     }
+}
+
+/// Frees a fallback buffer's block, out of line like its allocation.
+///
+/// # Safety
+///
+/// As for [`block::free`].
+#[cold]
+#[inline(never)]
+unsafe fn free_fallback(block: Block, capacity: usize) {
+    // SAFETY: as the caller guarantees.
+    unsafe { block::free(block, capacity) }
 }
 
 impl Deref for PoolBuf {

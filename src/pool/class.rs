@@ -23,13 +23,28 @@ const SMALLEST_SHIFT: u32 = SMALLEST_CLASS.trailing_zeros();
 /// The class index serving `size` bytes, if any class of `classes` does.
 #[inline]
 pub(crate) fn class_of(size: usize, classes: usize) -> Option<usize> {
-    let shift = size
-        .max(SMALLEST_CLASS)
-        .checked_next_power_of_two()?
-        .trailing_zeros();
-    let index = (shift - SMALLEST_SHIFT) as usize;
-    (index < classes).then_some(index)
+    // `size == 0` wraps in `class_index` and lands past every class: serve
+    // it from class 0 like any other small size.
+    let index = if size == 0 { 0 } else { class_index(size) };
+    (index < classes.min(MAX_CLASSES)).then_some(index)
 }
+
+/// The class index of `size` bytes, with no bound: [`MAX_CLASSES`] (no
+/// class) for 0 and for sizes past `1 << (usize::BITS - 1)`. A bounds
+/// check against a pool's classes (never more than `MAX_CLASSES`) makes it
+/// [`class_of`] for every size but 0, in fewer instructions.
+#[inline]
+pub(crate) fn class_index(size: usize) -> usize {
+    // The bit length of `size - 1`, less the smallest class's shift. The
+    // `| (SMALLEST_CLASS - 1)` puts every smaller size in class 0 and keeps
+    // the operand non-zero, so the count compiles to one `bsr`.
+    let bits = usize::BITS - (size.wrapping_sub(1) | (SMALLEST_CLASS - 1)).leading_zeros();
+    (bits - SMALLEST_SHIFT) as usize
+}
+
+/// Most classes there can be: the largest, `SMALLEST_CLASS << (MAX_CLASSES
+/// - 1)`, is the largest power of two a `usize` holds.
+pub(crate) const MAX_CLASSES: usize = (usize::BITS - SMALLEST_SHIFT) as usize;
 
 /// Bytes in the buffers of class `index`.
 #[inline]
@@ -158,6 +173,17 @@ mod tests {
         assert_eq!(class_of(8192, 8), Some(7));
         assert_eq!(class_of(8193, 8), None);
         assert_eq!(class_of(usize::MAX, 64), None);
+        assert_eq!(class_of((1 << 63) + 1, 64), None);
+        assert_eq!(class_of(1 << 63, 64), Some(57));
+        assert_eq!(class_size(57), 1 << 63);
+        for size in 1..=64 {
+            assert_eq!(class_of(size, 8), Some(0), "size {size}");
+        }
+        assert_eq!(class_index(0), MAX_CLASSES);
+        assert_eq!(class_index(usize::MAX), MAX_CLASSES);
+        for size in [1, 64, 65, 4096, 4097, 1 << 40, 1 << 63] {
+            assert_eq!(Some(class_index(size)), class_of(size, MAX_CLASSES));
+        }
         for index in 0..8 {
             assert!(class_size(index) >= SMALLEST_CLASS);
             assert_eq!(class_of(class_size(index), 8), Some(index));

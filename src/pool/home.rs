@@ -26,11 +26,11 @@
 use std::ptr::NonNull;
 
 use super::block::{self, Block};
-use super::class::{class_of, class_size, PoolConfig};
+use super::class::{class_index, class_of, class_size, PoolConfig, MAX_CLASSES};
 use super::return_queue::ReturnQueue;
 use super::thread_id;
 use super::usage::PoolUsage;
-use crate::sync::{fence, AtomicUsize, Ordering, UnsafeCell};
+use crate::sync::{fence, AtomicU64, AtomicUsize, Ordering, UnsafeCell};
 
 /// References the owner takes into its credit at a time.
 const CREDIT_REFILL: usize = 1 << 20;
@@ -75,8 +75,11 @@ pub(crate) enum Source {
 
 /// A pool's shared home.
 pub(crate) struct Home {
-    /// The thread that owns the pool.
-    owner: u64,
+    /// The thread that owns the pool; 0, no thread's number, once the pool
+    /// is closed, so that drops on the owning thread after that go the
+    /// remote way. One comparison on the drop path answers both "owner?"
+    /// and "open?".
+    owner: AtomicU64,
     /// See the module doc.
     refs: AtomicUsize,
     returns: Box<[ReturnQueue]>,
@@ -96,8 +99,10 @@ impl Home {
     /// handle's reference.
     pub(crate) fn create(config: &PoolConfig) -> NonNull<Home> {
         let caps = config.caps();
+        // `take` relies on it (see there); `PoolConfig` never makes more.
+        assert!(caps.len() <= MAX_CLASSES, "{} size classes", caps.len());
         let home = Box::new(Home {
-            owner: thread_id::current(),
+            owner: AtomicU64::new(thread_id::current()),
             refs: AtomicUsize::new(1 + CREDIT_REFILL),
             returns: caps.iter().map(|&cap| ReturnQueue::new(cap)).collect(),
             state: UnsafeCell::new(OwnerState {
@@ -126,11 +131,48 @@ impl Home {
 
     /// Picks the block for a buffer of `size` bytes (owner only).
     ///
+    /// The common case, a free block of the class while the pool is open
+    /// and the credit lasts, is inlined into the caller; everything else
+    /// is [`take_slow`](Self::take_slow).
+    ///
     /// # Safety
     ///
     /// Called on the owning thread, through the pool's handle.
     #[inline]
     pub(crate) unsafe fn take(&self, size: usize) -> Source {
+        // Unbounded: the `get_mut` below is the bounds check (a pool has at
+        // most `MAX_CLASSES` classes, and size 0 goes the slow way).
+        let class = class_index(size);
+        let block = self.state.with_mut(|state| {
+            // SAFETY: owner thread, as the caller guarantees; no other
+            // reference to the state is live (nothing here drops a buffer).
+            let state = unsafe { &mut *state };
+            // A closed pool has no credit (and no free blocks), so this also
+            // sends a lender's late take the slow way.
+            if state.credit == 0 {
+                return None;
+            }
+            let block = state.classes.get_mut(class)?.free.pop()?;
+            state.credit -= 1;
+            Some(block)
+        });
+        if let Some(block) = block {
+            return Source::Pooled(block, class);
+        }
+        // SAFETY: owner thread, as the caller guarantees.
+        unsafe { self.take_slow(size) }
+    }
+
+    /// [`take`](Self::take) when the free list cannot serve at once: the
+    /// return queue, a new block under the cap, a credit top-up, or the
+    /// allocator.
+    ///
+    /// # Safety
+    ///
+    /// As for [`take`](Self::take).
+    #[cold]
+    #[inline(never)]
+    unsafe fn take_slow(&self, size: usize) -> Source {
         let Some(class) = class_of(size, self.classes()) else {
             // SAFETY: owner thread, as the caller guarantees.
             unsafe { self.count_fallback(size) };
@@ -222,35 +264,52 @@ impl Home {
     }
 
     /// Brings a pooled block of `class` home: straight onto the free list
-    /// on the owner's thread while the pool is open, through the return
-    /// queue otherwise.
+    /// on the owner's thread while the pool is open (inlined into the
+    /// buffer's drop), through the return queue otherwise.
     ///
     /// # Safety
     ///
     /// `home` is live (the block's buffer holds a reference to it), and
     /// `block` is a block of `class` taken from it and no longer used.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn give_back(home: NonNull<Home>, block: Block, class: usize) {
         // SAFETY: the buffer's reference keeps the home alive until the
-        // `release` below.
+        // `release` in `give_back_remote`.
         let this = unsafe { home.as_ref() };
-        if this.owner == thread_id::current() {
-            let kept = this.state.with_mut(|state| {
+        // Relaxed: only the owning thread can find its own number here,
+        // and it reads its own store of 0 when it closed the pool; any
+        // other thread sees the owner's number or 0, never its own.
+        if this.owner.load(Ordering::Relaxed) == thread_id::current() {
+            this.state.with_mut(|state| {
                 // SAFETY: we are on the owning thread, and the owner's
                 // handle never holds a reference to the state across a
                 // call that could drop a buffer.
                 let state = unsafe { &mut *state };
-                if state.closed {
-                    return false;
-                }
+                debug_assert!(!state.closed, "a closed pool's owner is 0");
+                // Never grows: a class owns at most `cap` blocks and its
+                // free list was made with room for `cap`.
                 state.classes[class].free.push(block);
                 state.credit += 1;
-                true
             });
-            if kept {
-                return;
-            }
+            return;
         }
+        // SAFETY: as this function's own contract.
+        unsafe { Home::give_back_remote(home, block, class) }
+    }
+
+    /// [`give_back`](Self::give_back) off the owner's thread, or after the
+    /// pool closed: through the return queue, giving up the buffer's
+    /// reference.
+    ///
+    /// # Safety
+    ///
+    /// As for [`give_back`](Self::give_back).
+    #[cold]
+    #[inline(never)]
+    unsafe fn give_back_remote(home: NonNull<Home>, block: Block, class: usize) {
+        // SAFETY: the buffer's reference keeps the home alive until the
+        // `release` below.
+        let this = unsafe { home.as_ref() };
         if let Err(block) = this.returns[class].push(block) {
             // Cannot happen: a class owns at most `cap` blocks and its queue
             // holds `cap`. Freeing it keeps memory safe; the owner's count
@@ -304,6 +363,7 @@ impl Home {
             // SAFETY: owner thread, as the caller guarantees.
             let state = unsafe { &mut *state };
             state.closed = true;
+            this.owner.store(0, Ordering::Relaxed);
             for (class, returns) in this.returns.iter().enumerate() {
                 let class_state = &mut state.classes[class];
                 while let Some(block) = returns.pop() {

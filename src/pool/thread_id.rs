@@ -16,16 +16,22 @@ loom::thread_local! {
     static ID: Cell<u64> = Cell::new(0);
 }
 
-/// The current thread's number (assigned on first use).
+/// The current thread's number, assigned on first use.
 #[inline]
 pub(crate) fn current() -> u64 {
-    ID.with(|id| match id.get() {
-        0 => {
-            // Only uniqueness matters: no other memory is published by it.
-            let fresh = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            id.set(fresh);
-            fresh
-        }
+    match ID.with(Cell::get) {
+        0 => assign(),
         known => known,
-    })
+    }
+}
+
+/// Gives the current thread its number: once per thread, so kept out of
+/// the inlined path.
+#[cold]
+#[inline(never)]
+fn assign() -> u64 {
+    // Only uniqueness matters: no other memory is published by it.
+    let fresh = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ID.with(|id| id.set(fresh));
+    fresh
 }
