@@ -269,3 +269,126 @@ fn killing_the_bench_mid_ring_leaves_no_echo_process_or_ring_files() {
     let left: Vec<_> = std::fs::read_dir(&scratch.0).unwrap().flatten().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// Latency fields of a row: count > 0 and p50 <= p99 <= p99.9 <= max.
+fn assert_sane_latency(row: &Value) {
+    assert!(field(row, "count") > 0.0, "{row}");
+    let (p50, p99, p999, max) = (
+        field(row, "p50_ns"),
+        field(row, "p99_ns"),
+        field(row, "p999_ns"),
+        field(row, "max_ns"),
+    );
+    assert!(
+        0.0 < p50 && p50 <= p99 && p99 <= p999 && p999 <= max,
+        "{row}"
+    );
+}
+
+fn named<'a>(rows: &[&'a Value], name: &str) -> &'a Value {
+    rows.iter()
+        .find(|row| row["name"] == name)
+        .unwrap_or_else(|| panic!("no row {name:?} in {rows:?}"))
+}
+
+/// The floor pipeline runs beside corelane's and tokio's, with its ratio
+/// rows, and the floor section reports the hiccups of spinning CPUs: in
+/// the JSON, and as a curve in the plot.
+#[test]
+fn floor_pipeline_and_hiccups_rows_are_reported() {
+    let scratch = Scratch::new("bench-pfloor");
+    let plot = scratch.0.join("latency.svg");
+    let output = bench(
+        &scratch.0,
+        &[
+            "--quick",
+            "--json",
+            "--only",
+            "floor,pipeline",
+            "--seconds",
+            "0.2",
+            "--rates",
+            "20000",
+            "--idle",
+            "busy-spin",
+            "--plot",
+            plot.to_str().unwrap(),
+        ],
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+
+    let pipeline = rows(&report, "pipeline");
+    let names: Vec<&str> = pipeline
+        .iter()
+        .map(|row| row["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "corelane busy-spin 20000/s",
+            "  send lag, busy-spin 20000/s",
+            "tokio mpsc 20000/s",
+            "p99 corelane busy-spin / tokio at 20000/s",
+            "floor pipeline 20000/s",
+            "p99 floor / tokio at 20000/s",
+            "p99 corelane busy-spin / floor at 20000/s",
+        ]
+    );
+    let floor = named(&pipeline, "floor pipeline 20000/s");
+    assert_sane_latency(floor);
+    // Every request due in the 0.2 s measured (20000/s: 4000) is answered
+    // and recorded once.
+    assert_eq!(field(floor, "count"), 4000.0, "{floor}");
+    let corelane = named(&pipeline, "corelane busy-spin 20000/s");
+    let tokio = named(&pipeline, "tokio mpsc 20000/s");
+    // One round: each ratio is that round's ratio of the p99s above.
+    for (name, over, under) in [
+        ("p99 floor / tokio at 20000/s", floor, tokio),
+        ("p99 corelane busy-spin / floor at 20000/s", corelane, floor),
+    ] {
+        let ratio = field(named(&pipeline, name), "ratio");
+        let expected = field(over, "p99_ns") / field(under, "p99_ns");
+        assert!(
+            (ratio - expected).abs() < 1e-9 * expected,
+            "{name}: {ratio}"
+        );
+    }
+
+    let floor_rows = rows(&report, "floor");
+    let names: Vec<&str> = floor_rows
+        .iter()
+        .map(|row| row["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "cache-line round trip",
+            "hiccups cpu0",
+            "hiccups cpu1",
+            "hiccups cpu0, cpu1 idle",
+        ]
+    );
+    for row in &floor_rows[1..] {
+        let lost = field(row, "lost_pct");
+        assert!((0.0..100.0).contains(&lost), "{row}");
+        let per_second = field(row, "gaps_per_s");
+        // Gaps per second agree with the count over the 0.2 s watched.
+        let count = field(row, "count");
+        assert!(
+            (per_second * 0.2 - count).abs() <= 0.05 * count + 1.0,
+            "{row}"
+        );
+        if count > 0.0 {
+            assert_sane_latency(row);
+            // Only gaps longer than 2 us are counted.
+            assert!(field(row, "p50_ns") > 2_000.0, "{row}");
+            assert!(lost > 0.0, "{row}");
+        }
+    }
+    // Two CPUs spinning for 0.2 s on a shared machine lose some time.
+    let gaps: f64 = floor_rows[1..].iter().map(|row| field(row, "count")).sum();
+    assert!(gaps > 0.0, "{floor_rows:?}");
+
+    let svg = std::fs::read_to_string(&plot).expect("the plot");
+    assert!(svg.contains("floor pipeline 20000/s"), "{svg}");
+}

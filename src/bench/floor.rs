@@ -1,6 +1,8 @@
 //! The floor: the round trip of one value between two pinned threads
 //! through two cache lines, with no lane at all. No cross-core message
 //! can cost less on this machine; lanes and pipelines are read against it.
+//! Then the hiccups of spinning CPUs ([`super::hiccups`]), the floor of a
+//! spinning pipeline's tail.
 
 use std::hint::spin_loop;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +24,9 @@ pub(super) fn run(settings: &Settings, report: &mut Report) {
     report
         .curves
         .push(curve("floor round trip".into(), &histogram));
+    // What spinning on these CPUs loses to the machine: the floor of a
+    // spinning pipeline's tail.
+    super::hiccups::run(settings, report);
 }
 
 /// Round trips for `settings.measure`, timed one by one.

@@ -9,9 +9,11 @@
 //! interleaves corelane and tokio runs.
 
 mod floor;
+mod hiccups;
 pub mod ipc;
 mod lanes;
 mod pipeline;
+mod pipeline_floor;
 pub mod plot;
 pub mod pools;
 mod record;
@@ -115,7 +117,7 @@ pub fn run(settings: &Settings) -> Report {
     // so this thread keeps the whole CPU list (a runtime built later reads
     // it from here).
     if settings.wants("floor") {
-        settings.say("the floor (cache-line round trip)");
+        settings.say("the floor (cache-line round trip, hiccups of spinning CPUs)");
         off_thread(|| floor::run(settings, &mut report));
     }
     if settings.wants("lanes") {

@@ -7,13 +7,18 @@
 //! owes the requests it missed, and their wait counts: latency is measured
 //! from the intended send time, so coordinated omission cannot hide
 //! stalls. The same pipeline runs on tokio's multi-thread runtime with its
-//! mpsc channels, interleaved with corelane's runs, in the same process.
+//! mpsc channels, interleaved with corelane's runs, in the same process,
+//! and so does the pipeline floor ([`super::pipeline_floor`]): two bare
+//! spinning threads on the same CPUs, the least any spinning pipeline can
+//! show here. `p99 floor / tokio` is the best the bar's ratio could read
+//! on this machine; `p99 corelane busy-spin / floor` is corelane's own
+//! cost above it.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::report::{curve, latency_fields};
+use super::report::{curve, latency_fields, median};
 use super::{Report, Settings};
 use crate::clock;
 use crate::metrics::LatencyHistogram;
@@ -228,6 +233,7 @@ pub(super) fn run(settings: &Settings, report: &mut Report) {
     for &rate in &settings.rates {
         let mut ours: Vec<Runs> = strategies.iter().map(|_| Runs::default()).collect();
         let mut theirs = LatencyHistogram::new();
+        let mut floor = Floor::default();
         for round in 0..settings.rounds {
             let mut p99s = Vec::with_capacity(strategies.len());
             for (&idle, runs) in strategies.iter().zip(&mut ours) {
@@ -243,11 +249,18 @@ pub(super) fn run(settings: &Settings, report: &mut Report) {
                 runs.latency.merge(&measured.latency);
                 runs.send_lag.merge(&measured.send_lag);
             }
+            let floor_p99 = floor.round(settings, rate, round);
+            if let Some(spinning) = strategies.iter().position(|&i| i == IdleStrategy::BusySpin) {
+                floor
+                    .over_floor
+                    .push(p99s[spinning] as f64 / floor_p99.max(1) as f64);
+            }
             if let Some(b) = peer(settings, rate, round) {
                 let tokio_p99 = b.percentile(99.0).max(1) as f64;
-                for (runs, p99) in ours.iter_mut().zip(p99s) {
+                for (runs, &p99) in ours.iter_mut().zip(&p99s) {
                     runs.ratios.push(p99 as f64 / tokio_p99);
                 }
+                floor.over_tokio.push(floor_p99 as f64 / tokio_p99);
                 theirs.merge(&b);
             }
         }
@@ -267,30 +280,85 @@ pub(super) fn run(settings: &Settings, report: &mut Report) {
                 latency_fields(&runs.send_lag),
             );
         }
-        if theirs.is_empty() {
-            continue;
+        if !theirs.is_empty() {
+            report.push(
+                "pipeline",
+                format!("tokio mpsc {rate}/s"),
+                latency_fields(&theirs),
+            );
+            report
+                .curves
+                .push(curve(format!("tokio {rate}/s"), &theirs));
+            for (&idle, runs) in strategies.iter().zip(&mut ours) {
+                runs.ratios.sort_by(f64::total_cmp);
+                let median = runs.ratios[runs.ratios.len() / 2];
+                // The bar is read on the spinning configuration; the others
+                // are shown for what idling costs.
+                let mut fields = vec![("ratio", median)];
+                if idle == IdleStrategy::BusySpin {
+                    fields.push(("bar", 0.2));
+                }
+                report.push(
+                    "pipeline",
+                    format!("p99 corelane {} / tokio at {rate}/s", idle_name(idle)),
+                    fields,
+                );
+            }
         }
+        floor.report(rate, report);
+    }
+}
+
+/// What the pipeline floor ([`super::pipeline_floor`]) measured over the
+/// rounds at one rate.
+#[derive(Default)]
+struct Floor {
+    latency: LatencyHistogram,
+    /// The floor's p99 over tokio's, one per round: the least the bar's
+    /// ratio could read on this machine.
+    over_tokio: Vec<f64>,
+    /// Busy-spinning corelane's p99 over the floor's, one per round:
+    /// corelane's own cost above the machine's limit.
+    over_floor: Vec<f64>,
+}
+
+impl Floor {
+    /// Runs the floor pipeline once at `rate`; its p99.
+    fn round(&mut self, settings: &Settings, rate: u64, round: usize) -> u64 {
+        settings.say(&format!(
+            "pipeline at {rate}/s, round {} of {}: floor (two spinning threads)",
+            round + 1,
+            settings.rounds
+        ));
+        let schedule = Schedule::new(rate, settings.warmup, settings.measure);
+        let latency = super::pipeline_floor::run(schedule);
+        self.latency.merge(&latency);
+        latency.percentile(99.0)
+    }
+
+    /// The floor's row and curve, and its ratio rows (medians of the
+    /// per-round ratios).
+    fn report(self, rate: u64, report: &mut Report) {
         report.push(
             "pipeline",
-            format!("tokio mpsc {rate}/s"),
-            latency_fields(&theirs),
+            format!("floor pipeline {rate}/s"),
+            latency_fields(&self.latency),
         );
         report
             .curves
-            .push(curve(format!("tokio {rate}/s"), &theirs));
-        for (&idle, runs) in strategies.iter().zip(&mut ours) {
-            runs.ratios.sort_by(f64::total_cmp);
-            let median = runs.ratios[runs.ratios.len() / 2];
-            // The bar is read on the spinning configuration; the others
-            // are shown for what idling costs.
-            let mut fields = vec![("ratio", median)];
-            if idle == IdleStrategy::BusySpin {
-                fields.push(("bar", 0.2));
-            }
+            .push(curve(format!("floor pipeline {rate}/s"), &self.latency));
+        if !self.over_tokio.is_empty() {
             report.push(
                 "pipeline",
-                format!("p99 corelane {} / tokio at {rate}/s", idle_name(idle)),
-                fields,
+                format!("p99 floor / tokio at {rate}/s"),
+                vec![("ratio", median(self.over_tokio))],
+            );
+        }
+        if !self.over_floor.is_empty() {
+            report.push(
+                "pipeline",
+                format!("p99 corelane busy-spin / floor at {rate}/s"),
+                vec![("ratio", median(self.over_floor))],
             );
         }
     }
