@@ -18,6 +18,12 @@
 //!   trip with the time-stamp counter (`rdtscp`) and records it in an
 //!   HdrHistogram, for a fixed time after a warm-up of more than a lap of
 //!   every ring. Batch rows carry a whole batch (64 values) each way.
+//!   One-value rows echo and stop the clock where the lane hands the value
+//!   over: inside its receive call, where the runtime runs a handler (for
+//!   the frame ring, on the frame in place, before the ring zeroes the
+//!   frame and gives its space back, as a core's turn does). A value popped
+//!   from a typed ring or a peer is handed over when the pop returns, its
+//!   slot already released. Batch rows echo once the whole batch is in.
 //!
 //! The *floor* is the round trip with no lane at all: A writes a ping line,
 //! B answers on a pong line, each on a 128-byte-aligned line of its own. No
@@ -167,7 +173,20 @@ trait Lane {
     /// Receives what one call of the lane's API hands over, but at most
     /// `limit` (at least 1) values, passing each to `each`; returns how many.
     fn recv(rx: &mut Self::Rx, limit: u64, each: impl FnMut(u64)) -> u64;
+
+    /// Values waiting in the lane, as the receiver sees it, where the lane
+    /// can tell; sampled by the throughput runs (see [`NEAR_EMPTY`]).
+    fn queued(_rx: &Self::Rx) -> Option<usize> {
+        None
+    }
 }
+
+/// A lane is *near empty* in a throughput run when at most this many values
+/// wait in it: the receiver then reads slots the sender is writing, and
+/// reloads the sender's index on almost every value. How often the runs
+/// find the typed ring and rtrb near empty tells why their throughputs
+/// differ (the "(why)" lines under the bars).
+const NEAR_EMPTY: usize = 64;
 
 /// A lane that moves one value per call of its API, seen through the
 /// three calls every such peer has: make a pair, try to send one value, try
@@ -184,6 +203,11 @@ trait Peer {
 
     /// Receives the oldest value; `None` if the lane is empty.
     fn try_recv(rx: &mut Self::Rx) -> Option<u64>;
+
+    /// As [`Lane::queued`].
+    fn queued(_rx: &Self::Rx) -> Option<usize> {
+        None
+    }
 }
 
 /// A [`Peer`], one value per call, as a [`Lane`].
@@ -212,6 +236,10 @@ impl<P: Peer> Lane for OneByOne<P> {
             None => 0,
         }
     }
+
+    fn queued(rx: &Self::Rx) -> Option<usize> {
+        P::queued(rx)
+    }
 }
 
 /// Declares a [`Peer`]: its name and doc, its two halves, how to make a
@@ -221,7 +249,8 @@ macro_rules! peer {
     ($(#[$doc:meta])* $name:ident: $tx_type:ty, $rx_type:ty;
      pair($capacity:ident) $pair:expr;
      send($tx:ident, $value:ident) $send:expr;
-     recv($rx:ident) $recv:expr;) => {
+     recv($rx:ident) $recv:expr;
+     $(queued($queued_rx:ident) $queued:expr;)?) => {
         $(#[$doc])*
         struct $name;
 
@@ -242,6 +271,12 @@ macro_rules! peer {
             fn try_recv($rx: &mut Self::Rx) -> Option<u64> {
                 $recv
             }
+
+            $(
+                fn queued($queued_rx: &Self::Rx) -> Option<usize> {
+                    Some($queued)
+                }
+            )?
         }
     };
 }
@@ -252,6 +287,7 @@ peer! {
     pair(capacity) typed::ring(capacity);
     send(tx, value) tx.push(value).is_ok();
     recv(rx) rx.pop();
+    queued(rx) rx.len();
 }
 
 peer! {
@@ -260,6 +296,7 @@ peer! {
     pair(capacity) rtrb::RingBuffer::new(capacity);
     send(tx, value) tx.push(value).is_ok();
     recv(rx) rx.pop().ok();
+    queued(rx) rx.slots();
 }
 
 peer! {
@@ -513,11 +550,25 @@ fn send_all<L: Lane>(tx: &mut L::Tx, from: u64, to: u64, stop: &AtomicBool) -> b
 /// meanwhile.
 #[inline]
 fn receive_all<L: Lane>(rx: &mut L::Rx, from: u64, to: u64, stop: &AtomicBool) -> bool {
+    receive_each::<L>(rx, from, to, stop, |_| {})
+}
+
+/// As [`receive_all`], calling `on_value` with each value where the lane
+/// hands it over (inside its receive call).
+#[inline]
+fn receive_each<L: Lane>(
+    rx: &mut L::Rx,
+    from: u64,
+    to: u64,
+    stop: &AtomicBool,
+    mut on_value: impl FnMut(u64),
+) -> bool {
     let mut expected = from;
     while expected < to {
         let received = L::recv(rx, to - expected, |value| {
             assert_eq!(value, expected, "lane lost or reordered a value");
             expected += 1;
+            on_value(value);
         });
         if received == 0 {
             if stop.load(Ordering::Relaxed) {
@@ -530,11 +581,13 @@ fn receive_all<L: Lane>(rx: &mut L::Rx, from: u64, to: u64, stop: &AtomicBool) -
 }
 
 /// Messages per second from one pinned thread to another through one lane,
-/// over about `secs` seconds.
+/// over about `secs` seconds, and the share of the receiver's looks that
+/// found the lane near empty ([`NEAR_EMPTY`]), where the lane can tell.
 ///
-/// The receiver looks at the clock once every [`BLOCK`] values and, past
-/// the deadline, raises the flag the sender looks at as often.
-fn throughput<L: Lane>(capacity: usize, secs: f64) -> f64 {
+/// The receiver looks at the clock (and at the lane's depth) once every
+/// [`BLOCK`] values and, past the deadline, raises the flag the sender
+/// looks at as often.
+fn throughput<L: Lane>(capacity: usize, secs: f64) -> (f64, Option<f64>) {
     let (mut tx, mut rx) = own_pair::<L>(capacity);
     let start_line = Barrier::new(2);
     let stop = Own(AtomicBool::new(false));
@@ -558,13 +611,19 @@ fn throughput<L: Lane>(capacity: usize, secs: f64) -> f64 {
             let started = Instant::now();
             let deadline = started + Duration::from_secs_f64(secs);
             let mut received = 0;
+            let (mut looks, mut near_empty) = (0u64, 0u64);
             while receive_all::<L>(&mut rx.0, received, received + BLOCK, stop) {
                 received += BLOCK;
+                if let Some(queued) = L::queued(&rx.0) {
+                    looks += 1;
+                    near_empty += u64::from(queued <= NEAR_EMPTY);
+                }
                 if Instant::now() >= deadline {
                     break;
                 }
             }
-            received as f64 / started.elapsed().as_secs_f64()
+            let rate = received as f64 / started.elapsed().as_secs_f64();
+            (rate, (looks > 0).then(|| near_empty as f64 / looks as f64))
         });
         receiver.join().expect("receiving thread panicked")
     })
@@ -581,6 +640,18 @@ fn round_trips<L: Lane>(capacity: usize, per_trip: u64, warmup: u64, secs: f64) 
             pin(1);
             let _stop = StopOnDrop(stop);
             let mut first = 0;
+            if per_trip == 1 {
+                // Echo from inside the receive call (see the module doc).
+                let mut echoed = true;
+                while echoed
+                    && receive_each::<L>(&mut out_rx.0, first, first + 1, stop, |value| {
+                        echoed = send_all::<L>(&mut back_tx.0, value, value + 1, stop);
+                    })
+                {
+                    first += 1;
+                }
+                return;
+            }
             while receive_all::<L>(&mut out_rx.0, first, first + per_trip, stop)
                 && send_all::<L>(&mut back_tx.0, first, first + per_trip, stop)
             {
@@ -599,12 +670,23 @@ fn round_trips<L: Lane>(capacity: usize, per_trip: u64, warmup: u64, secs: f64) 
                 }
                 let first = trip * per_trip;
                 let sent = ticks();
-                if !send_all::<L>(&mut out_tx.0, first, first + per_trip, stop)
-                    || !receive_all::<L>(&mut back_rx.0, first, first + per_trip, stop)
-                {
+                // The clock stops where the last value of the trip is
+                // handed over (see the module doc).
+                let mut echoed = 0;
+                let received = send_all::<L>(&mut out_tx.0, first, first + per_trip, stop)
+                    && if per_trip == 1 {
+                        receive_each::<L>(&mut back_rx.0, first, first + 1, stop, |_| {
+                            echoed = ticks();
+                        })
+                    } else {
+                        let received =
+                            receive_all::<L>(&mut back_rx.0, first, first + per_trip, stop);
+                        echoed = ticks();
+                        received
+                    };
+                if !received {
                     break;
                 }
-                let echoed = ticks();
                 if trip >= warmup {
                     histogram.saturating_record(((echoed - sent) as f64 * scale) as u64);
                     if echoed >= deadline {
@@ -803,7 +885,7 @@ enum Role {
     Other,
 }
 
-type ThroughputFn = fn(usize, f64) -> f64;
+type ThroughputFn = fn(usize, f64) -> (f64, Option<f64>);
 type RoundTripFn = fn(usize, u64, u64, f64) -> Histogram<u64>;
 type SoloFn = fn(usize, u64, u64);
 
@@ -962,6 +1044,8 @@ impl Settings {
 #[derive(Clone, Copy)]
 struct Sample {
     msgs_per_s: Option<f64>,
+    /// Share of the throughput run's looks that found the lane near empty.
+    near_empty: Option<f64>,
     p50: f64,
     p99: f64,
     p999: f64,
@@ -973,7 +1057,7 @@ struct Sample {
 /// order of [`rows`], so that rows compared with each other run close in
 /// time.
 fn measure_round(rows: &[Row], throughput_secs: f64, round_trip_secs: f64) -> Vec<Sample> {
-    let throughputs: Vec<Option<f64>> = rows
+    let throughputs: Vec<Option<(f64, Option<f64>)>> = rows
         .iter()
         .map(|row| {
             row.throughput
@@ -982,11 +1066,12 @@ fn measure_round(rows: &[Row], throughput_secs: f64, round_trip_secs: f64) -> Ve
         .collect();
     rows.iter()
         .zip(throughputs)
-        .map(|(row, msgs_per_s)| {
+        .map(|(row, throughput)| {
             let warmup = WARMUP_VALUES.div_ceil(row.per_trip);
             let histogram = (row.round_trips)(row.capacity, row.per_trip, warmup, round_trip_secs);
             Sample {
-                msgs_per_s,
+                msgs_per_s: throughput.map(|(rate, _)| rate),
+                near_empty: throughput.and_then(|(_, share)| share),
                 p50: histogram.value_at_quantile(0.50) as f64,
                 p99: histogram.value_at_quantile(0.99) as f64,
                 p999: histogram.value_at_quantile(0.999) as f64,
@@ -1062,6 +1147,8 @@ struct Bar {
     limit: Option<f64>,
     /// `true` if the ratio must be at least `limit`, `false` at most.
     at_least: bool,
+    /// Per-round values are shares, printed as percentages (diagnostics).
+    percent: bool,
 }
 
 impl Bar {
@@ -1096,6 +1183,7 @@ fn bars(results: &[(Role, Vec<Sample>)]) -> Vec<Bar> {
                 ratios: ratios(top, bottom, field),
                 limit,
                 at_least,
+                percent: false,
             });
         }
     };
@@ -1166,6 +1254,31 @@ fn bars(results: &[(Role, Vec<Sample>)]) -> Vec<Bar> {
         Some(1.0),
         true,
     );
+    // Why the one-at-a-time throughputs differ: how often each ring ran
+    // near empty, where every value costs a cache-line transfer or two.
+    for (text, role) in [
+        (
+            "(why) typed (4096): throughput looks that found it near empty",
+            Role::Typed,
+        ),
+        (
+            "(why) rtrb (4096): throughput looks that found it near empty",
+            Role::Rtrb,
+        ),
+    ] {
+        if let Some(samples) = of(role) {
+            let shares: Vec<f64> = samples.iter().filter_map(|s| s.near_empty).collect();
+            if !shares.is_empty() {
+                bars.push(Bar {
+                    text,
+                    ratios: shares,
+                    limit: None,
+                    at_least: false,
+                    percent: true,
+                });
+            }
+        }
+    }
     bars
 }
 
@@ -1220,16 +1333,28 @@ fn print_table(summaries: &[Summary]) {
 fn print_bars(bars: &[Bar]) {
     println!("\nbars (this run):");
     for bar in bars {
-        let rounds: Vec<String> = bar.ratios.iter().map(|r| format!("{r:.2}")).collect();
+        let (value, rounds): (String, Vec<String>) = if bar.percent {
+            (
+                format!("{:>5.0}%", bar.ratio() * 100.0),
+                bar.ratios
+                    .iter()
+                    .map(|r| format!("{:.0}%", r * 100.0))
+                    .collect(),
+            )
+        } else {
+            (
+                format!("{:>5.2}x", bar.ratio()),
+                bar.ratios.iter().map(|r| format!("{r:.2}")).collect(),
+            )
+        };
         println!(
-            "  [{}] {:<66} {:>5.2}x  (rounds: {})",
+            "  [{}] {:<66} {value}  (rounds: {})",
             match bar.met() {
                 Some(true) => "met   ",
                 Some(false) => "MISSED",
                 None => "info  ",
             },
             bar.text,
-            bar.ratio(),
             rounds.join(" ")
         );
     }
@@ -1237,9 +1362,10 @@ fn print_bars(bars: &[Bar]) {
 
 fn json_sample(sample: &Sample) -> String {
     format!(
-        "{{\"msgs_per_s\": {}, \"p50_ns\": {}, \"p99_ns\": {}, \"p999_ns\": {}, \
-         \"max_ns\": {}, \"count\": {}}}",
+        "{{\"msgs_per_s\": {}, \"near_empty_share\": {}, \"p50_ns\": {}, \"p99_ns\": {}, \
+         \"p999_ns\": {}, \"max_ns\": {}, \"count\": {}}}",
         json_number(sample.msgs_per_s),
+        json_number(sample.near_empty),
         json_number(Some(sample.p50)),
         json_number(Some(sample.p99)),
         json_number(Some(sample.p999)),
@@ -1291,8 +1417,9 @@ fn json(settings: &Settings, clock_ns: f64, summaries: &[Summary], bars: &[Bar])
     for (index, bar) in bars.iter().enumerate() {
         let _ = writeln!(
             out,
-            "    {{\"bar\": {}, \"ratio\": {}, \"limit\": {}, \"met\": {}}}{}",
+            "    {{\"bar\": {}, \"{}\": {}, \"limit\": {}, \"met\": {}}}{}",
             json_string(bar.text),
+            if bar.percent { "share" } else { "ratio" },
             json_number(Some(bar.ratio())),
             json_number(bar.limit),
             bar.met().map_or("null".to_owned(), |met| met.to_string()),

@@ -385,9 +385,6 @@ fn floor_pipeline_and_hiccups_rows_are_reported() {
             assert!(lost > 0.0, "{row}");
         }
     }
-    // Two CPUs spinning for 0.2 s on a shared machine lose some time.
-    let gaps: f64 = floor_rows[1..].iter().map(|row| field(row, "count")).sum();
-    assert!(gaps > 0.0, "{floor_rows:?}");
 
     let svg = std::fs::read_to_string(&plot).expect("the plot");
     assert!(svg.contains("floor pipeline 20000/s"), "{svg}");

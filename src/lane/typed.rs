@@ -21,13 +21,19 @@
 //! of values in the ring, whatever the capacity: 1, 2, 3 ... are all exact,
 //! and no slot is given up to tell a full ring from an empty one.
 //!
-//! Each half also keeps the *slot index* of its own count (0 to
-//! `capacity - 1`), moved on with its count. The hot paths therefore never
-//! divide and never map a count to a slot: a push writes the slot at the
-//! producer's index, steps the index (back to 0 at the end) and bumps the
-//! tail. Each half also keeps the slots' address and the capacity in its own
-//! fields, so that nothing on the hot path is loaded through the shared
-//! state that the other side's stores would make the compiler read again.
+//! Each half also keeps `wrap_at`, the count of its own at which its slot
+//! index next returns to 0, so the slot of its count is `count + capacity -
+//! wrap_at`: no division, whatever the capacity. A push stores the value,
+//! its own count and the shared tail (and `wrap_at` once a lap); a pop
+//! stores only the shared head, which the consumer reads back for its own
+//! count: the producer loads that line only when the ring looks full, so
+//! the read hits. (The producer keeps its own count: the consumer polls the
+//! tail's line, and reading it back would miss.) On a busy ring every store
+//! queues behind the ones that wait for the other core's cache lines, so
+//! each one saved shows in the lanes bench's throughput rows. Each half also keeps the slots' address and the
+//! capacity in its own fields, so that nothing on the hot path is loaded
+//! through the shared state that the other side's stores would make the
+//! compiler read again.
 //!
 //! # Memory ordering
 //!
@@ -123,14 +129,13 @@ pub fn ring<T: Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
         ring: Arc::clone(&ring),
         slots,
         tail: 0,
-        tail_index: 0,
+        wrap_at: capacity,
         limit: capacity,
     };
     let consumer = Consumer {
         ring,
         slots,
-        head: 0,
-        head_index: 0,
+        wrap_at: capacity,
         cached_tail: 0,
     };
     (producer, consumer)
@@ -259,6 +264,33 @@ impl<T> Slots<T> {
         }
     }
 
+    /// The slot index of `count`, for a half whose index next returns to 0
+    /// at count `wrap_at` (so `wrap_at - capacity <= count < wrap_at`,
+    /// wrapping).
+    #[inline]
+    fn index_at(&self, count: usize, wrap_at: usize) -> usize {
+        let index = count.wrapping_add(self.capacity).wrapping_sub(wrap_at);
+        debug_assert!(
+            index < self.capacity,
+            "count {count} outside the lap ending at {wrap_at}"
+        );
+        index
+    }
+
+    /// `wrap_at` for a half whose count moved on to `count`, at most one
+    /// capacity past the lap that ends at `wrap_at`.
+    #[inline]
+    fn wrap_after(&self, count: usize, wrap_at: usize) -> usize {
+        // `count + capacity - wrap_at` is below the capacity while `count`
+        // is in the lap, and at most twice the capacity (no overflow: the
+        // capacity is at most `usize::MAX / 2`) once it has left it.
+        if count.wrapping_add(self.capacity).wrapping_sub(wrap_at) >= self.capacity {
+            wrap_at.wrapping_add(self.capacity)
+        } else {
+            wrap_at
+        }
+    }
+
     #[inline]
     fn slot(&self, index: usize) -> &Slot<T> {
         debug_assert!(index < self.capacity, "slot {index} out of range");
@@ -327,8 +359,9 @@ pub struct Producer<T> {
     /// the tail's only writer, so this copy is always current and the shared
     /// one is never loaded.
     tail: usize,
-    /// The slot index of `tail`: where the next value goes.
-    tail_index: usize,
+    /// The tail at which the slot index of the tail next returns to 0 (see
+    /// "Counts and slot indices").
+    wrap_at: usize,
     /// The head as last loaded plus the capacity: the tail may grow up to
     /// it without a look at the consumer's head. The consumer may have
     /// moved on since, so it can only under-count free slots.
@@ -369,9 +402,12 @@ impl<T> Producer<T> {
 
         // SAFETY: `free_slots` found at least one free slot, and the slot at
         // the tail's index is the first of them.
-        unsafe { self.slots.write(self.tail_index, value) };
-        self.tail_index = self.slots.next(self.tail_index);
-        self.publish(self.tail.wrapping_add(1));
+        unsafe { self.slots.write(self.tail_index(), value) };
+        let tail = self.tail.wrapping_add(1);
+        if tail == self.wrap_at {
+            self.wrap_at = tail.wrapping_add(self.slots.capacity);
+        }
+        self.publish(tail);
         Ok(())
     }
 
@@ -413,7 +449,7 @@ impl<T> Producer<T> {
         Ok(WriteChunk {
             len: free.min(count),
             filled: 0,
-            next_index: self.tail_index,
+            next_index: self.tail_index(),
             producer: self,
         })
     }
@@ -506,6 +542,12 @@ impl<T> Producer<T> {
         self.limit.wrapping_sub(self.tail)
     }
 
+    /// The slot index of the tail: where the next value goes.
+    #[inline]
+    fn tail_index(&self) -> usize {
+        self.slots.index_at(self.tail, self.wrap_at)
+    }
+
     /// Makes every value written before `tail` visible to the consumer.
     #[inline]
     fn publish(&mut self, tail: usize) {
@@ -542,12 +584,9 @@ impl<T> fmt::Debug for Producer<T> {
 pub struct Consumer<T> {
     ring: Arc<Ring<T>>,
     slots: Slots<T>,
-    /// Values taken so far: the head as last stored. The consumer is the
-    /// head's only writer, so this copy is always current and the shared one
-    /// is never loaded.
-    head: usize,
-    /// The slot index of `head`: where the oldest value is.
-    head_index: usize,
+    /// The head at which the slot index of the head next returns to 0 (see
+    /// "Counts and slot indices").
+    wrap_at: usize,
     /// The tail as last loaded; the producer may have moved it on since.
     cached_tail: usize,
 }
@@ -582,9 +621,12 @@ impl<T> Consumer<T> {
 
         // SAFETY: `available` found at least one published value, and the
         // one at the head's index is the oldest of them.
-        let value = unsafe { self.slots.take(self.head_index) };
-        self.head_index = self.slots.next(self.head_index);
-        self.release(self.head.wrapping_add(1));
+        let value = unsafe { self.slots.take(self.head_index()) };
+        let head = self.head().wrapping_add(1);
+        if head == self.wrap_at {
+            self.wrap_at = head.wrapping_add(self.slots.capacity);
+        }
+        self.release(head);
         Some(value)
     }
 
@@ -620,7 +662,7 @@ impl<T> Consumer<T> {
     pub fn read_chunk(&mut self, count: usize) -> ReadChunk<'_, T> {
         let len = self.available(count).min(count);
         ReadChunk {
-            next_index: self.head_index,
+            next_index: self.head_index(),
             consumer: self,
             len,
             taken: 0,
@@ -664,7 +706,7 @@ impl<T> Consumer<T> {
         // enough. `pop` loads the tail again with Acquire before it reads a
         // slot.
         let tail = self.ring.tail.load(Ordering::Relaxed);
-        tail.wrapping_sub(self.head)
+        tail.wrapping_sub(self.head())
     }
 
     /// Returns `true` if the ring holds no value now.
@@ -706,7 +748,8 @@ impl<T> Consumer<T> {
     /// capacity, the most there can be).
     #[inline]
     fn available(&mut self, wanted: usize) -> usize {
-        let available = self.cached_tail.wrapping_sub(self.head);
+        let head = self.head();
+        let available = self.cached_tail.wrapping_sub(head);
         if available >= wanted || available == self.slots.capacity {
             return available;
         }
@@ -714,13 +757,27 @@ impl<T> Consumer<T> {
         // Pairs with the Release store of tail in `Producer::publish`: the
         // values in the slots before the tail are whole when they are read.
         self.cached_tail = self.ring.tail.load(Ordering::Acquire);
-        self.cached_tail.wrapping_sub(self.head)
+        self.cached_tail.wrapping_sub(head)
+    }
+
+    /// The slot index of the head: where the oldest value is.
+    #[inline]
+    fn head_index(&self) -> usize {
+        self.slots.index_at(self.head(), self.wrap_at)
+    }
+
+    /// Values taken so far. The consumer is the head's only writer, so a
+    /// relaxed load returns its own last store, from a line the producer
+    /// reads only when the ring looks full: it hits, and a pop stores
+    /// nothing but the shared head.
+    #[inline]
+    fn head(&self) -> usize {
+        self.ring.head.load(Ordering::Relaxed)
     }
 
     /// Hands the slots before `head` back to the producer.
     #[inline]
     fn release(&mut self, head: usize) {
-        self.head = head;
         // Pairs with the Acquire load of head in `Producer::free_slots`: the
         // values moved out of these slots are gone before the producer
         // writes the slots again.
@@ -734,7 +791,7 @@ impl<T> Drop for Consumer<T> {
         // after this store.
         self.ring
             .head_index
-            .store(self.head_index, Ordering::Relaxed);
+            .store(self.head_index(), Ordering::Relaxed);
         // Pairs with the Acquire load in `Producer::is_abandoned`.
         self.ring.abandoned.store(true, Ordering::Release);
     }
@@ -744,7 +801,7 @@ impl<T> fmt::Debug for Consumer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Consumer")
             .field("capacity", &self.capacity())
-            .field("head", &self.head)
+            .field("head", &self.head())
             .field("cached_tail", &self.cached_tail)
             .finish()
     }
@@ -840,8 +897,9 @@ impl<T> WriteChunk<'_, T> {
         self.discard_after(count);
         if count > 0 {
             let producer = &mut *self.producer;
-            producer.tail_index = producer.slots.add(producer.tail_index, count);
-            producer.publish(producer.tail.wrapping_add(count));
+            let tail = producer.tail.wrapping_add(count);
+            producer.wrap_at = producer.slots.wrap_after(tail, producer.wrap_at);
+            producer.publish(tail);
         }
         // The published values now belong to the consumer.
         self.filled = 0;
@@ -872,7 +930,7 @@ impl<T> WriteChunk<'_, T> {
             // a second time.
             self.filled -= 1;
             let slots = &self.producer.slots;
-            let index = slots.add(self.producer.tail_index, self.filled);
+            let index = slots.add(self.producer.tail_index(), self.filled);
             // SAFETY: the chunk wrote this slot and has not published it, so
             // the value is the chunk's alone, and `filled` no longer counts it.
             drop(unsafe { slots.take(index) });
@@ -974,7 +1032,7 @@ impl<T> ReadChunk<'_, T> {
     #[inline]
     unsafe fn value(&self, offset: usize) -> &T {
         let consumer = &*self.consumer;
-        let index = consumer.slots.add(consumer.head_index, offset);
+        let index = consumer.slots.add(consumer.head_index(), offset);
         // SAFETY: the value at `offset` was published and not yet released
         // or moved out (caller's contract), and the producer does not touch
         // it before the consumer releases it, which needs this chunk gone.
@@ -1038,8 +1096,9 @@ impl<T> Drop for ReadChunk<'_, T> {
     fn drop(&mut self) {
         if self.taken > 0 {
             let consumer = &mut *self.consumer;
-            consumer.head_index = self.next_index;
-            consumer.release(consumer.head.wrapping_add(self.taken));
+            let head = consumer.head().wrapping_add(self.taken);
+            consumer.wrap_at = consumer.slots.wrap_after(head, consumer.wrap_at);
+            consumer.release(head);
         }
     }
 }
