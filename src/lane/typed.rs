@@ -1111,3 +1111,75 @@ impl<T> fmt::Debug for ReadChunk<'_, T> {
             .finish()
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A ring whose counts start at `start` instead of 0 (its slot indices
+    /// still start at 0), so that a test reaches the wrap of the counts at
+    /// `usize::MAX` without 2^64 pushes.
+    fn ring_from<T: Send>(capacity: usize, start: usize) -> (Producer<T>, Consumer<T>) {
+        let (mut producer, mut consumer) = ring(capacity);
+        producer.ring.head.store(start, Ordering::Relaxed);
+        producer.ring.tail.store(start, Ordering::Relaxed);
+        producer.tail = start;
+        producer.limit = start.wrapping_add(capacity);
+        producer.wrap_at = start.wrapping_add(capacity);
+        consumer.cached_tail = start;
+        consumer.wrap_at = start.wrapping_add(capacity);
+        (producer, consumer)
+    }
+
+    #[test]
+    fn counts_and_slot_indices_survive_the_wrap_of_the_counts() {
+        for capacity in [1, 2, 3, 4, 7, 16] {
+            // A few laps before `usize::MAX`, so the counts wrap mid-run.
+            let start = usize::MAX - 3 * capacity;
+            let (mut producer, mut consumer) = ring_from::<u64>(capacity, start);
+            let (mut sent, mut received) = (0u64, 0u64);
+            for step in 0..(10 * capacity + 20) {
+                // Fill by pushes and chunks in turn, some steps only part
+                // way, then empty by pops and chunks in turn.
+                let wanted = 1 + step % capacity;
+                if step % 2 == 0 {
+                    for _ in 0..wanted {
+                        if producer.push(sent).is_err() {
+                            break;
+                        }
+                        sent += 1;
+                    }
+                } else if let Ok(mut chunk) = producer.write_chunk(wanted) {
+                    let filled = chunk.fill_from(sent..);
+                    chunk.commit(filled);
+                    sent += filled as u64;
+                }
+                assert_eq!(
+                    consumer.len() + producer.slots(),
+                    capacity,
+                    "capacity {capacity}, step {step}"
+                );
+                assert_eq!(consumer.len() as u64, sent - received);
+                if step % 3 == 0 {
+                    while let Some(value) = consumer.pop() {
+                        assert_eq!(value, received, "capacity {capacity}, step {step}");
+                        received += 1;
+                    }
+                } else {
+                    consumer.pop_batch(wanted, |value| {
+                        assert_eq!(value, received, "capacity {capacity}, step {step}");
+                        received += 1;
+                    });
+                }
+            }
+            assert!(sent > 3 * capacity as u64, "the run crossed the wrap");
+            // Counts wrapped: the shared tail is now below where it started.
+            assert!(producer.tail < start);
+            consumer.pop_batch(usize::MAX, |value| {
+                assert_eq!(value, received);
+                received += 1;
+            });
+            assert_eq!(received, sent);
+        }
+    }
+}
