@@ -36,6 +36,12 @@
 //! same way, length word last: the least such a frame can cost, with no
 //! ring. The bars' "(why)" lines set the frame ring against it, and a
 //! frame of one word (one line with its header) against the one-line floor.
+//! Two more explain tails and throughput: how many round trips a second
+//! are *slow* (over 4 us: the CPUs were away, not busy with the lane) for
+//! the frame ring and for the floor, and what share of each row's round
+//! trips that is (past 0.1%, p99.9 is a slow one); and how often the
+//! throughput runs found the typed ring and rtrb near empty, where each
+//! value costs cache-line transfers.
 //!
 //! The rows run interleaved for several rounds, after a short warm-up round
 //! that is not kept: a round measures every row's throughput (A B C ...),
@@ -187,6 +193,13 @@ trait Lane {
 /// find the typed ring and rtrb near empty tells why their throughputs
 /// differ (the "(why)" lines under the bars).
 const NEAR_EMPTY: usize = 64;
+
+/// A round trip longer than this (ten floors and more on any machine seen
+/// here) is *slow*: the CPUs were away (an interrupt, a kernel thread),
+/// not busy with the lane. Slow round trips per second of running that are
+/// the same for every row are the machine's; a lane's own slow path would
+/// show per round trip instead. The "(why)" lines compare both.
+const SLOW_NS: u64 = 4_000;
 
 /// A lane that moves one value per call of its API, seen through the
 /// three calls every such peer has: make a pair, try to send one value, try
@@ -1046,6 +1059,10 @@ struct Sample {
     msgs_per_s: Option<f64>,
     /// Share of the throughput run's looks that found the lane near empty.
     near_empty: Option<f64>,
+    /// Round trips slower than [`SLOW_NS`], per second of recording.
+    slow_per_s: f64,
+    /// Round trips slower than [`SLOW_NS`], as a share of all.
+    slow_share: f64,
     p50: f64,
     p99: f64,
     p999: f64,
@@ -1069,7 +1086,10 @@ fn measure_round(rows: &[Row], throughput_secs: f64, round_trip_secs: f64) -> Ve
         .map(|(row, throughput)| {
             let warmup = WARMUP_VALUES.div_ceil(row.per_trip);
             let histogram = (row.round_trips)(row.capacity, row.per_trip, warmup, round_trip_secs);
+            let slow = histogram.count_between(SLOW_NS, histogram.max().max(SLOW_NS)) as f64;
             Sample {
+                slow_per_s: slow / round_trip_secs,
+                slow_share: slow / histogram.len().max(1) as f64,
                 msgs_per_s: throughput.map(|(rate, _)| rate),
                 near_empty: throughput.and_then(|(_, share)| share),
                 p50: histogram.value_at_quantile(0.50) as f64,
@@ -1100,6 +1120,10 @@ fn p50(sample: &Sample) -> Option<f64> {
 
 fn p999(sample: &Sample) -> Option<f64> {
     Some(sample.p999)
+}
+
+fn slow_per_s(sample: &Sample) -> Option<f64> {
+    Some(sample.slow_per_s)
 }
 
 /// A row's medians over the rounds, and its ratios to the references.
@@ -1254,6 +1278,35 @@ fn bars(results: &[(Role, Vec<Sample>)]) -> Vec<Bar> {
         Some(1.0),
         true,
     );
+    // Why the frame ring's p99.9 stands where it does: slow round trips
+    // come at the same rate per second for the frame ring and the floor
+    // (the machine's), but the frame ring makes fewer round trips a
+    // second, so more than 0.1% of them are slow and p99.9 lands on one.
+    bar(
+        "(why) frames 64 B: round trips > 4 us a second / the floor's",
+        Role::Frames,
+        Role::Floor,
+        slow_per_s,
+        None,
+        false,
+    );
+    for (text, role) in [
+        (
+            "(why) frames 64 B: share of round trips > 4 us",
+            Role::Frames,
+        ),
+        ("(why) the floor: share of round trips > 4 us", Role::Floor),
+    ] {
+        if let Some(samples) = of(role) {
+            bars.push(Bar {
+                text,
+                ratios: samples.iter().map(|s| s.slow_share).collect(),
+                limit: None,
+                at_least: false,
+                percent: true,
+            });
+        }
+    }
     // Why the one-at-a-time throughputs differ: how often each ring ran
     // near empty, where every value costs a cache-line transfer or two.
     for (text, role) in [
@@ -1330,16 +1383,23 @@ fn print_table(summaries: &[Summary]) {
     );
 }
 
+/// A share as a percentage, with decimals for the small ones.
+fn percent(share: f64) -> String {
+    let value = share * 100.0;
+    if value < 10.0 {
+        format!("{value:.2}%")
+    } else {
+        format!("{value:.0}%")
+    }
+}
+
 fn print_bars(bars: &[Bar]) {
     println!("\nbars (this run):");
     for bar in bars {
         let (value, rounds): (String, Vec<String>) = if bar.percent {
             (
-                format!("{:>5.0}%", bar.ratio() * 100.0),
-                bar.ratios
-                    .iter()
-                    .map(|r| format!("{:.0}%", r * 100.0))
-                    .collect(),
+                format!("{:>6}", percent(bar.ratio())),
+                bar.ratios.iter().map(|&r| percent(r)).collect(),
             )
         } else {
             (
@@ -1362,10 +1422,13 @@ fn print_bars(bars: &[Bar]) {
 
 fn json_sample(sample: &Sample) -> String {
     format!(
-        "{{\"msgs_per_s\": {}, \"near_empty_share\": {}, \"p50_ns\": {}, \"p99_ns\": {}, \
-         \"p999_ns\": {}, \"max_ns\": {}, \"count\": {}}}",
+        "{{\"msgs_per_s\": {}, \"near_empty_share\": {}, \"slow_per_s\": {}, \
+         \"slow_share\": {}, \"p50_ns\": {}, \"p99_ns\": {}, \"p999_ns\": {}, \
+         \"max_ns\": {}, \"count\": {}}}",
         json_number(sample.msgs_per_s),
         json_number(sample.near_empty),
+        json_number(Some(sample.slow_per_s)),
+        json_number(Some(sample.slow_share)),
         json_number(Some(sample.p50)),
         json_number(Some(sample.p99)),
         json_number(Some(sample.p999)),
