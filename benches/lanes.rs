@@ -1311,11 +1311,11 @@ fn bars(results: &[(Role, Vec<Sample>)]) -> Vec<Bar> {
     // near empty, where every value costs a cache-line transfer or two.
     for (text, role) in [
         (
-            "(why) typed (4096): throughput looks that found it near empty",
+            "(why) typed (4096): share of throughput samples near empty",
             Role::Typed,
         ),
         (
-            "(why) rtrb (4096): throughput looks that found it near empty",
+            "(why) rtrb (4096): share of throughput samples near empty",
             Role::Rtrb,
         ),
     ] {
