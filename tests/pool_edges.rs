@@ -243,3 +243,39 @@ fn pools_on_short_lived_threads() {
     drop(carried);
     assert_eq!(live(), 0);
 }
+
+/// More pooled buffers dropped on another thread than the owner's credit
+/// of references holds (2^20): the inlined take finds the credit at 0 and
+/// the slow path tops it up; every buffer comes home and nothing leaks.
+/// Too long for Miri.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn more_remote_drops_than_one_credit_refill() {
+    let _counting = counting();
+    let total = (1usize << 20) + 5_000;
+    let batch = 1000;
+    let pool = Pool::new(&PoolConfig::uniform(64, 1 << 20).cap(64, 2 * batch));
+    let (to_remote, remote) = std::sync::mpsc::sync_channel::<Vec<corelane::pool::PoolBuf>>(1);
+    let dropper = thread::spawn(move || remote.into_iter().map(|bufs| bufs.len()).sum::<usize>());
+    let mut pooled = 0u64;
+    let mut taken = 0;
+    while taken < total {
+        let bufs: Vec<_> = (0..batch).map(|_| pool.take(64)).collect();
+        pooled += bufs.iter().filter(|buf| buf.is_pooled()).count() as u64;
+        taken += batch;
+        to_remote.send(bufs).unwrap();
+    }
+    drop(to_remote);
+    assert_eq!(dropper.join().unwrap(), taken);
+    pool.reclaim();
+    let usage = pool.usage();
+    assert_eq!(usage.in_use, 0, "{usage:?}");
+    assert_eq!(usage.remote_returns, pooled, "{usage:?}");
+    assert_eq!(usage.fallbacks, taken as u64 - pooled, "{usage:?}");
+    assert!(
+        pooled > 1 << 20,
+        "the credit ran out at least once: {pooled}"
+    );
+    drop(pool);
+    assert_eq!(live(), 0);
+}
