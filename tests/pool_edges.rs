@@ -279,3 +279,38 @@ fn more_remote_drops_than_one_credit_refill() {
     drop(pool);
     assert_eq!(live(), 0);
 }
+
+thread_local! {
+    /// Buffers a thread keeps until it exits.
+    static KEPT: std::cell::RefCell<Vec<corelane::pool::PoolBuf>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+    /// A pool a thread keeps until it exits.
+    static THREAD_POOL: std::cell::RefCell<Option<Pool>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Buffers dropped by thread-local destructors as threads exit: on a
+/// thread that never had a number (its first give-back numbers it while
+/// its thread-locals are torn down), and on the owner's own thread, whose
+/// pool is a thread-local torn down in the same pass.
+#[test]
+fn buffers_dropped_as_threads_exit() {
+    let _counting = counting();
+    let pool = Pool::new(&PoolConfig::uniform(4096, 8192));
+    let bufs: Vec<_> = (0..3).map(|_| pool.take(100)).collect();
+    thread::spawn(move || KEPT.with(|kept| kept.borrow_mut().extend(bufs)))
+        .join()
+        .unwrap();
+    assert_eq!(pool.reclaim(), 3);
+    assert_eq!(counts(pool.usage()), (0, 3, 0, 3));
+    drop(pool);
+
+    thread::spawn(|| {
+        let pool = Pool::new(&PoolConfig::uniform(4096, 8192));
+        let bufs: Vec<_> = (0..3).map(|_| pool.take(2000)).collect();
+        KEPT.with(|kept| kept.borrow_mut().extend(bufs));
+        THREAD_POOL.with(|slot| *slot.borrow_mut() = Some(pool));
+    })
+    .join()
+    .unwrap();
+    assert_eq!(live(), 0);
+}
