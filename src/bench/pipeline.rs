@@ -63,7 +63,7 @@ impl Schedule {
 }
 
 /// Longest a run waits for outstanding answers after the last request.
-const DRAIN_NS: u64 = 1_000_000_000;
+pub(super) const DRAIN_NS: u64 = 1_000_000_000;
 
 struct Client {
     schedule: Schedule,
@@ -153,7 +153,12 @@ impl Client {
     /// the schedule is over and every answer is in (or too late).
     fn send_due(&mut self, cx: &mut Context<'_, Pipe>) -> bool {
         let now = clock::now_ns();
-        while self.next_ns <= now && self.next_ns < self.schedule.end_ns {
+        // A client that cannot keep up with the rate (say, one request a
+        // nanosecond) would owe requests long after the schedule ends:
+        // past the drain it stops sending, and what it never sent is not
+        // recorded (as answers that never came are not).
+        let late = now > self.schedule.end_ns + DRAIN_NS;
+        while !late && self.next_ns <= now && self.next_ns < self.schedule.end_ns {
             if cx.send(1, &Pipe::Request(self.next_ns)).is_err() {
                 // Lane full: the request is still owed, its wait counts.
                 break;
@@ -165,7 +170,7 @@ impl Client {
             self.next_ns += self.schedule.period_ns;
         }
         let over = self.next_ns >= self.schedule.end_ns;
-        if over && (self.answered == self.sent || now > self.schedule.end_ns + DRAIN_NS) {
+        if (over && self.answered == self.sent) || late {
             cx.stop_runtime();
         }
         true
@@ -236,6 +241,9 @@ pub(super) fn run(settings: &Settings, report: &mut Report) {
         let mut floor = Floor::default();
         for round in 0..settings.rounds {
             let mut p99s = Vec::with_capacity(strategies.len());
+            // Whether each strategy's run recorded anything: a ratio of an
+            // empty histogram's p99 (0) means nothing and is not reported.
+            let mut recorded = Vec::with_capacity(strategies.len());
             for (&idle, runs) in strategies.iter().zip(&mut ours) {
                 settings.say(&format!(
                     "pipeline at {rate}/s, round {} of {}: corelane ({})",
@@ -246,21 +254,28 @@ pub(super) fn run(settings: &Settings, report: &mut Report) {
                 let schedule = Schedule::new(rate, settings.warmup, settings.measure);
                 let measured = corelane(schedule, idle);
                 p99s.push(measured.latency.percentile(99.0));
+                recorded.push(!measured.latency.is_empty());
                 runs.latency.merge(&measured.latency);
                 runs.send_lag.merge(&measured.send_lag);
             }
             let floor_p99 = floor.round(settings, rate, round);
             if let Some(spinning) = strategies.iter().position(|&i| i == IdleStrategy::BusySpin) {
-                floor
-                    .over_floor
-                    .push(p99s[spinning] as f64 / floor_p99.max(1) as f64);
-            }
-            if let Some(b) = peer(settings, rate, round) {
-                let tokio_p99 = b.percentile(99.0).max(1) as f64;
-                for (runs, &p99) in ours.iter_mut().zip(&p99s) {
-                    runs.ratios.push(p99 as f64 / tokio_p99);
+                if let (Some(floor_p99), true) = (floor_p99, recorded[spinning]) {
+                    floor
+                        .over_floor
+                        .push(p99s[spinning] as f64 / floor_p99.max(1) as f64);
                 }
-                floor.over_tokio.push(floor_p99 as f64 / tokio_p99);
+            }
+            if let Some(b) = peer(settings, rate, round).filter(|b| !b.is_empty()) {
+                let tokio_p99 = b.percentile(99.0).max(1) as f64;
+                for ((runs, &p99), &recorded) in ours.iter_mut().zip(&p99s).zip(&recorded) {
+                    if recorded {
+                        runs.ratios.push(p99 as f64 / tokio_p99);
+                    }
+                }
+                if let Some(floor_p99) = floor_p99 {
+                    floor.over_tokio.push(floor_p99 as f64 / tokio_p99);
+                }
                 theirs.merge(&b);
             }
         }
@@ -290,6 +305,9 @@ pub(super) fn run(settings: &Settings, report: &mut Report) {
                 .curves
                 .push(curve(format!("tokio {rate}/s"), &theirs));
             for (&idle, runs) in strategies.iter().zip(&mut ours) {
+                if runs.ratios.is_empty() {
+                    continue;
+                }
                 runs.ratios.sort_by(f64::total_cmp);
                 let median = runs.ratios[runs.ratios.len() / 2];
                 // The bar is read on the spinning configuration; the others
@@ -323,8 +341,9 @@ struct Floor {
 }
 
 impl Floor {
-    /// Runs the floor pipeline once at `rate`; its p99.
-    fn round(&mut self, settings: &Settings, rate: u64, round: usize) -> u64 {
+    /// Runs the floor pipeline once at `rate`; its p99, `None` if it
+    /// recorded nothing.
+    fn round(&mut self, settings: &Settings, rate: u64, round: usize) -> Option<u64> {
         settings.say(&format!(
             "pipeline at {rate}/s, round {} of {}: floor (two spinning threads)",
             round + 1,
@@ -333,7 +352,7 @@ impl Floor {
         let schedule = Schedule::new(rate, settings.warmup, settings.measure);
         let latency = super::pipeline_floor::run(schedule);
         self.latency.merge(&latency);
-        latency.percentile(99.0)
+        (!latency.is_empty()).then(|| latency.percentile(99.0))
     }
 
     /// The floor's row and curve, and its ratio rows (medians of the

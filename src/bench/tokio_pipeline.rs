@@ -45,7 +45,9 @@ pub(super) fn run(schedule: Schedule) -> Option<LatencyHistogram> {
         });
         let client = tokio::spawn(async move {
             let mut next = schedule.start_ns;
-            while next < schedule.end_ns {
+            // As the corelane client: past the drain it stops sending.
+            let give_up_ns = schedule.end_ns + super::pipeline::DRAIN_NS;
+            while next < schedule.end_ns && clock::now_ns() <= give_up_ns {
                 if next <= clock::now_ns() {
                     // A full channel makes the client wait: the request
                     // is still owed from its intended time.

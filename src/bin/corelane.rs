@@ -255,7 +255,13 @@ fn bench(args: BenchArgs) -> ExitCode {
         Settings::full()
     };
     if let Some(rates) = args.rates {
-        settings.rates = rates.into_iter().filter(|&rate| rate > 0).collect();
+        // A rate of 0 used to be dropped in silence (and with it the whole
+        // pipeline section, for `--rates 0`): refuse it instead.
+        if rates.contains(&0) {
+            eprintln!("corelane: --rates must be positive requests per second");
+            return ExitCode::FAILURE;
+        }
+        settings.rates = rates;
     }
     if let Some(rounds) = args.rounds {
         settings.rounds = rounds.max(1);

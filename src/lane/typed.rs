@@ -666,6 +666,7 @@ impl<T> Consumer<T> {
             consumer: self,
             len,
             taken: 0,
+            released: 0,
         }
     }
 
@@ -955,16 +956,24 @@ impl<T> fmt::Debug for WriteChunk<'_, T> {
 
 /// Values lent by [`Consumer::read_chunk`], oldest first.
 ///
-/// The chunk is an [`Iterator`] that moves its values out in order. The
-/// slots of values moved out or dropped with [`commit`](ReadChunk::commit)
-/// are released to the producer, with one store, when the chunk goes; the
-/// values left in the chunk stay in the ring.
+/// The chunk is an [`Iterator`] that moves its values out in order. A
+/// value moved out one at a time (`next`, and so [`commit`](ReadChunk::commit))
+/// releases its slot to the producer at once, so a chunk that is forgotten
+/// never hands a value out twice; values moved out by `for_each` or `fold`
+/// (as [`Consumer::pop_batch`] does) release theirs with one store when the
+/// chunk goes. The values left in the chunk stay in the ring.
 pub struct ReadChunk<'a, T> {
     consumer: &'a mut Consumer<T>,
     /// Number of values lent, starting at the consumer's head.
     len: usize,
     /// Number of values moved out of the front of the chunk so far.
     taken: usize,
+    /// Number of those whose slots are already released: `next` releases
+    /// each value's slot as it moves the value out, so that a chunk that
+    /// is forgotten (`mem::forget`) never hands the same value out again;
+    /// `fold` (which cannot be forgotten part way) releases them all in
+    /// the chunk's drop, with one store.
+    released: usize,
     /// Slot index of the next value to move out.
     next_index: usize,
 }
@@ -1032,7 +1041,10 @@ impl<T> ReadChunk<'_, T> {
     #[inline]
     unsafe fn value(&self, offset: usize) -> &T {
         let consumer = &*self.consumer;
-        let index = consumer.slots.add(consumer.head_index(), offset);
+        // The head has moved on past the released values.
+        let index = consumer
+            .slots
+            .add(consumer.head_index(), offset - self.released);
         // SAFETY: the value at `offset` was published and not yet released
         // or moved out (caller's contract), and the producer does not touch
         // it before the consumer releases it, which needs this chunk gone.
@@ -1055,6 +1067,14 @@ impl<T> Iterator for ReadChunk<'_, T> {
         let value = unsafe { slots.take(self.next_index) };
         self.next_index = slots.next(self.next_index);
         self.taken += 1;
+        // Released at once (see `released`): the value is out of its slot.
+        let consumer = &mut *self.consumer;
+        let head = consumer.head().wrapping_add(1);
+        if head == consumer.wrap_at {
+            consumer.wrap_at = head.wrapping_add(consumer.slots.capacity);
+        }
+        consumer.release(head);
+        self.released += 1;
         Some(value)
     }
 
@@ -1094,9 +1114,10 @@ impl<T> iter::FusedIterator for ReadChunk<'_, T> {}
 
 impl<T> Drop for ReadChunk<'_, T> {
     fn drop(&mut self) {
-        if self.taken > 0 {
+        let unreleased = self.taken - self.released;
+        if unreleased > 0 {
             let consumer = &mut *self.consumer;
-            let head = consumer.head().wrapping_add(self.taken);
+            let head = consumer.head().wrapping_add(unreleased);
             consumer.wrap_at = consumer.slots.wrap_after(head, consumer.wrap_at);
             consumer.release(head);
         }

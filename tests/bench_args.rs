@@ -1,0 +1,98 @@
+//! `corelane bench` given odd pipeline arguments: a zero rate is refused
+//! with a clear error, a rate too low to record anything reports no ratio
+//! of empty histograms, and a rate no pipeline can keep up with still ends
+//! (a client past the drain stops sending). No timing is asserted: the
+//! watchdog below only tells a hang from a run, with minutes to spare.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Runs `corelane bench ARGS`, killing it if it runs past `limit` (a hang).
+fn bench(args: &[&str], limit: Duration) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_corelane"))
+        .arg("bench")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run corelane bench");
+    let started = Instant::now();
+    while child.try_wait().expect("wait for corelane bench").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("corelane bench {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.wait_with_output().expect("corelane bench output")
+}
+
+#[test]
+fn a_zero_rate_is_refused() {
+    for rates in ["0", "20000,0"] {
+        let output = bench(
+            &["--quick", "--only", "pipeline", "--rates", rates],
+            Duration::from_secs(60),
+        );
+        assert!(!output.status.success(), "--rates {rates} accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--rates must be positive"), "{stderr}");
+        assert!(output.stdout.is_empty(), "nothing measured: {output:?}");
+    }
+}
+
+/// At one request a second over a fraction of a second nothing falls in
+/// the recorded window: the rows say count 0 and no ratio row claims a
+/// ratio of 0.
+#[test]
+fn an_empty_run_reports_no_ratio() {
+    let output = bench(
+        &[
+            "--quick",
+            "--json",
+            "--only",
+            "pipeline",
+            "--idle",
+            "busy-spin",
+            "--rates",
+            "1",
+            "--seconds",
+            "0.1",
+        ],
+        Duration::from_secs(300),
+    );
+    assert!(output.status.success(), "{output:?}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    let text = report.to_string();
+    assert!(text.contains("floor pipeline 1/s"), "{text}");
+    assert!(!text.contains("ratio"), "a ratio of empty runs: {text}");
+}
+
+/// One request a nanosecond: no pipeline keeps up, and each run still ends
+/// about a second (the drain) after its schedule.
+#[test]
+fn a_rate_no_pipeline_keeps_up_with_still_ends() {
+    let output = bench(
+        &[
+            "--quick",
+            "--json",
+            "--only",
+            "pipeline",
+            "--idle",
+            "busy-spin",
+            "--rates",
+            "1000000000",
+            "--seconds",
+            "0.05",
+        ],
+        Duration::from_secs(300),
+    );
+    assert!(output.status.success(), "{output:?}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    let text = report.to_string();
+    assert!(text.contains("corelane busy-spin 1000000000/s"), "{text}");
+    assert!(text.contains("floor pipeline 1000000000/s"), "{text}");
+}
