@@ -100,6 +100,36 @@ fn batch_commit_publishes_the_committed_prefix() {
     });
 }
 
+/// A read chunk's `next` releases each slot as it moves the value out, while
+/// the chunk is still alive: the producer may refill that slot at once, and
+/// the chunk must go on reading the values after it, not the new ones.
+#[test]
+fn read_chunk_next_releases_slots_the_producer_refills() {
+    check(3, || {
+        let (mut producer, mut consumer) = ring::<usize>(2);
+        let sender = thread::spawn(move || push_all(&mut producer, 0..4));
+
+        let mut received = Vec::new();
+        while received.len() < 4 {
+            let mut chunk = consumer.read_chunk(2);
+            if chunk.is_empty() {
+                drop(chunk);
+                thread::yield_now();
+                continue;
+            }
+            // One at a time, looking at what is left after each.
+            while let Some(value) = chunk.next() {
+                received.push(value);
+                if let Some(&next) = chunk.get(0) {
+                    assert_eq!(next, value + 1);
+                }
+            }
+        }
+        sender.join().unwrap();
+        assert_eq!(received, [0, 1, 2, 3]);
+    });
+}
+
 /// A value that counts its drops, to see that each is dropped exactly once
 /// whichever thread drops the ring.
 struct Counted(Arc<AtomicUsize>);
