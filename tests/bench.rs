@@ -34,6 +34,13 @@ fn field(row: &Value, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} missing in {row}"))
 }
 
+/// The names of `rows`, in order.
+fn row_names<'a>(rows: &[&'a Value]) -> Vec<&'a str> {
+    rows.iter()
+        .map(|row| row["name"].as_str().expect("a row's name"))
+        .collect()
+}
+
 fn rows<'a>(report: &'a Value, section: &str) -> Vec<&'a Value> {
     report["rows"]
         .as_array()
@@ -83,10 +90,7 @@ fn ipc_and_pools_sections_report_sane_rows_and_clean_up() {
     }
 
     let ipc = rows(&report, "ipc");
-    let names: Vec<&str> = ipc
-        .iter()
-        .map(|row| row["name"].as_str().unwrap())
-        .collect();
+    let names = row_names(&ipc);
     assert_eq!(
         names,
         [
@@ -126,10 +130,7 @@ fn ipc_and_pools_sections_report_sane_rows_and_clean_up() {
     }
 
     let pools = rows(&report, "pools");
-    let names: Vec<&str> = pools
-        .iter()
-        .map(|row| row["name"].as_str().unwrap())
-        .collect();
+    let names = row_names(&pools);
     assert_eq!(
         names,
         [
@@ -318,10 +319,7 @@ fn floor_pipeline_and_hiccups_rows_are_reported() {
     let report: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
 
     let pipeline = rows(&report, "pipeline");
-    let names: Vec<&str> = pipeline
-        .iter()
-        .map(|row| row["name"].as_str().unwrap())
-        .collect();
+    let names = row_names(&pipeline);
     assert_eq!(
         names,
         [
@@ -355,10 +353,7 @@ fn floor_pipeline_and_hiccups_rows_are_reported() {
     }
 
     let floor_rows = rows(&report, "floor");
-    let names: Vec<&str> = floor_rows
-        .iter()
-        .map(|row| row["name"].as_str().unwrap())
-        .collect();
+    let names = row_names(&floor_rows);
     assert_eq!(
         names,
         [

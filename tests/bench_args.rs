@@ -44,11 +44,9 @@ fn a_zero_rate_is_refused() {
     }
 }
 
-/// At one request a second over a fraction of a second nothing falls in
-/// the recorded window: the rows say count 0 and no ratio row claims a
-/// ratio of 0.
-#[test]
-fn an_empty_run_reports_no_ratio() {
+/// A quick pipeline-only run, busy-spinning, at `rate` for `seconds`: the
+/// JSON report as text, after checking that the run succeeded.
+fn pipeline_report(rate: &str, seconds: &str) -> String {
     let output = bench(
         &[
             "--quick",
@@ -58,15 +56,23 @@ fn an_empty_run_reports_no_ratio() {
             "--idle",
             "busy-spin",
             "--rates",
-            "1",
+            rate,
             "--seconds",
-            "0.1",
+            seconds,
         ],
         Duration::from_secs(300),
     );
     assert!(output.status.success(), "{output:?}");
     let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
-    let text = report.to_string();
+    report.to_string()
+}
+
+/// At one request a second over a fraction of a second nothing falls in
+/// the recorded window: the rows say count 0 and no ratio row claims a
+/// ratio of 0.
+#[test]
+fn an_empty_run_reports_no_ratio() {
+    let text = pipeline_report("1", "0.1");
     assert!(text.contains("floor pipeline 1/s"), "{text}");
     assert!(!text.contains("ratio"), "a ratio of empty runs: {text}");
 }
@@ -75,24 +81,7 @@ fn an_empty_run_reports_no_ratio() {
 /// about a second (the drain) after its schedule.
 #[test]
 fn a_rate_no_pipeline_keeps_up_with_still_ends() {
-    let output = bench(
-        &[
-            "--quick",
-            "--json",
-            "--only",
-            "pipeline",
-            "--idle",
-            "busy-spin",
-            "--rates",
-            "1000000000",
-            "--seconds",
-            "0.05",
-        ],
-        Duration::from_secs(300),
-    );
-    assert!(output.status.success(), "{output:?}");
-    let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
-    let text = report.to_string();
+    let text = pipeline_report("1000000000", "0.05");
     assert!(text.contains("corelane busy-spin 1000000000/s"), "{text}");
     assert!(text.contains("floor pipeline 1000000000/s"), "{text}");
 }
