@@ -24,13 +24,17 @@
 //! Each half also keeps `wrap_at`, the count of its own at which its slot
 //! index next returns to 0, so the slot of its count is `count + capacity -
 //! wrap_at`: no division, whatever the capacity. A push stores the value,
-//! its own count and the shared tail (and `wrap_at` once a lap); a pop
-//! stores only the shared head, which the consumer reads back for its own
-//! count: the producer loads that line only when the ring looks full, so
-//! the read hits. (The producer keeps its own count: the consumer polls the
-//! tail's line, and reading it back would miss.) On a busy ring every store
-//! queues behind the ones that wait for the other core's cache lines, so
-//! each one saved shows in the lanes bench's throughput rows. Each half also keeps the slots' address and the
+//! the producer's own count and the shared tail (and `wrap_at` once a lap);
+//! a pop, the consumer's own count and the shared head. Keeping the slot
+//! index as well cost one store more on each side, and on a busy ring
+//! every store queues behind the ones that wait for the other core's cache
+//! lines: one-at-a-time throughput was about half rtrb's. Each half keeps
+//! its own count rather than reading it back from the shared word: the
+//! other side reads that word's line (all the time when the ring runs near
+//! empty or near full), and a read-back can then miss. In the lanes bench,
+//! reading the tail back cost the round trip 40%, and with the head read
+//! back the ring ran at 0.3x rtrb's throughput in rounds where the two
+//! CPUs sat close (a 130 ns floor). Each half also keeps the slots' address and the
 //! capacity in its own fields, so that nothing on the hot path is loaded
 //! through the shared state that the other side's stores would make the
 //! compiler read again.
@@ -135,6 +139,7 @@ pub fn ring<T: Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
     let consumer = Consumer {
         ring,
         slots,
+        head: 0,
         wrap_at: capacity,
         cached_tail: 0,
     };
@@ -584,6 +589,10 @@ impl<T> fmt::Debug for Producer<T> {
 pub struct Consumer<T> {
     ring: Arc<Ring<T>>,
     slots: Slots<T>,
+    /// Values taken so far: the head as last stored. The consumer is the
+    /// head's only writer, so this copy is always current and the shared one
+    /// is never loaded (see "Counts and slot indices" for why it is kept).
+    head: usize,
     /// The head at which the slot index of the head next returns to 0 (see
     /// "Counts and slot indices").
     wrap_at: usize,
@@ -767,18 +776,16 @@ impl<T> Consumer<T> {
         self.slots.index_at(self.head(), self.wrap_at)
     }
 
-    /// Values taken so far. The consumer is the head's only writer, so a
-    /// relaxed load returns its own last store, from a line the producer
-    /// reads only when the ring looks full: it hits, and a pop stores
-    /// nothing but the shared head.
+    /// Values taken so far.
     #[inline]
     fn head(&self) -> usize {
-        self.ring.head.load(Ordering::Relaxed)
+        self.head
     }
 
     /// Hands the slots before `head` back to the producer.
     #[inline]
     fn release(&mut self, head: usize) {
+        self.head = head;
         // Pairs with the Acquire load of head in `Producer::free_slots`: the
         // values moved out of these slots are gone before the producer
         // writes the slots again.
@@ -1147,6 +1154,7 @@ mod tests {
         producer.tail = start;
         producer.limit = start.wrapping_add(capacity);
         producer.wrap_at = start.wrapping_add(capacity);
+        consumer.head = start;
         consumer.cached_tail = start;
         consumer.wrap_at = start.wrapping_add(capacity);
         (producer, consumer)
