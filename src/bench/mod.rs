@@ -23,6 +23,7 @@ mod timers;
 mod tokio_pipeline;
 
 use std::ffi::OsString;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::runtime::IdleStrategy;
@@ -108,6 +109,8 @@ impl Settings {
 
 /// Runs every section (or those `settings.only` names).
 pub fn run(settings: &Settings) -> Report {
+    // The CPU list, before any section pins a thread (see `cpus`).
+    cpus();
     let mut report = Report::default();
     if settings.wants("record") {
         settings.say("recording cost");
@@ -151,12 +154,51 @@ fn off_thread(section: impl FnOnce() + Send) {
     });
 }
 
+/// The CPUs the process may run on, read once: [`run`] reads it first,
+/// before any thread is pinned. Read later from a pinned thread, the list
+/// would hold that thread's CPU alone (it is the calling thread's mask),
+/// and a thread it spawns inherits that mask: `pin(1)` from there would
+/// land on the same CPU as `pin(0)`.
+fn cpus() -> &'static [core_affinity::CoreId] {
+    static CPUS: OnceLock<Vec<core_affinity::CoreId>> = OnceLock::new();
+    CPUS.get_or_init(|| core_affinity::get_core_ids().unwrap_or_default())
+}
+
 /// Pins the calling thread to the `index`-th CPU the process may use (in
 /// turn, when there are fewer). A no-op if the CPU list is unknown.
 fn pin(index: usize) {
-    if let Some(cores) = core_affinity::get_core_ids() {
-        if !cores.is_empty() {
-            core_affinity::set_for_current(cores[index % cores.len()]);
+    let cpus = cpus();
+    if !cpus.is_empty() {
+        core_affinity::set_for_current(cpus[index % cpus.len()]);
+    }
+}
+
+#[cfg(test)]
+mod pin_tests {
+    use super::*;
+
+    /// A thread pinned to the first CPU spawns one that asks for the
+    /// second: it must get the second, though it inherits the first
+    /// thread's one-CPU mask (the hiccups rows once ran both spinners on
+    /// one CPU that way).
+    #[test]
+    fn a_thread_spawned_by_a_pinned_thread_can_be_pinned_elsewhere() {
+        let all = cpus().to_vec();
+        if all.len() < 2 {
+            eprintln!("one CPU: nothing to tell apart");
+            return;
         }
+        let seen = std::thread::spawn(|| {
+            pin(0);
+            std::thread::spawn(|| {
+                pin(1);
+                core_affinity::get_core_ids()
+            })
+            .join()
+            .expect("inner thread")
+        })
+        .join()
+        .expect("outer thread");
+        assert_eq!(seen, Some(vec![all[1]]));
     }
 }
