@@ -3,14 +3,13 @@
 //! bulk, mixed with a full overflow queue, dropped on another core, many
 //! held at shutdown. Nothing may leak from the pool and nothing may panic.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use corelane::frame::Message;
-use corelane::pool::PoolConfig;
-use corelane::runtime::{
-    Backpressure, Context, Handler, IdleStrategy, Runtime, TimeSource, VirtualClock,
-};
+use corelane::runtime::{Backpressure, Context, Handler, VirtualClock};
 
 /// Far over a frame of the 64 KiB lanes used here; the pool's 256 KiB
 /// class serves it.
@@ -62,26 +61,14 @@ impl Handler for Keeper {
     }
 }
 
-fn builder() -> corelane::runtime::Builder {
-    Runtime::builder()
-        .cores(2)
-        .idle(IdleStrategy::BusySpin)
-        .lane_capacity(1 << 16)
-        .pool(PoolConfig::default())
-}
-
 /// A large delayed message to the sending core itself arrives intact and
 /// its buffer comes home.
 #[test]
 fn a_large_delayed_message_to_its_own_core_arrives_and_returns() {
     let clock = VirtualClock::new();
-    let mut runtime = builder()
-        .time_source(TimeSource::Virtual(clock.clone()))
-        .timer_tick(Duration::from_millis(1))
-        .build()
-        .unwrap()
-        .start_manual(|_| Keeper::default())
-        .unwrap();
+    let mut runtime = common::manual_on_clock(common::large_message_builder(), &clock, |_| {
+        Keeper::default()
+    });
     runtime.with_context(0, |_, cx| {
         for seq in 0..3 {
             cx.send_after(Duration::from_millis(5), 0, &blob(seq))
@@ -105,13 +92,9 @@ fn a_large_delayed_message_to_its_own_core_arrives_and_returns() {
 #[test]
 fn many_large_delayed_messages_cancelled_or_pending_at_shutdown_leak_nothing() {
     let clock = VirtualClock::new();
-    let mut runtime = builder()
-        .time_source(TimeSource::Virtual(clock.clone()))
-        .timer_tick(Duration::from_millis(1))
-        .build()
-        .unwrap()
-        .start_manual(|_| Keeper::default())
-        .unwrap();
+    let mut runtime = common::manual_on_clock(common::large_message_builder(), &clock, |_| {
+        Keeper::default()
+    });
     let usage = runtime.with_context(0, |_, cx| {
         let mut timers = Vec::new();
         for seq in 0..40 {
@@ -148,15 +131,13 @@ fn many_large_delayed_messages_cancelled_or_pending_at_shutdown_leak_nothing() {
 #[test]
 fn delayed_large_messages_due_behind_a_full_overflow_queue_keep_order() {
     let clock = VirtualClock::new();
-    let mut runtime = builder()
-        .time_source(TimeSource::Virtual(clock.clone()))
-        .timer_tick(Duration::from_millis(1))
-        .max_in_flight(1)
-        .backpressure(Backpressure::Overflow { capacity: 2 })
-        .build()
-        .unwrap()
-        .start_manual(|_| Keeper::default())
-        .unwrap();
+    let mut runtime = common::manual_on_clock(
+        common::large_message_builder()
+            .max_in_flight(1)
+            .backpressure(Backpressure::Overflow { capacity: 2 }),
+        &clock,
+        |_| Keeper::default(),
+    );
     runtime.with_context(0, |_, cx| {
         for seq in 10..13 {
             cx.send(1, &blob(seq)).unwrap();
@@ -250,7 +231,7 @@ fn large_delayed_messages_dropped_on_another_core_all_come_home() {
     let rounds = 60;
     let seen = Arc::new(Mutex::new(Seen::default()));
     let shared = Arc::clone(&seen);
-    let report = builder()
+    let report = common::large_message_builder()
         .max_in_flight(2)
         .backpressure(Backpressure::Overflow { capacity: 4 })
         .build()

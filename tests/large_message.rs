@@ -1,13 +1,15 @@
 //! Messages too large for a lane frame travel as pooled buffer handles:
 //! they arrive intact, are read in place, and their buffers go home.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use corelane::frame::Message;
 use corelane::pool::{PoolConfig, PoolUsage};
 use corelane::runtime::{
-    Backpressure, Context, Handler, IdleStrategy, Runtime, SendError, TimeSource, VirtualClock,
+    Backpressure, Context, Handler, IdleStrategy, Runtime, SendError, VirtualClock,
 };
 
 /// 4 MiB of bytes in each large message.
@@ -249,14 +251,6 @@ fn assert_received(keeper: &Keeper, seqs: &[u32]) {
     }
 }
 
-fn held_runtime() -> corelane::runtime::Builder {
-    Runtime::builder()
-        .cores(2)
-        .idle(IdleStrategy::BusySpin)
-        .lane_capacity(1 << 16)
-        .pool(PoolConfig::default())
-}
-
 /// Delayed messages too large for a frame wait in pooled buffers and
 /// travel by handle when due: they arrive byte for byte, a cancelled one
 /// gives its buffer back at once, and one still pending at shutdown is
@@ -264,13 +258,9 @@ fn held_runtime() -> corelane::runtime::Builder {
 #[test]
 fn delayed_large_messages_travel_by_handle_and_their_buffers_return() {
     let clock = VirtualClock::new();
-    let mut runtime = held_runtime()
-        .time_source(TimeSource::Virtual(clock.clone()))
-        .timer_tick(Duration::from_millis(1))
-        .build()
-        .unwrap()
-        .start_manual(|_| Keeper::default())
-        .unwrap();
+    let mut runtime = common::manual_on_clock(common::large_message_builder(), &clock, |_| {
+        Keeper::default()
+    });
     let usage = runtime.with_context(0, |_, cx| {
         assert!(
             HELD_BLOB_LEN > cx.max_payload(),
@@ -327,7 +317,7 @@ fn delayed_large_messages_travel_by_handle_and_their_buffers_return() {
 /// buffers and sends them on by handle, in order, as room appears.
 #[test]
 fn overflow_holds_large_messages_by_handle_and_keeps_order() {
-    let mut runtime = held_runtime()
+    let mut runtime = common::large_message_builder()
         .max_in_flight(1)
         .backpressure(Backpressure::Overflow { capacity: 3 })
         .build()
@@ -374,7 +364,7 @@ fn overflow_holds_large_messages_by_handle_and_keeps_order() {
 /// lost, and their buffers are back either way.
 #[test]
 fn large_messages_held_at_shutdown_are_reported_and_their_buffers_freed() {
-    let mut runtime = held_runtime()
+    let mut runtime = common::large_message_builder()
         .max_in_flight(1)
         .backpressure(Backpressure::Overflow { capacity: 8 })
         .build()
@@ -403,7 +393,7 @@ fn large_messages_held_at_shutdown_are_reported_and_their_buffers_freed() {
 /// A delayed message over `max_message` is handed back when scheduled.
 #[test]
 fn a_delayed_message_over_the_limit_is_handed_back() {
-    let mut runtime = held_runtime()
+    let mut runtime = common::large_message_builder()
         .max_message(100 * 1024)
         .build()
         .unwrap()

@@ -62,3 +62,29 @@ impl Drop for Scratch {
         let _ = fs::remove_dir_all(&self.0);
     }
 }
+
+/// The runtime the large held-message tests use: two busy-spinning cores,
+/// 64 KiB lanes (so their blobs never fit a frame) and the default pool.
+pub fn large_message_builder() -> corelane::runtime::Builder {
+    corelane::runtime::Runtime::builder()
+        .cores(2)
+        .idle(IdleStrategy::BusySpin)
+        .lane_capacity(1 << 16)
+        .pool(corelane::pool::PoolConfig::default())
+}
+
+/// `builder`'s runtime, driven by hand on `clock` with a 1 ms timer tick,
+/// each core's handler made by `make`.
+pub fn manual_on_clock<H: corelane::runtime::Handler>(
+    builder: corelane::runtime::Builder,
+    clock: &corelane::runtime::VirtualClock,
+    make: impl FnMut(usize) -> H,
+) -> corelane::runtime::ManualRuntime<H> {
+    builder
+        .time_source(corelane::runtime::TimeSource::Virtual(clock.clone()))
+        .timer_tick(std::time::Duration::from_millis(1))
+        .build()
+        .expect("a valid runtime")
+        .start_manual(make)
+        .expect("a manual runtime")
+}
