@@ -282,6 +282,18 @@ impl<T> Slots<T> {
         index
     }
 
+    /// `count + 1`, and `wrap_at` moved on a lap if that count starts one:
+    /// one value pushed or taken.
+    #[inline]
+    fn step(&self, count: usize, wrap_at: usize) -> (usize, usize) {
+        let next = count.wrapping_add(1);
+        if next == wrap_at {
+            (next, wrap_at.wrapping_add(self.capacity))
+        } else {
+            (next, wrap_at)
+        }
+    }
+
     /// `wrap_at` for a half whose count moved on to `count`, at most one
     /// capacity past the lap that ends at `wrap_at`.
     #[inline]
@@ -408,10 +420,8 @@ impl<T> Producer<T> {
         // SAFETY: `free_slots` found at least one free slot, and the slot at
         // the tail's index is the first of them.
         unsafe { self.slots.write(self.tail_index(), value) };
-        let tail = self.tail.wrapping_add(1);
-        if tail == self.wrap_at {
-            self.wrap_at = tail.wrapping_add(self.slots.capacity);
-        }
+        let (tail, wrap_at) = self.slots.step(self.tail, self.wrap_at);
+        self.wrap_at = wrap_at;
         self.publish(tail);
         Ok(())
     }
@@ -631,11 +641,7 @@ impl<T> Consumer<T> {
         // SAFETY: `available` found at least one published value, and the
         // one at the head's index is the oldest of them.
         let value = unsafe { self.slots.take(self.head_index()) };
-        let head = self.head().wrapping_add(1);
-        if head == self.wrap_at {
-            self.wrap_at = head.wrapping_add(self.slots.capacity);
-        }
-        self.release(head);
+        self.release_one();
         Some(value)
     }
 
@@ -716,7 +722,7 @@ impl<T> Consumer<T> {
         // enough. `pop` loads the tail again with Acquire before it reads a
         // slot.
         let tail = self.ring.tail.load(Ordering::Relaxed);
-        tail.wrapping_sub(self.head())
+        tail.wrapping_sub(self.head)
     }
 
     /// Returns `true` if the ring holds no value now.
@@ -758,7 +764,7 @@ impl<T> Consumer<T> {
     /// capacity, the most there can be).
     #[inline]
     fn available(&mut self, wanted: usize) -> usize {
-        let head = self.head();
+        let head = self.head;
         let available = self.cached_tail.wrapping_sub(head);
         if available >= wanted || available == self.slots.capacity {
             return available;
@@ -773,13 +779,15 @@ impl<T> Consumer<T> {
     /// The slot index of the head: where the oldest value is.
     #[inline]
     fn head_index(&self) -> usize {
-        self.slots.index_at(self.head(), self.wrap_at)
+        self.slots.index_at(self.head, self.wrap_at)
     }
 
-    /// Values taken so far.
+    /// Hands the oldest value's slot back to the producer.
     #[inline]
-    fn head(&self) -> usize {
-        self.head
+    fn release_one(&mut self) {
+        let (head, wrap_at) = self.slots.step(self.head, self.wrap_at);
+        self.wrap_at = wrap_at;
+        self.release(head);
     }
 
     /// Hands the slots before `head` back to the producer.
@@ -809,7 +817,7 @@ impl<T> fmt::Debug for Consumer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Consumer")
             .field("capacity", &self.capacity())
-            .field("head", &self.head())
+            .field("head", &self.head)
             .field("cached_tail", &self.cached_tail)
             .finish()
     }
@@ -1075,12 +1083,7 @@ impl<T> Iterator for ReadChunk<'_, T> {
         self.next_index = slots.next(self.next_index);
         self.taken += 1;
         // Released at once (see `released`): the value is out of its slot.
-        let consumer = &mut *self.consumer;
-        let head = consumer.head().wrapping_add(1);
-        if head == consumer.wrap_at {
-            consumer.wrap_at = head.wrapping_add(consumer.slots.capacity);
-        }
-        consumer.release(head);
+        self.consumer.release_one();
         self.released += 1;
         Some(value)
     }
@@ -1124,7 +1127,7 @@ impl<T> Drop for ReadChunk<'_, T> {
         let unreleased = self.taken - self.released;
         if unreleased > 0 {
             let consumer = &mut *self.consumer;
-            let head = consumer.head().wrapping_add(unreleased);
+            let head = consumer.head.wrapping_add(unreleased);
             consumer.wrap_at = consumer.slots.wrap_after(head, consumer.wrap_at);
             consumer.release(head);
         }
