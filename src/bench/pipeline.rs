@@ -308,8 +308,7 @@ pub(super) fn run(settings: &Settings, report: &mut Report) {
                 if runs.ratios.is_empty() {
                     continue;
                 }
-                runs.ratios.sort_by(f64::total_cmp);
-                let median = runs.ratios[runs.ratios.len() / 2];
+                let median = median(std::mem::take(&mut runs.ratios));
                 // The bar is read on the spinning configuration; the others
                 // are shown for what idling costs.
                 let mut fields = vec![("ratio", median)];
