@@ -15,6 +15,7 @@
 use std::fmt;
 
 pub mod frames;
+mod prefetch;
 pub mod region;
 pub mod typed;
 

@@ -43,7 +43,9 @@ use crate::frame::layout::{
     aligned_len, checksum, read_checksum, read_meta, FrameMeta, FLAG_CHECKSUM, FRAME_ALIGN,
     HEADER_LEN, PADDING_TYPE, PAYLOAD_OFFSET,
 };
-use crate::lane::frames::{head_offset, tail_offset, RingError, MIN_CAPACITY, TRAILER_LEN};
+use crate::lane::frames::{
+    head_offset, prefetch_line_after, tail_offset, RingError, MIN_CAPACITY, TRAILER_LEN,
+};
 use crate::lane::region::Region;
 
 /// A frame read from a ring, copied out of it: the bytes cannot change
@@ -251,6 +253,7 @@ impl<R: Region> RingReader<R> {
         // frame's other bytes are visible once a positive length is.
         let length = self.length_word(offset).load(Ordering::Acquire);
         if length == 0 {
+            prefetch_line_after(self.data, offset, self.capacity);
             return Ok(None);
         }
         // Made only when needed: an error value built on every frame and
