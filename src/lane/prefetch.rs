@@ -24,3 +24,45 @@ pub(crate) fn prefetch_read<T>(ptr: *const T) {
     #[cfg(not(all(target_arch = "x86_64", not(miri))))]
     let _ = ptr;
 }
+
+/// Hints that the cache line holding `ptr` will be written soon: the line
+/// is fetched and every other core's copy invalidated now, so the write
+/// itself finds the line owned.
+///
+/// Only call it where [`can_prefetch_write`] said yes; elsewhere it is a
+/// no-op.
+#[inline(always)]
+pub(crate) fn prefetch_write<T>(ptr: *const T) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    // SAFETY: `prefetchw` reads no memory the program can observe, writes
+    // none, and does not fault on any address; callers check that the CPU
+    // has the instruction (`can_prefetch_write`) before they use it.
+    unsafe {
+        std::arch::asm!(
+            "prefetchw [{ptr}]",
+            ptr = in(reg) ptr,
+            options(nostack, readonly, preserves_flags)
+        );
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    let _ = ptr;
+}
+
+/// Whether this CPU has `prefetchw` (CPUID leaf 0x8000_0001, ECX bit 8:
+/// every AMD64 CPU, Intel's since Broadwell); read once.
+pub(crate) fn can_prefetch_write() -> bool {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    {
+        use std::sync::OnceLock;
+        static HAS_PREFETCHW: OnceLock<bool> = OnceLock::new();
+        *HAS_PREFETCHW.get_or_init(|| {
+            use std::arch::x86_64::__cpuid;
+            // Leaf 0x8000_0001 is asked for only if the highest extended
+            // leaf includes it.
+            let highest = __cpuid(0x8000_0000).eax;
+            highest >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
+        })
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    false
+}

@@ -90,6 +90,7 @@ use std::iter;
 use std::mem::{self, MaybeUninit};
 use std::ptr::NonNull;
 
+use super::prefetch::{can_prefetch_write, prefetch_write};
 use super::Full;
 use crate::sync::{Arc, AtomicBool, AtomicUsize, CachePadded, Ordering, UnsafeCell};
 
@@ -135,6 +136,7 @@ pub fn ring<T: Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
         tail: 0,
         wrap_at: capacity,
         limit: capacity,
+        look_ahead: look_ahead::<T>(capacity),
     };
     let consumer = Consumer {
         ring,
@@ -144,6 +146,22 @@ pub fn ring<T: Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
         cached_tail: 0,
     };
     (producer, consumer)
+}
+
+/// The producer's look-ahead, in slots, for a ring of `capacity` slots of
+/// `T`: two cache lines, on rings of at least 16 lines of values small
+/// enough to share lines; 0 (none) otherwise, or where the CPU has no
+/// `prefetchw`.
+fn look_ahead<T>(capacity: usize) -> usize {
+    const LINE: usize = 64;
+    let size = std::mem::size_of::<T>();
+    if size == 0 || size > LINE || capacity.saturating_mul(size) < 16 * LINE {
+        return 0;
+    }
+    if !can_prefetch_write() {
+        return 0;
+    }
+    2 * LINE / size
 }
 
 /// One slot: a value, or nothing.
@@ -383,6 +401,9 @@ pub struct Producer<T> {
     /// it without a look at the consumer's head. The consumer may have
     /// moved on since, so it can only under-count free slots.
     limit: usize,
+    /// How many slots ahead of the tail `push` asks for a line to write
+    /// (see `prefetch_ahead`); 0 where that is not done.
+    look_ahead: usize,
 }
 
 // SAFETY: a producer owns its `Arc` of the ring and uses `slots` (a pointer
@@ -417,13 +438,35 @@ impl<T> Producer<T> {
             return Err(Full(value));
         }
 
+        let index = self.tail_index();
         // SAFETY: `free_slots` found at least one free slot, and the slot at
         // the tail's index is the first of them.
-        unsafe { self.slots.write(self.tail_index(), value) };
+        unsafe { self.slots.write(index, value) };
+        self.prefetch_ahead(index);
         let (tail, wrap_at) = self.slots.step(self.tail, self.wrap_at);
         self.wrap_at = wrap_at;
         self.publish(tail);
         Ok(())
+    }
+
+    /// Asks for the line `look_ahead` slots after `index` to be made this
+    /// core's to write, if it is free space as far as `limit` shows (never
+    /// a line of values the consumer has still to read).
+    ///
+    /// Without it, each line the producer starts is fetched when its first
+    /// value is written, and on a ring that runs near empty the consumer,
+    /// which reads each value as it lands, gets ahead of a producer slowed
+    /// by those fetches and keeps the ring near empty: measured, 0.34x to
+    /// 0.54x rtrb's throughput with about half the samples near empty, in
+    /// runs where the look-ahead gave 0.8x to 1.1x (`cargo bench --bench
+    /// lanes`).
+    #[inline]
+    fn prefetch_ahead(&self, index: usize) {
+        if self.look_ahead == 0 || self.limit.wrapping_sub(self.tail) <= 2 * self.look_ahead {
+            return;
+        }
+        let ahead = self.slots.add(index, self.look_ahead);
+        prefetch_write(self.slots.base.as_ptr().wrapping_add(ahead));
     }
 
     /// Claims up to `count` free slots, to be filled and then published
@@ -1161,6 +1204,40 @@ mod tests {
         consumer.cached_tail = start;
         consumer.wrap_at = start.wrapping_add(capacity);
         (producer, consumer)
+    }
+
+    #[test]
+    fn the_look_ahead_is_two_lines_of_small_values_on_large_rings_only() {
+        let two_lines = |slots: usize| if can_prefetch_write() { slots } else { 0 };
+        assert_eq!(look_ahead::<u64>(4096), two_lines(16));
+        assert_eq!(look_ahead::<u8>(1024), two_lines(128));
+        assert_eq!(look_ahead::<[u8; 64]>(16), two_lines(2));
+        // Rings under 16 lines, values over a line, and zero-sized values
+        // get none.
+        assert_eq!(look_ahead::<u64>(127), 0);
+        assert_eq!(look_ahead::<u64>(16), 0);
+        assert_eq!(look_ahead::<[u8; 65]>(4096), 0);
+        assert_eq!(look_ahead::<()>(4096), 0);
+    }
+
+    #[test]
+    fn the_look_ahead_stays_clear_of_values_still_to_be_read() {
+        // Fill a large ring to within one look-ahead of full, read a few,
+        // and keep pushing across the wrap: values come out whole and in
+        // order whether or not a line ahead was asked for.
+        let (mut producer, mut consumer) = ring::<u64>(256);
+        let mut next_out = 0;
+        for value in 0..10_000u64 {
+            while producer.push(value).is_err() {
+                assert_eq!(consumer.pop(), Some(next_out));
+                next_out += 1;
+            }
+        }
+        while let Some(value) = consumer.pop() {
+            assert_eq!(value, next_out);
+            next_out += 1;
+        }
+        assert_eq!(next_out, 10_000);
     }
 
     #[test]
