@@ -307,18 +307,33 @@ pub fn process_round_trips(
     measure: Duration,
     clock: TickClock,
 ) -> io::Result<RoundTrips> {
-    let scratch = ScratchDir::new("ipc")?;
-    let spec = EchoSpec {
+    let cpu = sides.b.map(|core| core.id);
+    // The stream transports need no files: their side B is told the
+    // current directory and ignores it.
+    let spec = &EchoSpec {
         transport,
-        dir: scratch.path().to_owned(),
-        cpu: sides.b.map(|core| core.id),
+        dir: PathBuf::from("."),
+        cpu,
     };
-    let timed = match transport {
+    match transport {
         Transport::Ring | Transport::RingChecksummed => {
+            let scratch = ScratchDir::new("ipc")?;
+            let spec = EchoSpec {
+                transport,
+                dir: scratch.path().to_owned(),
+                cpu,
+            };
             let publisher = IpcPublisher::create(&scratch.path().join("a"), RING_BYTES)
                 .map_err(|error| io::Error::other(format!("ring a: {error}")))?;
             let mut process = EchoProcess::new(spawn(&spec, Stdio::null(), Stdio::null())?);
             let subscriber = subscribe_when_ready(&scratch.path().join("b"), Some(&mut process))?;
+            // Side B opened ring `a` before it made `b`, and we have `b`
+            // open: both ends hold both files, so their names can go now.
+            // The mappings keep the memory until the processes end, however
+            // they end, and a Ctrl-C to the whole process group (which
+            // kills both sides before either cleans up) leaves nothing
+            // under /dev/shm.
+            drop(scratch);
             let checksummed = transport == Transport::RingChecksummed;
             let end = RingEnd::new(publisher, subscriber, checksummed);
             time_then_hang_up(end, process, sides, measure, clock)
@@ -326,12 +341,12 @@ pub fn process_round_trips(
         Transport::Socket => {
             let (ours, theirs) = UnixStream::pair()?;
             let theirs = Stdio::from(OwnedFd::from(theirs));
-            let process = EchoProcess::new(spawn(&spec, theirs, Stdio::null())?);
+            let process = EchoProcess::new(spawn(spec, theirs, Stdio::null())?);
             let end = StreamEnd::new(ours.try_clone()?, ours);
             time_then_hang_up(end, process, sides, measure, clock)
         }
         Transport::Pipe => {
-            let mut process = EchoProcess::new(spawn(&spec, Stdio::piped(), Stdio::piped())?);
+            let mut process = EchoProcess::new(spawn(spec, Stdio::piped(), Stdio::piped())?);
             let child = process
                 .child()
                 .ok_or_else(|| io::Error::other("no child"))?;
@@ -340,9 +355,7 @@ pub fn process_round_trips(
             };
             time_then_hang_up(StreamEnd::new(tx, rx), process, sides, measure, clock)
         }
-    };
-    drop(scratch);
-    timed
+    }
 }
 
 /// Times round trips on `end`, then drops it (the hang-up) and waits for
@@ -364,11 +377,11 @@ fn time_then_hang_up(
 }
 
 /// After side A hung up: removes both ring files and their directory.
-/// Side A removes them too once side B has exited, but a side A that was
-/// killed (SIGKILL, or SIGINT with no handler) never does, and the files
-/// would stay in memory under /dev/shm until a reboot. Only the two rings
-/// are removed, and the directory only if that leaves it empty: `dir`
-/// comes from the command line.
+/// Side A removes them as soon as both sides hold both rings; this is for
+/// a side A killed before that (during the few milliseconds of setup),
+/// whose files would otherwise stay in memory under /dev/shm until a
+/// reboot. Only the two rings are removed, and the directory only if that
+/// leaves it empty: `dir` comes from the command line.
 fn remove_rings(dir: &Path) {
     for ring in ["a", "b"] {
         let _ = fs::remove_file(dir.join(ring));
