@@ -53,6 +53,11 @@ impl PoolLender {
     }
 
     /// A buffer of at least `size` bytes, as [`Pool::take`](super::Pool::take).
+    ///
+    /// # Panics
+    ///
+    /// As [`Pool::take`](super::Pool::take): for a `size` past
+    /// `isize::MAX`.
     #[inline]
     pub fn take(&self, size: usize) -> PoolBuf {
         // SAFETY: the lender holds a reference to its home and is on its

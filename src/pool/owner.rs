@@ -52,6 +52,15 @@ impl Pool {
     /// A buffer of at least `size` bytes, with empty contents: pooled if
     /// its class has one free or is under its cap, from the allocator
     /// otherwise (counted as a fallback).
+    ///
+    /// # Panics
+    ///
+    /// As `Vec::with_capacity` does: a `size` past `isize::MAX` (less the
+    /// buffer alignment) panics, after the fallback is counted, and leaves
+    /// the pool as it was; an allocation the allocator refuses ends the
+    /// process through `handle_alloc_error`. A size that comes from input
+    /// must be bounded before it gets here (the server bounds every length
+    /// it reads; see its limits).
     #[inline]
     pub fn take(&self, size: usize) -> PoolBuf {
         // SAFETY: the handle holds a reference to its home and is on its
