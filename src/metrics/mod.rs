@@ -22,7 +22,7 @@ pub mod watch;
 pub use histogram::{LatencyHistogram, MAX_TRACKED_NS};
 pub use named::NamedHistograms;
 pub use publish::Interval;
-pub(crate) use publish::{MetricsCell, Recorder};
+pub(crate) use publish::{prepare_to_wait, MetricsCell, Recorder};
 pub use stall::{HandlerSlot, RunningHandler};
 
 use crate::pool::PoolUsage;

@@ -132,6 +132,7 @@ impl<H: Handler> CoreLoop<H> {
 
     /// Runs the handler's `on_start`.
     pub(crate) fn start(&mut self) {
+        crate::metrics::prepare_to_wait();
         with_context!(self, cx => self.handler.on_start(cx));
         self.ring_doorbells();
     }

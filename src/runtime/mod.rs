@@ -779,7 +779,7 @@ impl RuntimeHandle {
         self.shared
             .metrics
             .iter()
-            .map(|cell| cell.take_interval(crate::metrics::CoreMetrics::default()))
+            .map(|cell| cell.take_interval())
             .collect()
     }
 
