@@ -205,7 +205,7 @@ fn resolve(text: &str) -> Result<SocketAddr, String> {
     use std::net::ToSocketAddrs;
     let mut addrs = text
         .to_socket_addrs()
-        .map_err(|error| format!("cannot resolve {text:?}: {error}"))?;
+        .map_err(|error| format!("cannot resolve {text:?} as HOST:PORT: {error}"))?;
     addrs
         .next()
         .ok_or_else(|| format!("{text:?} resolves to no address"))
