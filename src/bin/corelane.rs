@@ -312,7 +312,12 @@ fn stat(args: StatArgs) -> ExitCode {
     match corelane::metrics::stat::watch(args.addr, every, args.count, &mut out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("corelane: stat {}: {error}", args.addr);
+            let hint = if error.kind() == std::io::ErrorKind::ConnectionRefused {
+                " (is `corelane serve --metrics` listening there?)"
+            } else {
+                ""
+            };
+            eprintln!("corelane: stat {}: {error}{hint}", args.addr);
             ExitCode::FAILURE
         }
     }
@@ -369,10 +374,11 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let cores = server.runtime().cores();
     log::info!(
-        "corelane serve: listening on {} with {} cores (Ctrl-C to stop)",
+        "corelane serve: listening on {} with {cores} core{} (Ctrl-C to stop)",
         server.local_addr(),
-        server.runtime().cores()
+        if cores == 1 { "" } else { "s" }
     );
     let _ = started.set(server.runtime());
     let _metrics_endpoint = match args.metrics {
