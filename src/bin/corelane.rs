@@ -264,7 +264,13 @@ fn bench(args: BenchArgs) -> ExitCode {
         settings.rates = rates;
     }
     if let Some(rounds) = args.rounds {
-        settings.rounds = rounds.max(1);
+        // Like a zero rate or zero seconds, zero rounds is refused rather
+        // than quietly run as one.
+        if rounds == 0 {
+            eprintln!("corelane: --rounds must be at least 1");
+            return ExitCode::FAILURE;
+        }
+        settings.rounds = rounds;
     }
     if let Some(seconds) = args.seconds {
         match std::time::Duration::try_from_secs_f64(seconds) {
