@@ -44,6 +44,23 @@ fn a_zero_rate_is_refused() {
     }
 }
 
+#[test]
+fn zero_rounds_or_seconds_are_refused() {
+    for (flag, message) in [
+        ("--rounds", "--rounds must be at least 1"),
+        ("--seconds", "--seconds must be a positive number"),
+    ] {
+        let output = bench(
+            &["--quick", "--only", "record", flag, "0"],
+            Duration::from_secs(60),
+        );
+        assert!(!output.status.success(), "{flag} 0 accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(message), "{stderr}");
+        assert!(output.stdout.is_empty(), "nothing measured: {output:?}");
+    }
+}
+
 /// A quick pipeline-only run, busy-spinning, at `rate` for `seconds`: the
 /// JSON report as text, after checking that the run succeeded.
 fn pipeline_report(rate: &str, seconds: &str) -> String {

@@ -228,3 +228,30 @@ fn follow_ends_with_a_clear_error_when_its_directory_is_replaced() {
         "{stderr}"
     );
 }
+
+#[test]
+fn from_on_a_serve_directory_asks_for_a_core_directory() {
+    let scratch = Scratch::new("tail-from-percore");
+    let root = scratch.0.join("journal");
+    let _core0 = publish(&root, 0, &["a", "b"]);
+    let _core1 = publish(&root, 1, &["c"]);
+    let output = Command::new(env!("CARGO_BIN_EXE_corelane"))
+        .args(["journal", "tail", "--from", "0"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--from needs one journal") && stderr.contains("core-N"),
+        "{stderr}"
+    );
+    // The same position in one core's journal works.
+    let output = Command::new(env!("CARGO_BIN_EXE_corelane"))
+        .args(["journal", "tail", "--from", "0"])
+        .arg(core_dir(&root, 0))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 2);
+}

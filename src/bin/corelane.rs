@@ -205,7 +205,7 @@ fn resolve(text: &str) -> Result<SocketAddr, String> {
     use std::net::ToSocketAddrs;
     let mut addrs = text
         .to_socket_addrs()
-        .map_err(|error| format!("cannot resolve {text:?}: {error}"))?;
+        .map_err(|error| format!("cannot resolve {text:?} as HOST:PORT: {error}"))?;
     addrs
         .next()
         .ok_or_else(|| format!("{text:?} resolves to no address"))
@@ -264,7 +264,13 @@ fn bench(args: BenchArgs) -> ExitCode {
         settings.rates = rates;
     }
     if let Some(rounds) = args.rounds {
-        settings.rounds = rounds.max(1);
+        // Like a zero rate or zero seconds, zero rounds is refused rather
+        // than quietly run as one.
+        if rounds == 0 {
+            eprintln!("corelane: --rounds must be at least 1");
+            return ExitCode::FAILURE;
+        }
+        settings.rounds = rounds;
     }
     if let Some(seconds) = args.seconds {
         match std::time::Duration::try_from_secs_f64(seconds) {
@@ -312,7 +318,12 @@ fn stat(args: StatArgs) -> ExitCode {
     match corelane::metrics::stat::watch(args.addr, every, args.count, &mut out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("corelane: stat {}: {error}", args.addr);
+            let hint = if error.kind() == std::io::ErrorKind::ConnectionRefused {
+                " (is `corelane serve --metrics` listening there?)"
+            } else {
+                ""
+            };
+            eprintln!("corelane: stat {}: {error}{hint}", args.addr);
             ExitCode::FAILURE
         }
     }
@@ -369,10 +380,11 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let cores = server.runtime().cores();
     log::info!(
-        "corelane serve: listening on {} with {} cores (Ctrl-C to stop)",
+        "corelane serve: listening on {} with {cores} core{} (Ctrl-C to stop)",
         server.local_addr(),
-        server.runtime().cores()
+        if cores == 1 { "" } else { "s" }
     );
     let _ = started.set(server.runtime());
     let _metrics_endpoint = match args.metrics {

@@ -26,7 +26,8 @@ pub enum JournalCommand {
         /// The journal directory (or a `serve --journal` directory).
         dir: PathBuf,
     },
-    /// Print frames: published messages as time, channel and payload.
+    /// Print frames: published messages as position, time, channel and
+    /// payload, each line led by `core-N` for a `serve --journal` directory.
     Tail {
         /// The journal directory (or a `serve --journal` directory).
         dir: PathBuf,
@@ -75,7 +76,7 @@ fn inspect_command(dir: &Path) -> Result<ExitCode, TailError> {
             // A writer makes its first segment when it opens, so a journal
             // has at least one: this is most likely a mistyped path.
             eprintln!(
-                "corelane: {}: no journal segments here (a journal directory holds \
+                "corelane journal: {}: no journal segments here (a journal directory holds \
                  `*.journal` files or `core-N` directories of them)",
                 journal.display()
             );

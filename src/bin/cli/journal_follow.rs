@@ -84,7 +84,8 @@ struct Tailed {
 /// What the directory given to `tail` turned out to be.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Shape {
-    /// It holds segments (or `--from` was given): one journal, itself.
+    /// It holds segments (or `--from` was given and it has no `core-N`
+    /// directories): one journal, itself.
     Journal,
     /// It holds `core-N` directories.
     PerCore,
@@ -106,7 +107,7 @@ impl TailSet {
     pub fn open(root: &Path, from: Option<u64>) -> Result<TailSet, TailError> {
         let root_id = dir_id(root)?;
         let cores = core_dirs(root)?;
-        let shape = if from.is_some() || !list_segments(root)?.is_empty() {
+        let shape = if !list_segments(root)?.is_empty() || (from.is_some() && cores.is_empty()) {
             Shape::Journal
         } else if cores.is_empty() {
             Shape::Undecided
