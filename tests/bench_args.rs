@@ -61,6 +61,29 @@ fn zero_rounds_or_seconds_are_refused() {
     }
 }
 
+#[test]
+fn a_plot_path_that_cannot_be_written_is_refused_before_the_run() {
+    let output = bench(
+        &[
+            "--quick",
+            "--only",
+            "pipeline",
+            "--plot",
+            "/nonexistent-corelane-dir/plot.svg",
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot write /nonexistent-corelane-dir/plot.svg"),
+        "{stderr}"
+    );
+    // Refused before anything ran: no progress, no table.
+    assert!(!stderr.contains("pipeline"), "{stderr}");
+    assert!(output.stdout.is_empty(), "nothing measured: {output:?}");
+}
+
 /// A quick pipeline-only run, busy-spinning, at `rate` for `seconds`: the
 /// JSON report as text, after checking that the run succeeded.
 fn pipeline_report(rate: &str, seconds: &str) -> String {

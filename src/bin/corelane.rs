@@ -285,6 +285,18 @@ fn bench(args: BenchArgs) -> ExitCode {
         settings.pipeline_idle = idle.into_iter().map(IdleStrategy::from).collect();
     }
     settings.only = args.only;
+    // Opened before the run, so that a path that cannot be written is
+    // refused at once, not after minutes of measuring.
+    let plot = match args.plot {
+        None => None,
+        Some(path) => match std::fs::File::create(&path) {
+            Ok(file) => Some((file, path)),
+            Err(error) => {
+                eprintln!("corelane: cannot write {}: {error}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     // Side B of the IPC rows is this program again.
     settings.echo_command = std::env::current_exe()
         .ok()
@@ -295,10 +307,11 @@ fn bench(args: BenchArgs) -> ExitCode {
     } else {
         print!("{}", report.to_table());
     }
-    if let Some(path) = args.plot {
+    if let Some((mut file, path)) = plot {
+        use std::io::Write;
         let svg =
             corelane::bench::plot::to_svg("corelane bench: latency by percentile", &report.curves);
-        if let Err(error) = std::fs::write(&path, svg) {
+        if let Err(error) = file.write_all(svg.as_bytes()) {
             eprintln!("corelane: cannot write {}: {error}", path.display());
             return ExitCode::FAILURE;
         }
