@@ -29,8 +29,9 @@ pub(crate) fn prefetch_read<T>(ptr: *const T) {
 /// is fetched and every other core's copy invalidated now, so the write
 /// itself finds the line owned.
 ///
-/// Only call it where [`can_prefetch_write`] said yes; elsewhere it is a
-/// no-op.
+/// Only call it where [`can_prefetch_write`] said yes: it issues
+/// `prefetchw` whatever the CPU. Like a read prefetch it never faults, so
+/// any address is allowed. A no-op off x86-64 (and under Miri).
 #[inline(always)]
 pub(crate) fn prefetch_write<T>(ptr: *const T) {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
@@ -57,12 +58,21 @@ pub(crate) fn can_prefetch_write() -> bool {
         static HAS_PREFETCHW: OnceLock<bool> = OnceLock::new();
         *HAS_PREFETCHW.get_or_init(|| {
             use std::arch::x86_64::__cpuid;
-            // Leaf 0x8000_0001 is asked for only if the highest extended
-            // leaf includes it.
-            let highest = __cpuid(0x8000_0000).eax;
-            highest >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
+            // `__cpuid` is an `unsafe fn` in older Rust (1.85 and 1.88, for
+            // two) and safe in newer (1.95), where the block is unused:
+            // without it the crate does not build on the older ones.
+            #[allow(unused_unsafe)]
+            // SAFETY: every x86-64 CPU has `cpuid` (it predates the
+            // architecture), and leaves 0x8000_0000 and 0x8000_0001 only
+            // report features. Leaf 0x8000_0001 is asked for only if the
+            // highest extended leaf includes it.
+            unsafe {
+                let highest = __cpuid(0x8000_0000).eax;
+                highest >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
+            }
         })
     }
     #[cfg(not(all(target_arch = "x86_64", not(miri))))]
     false
 }
+
