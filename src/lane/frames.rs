@@ -257,13 +257,20 @@ impl<R: Region> Shape<R> {
 /// about 1.6x the floor's to 1.1x-1.3x.
 #[inline]
 pub(crate) fn prefetch_line_after(data: NonNull<u8>, offset: usize, capacity: usize) {
+    if let Some(next) = line_after(offset, capacity) {
+        prefetch_read(data.as_ptr().wrapping_add(next));
+    }
+}
+
+/// The offset of the line after the one holding frame `offset`, if it is
+/// in a frame area of `capacity` bytes (aligned to [`REGION_ALIGN`]).
+#[inline]
+fn line_after(offset: usize, capacity: usize) -> Option<usize> {
     // The line size of x86-64 and of most ARM cores; a hint only, so a
     // wrong guess costs speed, not correctness.
     const LINE: usize = 64;
     let next = (offset | (LINE - 1)) + 1;
-    if next < capacity {
-        prefetch_read(data.as_ptr().wrapping_add(next));
-    }
+    (next < capacity).then_some(next)
 }
 
 /// Creates a ring over `region`, whose bytes must be zero.
@@ -984,6 +991,44 @@ mod tests {
                 })
                 .unwrap();
         }
+    }
+
+    #[test]
+    fn the_line_after_is_the_next_line_of_the_frame_area_or_none() {
+        for capacity in [MIN_CAPACITY, 256, 4096] {
+            for offset in (0..capacity).step_by(FRAME_ALIGN) {
+                let line = offset / 64;
+                match line_after(offset, capacity) {
+                    Some(next) => assert_eq!(next, (line + 1) * 64, "{capacity}/{offset}"),
+                    // Only from the last line: the head word's line after
+                    // it is not the frame area's.
+                    None => assert_eq!(line, capacity / 64 - 1, "{capacity}/{offset}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_consumer_waits_at_every_offset_of_the_smallest_ring() {
+        // A frame published while the consumer waits at each offset in
+        // turn, from sizes that end exactly at the end of the ring and
+        // ones that need padding: each is read once, whole.
+        let (mut producer, mut consumer) = heap_ring(MIN_CAPACITY);
+        let max = producer.max_payload();
+        let mut offsets = std::collections::BTreeSet::new();
+        for step in 0..64u8 {
+            assert_eq!(consumer.drain(8, |_| panic!("nothing yet")), Ok(0));
+            offsets.insert(producer.shape.offset(producer.tail));
+            let payload = vec![step + 1; [0, 1, max, 32, 31, 2][usize::from(step) % 6]];
+            write(&mut producer, &payload).unwrap();
+            assert_eq!(read_all(&mut consumer), [payload]);
+        }
+        assert_eq!(offsets.len(), MIN_CAPACITY / FRAME_ALIGN, "{offsets:?}");
+        // SAFETY: the frame area, which no end uses while this borrow
+        // lives (both are borrowed by this test only).
+        let bytes =
+            unsafe { std::slice::from_raw_parts(consumer.shape.data.as_ptr(), MIN_CAPACITY) };
+        assert!(bytes.iter().all(|&b| b == 0), "the ring is all zero again");
     }
 
     #[test]

@@ -29,8 +29,9 @@ pub(crate) fn prefetch_read<T>(ptr: *const T) {
 /// is fetched and every other core's copy invalidated now, so the write
 /// itself finds the line owned.
 ///
-/// Only call it where [`can_prefetch_write`] said yes; elsewhere it is a
-/// no-op.
+/// Only call it where [`can_prefetch_write`] said yes: it issues
+/// `prefetchw` whatever the CPU. Like a read prefetch it never faults, so
+/// any address is allowed. A no-op off x86-64 (and under Miri).
 #[inline(always)]
 pub(crate) fn prefetch_write<T>(ptr: *const T) {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
@@ -57,12 +58,77 @@ pub(crate) fn can_prefetch_write() -> bool {
         static HAS_PREFETCHW: OnceLock<bool> = OnceLock::new();
         *HAS_PREFETCHW.get_or_init(|| {
             use std::arch::x86_64::__cpuid;
-            // Leaf 0x8000_0001 is asked for only if the highest extended
-            // leaf includes it.
-            let highest = __cpuid(0x8000_0000).eax;
-            highest >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
+            // `__cpuid` is an `unsafe fn` in older Rust (1.85 and 1.88, for
+            // two) and safe in newer (1.95), where the block is unused:
+            // without it the crate does not build on the older ones.
+            #[allow(unused_unsafe)]
+            // SAFETY: every x86-64 CPU has `cpuid` (it predates the
+            // architecture), and leaves 0x8000_0000 and 0x8000_0001 only
+            // report features. Leaf 0x8000_0001 is asked for only if the
+            // highest extended leaf includes it.
+            unsafe {
+                let highest = __cpuid(0x8000_0000).eax;
+                highest >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
+            }
         })
     }
     #[cfg(not(all(target_arch = "x86_64", not(miri))))]
     false
+}
+
+#[cfg(all(test, target_os = "linux", target_arch = "x86_64", not(miri)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefetches_of_addresses_that_are_not_readable_do_not_fault() {
+        const PAGE: usize = 4096;
+        // SAFETY: a fresh anonymous mapping of two pages, no access; the
+        // second page is unmapped again, so the test holds one page it may
+        // not touch and one address with nothing behind it.
+        let base = unsafe {
+            let base = libc::mmap(
+                std::ptr::null_mut(),
+                2 * PAGE,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(base, libc::MAP_FAILED);
+            assert_eq!(libc::munmap(base.cast::<u8>().add(PAGE).cast(), PAGE), 0);
+            base.cast::<u8>()
+        };
+        let addresses = [
+            std::ptr::null(),
+            base.cast_const(),
+            base.wrapping_add(PAGE + 64).cast_const(),
+            // Not canonical, and the kernel's half.
+            0x8000_0000_0000_0000_usize as *const u8,
+            usize::MAX as *const u8,
+        ];
+        for address in addresses {
+            // A load from any of these would kill the test with SIGSEGV.
+            prefetch_read(address);
+            if can_prefetch_write() {
+                prefetch_write(address);
+            }
+        }
+        // SAFETY: the page still mapped, unmapped once.
+        assert_eq!(unsafe { libc::munmap(base.cast(), PAGE) }, 0);
+    }
+
+    #[test]
+    fn the_prefetchw_check_agrees_with_the_kernel() {
+        // Linux names CPUID 0x8000_0001 ECX bit 8 `3dnowprefetch`, on AMD
+        // and Intel CPUs alike.
+        let Ok(cpuinfo) = std::fs::read_to_string("/proc/cpuinfo") else {
+            return;
+        };
+        let Some(flags) = cpuinfo.lines().find(|line| line.starts_with("flags")) else {
+            return;
+        };
+        let listed = flags.split_whitespace().any(|flag| flag == "3dnowprefetch");
+        assert_eq!(can_prefetch_write(), listed, "{flags}");
+    }
 }

@@ -153,12 +153,17 @@ pub fn ring<T: Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
 /// enough to share lines; 0 (none) otherwise, or where the CPU has no
 /// `prefetchw`.
 fn look_ahead<T>(capacity: usize) -> usize {
+    if !can_prefetch_write() {
+        return 0;
+    }
+    lines_look_ahead::<T>(capacity)
+}
+
+/// As [`look_ahead`], whatever the CPU has.
+fn lines_look_ahead<T>(capacity: usize) -> usize {
     const LINE: usize = 64;
     let size = std::mem::size_of::<T>();
     if size == 0 || size > LINE || capacity.saturating_mul(size) < 16 * LINE {
-        return 0;
-    }
-    if !can_prefetch_write() {
         return 0;
     }
     2 * LINE / size
@@ -462,11 +467,28 @@ impl<T> Producer<T> {
     /// lanes`).
     #[inline]
     fn prefetch_ahead(&self, index: usize) {
-        if self.look_ahead == 0 || self.limit.wrapping_sub(self.tail) <= 2 * self.look_ahead {
-            return;
+        if let Some(ahead) = self.look_ahead_index(index) {
+            prefetch_write(self.slots.base.as_ptr().wrapping_add(ahead));
         }
-        let ahead = self.slots.add(index, self.look_ahead);
-        prefetch_write(self.slots.base.as_ptr().wrapping_add(ahead));
+    }
+
+    /// The slot index whose line `prefetch_ahead` asks for after a push to
+    /// the slot at `index` (the tail's, not yet stepped), if it asks.
+    ///
+    /// The `limit - tail` slots from `index` on were free before the push,
+    /// and they are more than twice the look-ahead. The slot one look-ahead
+    /// on starts at most two lines past `index`'s, so its line ends before
+    /// the last of those free slots, and at least two lines less a value
+    /// past it, so the line starts after the slot before `index`: whatever
+    /// the slots' alignment, the line holds free slots and at most the end
+    /// of the value just written (values of 43 to 62 bytes), a line this
+    /// core has just written and owns already.
+    #[inline]
+    fn look_ahead_index(&self, index: usize) -> Option<usize> {
+        if self.look_ahead == 0 || self.limit.wrapping_sub(self.tail) <= 2 * self.look_ahead {
+            return None;
+        }
+        Some(self.slots.add(index, self.look_ahead))
     }
 
     /// Claims up to `count` free slots, to be filled and then published
@@ -1238,6 +1260,171 @@ mod tests {
             next_out += 1;
         }
         assert_eq!(next_out, 10_000);
+    }
+
+    /// A value of `N` bytes (alignment 1) that says which one it is.
+    #[derive(Debug, PartialEq)]
+    struct Blob<const N: usize>([u8; N]);
+
+    /// As `Blob<64>`, on a line of its own.
+    #[derive(Debug, PartialEq)]
+    #[repr(align(64))]
+    struct Line([u8; 64]);
+
+    trait Numbered {
+        fn numbered(n: u64) -> Self;
+    }
+
+    impl<const N: usize> Numbered for Blob<N> {
+        fn numbered(n: u64) -> Self {
+            Blob(std::array::from_fn(|i| (n as u8).wrapping_add(i as u8)))
+        }
+    }
+
+    impl Numbered for Line {
+        fn numbered(n: u64) -> Self {
+            Line(std::array::from_fn(|i| (n as u8).wrapping_add(i as u8)))
+        }
+    }
+
+    impl Numbered for () {
+        fn numbered(_: u64) {}
+    }
+
+    /// Pushes and pops `T`s in bursts that take the ring from near empty
+    /// to full and back over several laps, with counts that wrap at
+    /// `usize::MAX`, and after every push checks the line `push` asked
+    /// for: every slot it overlaps is free or the one just written, never
+    /// one of a value still to be read. Returns how many pushes asked for
+    /// a line, and how many did not.
+    fn check_look_ahead_lines<T: Numbered + PartialEq + fmt::Debug + Send>(
+        capacity: usize,
+        start: usize,
+    ) -> (usize, usize) {
+        const LINE: usize = 64;
+        let (mut producer, mut consumer) = ring_from::<T>(capacity, start);
+        // Where the CPU cannot prefetch for writing, `push` never asks
+        // (and must not be made to); under Miri the prefetch is a no-op, so
+        // the look-ahead is checked there whatever the CPU.
+        if cfg!(miri) || can_prefetch_write() {
+            producer.look_ahead = lines_look_ahead::<T>(capacity);
+        }
+        let size = mem::size_of::<T>();
+        let base = producer.slots.base.as_ptr() as usize;
+        let (mut pushed, mut popped, mut asked) = (0u64, 0u64, 0);
+        let laps = if cfg!(miri) { 1 } else { 5 };
+        let mut burst = 0;
+        while pushed < (laps * capacity) as u64 {
+            burst += 1;
+            // Bursts of pushes from 1 to the capacity and beyond.
+            for _ in 0..(burst * 7) % (capacity + 3) + 1 {
+                let index = producer.tail_index();
+                let free = capacity - producer.tail.wrapping_sub(consumer.head);
+                if free == 0 {
+                    assert!(producer.push(T::numbered(pushed)).is_err());
+                    break;
+                }
+                // What the push sees: its `free_slots` (which reloads the
+                // head only if the cached limit shows no free slot), then
+                // the look-ahead from the tail before it steps.
+                assert!(producer.free_slots(1) > 0);
+                let ask = producer.look_ahead_index(index);
+                producer.push(T::numbered(pushed)).unwrap();
+                pushed += 1;
+                let Some(ahead) = ask else {
+                    continue;
+                };
+                asked += 1;
+                assert!(size > 0 && ahead < capacity);
+                let line_start = (base + ahead * size) & !(LINE - 1);
+                let line_end = line_start + LINE;
+                // Every slot whose bytes overlap the line.
+                let first = line_start.saturating_sub(base) / size;
+                let last = ((line_end - base).div_ceil(size)).min(capacity);
+                for slot in first..last {
+                    // Slots after `index` in ring order: 0 is the one just
+                    // written, 1.. are free up to `free`.
+                    let after = (slot + capacity - index) % capacity;
+                    assert!(
+                        after < free,
+                        "size {size}, capacity {capacity}: the line of slot {ahead} \
+                         (after a push to {index}, {free} free) holds slot {slot}, \
+                         a value still to be read"
+                    );
+                }
+            }
+            // Pops from 1 to all, so the ring runs near full and near empty.
+            for _ in 0..(burst * 5) % (capacity + 2) {
+                match consumer.pop() {
+                    Some(value) => {
+                        assert_eq!(value, T::numbered(popped));
+                        popped += 1;
+                    }
+                    None => break,
+                }
+            }
+        }
+        assert!(producer.tail < start, "the counts wrapped");
+        while let Some(value) = consumer.pop() {
+            assert_eq!(value, T::numbered(popped));
+            popped += 1;
+        }
+        assert_eq!(popped, pushed);
+        (asked, pushed as usize - asked)
+    }
+
+    #[test]
+    fn the_line_asked_for_holds_no_value_still_to_be_read() {
+        const LINES_16: usize = 16 * 64;
+        let asks = cfg!(miri) || can_prefetch_write();
+        // Capacities just under, at and over 16 lines, and an odd one (under
+        // Miri, just under and just over).
+        fn capacities<T: Numbered + PartialEq + fmt::Debug + Send>(
+            at_16_lines: usize,
+        ) -> Vec<(usize, usize)> {
+            let start = usize::MAX - at_16_lines / 2;
+            let capacities = if cfg!(miri) {
+                vec![at_16_lines - 1, at_16_lines + 1]
+            } else {
+                vec![
+                    at_16_lines - 1,
+                    at_16_lines,
+                    at_16_lines + 1,
+                    2 * at_16_lines + 3,
+                ]
+            };
+            capacities
+                .into_iter()
+                .map(|capacity| check_look_ahead_lines::<T>(capacity, start))
+                .collect()
+        }
+        let mut checked = vec![
+            (1, capacities::<Blob<1>>(LINES_16)),
+            (7, capacities::<Blob<7>>(LINES_16.div_ceil(7))),
+            (43, capacities::<Blob<43>>(LINES_16.div_ceil(43))),
+            (64, capacities::<Line>(LINES_16 / 64)),
+        ];
+        if !cfg!(miri) {
+            checked.extend([
+                (8, capacities::<Blob<8>>(LINES_16 / 8)),
+                (63, capacities::<Blob<63>>(LINES_16.div_ceil(63))),
+                (64, capacities::<Blob<64>>(LINES_16 / 64)),
+            ]);
+        }
+        for (size, asked) in checked {
+            // Under 16 lines, never; at 16 lines and over, some pushes ask
+            // and some (near full) do not.
+            assert_eq!(asked[0].0, 0, "size {size}");
+            for &(asked, not) in &asked[1..] {
+                assert_eq!(asked > 0, asks, "size {size}: {asked} asked");
+                assert!(not > 0, "size {size}: every push asked");
+            }
+        }
+        // Values over a line, and zero-sized ones: never.
+        let capacity = if cfg!(miri) { 100 } else { 4096 };
+        let start = usize::MAX - 50;
+        assert_eq!(check_look_ahead_lines::<Blob<65>>(capacity, start).0, 0);
+        assert_eq!(check_look_ahead_lines::<()>(capacity, start).0, 0);
     }
 
     #[test]
