@@ -78,7 +78,7 @@ fn stream(capacity: usize) {
             .unwrap();
         if read == 0 {
             spins += 1;
-            if cfg!(miri) || spins % 1024 == 0 {
+            if cfg!(miri) || spins.is_multiple_of(1024) {
                 thread::yield_now();
             }
         }

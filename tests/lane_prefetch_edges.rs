@@ -187,7 +187,7 @@ fn move_values<T: Numbered>() {
                         }
                     }
                 }
-                if step % 5 == 0 {
+                if step.is_multiple_of(5) {
                     let count = producer.push_batch((pushed..).map(T::numbered).take(step % 7));
                     // Values are made as they are pulled, and nothing is
                     // pulled that does not fit: the counts say so.
@@ -212,7 +212,7 @@ fn move_values<T: Numbered>() {
                         }
                     }
                 }
-                if step % 9 == 0 {
+                if step.is_multiple_of(9) {
                     let mut chunk = consumer.read_chunk(step % 4);
                     if let Some(first) = chunk.next() {
                         assert!(first.is(popped));

@@ -95,7 +95,7 @@ impl Handler for Relay {
                     && bytes.iter().map(|&b| u64::from(b)).sum::<u64>() == sum.to_native();
                 let mut seen = self.seen.lock().unwrap();
                 if seq == 0 {
-                    seen.payload_aligned = bytes.as_ptr() as usize % 16 == 0;
+                    seen.payload_aligned = (bytes.as_ptr() as usize).is_multiple_of(16);
                 }
                 if intact {
                     seen.intact.push(seq);

@@ -59,7 +59,7 @@ fn the_host_thread_drives_one_core_turn_by_turn() {
     while host.handler().hits_seen + 1 < ROUNDS {
         host.turn();
         turns += 1;
-        if turns % 1024 == 0 {
+        if turns.is_multiple_of(1024) {
             std::thread::yield_now();
         }
     }

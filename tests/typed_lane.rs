@@ -43,7 +43,7 @@ impl Drop for Counted {
 /// and then in case both threads share one.
 fn back_off(spins: &mut u32) {
     *spins += 1;
-    if *spins % 64 == 0 {
+    if (*spins).is_multiple_of(64) {
         thread::yield_now();
     } else {
         std::hint::spin_loop();

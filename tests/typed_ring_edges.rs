@@ -186,7 +186,7 @@ fn two_threads_move_every_value_once_in_order() {
         let sender = std::thread::spawn(move || {
             let mut next = 0u64;
             while next < total {
-                if next % 3 == 0 {
+                if next.is_multiple_of(3) {
                     if let Ok(mut chunk) = producer.write_chunk((next % 5) as usize + 1) {
                         let room = (total - next).min(chunk.len() as u64);
                         let filled = chunk.fill_from(next..next + room);

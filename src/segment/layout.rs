@@ -109,7 +109,7 @@ impl SegmentLayout {
     /// non-zero multiple of [`FRAME_ALIGN`] whose file length fits a
     /// `usize`.
     pub fn new(capacity: usize) -> Option<Self> {
-        if capacity == 0 || capacity % FRAME_ALIGN != 0 {
+        if capacity == 0 || !capacity.is_multiple_of(FRAME_ALIGN) {
             return None;
         }
         HEADER_PAGE

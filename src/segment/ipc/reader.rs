@@ -407,7 +407,7 @@ mod tests {
                 Err(frames::WriteError::Claim(ClaimError::Full)) => {
                     // Hand over to a fresh reader now and then: it must
                     // resume at the stored head.
-                    if sent % 3 == 0 {
+                    if sent.is_multiple_of(3) {
                         reader = RingReader::attach(region.clone()).unwrap();
                     }
                     reader

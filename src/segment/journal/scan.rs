@@ -28,7 +28,7 @@ const _: () = assert!(FRAME_ALIGN >= HEADER_LEN);
 /// (the buffer is, and the header length is a multiple of 16).
 pub(crate) type FrameBuffer = AlignedVec<16>;
 
-const _: () = assert!(HEADER_LEN % 16 == 0);
+const _: () = assert!(HEADER_LEN.is_multiple_of(16));
 
 /// What lies at one offset of a segment's frame area.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
