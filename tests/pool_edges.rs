@@ -256,22 +256,37 @@ fn more_remote_drops_than_one_credit_refill() {
     let batch = 1000;
     let pool = Pool::new(&PoolConfig::uniform(64, 1 << 20).cap(64, 2 * batch));
     let (to_remote, remote) = std::sync::mpsc::sync_channel::<Vec<corelane::pool::PoolBuf>>(1);
-    let dropper = thread::spawn(move || remote.into_iter().map(|bufs| bufs.len()).sum::<usize>());
+    let (to_owner, dropped) = std::sync::mpsc::sync_channel::<usize>(1);
+    // Each batch is dropped before the next is taken, so its buffers wait
+    // in the return queue when the free list runs out: every take is
+    // pooled, however slow the dropping thread (a dropper that lagged let
+    // the cap send takes to the allocator on a loaded machine).
+    let dropper = thread::spawn(move || {
+        for bufs in remote {
+            let count = bufs.len();
+            drop(bufs);
+            to_owner.send(count).unwrap();
+        }
+    });
     let mut pooled = 0u64;
     let mut taken = 0;
+    let mut returned = 0;
     while taken < total {
         let bufs: Vec<_> = (0..batch).map(|_| pool.take(64)).collect();
         pooled += bufs.iter().filter(|buf| buf.is_pooled()).count() as u64;
         taken += batch;
         to_remote.send(bufs).unwrap();
+        returned += dropped.recv().unwrap();
     }
     drop(to_remote);
-    assert_eq!(dropper.join().unwrap(), taken);
+    dropper.join().unwrap();
+    assert_eq!(returned, taken);
     pool.reclaim();
     let usage = pool.usage();
     assert_eq!(usage.in_use, 0, "{usage:?}");
     assert_eq!(usage.remote_returns, pooled, "{usage:?}");
     assert_eq!(usage.fallbacks, taken as u64 - pooled, "{usage:?}");
+    assert_eq!(pooled, taken as u64, "every take was pooled");
     assert!(
         pooled > 1 << 20,
         "the credit ran out at least once: {pooled}"
