@@ -335,7 +335,6 @@ mod waiting {
     use std::fs::OpenOptions;
     use std::os::unix::process::ExitStatusExt;
     use std::path::Path;
-    use std::process::Command;
     use std::ptr::NonNull;
     use std::sync::Arc;
 
@@ -346,8 +345,6 @@ mod waiting {
     use corelane::segment::ipc::{IpcError, IpcPublisher, IpcSubscriber, RingReader};
     use corelane::segment::layout::HEADER_PAGE;
     use corelane::segment::SegmentError;
-
-    use super::common::Scratch;
 
     const CHILD: &str = "CORELANE_PREFETCH_CHILD";
     const CHILD_DIR: &str = "CORELANE_PREFETCH_DIR";
@@ -432,21 +429,12 @@ mod waiting {
     const TO_PAGE_END: usize = PAGE / FRAME_ALIGN - 1;
 
     fn run_child(scenario: &str) -> (std::process::ExitStatus, String) {
-        let dir = Scratch::new(&format!("prefetch-{scenario}"));
-        let output = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "waiting::child_scenario",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD, scenario)
-            .env(CHILD_DIR, &dir.0)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr);
-        (output.status, text)
+        super::common::run_test_in_child(
+            "waiting::child_scenario",
+            "prefetch",
+            (CHILD, scenario),
+            CHILD_DIR,
+        )
     }
 
     fn assert_survived(scenario: &str) {

@@ -10,7 +10,6 @@
 use std::fs::OpenOptions;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::Command;
 
 use corelane::frame::layout::{aligned_len, FrameMeta, PAYLOAD_OFFSET};
 use corelane::frame::Message;
@@ -24,7 +23,6 @@ use corelane::segment::SegmentError;
 use rkyv::ser::allocator::Arena;
 
 mod common;
-use common::Scratch;
 
 /// Env var naming the scenario the child runs.
 const CHILD: &str = "CORELANE_TRUNCATE_CHILD";
@@ -86,21 +84,7 @@ fn is_truncated(error: &JournalError, path: &Path) -> bool {
 
 /// Runs `scenario` in a child process; returns its status and output.
 fn run_child(scenario: &str) -> (std::process::ExitStatus, String) {
-    let dir = Scratch::new(&format!("truncate-{scenario}"));
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "child_scenario",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, scenario)
-        .env(CHILD_DIR, &dir.0)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status, text)
+    common::run_test_in_child("child_scenario", "truncate", (CHILD, scenario), CHILD_DIR)
 }
 
 /// Asserts the child ran its scenario to the end: no signal, exit 0, and

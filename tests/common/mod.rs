@@ -88,3 +88,26 @@ pub fn manual_on_clock<H: corelane::runtime::Handler>(
         .start_manual(make)
         .expect("a manual runtime")
 }
+
+/// Runs the test named `test` of this test binary, alone, in a child
+/// process, with `scenario` in the environment variable `scenario_var` and
+/// a fresh scratch directory (named after `label` and the scenario) in
+/// `dir_var`; returns the child's status and everything it printed. For
+/// scenarios that may kill the process that runs them.
+pub fn run_test_in_child(
+    test: &str,
+    label: &str,
+    (scenario_var, scenario): (&str, &str),
+    dir_var: &str,
+) -> (std::process::ExitStatus, String) {
+    let dir = Scratch::new(&format!("{label}-{scenario}"));
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(scenario_var, scenario)
+        .env(dir_var, &dir.0)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status, text)
+}
