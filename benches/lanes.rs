@@ -52,7 +52,8 @@
 //! time, not by counts, so that a loaded machine does not stretch the run.
 //!
 //! Environment: `LANES_QUICK=1` (smoke run), `LANES_ROUNDS=n` (rounds,
-//! default 7), `LANES_FILTER=text` (only rows whose name contains `text`;
+//! default 7), `LANES_FILTER=text` (only rows whose name contains `text`,
+//! or one of the `|`-separated parts of `text`;
 //! the floor and rtrb always run, as references). Results also go to
 //! `$CARGO_TARGET_DIR/corelane-bench/lanes.json` (default `target/`).
 //! Run as a test (`cargo test --benches`), it does a quick pass and writes
@@ -1539,7 +1540,7 @@ fn main() {
                 || settings
                     .filter
                     .as_deref()
-                    .is_none_or(|text| row.name.contains(text))
+                    .is_none_or(|text| text.split('|').any(|part| row.name.contains(part)))
         })
         .collect();
 

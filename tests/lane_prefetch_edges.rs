@@ -182,7 +182,20 @@ fn move_values<T: Numbered>() {
                         // The value handed back is dropped here, and counted.
                         Err(full) => {
                             assert!(full.into_inner().is(pushed));
-                            assert_eq!(consumer.len(), capacity);
+                            // Full with fewer values in the ring than its
+                            // capacity only by those the consumer has taken
+                            // and not yet handed back: less than a line's
+                            // worth, on rings of 16 lines or more.
+                            let held_back = if size > 0 && size <= 64 && capacity * size >= 1024 {
+                                64 / size
+                            } else {
+                                1
+                            };
+                            assert!(
+                                consumer.len() + held_back > capacity,
+                                "capacity {capacity}, size {size}: full with {} values",
+                                consumer.len()
+                            );
                             break;
                         }
                     }
