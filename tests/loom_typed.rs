@@ -183,3 +183,49 @@ fn abandoned_producer_leaves_every_value_visible() {
         assert_eq!(received, [1, 2]);
     });
 }
+
+/// The producer waits for two free slots at once (a chunk of two) after
+/// one value, which the consumer takes: under loom a ring of two hands its
+/// slots back in twos, so that slot goes back only when the consumer finds
+/// the ring empty. If `pop` on an empty ring kept it, both would wait for
+/// ever.
+#[test]
+fn a_consumer_finding_the_ring_empty_hands_back_what_it_took() {
+    check(3, || {
+        let (mut producer, mut consumer) = ring::<usize>(2);
+        let sender = thread::spawn(move || {
+            push_all(&mut producer, 0..1);
+            loop {
+                let mut chunk = producer.write_chunk(2).unwrap_or_else(|_| unreachable!());
+                if chunk.len() == 2 {
+                    assert_eq!(chunk.fill_from(1..3), 2);
+                    chunk.commit_filled();
+                    break;
+                }
+                drop(chunk);
+                thread::yield_now();
+            }
+        });
+        let received = pop_all(&mut consumer, 3);
+        sender.join().unwrap();
+        assert_eq!(received, [0, 1, 2]);
+    });
+}
+
+/// The consumer takes one value, then waits with `len()` for two: the
+/// producer, which has pushed two, needs the slot of the first back to push
+/// the third. If `len()` left it held, both would wait for ever.
+#[test]
+fn a_consumer_waiting_with_len_hands_back_what_it_took() {
+    check(3, || {
+        let (mut producer, mut consumer) = ring::<usize>(2);
+        let sender = thread::spawn(move || push_all(&mut producer, 0..3));
+        let mut received = pop_all(&mut consumer, 1);
+        while consumer.len() < 2 {
+            thread::yield_now();
+        }
+        received.extend(pop_all(&mut consumer, 2));
+        sender.join().unwrap();
+        assert_eq!(received, [0, 1, 2]);
+    });
+}

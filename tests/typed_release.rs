@@ -177,3 +177,52 @@ fn two_threads_move_every_value_once_in_order_through_a_large_ring() {
     sender.join().unwrap();
     assert_eq!(consumer.pop(), None);
 }
+
+/// A consumer that waits by polling `is_empty()` (or `len()`) and pops only
+/// when there is a value never meets an empty ring in `pop`, so `pop` alone
+/// would never hand back the last part of a line. A producer that waits for
+/// every slot to be free (a flush) must still see them all.
+#[test]
+fn a_consumer_polling_is_empty_hands_every_slot_back() {
+    let (mut producer, mut consumer) = ring::<u64>(LARGE);
+    producer.push_batch(0..3);
+    let mut expected = 0;
+    // Polls a while after the last value, as a waiting consumer does.
+    for _ in 0..10 {
+        if !consumer.is_empty() {
+            assert_eq!(consumer.pop(), Some(expected));
+            expected += 1;
+        }
+    }
+    assert_eq!(expected, 3);
+    assert_eq!(producer.slots(), LARGE);
+}
+
+/// A consumer that takes fewer values than a line's worth, then waits with
+/// `len()` for the ring to fill up: the producer must be able to fill every
+/// slot, or both wait for ever.
+#[test]
+fn a_consumer_waiting_with_len_for_a_full_ring_lets_the_producer_fill_it() {
+    let (mut producer, mut consumer) = ring::<u64>(LARGE);
+    assert_eq!(producer.push_batch(0..LARGE as u64), LARGE);
+    // One past the first load of the tail: taken on the fast path.
+    assert_eq!(consumer.pop(), Some(0));
+    assert_eq!(consumer.pop(), Some(1));
+    let mut next = LARGE as u64;
+    for _ in 0..10 {
+        if consumer.len() == LARGE {
+            break;
+        }
+        if producer.push(next).is_ok() {
+            next += 1;
+        }
+    }
+    assert_eq!(
+        consumer.len(),
+        LARGE,
+        "the producer could not fill the ring"
+    );
+    for expected in 2..next {
+        assert_eq!(consumer.pop(), Some(expected));
+    }
+}

@@ -60,9 +60,12 @@
 //! On rings of at least 16 cache lines, the consumer stores the head once
 //! per line's worth of values it takes, not once per value, and at once
 //! whenever it finds fewer values than it asked for (an empty ring, for
-//! `pop`), when a read chunk goes, and when it is dropped. So a consumer
-//! that waits for values has handed every slot back, and a busy one passes
-//! the head's line to the producer once a line instead of once a value. In
+//! `pop`), when a read chunk goes, when it counts its values (`len`,
+//! `is_empty`), and when it is dropped. So a consumer that waits for
+//! values, by `pop`, `read_chunk` or `len`, has handed every slot back, and
+//! a busy one passes the head's line to the producer once a line instead of
+//! once a value (a consumer that calls `len` or `is_empty` before each `pop`
+//! still stores it once a value). In
 //! the lanes bench, in runs where the two CPUs sat close (a 130 ns round
 //! trip), one-at-a-time throughput went from 0.83x rtrb's to 1.33x; where
 //! they sat far apart (390 ns) it made no difference. While the consumer is
@@ -730,10 +733,12 @@ pub struct Consumer<T> {
     wrap_at: usize,
     /// The tail as last loaded; the producer may have moved it on since.
     cached_tail: usize,
-    /// The head as last stored: the slots before it are the producer's
-    /// again. It lags `head` by fewer than `release_every` values, and
-    /// catches up whenever the consumer finds fewer values than it asked
-    /// for, a read chunk goes, or the consumer is dropped.
+    /// The head as last stored by `release`: the slots before it are the
+    /// producer's again. It lags `head` by fewer than `release_every`
+    /// values, and catches up whenever the consumer finds fewer values than
+    /// it asked for, a read chunk goes, or the consumer is dropped. `len`
+    /// (only `&self`) may store the head without moving this on, so the
+    /// shared head may be past it, never behind.
     released: usize,
     /// Values taken between two stores of the head (see [`release_every`]).
     release_every: usize,
@@ -780,8 +785,8 @@ impl<T> Consumer<T> {
     /// The values can be looked at ([`ReadChunk::get`], [`ReadChunk::iter`]),
     /// moved out in order (the chunk is an [`Iterator`]), or dropped in place
     /// ([`ReadChunk::commit`]). When the chunk goes, the slots of every value
-    /// moved out or dropped are released with one store; the values left in
-    /// it stay in the ring, to be read again.
+    /// moved out or dropped are released (see [`ReadChunk`] for when some go
+    /// earlier); the values left in it stay in the ring, to be read again.
     ///
     /// # Examples
     ///
@@ -846,7 +851,21 @@ impl<T> Consumer<T> {
     ///
     /// The producer may add more at any moment, so the count is a lower
     /// bound: that many pops in a row will succeed.
+    ///
+    /// It also hands back to the producer the slots of every value taken so
+    /// far (see "Handing slots back" in the module doc): a consumer that
+    /// waits by polling `len()` or `is_empty()` never calls `pop` on an
+    /// empty ring, and would otherwise hold up to a line's worth of slots
+    /// for as long as it waits.
     pub fn len(&self) -> usize {
+        // Only `&self`, so `released` cannot move on: the shared head, which
+        // only this consumer stores, says whether it lags. Every `&Consumer`
+        // sees the same `head`, so any store here stores the current one.
+        if self.ring.head.load(Ordering::Relaxed) != self.head {
+            // Pairs with the Acquire load of head in `Producer::free_slots`,
+            // as in `release`.
+            self.ring.head.store(self.head, Ordering::Release);
+        }
         // Only a count: nothing is read on the strength of it, so Relaxed is
         // enough. `pop` loads the tail again with Acquire before it reads a
         // slot.
@@ -1116,12 +1135,16 @@ impl<T> fmt::Debug for WriteChunk<'_, T> {
 /// Values lent by [`Consumer::read_chunk`], oldest first.
 ///
 /// The chunk is an [`Iterator`] that moves its values out in order. When
-/// the chunk goes, the slots of every value moved out or dropped are
-/// released to the producer, with one store; the values left in the chunk
-/// stay in the ring. A value moved out one at a time (`next`, and so
-/// [`commit`](ReadChunk::commit)) is counted as taken at once, as by
-/// [`Consumer::pop`], so that a chunk that is forgotten never hands a
-/// value out twice.
+/// the chunk goes, the slots of every value moved out or dropped that are
+/// not back with the producer yet are released, with one store; the values
+/// left in the chunk stay in the ring. A value moved out one at a time
+/// (`next`, and so [`commit`](ReadChunk::commit)) is counted as taken at
+/// once, as by [`Consumer::pop`], so that a chunk that is forgotten never
+/// hands a value out twice, and its slot goes back as `pop`'s would while
+/// the chunk lives: at once on small rings, a line's worth at a time on
+/// large ones (see "Handing slots back" in the module doc). Values moved
+/// out by `fold` or `for_each` (as [`Consumer::pop_batch`] does) go back
+/// all together when the chunk goes.
 pub struct ReadChunk<'a, T> {
     consumer: &'a mut Consumer<T>,
     /// Number of values lent, starting at the consumer's head.
@@ -1512,6 +1535,156 @@ mod tests {
         let start = usize::MAX - 50;
         assert_eq!(check_look_ahead_lines::<Blob<65>>(capacity, start).0, 0);
         assert_eq!(check_look_ahead_lines::<()>(capacity, start).0, 0);
+    }
+
+    /// A value that records its drop in `drops[id]`.
+    struct Tracked {
+        id: usize,
+        drops: std::sync::Arc<Vec<AtomicUsize>>,
+    }
+
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.drops[self.id].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Random pushes, pops, read chunks (taken from, committed, dropped and
+    /// forgotten part way), `pop_batch` callbacks that panic, and counts,
+    /// on a ring that hands slots back a line's worth at a time, with counts
+    /// that wrap at `usize::MAX`; then the halves dropped in either order.
+    /// Every value comes out in order and is dropped exactly once, and after
+    /// `len()` the producer sees every slot the consumer has emptied.
+    #[test]
+    fn random_operations_across_the_wrap_drop_every_value_once() {
+        use std::collections::VecDeque;
+        use std::panic::{catch_unwind, AssertUnwindSafe};
+        use std::sync::Arc as StdArc;
+
+        // 16 lines of `Tracked` (16 bytes): 8 values to a line.
+        let capacity = 64;
+        let line = LINE / mem::size_of::<Tracked>();
+        assert_eq!(release_every::<Tracked>(capacity), line);
+        let (runs, steps) = if cfg!(miri) { (4, 300) } else { (64, 3000) };
+        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut random = move |below: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % below as u64) as usize
+        };
+        for run in 0..runs {
+            let drops = StdArc::new(
+                // At most a chunk's worth of values made a step.
+                (0..steps * (capacity + 1))
+                    .map(|_| AtomicUsize::new(0))
+                    .collect::<Vec<_>>(),
+            );
+            let make = |id: usize| Tracked {
+                id,
+                drops: StdArc::clone(&drops),
+            };
+            let start = usize::MAX - random(3 * capacity);
+            let (mut producer, mut consumer) = ring_from::<Tracked>(capacity, start);
+            // Ids in the ring, oldest first, and the next id to make.
+            let mut model = VecDeque::new();
+            let mut next_id = 0;
+            for _ in 0..steps {
+                let shared_head = consumer.ring.head.load(Ordering::Relaxed);
+                let held_back = consumer.head.wrapping_sub(shared_head);
+                assert!(held_back < line, "run {run}: {held_back} held back");
+                assert_eq!(
+                    producer.slots() + model.len() + held_back,
+                    capacity,
+                    "run {run}"
+                );
+                let op = random(9);
+                match op {
+                    0 | 1 => {
+                        // A value the ring hands back is dropped here.
+                        if producer.push(make(next_id)).is_ok() {
+                            model.push_back(next_id);
+                        }
+                        next_id += 1;
+                    }
+                    2 => {
+                        let want = random(capacity + 2);
+                        if let Ok(mut chunk) = producer.write_chunk(want) {
+                            let fill = random(chunk.len() + 1);
+                            let keep = random(fill + 1);
+                            for id in next_id..next_id + fill {
+                                chunk.push(make(id)).unwrap();
+                            }
+                            next_id += fill;
+                            chunk.commit(keep);
+                            model.extend(next_id - fill..next_id - fill + keep);
+                        }
+                    }
+                    3 => match consumer.pop() {
+                        Some(value) => assert_eq!(Some(value.id), model.pop_front()),
+                        None => assert!(model.is_empty()),
+                    },
+                    4 | 5 => {
+                        let ask = random(capacity + 2);
+                        let mut chunk = consumer.read_chunk(ask);
+                        assert_eq!(chunk.len(), ask.min(model.len()));
+                        let take = random(chunk.len() + 1);
+                        for _ in 0..take {
+                            assert_eq!(chunk.next().map(|v| v.id), model.pop_front());
+                            if let Some(value) = chunk.get(0) {
+                                assert_eq!(Some(value.id), model.front().copied());
+                            }
+                        }
+                        match random(3) {
+                            0 => drop(chunk),
+                            1 => mem::forget(chunk),
+                            _ => {
+                                let more = random(chunk.len() + 1);
+                                chunk.commit(more);
+                                model.drain(..more);
+                            }
+                        }
+                    }
+                    6 => {
+                        let max = random(capacity + 2);
+                        let panic_at = random(max + 2);
+                        let mut seen = 0;
+                        let mut out_of_order = false;
+                        let outcome = catch_unwind(AssertUnwindSafe(|| {
+                            consumer.pop_batch(max, |value| {
+                                out_of_order |= Some(value.id) != model.pop_front();
+                                seen += 1;
+                                if seen == panic_at {
+                                    panic!("receive panics at value {seen}");
+                                }
+                            })
+                        }));
+                        assert!(!out_of_order, "run {run}: pop_batch out of order");
+                        if let Ok(count) = outcome {
+                            assert_eq!(count, seen);
+                        }
+                    }
+                    7 => {
+                        assert_eq!(consumer.len(), model.len());
+                        assert_eq!(producer.slots(), capacity - model.len());
+                    }
+                    _ => {
+                        let drained = consumer.read_chunk(random(4)).count();
+                        model.drain(..drained);
+                    }
+                }
+            }
+            if run % 2 == 0 {
+                drop(consumer);
+                drop(producer);
+            } else {
+                drop(producer);
+                drop(consumer);
+            }
+            for (id, dropped) in drops.iter().enumerate().take(next_id) {
+                assert_eq!(dropped.load(Ordering::Relaxed), 1, "run {run}: value {id}");
+            }
+        }
     }
 
     #[test]
