@@ -186,9 +186,9 @@ fn abandoned_producer_leaves_every_value_visible() {
 
 /// The producer waits for two free slots at once (a chunk of two) after
 /// one value, which the consumer takes: under loom a ring of two hands its
-/// slots back in twos, so that slot goes back only when the consumer finds
-/// the ring empty. If `pop` on an empty ring kept it, both would wait for
-/// ever.
+/// slots back in twos, so that slot goes back only because the consumer
+/// has taken every value it has seen (or finds the ring empty). If it kept
+/// it, both would wait for ever.
 #[test]
 fn a_consumer_finding_the_ring_empty_hands_back_what_it_took() {
     check(3, || {
@@ -222,6 +222,43 @@ fn a_consumer_waiting_with_len_hands_back_what_it_took() {
         let sender = thread::spawn(move || push_all(&mut producer, 0..3));
         let mut received = pop_all(&mut consumer, 1);
         while consumer.len() < 2 {
+            thread::yield_now();
+        }
+        received.extend(pop_all(&mut consumer, 2));
+        sender.join().unwrap();
+        assert_eq!(received, [0, 1, 2]);
+    });
+}
+
+/// The consumer takes the one value it knows of, then waits for the
+/// producer to finish pushing two more: on a ring of two, handed back in
+/// twos under loom, the producer needs the slot of the first. If the
+/// consumer kept it (it calls nothing on the ring while it waits), both
+/// would wait for ever.
+#[test]
+fn a_consumer_that_took_all_it_saw_then_waits_elsewhere_holds_no_slot() {
+    check(3, || {
+        let (mut producer, mut consumer) = ring::<usize>(2);
+        let first = Arc::new(AtomicUsize::new(0));
+        let pushed = Arc::clone(&first);
+        let sender = thread::spawn(move || {
+            push_all(&mut producer, 0..1);
+            // Says the first is in, then waits for it to be taken (so the
+            // consumer has seen only it), then pushes two more.
+            pushed.store(1, Ordering::Release);
+            while pushed.load(Ordering::Acquire) != 2 {
+                thread::yield_now();
+            }
+            push_all(&mut producer, 1..3);
+            pushed.store(3, Ordering::Release);
+        });
+        while first.load(Ordering::Acquire) != 1 {
+            thread::yield_now();
+        }
+        let mut received = pop_all(&mut consumer, 1);
+        first.store(2, Ordering::Release);
+        // Waits on the producer, not the ring.
+        while first.load(Ordering::Acquire) != 3 {
             thread::yield_now();
         }
         received.extend(pop_all(&mut consumer, 2));

@@ -51,10 +51,50 @@ fn a_consumer_that_finds_the_ring_empty_has_handed_every_slot_back() {
     assert_eq!(consumer.pop(), Some(1));
     assert_eq!(consumer.pop(), Some(2));
     assert_eq!(consumer.pop(), Some(3));
-    // Three taken: not yet a line's worth, so not yet handed back.
-    assert_eq!(producer.slots(), LARGE - 3);
+    // Three taken, not a line's worth, but every value the consumer has
+    // seen: all handed back.
+    assert_eq!(producer.slots(), LARGE);
     assert_eq!(consumer.pop(), None);
     assert_eq!(producer.slots(), LARGE);
+}
+
+/// A consumer that takes every value it knows of and then stops calling
+/// the ring (it joins the producer's thread, or waits on something else)
+/// must not keep their slots: a producer that then fills the whole ring
+/// would wait for ever.
+#[test]
+fn a_consumer_that_takes_every_value_it_has_seen_hands_their_slots_back() {
+    let (mut producer, mut consumer) = ring::<u64>(LARGE);
+    producer.push_batch([0, 1, 2]);
+    assert_eq!(consumer.pop(), Some(0));
+    // It has seen three; two more come after it looked.
+    producer.push_batch([3, 4]);
+    assert_eq!(consumer.pop(), Some(1));
+    assert_eq!(producer.slots(), LARGE - 5);
+    assert_eq!(consumer.pop(), Some(2));
+    // The last it has seen: the three taken go back, not the two after.
+    assert_eq!(producer.slots(), LARGE - 2);
+
+    // Takes the two it knows come, then waits for the producer's thread,
+    // which fills the ring to the last slot.
+    assert_eq!(consumer.pop(), Some(3));
+    assert_eq!(consumer.pop(), Some(4));
+    let sender = std::thread::spawn(move || {
+        for n in 0..LARGE as u64 {
+            let mut value = n;
+            let mut tries = 0u32;
+            while let Err(full) = producer.push(value) {
+                value = full.into_inner();
+                tries += 1;
+                assert!(tries < 1_000, "the producer waits for ever at value {n}");
+                std::thread::yield_now();
+            }
+        }
+        producer
+    });
+    let producer = sender.join().unwrap();
+    assert_eq!(producer.slots(), 0);
+    assert_eq!(consumer.len(), LARGE);
 }
 
 #[test]

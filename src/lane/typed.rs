@@ -59,10 +59,11 @@
 //!
 //! On rings of at least 16 cache lines, the consumer stores the head once
 //! per line's worth of values it takes, not once per value, and at once
-//! whenever it finds fewer values than it asked for (an empty ring, for
-//! `pop`), when a read chunk goes, when it counts its values (`len`,
-//! `is_empty`), and when it is dropped. So a consumer that waits for
-//! values, by `pop`, `read_chunk` or `len`, has handed every slot back, and
+//! when it takes the last value it has seen in the ring, whenever it finds
+//! fewer values than it asked for, when a read chunk goes, when it counts
+//! its values (`len`, `is_empty`), and when it is dropped. So a consumer
+//! that has taken every value it has seen, or that waits for values by
+//! `pop`, `read_chunk` or `len`, has handed every slot back, and
 //! a busy one passes the head's line to the producer once a line instead of
 //! once a value (a consumer that calls `len` or `is_empty` before each `pop`
 //! still stores it once a value). In
@@ -70,7 +71,9 @@
 //! trip), one-at-a-time throughput went from 0.83x rtrb's to 1.33x; where
 //! they sat far apart (390 ns) it made no difference. While the consumer is
 //! busy, the producer may so see up to a line's worth of slots fewer free
-//! than there are.
+//! than there are, and so it may while a consumer that has left values it
+//! has seen in the ring calls nothing on it (a producer that needs every
+//! slot but those values then waits until the consumer's next call).
 //!
 //! # Prefetching the producer's next lines
 //!
@@ -735,8 +738,9 @@ pub struct Consumer<T> {
     cached_tail: usize,
     /// The head as last stored by `release`: the slots before it are the
     /// producer's again. It lags `head` by fewer than `release_every`
-    /// values, and catches up whenever the consumer finds fewer values than
-    /// it asked for, a read chunk goes, or the consumer is dropped. `len`
+    /// values, and catches up whenever the consumer takes the last value it
+    /// has seen, finds fewer values than it asked for, a read chunk goes, or
+    /// the consumer is dropped. `len`
     /// (only `&self`) may store the head without moving this on, so the
     /// shared head may be past it, never behind.
     released: usize,
@@ -937,13 +941,16 @@ impl<T> Consumer<T> {
 
     /// Counts the oldest value as taken, and hands the slots taken since
     /// the last store of the head back to the producer once they are
-    /// `release_every`.
+    /// `release_every`, or once the consumer has taken every value it has
+    /// seen: it may take no more for a long time (it may wait on something
+    /// else than the ring), and the next `pop` would store the head then
+    /// anyway, before it loads the tail again.
     #[inline]
     fn took_one(&mut self) {
         let (head, wrap_at) = self.slots.step(self.head, self.wrap_at);
         self.head = head;
         self.wrap_at = wrap_at;
-        if head.wrapping_sub(self.released) >= self.release_every {
+        if head.wrapping_sub(self.released) >= self.release_every || head == self.cached_tail {
             self.release();
         }
     }
