@@ -57,23 +57,31 @@
 //!
 //! # Handing slots back
 //!
-//! On rings of at least 16 cache lines, the consumer stores the head once
-//! per line's worth of values it takes, not once per value, and at once
-//! when it takes the last value it has seen in the ring, whenever it finds
-//! fewer values than it asked for, when a read chunk goes, when it counts
-//! its values (`len`, `is_empty`), and when it is dropped. So a consumer
-//! that has taken every value it has seen, or that waits for values by
-//! `pop`, `read_chunk` or `len`, has handed every slot back, and
-//! a busy one passes the head's line to the producer once a line instead of
-//! once a value (a consumer that calls `len` or `is_empty` before each `pop`
-//! still stores it once a value). In
-//! the lanes bench, in runs where the two CPUs sat close (a 130 ns round
-//! trip), one-at-a-time throughput went from 0.83x rtrb's to 1.33x; where
-//! they sat far apart (390 ns) it made no difference. While the consumer is
-//! busy, the producer may so see up to a line's worth of slots fewer free
-//! than there are, and so it may while a consumer that has left values it
-//! has seen in the ring calls nothing on it (a producer that needs every
-//! slot but those values then waits until the consumer's next call).
+//! On rings of at least 16 cache lines, a busy consumer stores the head once
+//! per line's worth of values it takes, not once per value, so the head's
+//! line passes to the producer once a line instead of once a value. In the
+//! lanes bench, in runs where the two CPUs sat close (a 130 ns round trip),
+//! one-at-a-time throughput went from 0.83x rtrb's to 1.33x; where they sat
+//! far apart (390 ns) it made no difference.
+//!
+//! The consumer hands back every slot it has emptied, at once:
+//!
+//! - when it takes the last value it has seen in the ring;
+//! - when it finds fewer values than it asked for (`pop` on an empty ring,
+//!   a `read_chunk` of more than it has seen);
+//! - when it counts the values (`len`, `is_empty`), and when a read chunk
+//!   goes;
+//! - when it is dropped.
+//!
+//! So a consumer that waits for values, whichever way it waits, or that has
+//! taken every value it has seen, holds no slot. A producer finds the ring
+//! full only while it holds at least the capacity less a line's worth of
+//! values, so a `push` never waits on a consumer that keeps taking values.
+//! Only a consumer that has taken some values, left others it has seen in
+//! the ring, and then calls nothing on it holds slots: up to a line's worth
+//! less one, until its next call. (A consumer that calls `len` or
+//! `is_empty` before each `pop` stores the head once a value, as on smaller
+//! rings.)
 //!
 //! # Prefetching the producer's next lines
 //!
@@ -486,8 +494,9 @@ impl<T> Producer<T> {
     ///
     /// # Errors
     ///
-    /// Returns `Err(Full(value))` if all slots hold values the consumer has
-    /// not taken yet.
+    /// Returns `Err(Full(value))` if no slot is free: each holds a value
+    /// the consumer has not taken yet, or one it has taken and not yet
+    /// handed back (see "Handing slots back" in the module doc).
     ///
     /// # Examples
     ///
