@@ -58,6 +58,23 @@ fn a_consumer_that_finds_the_ring_empty_has_handed_every_slot_back() {
 }
 
 #[test]
+fn len_and_is_empty_hand_nothing_back() {
+    // As the module doc says: a consumer that waits by polling `is_empty`
+    // keeps the slots of the values it took until it next pops `None`.
+    let (mut producer, mut consumer) = ring::<u64>(LARGE);
+    producer.push_batch([1, 2, 3]);
+    for expected in 1..=3 {
+        assert!(!consumer.is_empty());
+        assert_eq!(consumer.pop(), Some(expected));
+    }
+    assert!(consumer.is_empty());
+    assert_eq!(consumer.len(), 0);
+    assert_eq!(producer.slots(), LARGE - 3);
+    assert_eq!(consumer.pop(), None);
+    assert_eq!(producer.slots(), LARGE);
+}
+
+#[test]
 fn a_read_chunk_finding_fewer_values_than_asked_hands_every_slot_back() {
     let (mut producer, mut consumer) = ring::<u64>(LARGE);
     producer.push_batch(0..10);

@@ -59,15 +59,25 @@
 //!
 //! On rings of at least 16 cache lines, the consumer stores the head once
 //! per line's worth of values it takes, not once per value, and at once
-//! whenever it finds fewer values than it asked for (an empty ring, for
-//! `pop`), when a read chunk goes, and when it is dropped. So a consumer
-//! that waits for values has handed every slot back, and a busy one passes
-//! the head's line to the producer once a line instead of once a value. In
+//! whenever it finds fewer values than it asked for (so whenever `pop`
+//! returns `None`), when a read chunk goes (so after every `pop_batch`),
+//! and when it is dropped. So a consumer that waits for values by popping
+//! until `None` has handed every slot back, and a busy one passes the
+//! head's line to the producer once a line instead of once a value. In
 //! the lanes bench, in runs where the two CPUs sat close (a 130 ns round
 //! trip), one-at-a-time throughput went from 0.83x rtrb's to 1.33x; where
 //! they sat far apart (390 ns) it made no difference. While the consumer is
 //! busy, the producer may so see up to a line's worth of slots fewer free
 //! than there are.
+//!
+//! [`Consumer::len`] and [`Consumer::is_empty`] hand nothing back. A
+//! consumer that takes a few values and then stops, or waits by polling
+//! `is_empty` instead of popping, keeps the slots of up to a line's worth
+//! less one of values it has already taken until its next `pop` that
+//! returns `None` (or `pop_batch`, or its drop): meanwhile the producer can
+//! find the ring full, and [`Producer::slots`] stays short of the
+//! capacity, so `slots() == capacity()` does not tell the producer that
+//! the consumer has caught up.
 //!
 //! # Prefetching the producer's next lines
 //!
@@ -263,9 +273,16 @@ impl<T> Ring<T> {
             tail: CachePadded(AtomicUsize::new(0)),
             abandoned: AtomicBool::new(false),
             head_index: AtomicUsize::new(0),
-            slots: (0..capacity)
-                .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
-                .collect(),
+            slots: {
+                // Reserved first, so that a failed allocation panics as the
+                // doc of `ring` says, rather than aborting the process.
+                let mut slots = Vec::new();
+                if let Err(error) = slots.try_reserve_exact(capacity) {
+                    panic!("cannot allocate a lane of {capacity} slots: {error}");
+                }
+                slots.extend((0..capacity).map(|_| UnsafeCell::new(MaybeUninit::uninit())));
+                slots.into_boxed_slice()
+            },
         }
     }
 }
@@ -480,8 +497,12 @@ impl<T> Producer<T> {
     ///
     /// # Errors
     ///
-    /// Returns `Err(Full(value))` if all slots hold values the consumer has
-    /// not taken yet.
+    /// Returns `Err(Full(value))` if no slot has been handed back to the
+    /// producer: every slot holds a value the consumer has not taken yet or,
+    /// on rings of at least 16 cache lines, one it has taken but not handed
+    /// back (up to a line's worth less one; see "Handing slots back" in the
+    /// module doc). A push after the consumer's next `pop` that returns
+    /// `None` finds those slots free.
     ///
     /// # Examples
     ///
@@ -633,7 +654,8 @@ impl<T> Producer<T> {
         self.slots.capacity - self.tail.wrapping_sub(head)
     }
 
-    /// Returns `true` if the ring has no free slot now.
+    /// Returns `true` if the ring has no free slot now, as
+    /// [`slots`](Producer::slots) counts them.
     pub fn is_full(&self) -> bool {
         self.slots() == 0
     }
@@ -846,6 +868,10 @@ impl<T> Consumer<T> {
     ///
     /// The producer may add more at any moment, so the count is a lower
     /// bound: that many pops in a row will succeed.
+    ///
+    /// It hands no slot back to the producer (see "Handing slots back" in
+    /// the module doc): to wait for values, pop until `None` rather than
+    /// poll this or [`is_empty`](Consumer::is_empty).
     pub fn len(&self) -> usize {
         // Only a count: nothing is read on the strength of it, so Relaxed is
         // enough. `pop` loads the tail again with Acquire before it reads a
