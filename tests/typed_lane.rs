@@ -144,6 +144,15 @@ fn zero_capacity_panics() {
 }
 
 #[test]
+#[should_panic(expected = "cannot allocate a lane of")]
+fn slots_that_cannot_be_allocated_panic_rather_than_abort() {
+    // 2^59 u64s are 2^62 bytes: within isize::MAX, so the request reaches
+    // the allocator, and beyond any address space, so it fails. This used to
+    // abort the whole process ("memory allocation of .. bytes failed").
+    let _ = ring::<u64>(1 << 59);
+}
+
+#[test]
 fn full_ring_hands_the_value_back() {
     let (mut producer, _consumer) = ring(1);
     producer.push(String::from("kept")).unwrap();

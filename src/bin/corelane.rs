@@ -109,7 +109,7 @@ mod journal_follow;
 struct ServeArgs {
     /// Address to listen on, HOST:PORT (a name such as localhost:6380 is
     /// resolved; the first address is used).
-    #[arg(long, default_value = "127.0.0.1:6380", value_parser = resolve)]
+    #[arg(long, default_value = "127.0.0.1:6380", value_parser = bind_addr)]
     bind: SocketAddr,
     /// Number of cores (event loops); default one per CPU.
     #[arg(long)]
@@ -141,8 +141,9 @@ struct ServeArgs {
     /// /metrics.json); a bare port means 127.0.0.1:PORT.
     #[arg(long, value_name = "ADDR", value_parser = metrics_addr)]
     metrics: Option<SocketAddr>,
-    /// Append each core's delivery latency every second to this
-    /// HdrHistogram interval log (V2 compressed).
+    /// Write each core's delivery latency every second to this
+    /// HdrHistogram interval log (V2 compressed); an existing file is
+    /// replaced.
     #[arg(long, value_name = "FILE")]
     latency_log: Option<std::path::PathBuf>,
     /// Warn when a handler runs longer than this many milliseconds (0: off).
@@ -152,6 +153,17 @@ struct ServeArgs {
     /// many microseconds.
     #[arg(long)]
     p99_limit_us: Option<u64>,
+}
+
+/// `HOST:PORT`; a bare port is refused with the address to write instead.
+fn bind_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Err(format!(
+            "{text:?} is a port alone: give HOST:PORT (--bind 127.0.0.1:{port} for loopback, \
+             --bind 0.0.0.0:{port} for every interface)"
+        ));
+    }
+    resolve(text)
 }
 
 /// `PORT` alone is a loopback port; otherwise `HOST:PORT`.
@@ -331,10 +343,17 @@ fn stat(args: StatArgs) -> ExitCode {
     match corelane::metrics::stat::watch(args.addr, every, args.count, &mut out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            let hint = if error.kind() == std::io::ErrorKind::ConnectionRefused {
-                " (is `corelane serve --metrics` listening there?)"
-            } else {
-                ""
+            let hint = match error.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    " (is `corelane serve --metrics` listening there?)"
+                }
+                // A read timeout: something listens but sends no HTTP
+                // answer, as the server's own Redis port does.
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                    " (no HTTP answer within 5 s: give the port of `serve --metrics`, \
+                     not the Redis port)"
+                }
+                _ => "",
             };
             eprintln!("corelane: stat {}: {error}{hint}", args.addr);
             ExitCode::FAILURE
@@ -389,7 +408,16 @@ fn serve(args: ServeArgs) -> ExitCode {
     let server = match Server::start(config) {
         Ok(server) => server,
         Err(error) => {
-            eprintln!("corelane: {error}");
+            let hint = match &error {
+                corelane::serve::ServeError::Bind(_, error)
+                    if error.kind() == std::io::ErrorKind::AddrInUse =>
+                {
+                    " (another server is listening there: stop it, or pick another port \
+                     with --bind HOST:PORT)"
+                }
+                _ => "",
+            };
+            eprintln!("corelane: {error}{hint}");
             return ExitCode::FAILURE;
         }
     };

@@ -277,9 +277,16 @@ impl<T> Ring<T> {
             tail: CachePadded(AtomicUsize::new(0)),
             abandoned: AtomicBool::new(false),
             head_index: AtomicUsize::new(0),
-            slots: (0..capacity)
-                .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
-                .collect(),
+            slots: {
+                // Reserved first, so that a failed allocation panics as the
+                // doc of `ring` says, rather than aborting the process.
+                let mut slots = Vec::new();
+                if let Err(error) = slots.try_reserve_exact(capacity) {
+                    panic!("cannot allocate a lane of {capacity} slots: {error}");
+                }
+                slots.extend((0..capacity).map(|_| UnsafeCell::new(MaybeUninit::uninit())));
+                slots.into_boxed_slice()
+            },
         }
     }
 }
@@ -648,7 +655,8 @@ impl<T> Producer<T> {
         self.slots.capacity - self.tail.wrapping_sub(head)
     }
 
-    /// Returns `true` if the ring has no free slot now.
+    /// Returns `true` if the ring has no free slot now, as
+    /// [`slots`](Producer::slots) counts them.
     pub fn is_full(&self) -> bool {
         self.slots() == 0
     }
