@@ -757,9 +757,9 @@ pub struct Consumer<T> {
     /// producer's again. It lags `head` by fewer than `release_every`
     /// values, and catches up whenever the consumer takes the last value it
     /// has seen, finds fewer values than it asked for, a read chunk goes, or
-    /// the consumer is dropped. `len`
-    /// (only `&self`) may store the head without moving this on, so the
-    /// shared head may be past it, never behind.
+    /// the consumer is dropped. `len` (only `&self`) may store the head
+    /// without moving this on, so the shared head may be past it, never
+    /// behind.
     released: usize,
     /// Values taken between two stores of the head (see [`release_every`]).
     release_every: usize,
