@@ -59,10 +59,17 @@
 //!
 //! On rings of at least 16 cache lines, a busy consumer stores the head once
 //! per line's worth of values it takes, not once per value, so the head's
-//! line passes to the producer once a line instead of once a value. In the
-//! lanes bench, in runs where the two CPUs sat close (a 130 ns round trip),
-//! one-at-a-time throughput went from 0.83x rtrb's to 1.33x; where they sat
-//! far apart (390 ns) it made no difference.
+//! line passes to the producer once a line instead of once a value.
+//!
+//! Measured in the lanes bench, one at a time, where the two CPUs sat close
+//! (a 120 to 130 ns round trip): 0.83x to 1.17x rtrb's throughput with the
+//! head stored once a value; 1.41x to 1.54x with it stored once a line and
+//! when `pop` finds too few values. With the store when the consumer takes
+//! the last value it has seen (below), which a consumer that then waits on
+//! something else needs, it measured 0.89x to 1.05x: that store is the one
+//! the next `pop` would make anyway, and why it costs that much is not yet
+//! known. Where the CPUs sat far apart (350 to 400 ns) none of this made a
+//! difference (1.2x to 1.4x).
 //!
 //! The consumer hands back every slot it has emptied, at once:
 //!
