@@ -63,7 +63,7 @@
 //!
 //! Measured in the lanes bench, one at a time, where the two CPUs sat close
 //! (a 120 to 130 ns round trip): 0.83x to 1.17x rtrb's throughput with the
-//! head stored once a value; 1.41x to 1.54x with it stored once a line and
+//! head stored once a value; 1.31x to 1.54x with it stored once a line and
 //! when `pop` finds too few values. With the store when the consumer takes
 //! the last value it has seen (below), which a consumer that then waits on
 //! something else needs, it measured 0.89x to 1.05x: that store is the one
