@@ -1,7 +1,10 @@
 //! `corelane serve` and `corelane stat` given the addresses users get
 //! wrong: a bare port for `--bind`, a port another server holds, and
 //! `stat` pointed at a port that answers no HTTP. Each fails with an error
-//! that says what to do instead. Everything listens on loopback only.
+//! that says what to do instead. A `--metrics` port or `--latency-log`
+//! path that fails stops the server before it says it is listening, and a
+//! `--journal` directory that is not there is named as it is created.
+//! Everything listens on loopback only.
 
 use std::net::TcpListener;
 use std::process::{Command, Output};
@@ -57,4 +60,75 @@ fn stat_at_a_port_that_answers_no_http_names_the_metrics_port() {
     assert!(!output.status.success());
     let error = stderr(&output);
     assert!(error.contains("not the Redis port"), "{error}");
+}
+
+#[test]
+fn a_busy_metrics_port_fails_before_the_server_says_it_is_listening() {
+    let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+    let metrics = holder.local_addr().unwrap().to_string();
+    let output = corelane(&[
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--cores",
+        "1",
+        "--metrics",
+        &metrics,
+    ]);
+    assert!(!output.status.success());
+    let error = stderr(&output);
+    assert!(
+        error.contains(&format!("cannot serve metrics on {metrics}")),
+        "{error}"
+    );
+    assert!(!error.contains("listening on"), "{error}");
+}
+
+#[test]
+fn a_latency_log_in_a_missing_directory_fails_before_the_server_says_it_is_listening() {
+    let dir = std::env::temp_dir().join(format!("corelane-no-such-dir-{}", std::process::id()));
+    let log = dir.join("latency.hlog");
+    let output = corelane(&[
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--cores",
+        "1",
+        "--latency-log",
+        log.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    let error = stderr(&output);
+    assert!(
+        error.contains(&format!("cannot create {}", log.display())),
+        "{error}"
+    );
+    assert!(!error.contains("listening on"), "{error}");
+}
+
+#[test]
+fn a_journal_directory_that_is_not_there_is_created_and_said() {
+    let base = std::env::temp_dir().join(format!("corelane-journal-said-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let dir = base.join("nested").join("journal");
+    // A busy port stops the server right after the flags are read, so the
+    // test needs no signal to end it.
+    let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = holder.local_addr().unwrap().to_string();
+    let output = corelane(&[
+        "serve",
+        "--bind",
+        &address,
+        "--cores",
+        "1",
+        "--journal",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    let error = stderr(&output);
+    assert!(
+        error.contains(&format!("creating the journal directory {}", dir.display())),
+        "{error}"
+    );
+    let _ = std::fs::remove_dir_all(&base);
 }

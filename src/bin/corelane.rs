@@ -371,6 +371,13 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(dir) = &args.journal {
+        if !dir.exists() {
+            // Created below with any missing parents: said, so that a
+            // mistyped path does not go unnoticed.
+            log::info!("creating the journal directory {}", dir.display());
+        }
+    }
     let config = ServerConfig {
         bind: args.bind,
         cores: args.cores,
@@ -421,12 +428,6 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let cores = server.runtime().cores();
-    log::info!(
-        "corelane serve: listening on {} with {cores} core{} (Ctrl-C to stop)",
-        server.local_addr(),
-        if cores == 1 { "" } else { "s" }
-    );
     let _ = started.set(server.runtime());
     let _metrics_endpoint = match args.metrics {
         Some(addr) => {
@@ -455,6 +456,15 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Only now, with every flag's piece up: a script that waits for this
+    // line never sees it from a server about to fail on `--metrics` or
+    // `--latency-log`.
+    let cores = server.runtime().cores();
+    log::info!(
+        "corelane serve: listening on {} with {cores} core{} (Ctrl-C to stop)",
+        server.local_addr(),
+        if cores == 1 { "" } else { "s" }
+    );
     match server.wait() {
         Ok(report) => {
             println!("corelane serve: stopped: {report}");

@@ -177,13 +177,16 @@ fn tail_command(dir: &Path, from: Option<u64>, follow: bool) -> Result<ExitCode,
 
 /// One frame as a line: a published message as position, time, channel
 /// and payload; any other frame as its header fields and size.
+///
+/// The payload runs to the end of the line, so only the channel needs its
+/// spaces escaped for the fields to split on spaces.
 fn frame_line(frame: &JournalFrame<'_>) -> String {
     match frame.message::<Published>() {
         Ok(message) => format!(
             "{} {} {} {}",
             frame.position,
             utc(message.time_ns.to_native()),
-            escaped(&message.channel),
+            field(&message.channel),
             escaped(&message.payload)
         ),
         Err(_) => format!(
@@ -199,6 +202,12 @@ fn frame_line(frame: &JournalFrame<'_>) -> String {
 /// Bytes as printable ASCII, the rest escaped (`\n`, `\x00`).
 fn escaped(bytes: &[u8]) -> String {
     bytes.escape_ascii().to_string()
+}
+
+/// As [`escaped`], with spaces escaped too (`\x20`), for a field followed
+/// by others on the line.
+fn field(bytes: &[u8]) -> String {
+    escaped(bytes).replace(' ', "\\x20")
 }
 
 /// Nanoseconds since the Unix epoch as an RFC 3339 UTC time.
@@ -228,7 +237,15 @@ fn utc(ns: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::utc;
+    use super::{field, utc};
+
+    #[test]
+    fn a_field_keeps_no_space_and_no_control_byte() {
+        assert_eq!(field(b"news"), "news");
+        assert_eq!(field(b"a b"), "a\\x20b");
+        assert_eq!(field(b"tab\there\n"), "tab\\there\\n");
+        assert_eq!(field(b"back\\slash"), "back\\\\slash");
+    }
 
     #[test]
     fn utc_formats_known_instants() {
