@@ -62,21 +62,19 @@ fn stat_at_a_port_that_answers_no_http_names_the_metrics_port() {
     assert!(error.contains("not the Redis port"), "{error}");
 }
 
+/// Runs `serve` on one core at `bind` with `flag value`, expecting it to
+/// fail; returns what it wrote to stderr.
+fn serve_failing(bind: &str, flag: &str, value: &str) -> String {
+    let output = corelane(&["serve", "--bind", bind, "--cores", "1", flag, value]);
+    assert!(!output.status.success());
+    stderr(&output)
+}
+
 #[test]
 fn a_busy_metrics_port_fails_before_the_server_says_it_is_listening() {
     let holder = TcpListener::bind("127.0.0.1:0").unwrap();
     let metrics = holder.local_addr().unwrap().to_string();
-    let output = corelane(&[
-        "serve",
-        "--bind",
-        "127.0.0.1:0",
-        "--cores",
-        "1",
-        "--metrics",
-        &metrics,
-    ]);
-    assert!(!output.status.success());
-    let error = stderr(&output);
+    let error = serve_failing("127.0.0.1:0", "--metrics", &metrics);
     assert!(
         error.contains(&format!("cannot serve metrics on {metrics}")),
         "{error}"
@@ -88,17 +86,7 @@ fn a_busy_metrics_port_fails_before_the_server_says_it_is_listening() {
 fn a_latency_log_in_a_missing_directory_fails_before_the_server_says_it_is_listening() {
     let dir = std::env::temp_dir().join(format!("corelane-no-such-dir-{}", std::process::id()));
     let log = dir.join("latency.hlog");
-    let output = corelane(&[
-        "serve",
-        "--bind",
-        "127.0.0.1:0",
-        "--cores",
-        "1",
-        "--latency-log",
-        log.to_str().unwrap(),
-    ]);
-    assert!(!output.status.success());
-    let error = stderr(&output);
+    let error = serve_failing("127.0.0.1:0", "--latency-log", log.to_str().unwrap());
     assert!(
         error.contains(&format!("cannot create {}", log.display())),
         "{error}"
@@ -115,17 +103,7 @@ fn a_journal_directory_that_is_not_there_is_created_and_said() {
     // test needs no signal to end it.
     let holder = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = holder.local_addr().unwrap().to_string();
-    let output = corelane(&[
-        "serve",
-        "--bind",
-        &address,
-        "--cores",
-        "1",
-        "--journal",
-        dir.to_str().unwrap(),
-    ]);
-    assert!(!output.status.success());
-    let error = stderr(&output);
+    let error = serve_failing(&address, "--journal", dir.to_str().unwrap());
     assert!(
         error.contains(&format!("creating the journal directory {}", dir.display())),
         "{error}"
