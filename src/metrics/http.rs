@@ -87,11 +87,26 @@ impl Drop for MetricsServer {
     }
 }
 
-/// A parsed request, or the status to refuse it with.
+/// A request as the endpoint reads it, or the status to refuse it with.
 #[derive(Debug, PartialEq, Eq)]
-enum Request<'a> {
-    Get { path: &'a str, head_only: bool },
+pub enum Request<'a> {
+    /// `GET` or `HEAD` of `path` (the target without its query).
+    Get {
+        /// Starts with `/`; holds no space and no `?`.
+        path: &'a str,
+        /// `HEAD`: the answer has no body.
+        head_only: bool,
+    },
+    /// Refused with this status and a one-line reason.
     Refuse(u16, &'static str),
+}
+
+/// Reads the request whose head starts `bytes`: `None` while the blank
+/// line that ends the head has not arrived, whatever else has (the caller
+/// bounds how much it buffers, [`MAX_REQUEST_HEAD`]). Nothing after the
+/// head is looked at. Exposed for the fuzz target.
+pub fn request(bytes: &[u8]) -> Option<Request<'_>> {
+    find_head_end(bytes).map(|end| parse(&bytes[..end]))
 }
 
 fn answer(mut stream: TcpStream, snapshot: &impl Fn() -> Snapshot) -> io::Result<()> {
@@ -100,8 +115,8 @@ fn answer(mut stream: TcpStream, snapshot: &impl Fn() -> Snapshot) -> io::Result
     let mut head = [0u8; MAX_REQUEST_HEAD];
     let mut filled = 0;
     let request = loop {
-        if let Some(end) = find_head_end(&head[..filled]) {
-            break parse(&head[..end]);
+        if let Some(request) = request(&head[..filled]) {
+            break request;
         }
         if filled == head.len() {
             break Request::Refuse(431, "request head too large\n");
@@ -152,13 +167,18 @@ fn linger(stream: &mut TcpStream) {
     }
 }
 
-/// Position just past the blank line that ends the head, if present.
+/// Position just past the first blank line, which ends the head, if
+/// present. Lines end with CRLF or a bare LF, mixed as clients send them.
+/// The first blank line, not the first of one kind: otherwise a head seen
+/// in part could end at a bare LF one that a later CRLF one overrides once
+/// more has arrived.
 fn find_head_end(bytes: &[u8]) -> Option<usize> {
-    bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|at| at + 4)
-        .or_else(|| bytes.windows(2).position(|w| w == b"\n\n").map(|at| at + 2))
+    (1..bytes.len())
+        .find(|&at| {
+            bytes[at] == b'\n'
+                && (bytes[at - 1] == b'\n' || (at >= 2 && bytes[at - 2..at] == *b"\n\r"))
+        })
+        .map(|at| at + 1)
 }
 
 fn parse(head: &[u8]) -> Request<'_> {
@@ -254,9 +274,29 @@ mod tests {
     }
 
     #[test]
+    fn reads_a_request_only_once_its_head_is_whole() {
+        let sent = b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\nleftover";
+        let end = sent.len() - "leftover".len();
+        for cut in 0..end {
+            assert_eq!(request(&sent[..cut]), None, "cut at {cut}");
+        }
+        let get = Some(Request::Get {
+            path: "/metrics",
+            head_only: false,
+        });
+        assert_eq!(request(&sent[..end]), get);
+        assert_eq!(request(sent), get);
+    }
+
+    #[test]
     fn finds_the_end_of_the_head() {
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nbody"), Some(18));
         assert_eq!(find_head_end(b"GET / HTTP/1.1\n\n"), Some(16));
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n"), None);
+        assert_eq!(find_head_end(b"\r\n\r\n"), Some(4));
+        assert_eq!(find_head_end(b"\n\n"), Some(2));
+        // The first blank line ends the head, whatever comes after it.
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\n\nX: y\r\n\r\n"), Some(16));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\nX"), Some(17));
     }
 }

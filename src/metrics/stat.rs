@@ -27,6 +27,16 @@ pub fn fetch(addr: SocketAddr, timeout: Duration) -> io::Result<String> {
     stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: corelane\r\nConnection: close\r\n\r\n")?;
     let mut response = String::new();
     stream.take(MAX_RESPONSE).read_to_string(&mut response)?;
+    response_body(&response).map(str::to_string)
+}
+
+/// The body of a whole HTTP response, if its status is 200.
+///
+/// # Errors
+///
+/// A response without the blank line that ends its head, or with another
+/// status (named in the error).
+pub fn response_body(response: &str) -> io::Result<&str> {
     let (head, body) = response
         .split_once("\r\n\r\n")
         .ok_or_else(|| io::Error::other("response without a header end"))?;
@@ -34,7 +44,7 @@ pub fn fetch(addr: SocketAddr, timeout: Duration) -> io::Result<String> {
         let status = head.lines().next().unwrap_or("");
         return Err(io::Error::other(format!("endpoint answered {status:?}")));
     }
-    Ok(body.to_string())
+    Ok(body)
 }
 
 /// One core's numbers from one scrape.
@@ -165,6 +175,18 @@ pub fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_response_gives_its_body_only_with_status_200() {
+        assert_eq!(
+            response_body("HTTP/1.1 200 OK\r\nA: b\r\n\r\nx 1\n").unwrap(),
+            "x 1\n"
+        );
+        let refused = response_body("HTTP/1.1 404 Not Found\r\n\r\nnot found").unwrap_err();
+        assert!(refused.to_string().contains("404 Not Found"), "{refused}");
+        let cut = response_body("HTTP/1.1 200 OK\r\nA: b\r\n").unwrap_err();
+        assert!(cut.to_string().contains("header end"), "{cut}");
+    }
 
     #[test]
     fn rates_come_from_two_scrapes() {
