@@ -103,11 +103,14 @@ fuzz_target!(|data: &[u8]| {
     let _ = inspect(&dir);
     read_all(&dir);
     if let Ok(mut writer) = JournalWriter::open(&dir, config()) {
-        let _ = writer.append(b"after recovery", FrameMeta {
-            msg_type: 9,
-            version: 1,
-            ..FrameMeta::default()
-        });
+        let _ = writer.append(
+            b"after recovery",
+            FrameMeta {
+                msg_type: 9,
+                version: 1,
+                ..FrameMeta::default()
+            },
+        );
         drop(writer);
         read_all(&dir);
         let _ = inspect(&dir);

@@ -10,8 +10,8 @@
 #![no_main]
 
 use corelane::serve::resp::{Limits, ProtocolError, Request, RequestParser};
-use resp_check::{parse_pieces, parse_whole};
 use libfuzzer_sys::fuzz_target;
+use resp_check::{parse_pieces, parse_whole};
 
 #[path = "../../src/serve/resp_check.rs"]
 mod resp_check;

@@ -56,14 +56,26 @@ fuzz_target!(|data: &[u8]| {
     } else {
         put(&mut image, MAGIC_OFFSET, &MAGIC);
         put(&mut image, VERSION_OFFSET, &FORMAT_VERSION.to_le_bytes());
-        put(&mut image, KIND_OFFSET, &(SegmentKind::IpcRing as u32).to_le_bytes());
-        put(&mut image, HEADER_LEN_OFFSET, &(HEADER_PAGE as u32).to_le_bytes());
+        put(
+            &mut image,
+            KIND_OFFSET,
+            &(SegmentKind::IpcRing as u32).to_le_bytes(),
+        );
+        put(
+            &mut image,
+            HEADER_LEN_OFFSET,
+            &(HEADER_PAGE as u32).to_le_bytes(),
+        );
         put(
             &mut image,
             FRAME_ALIGN_OFFSET,
             &(corelane::frame::FRAME_ALIGN as u32).to_le_bytes(),
         );
-        put(&mut image, CAPACITY_OFFSET, &(capacity as u64).to_le_bytes());
+        put(
+            &mut image,
+            CAPACITY_OFFSET,
+            &(capacity as u64).to_le_bytes(),
+        );
         put(&mut image, INITIALISED_OFFSET, &INITIALISED.to_le_bytes());
         (HEADER_PAGE, rest)
     };
