@@ -1,6 +1,7 @@
 //! `corelane journal tail --follow` on a `serve --journal` directory: core
 //! directories that appear after the tail started are followed too, and a
-//! followed directory that is removed ends the tail with a clear error.
+//! followed directory that is removed ends the tail with a clear error;
+//! a channel with spaces prints with them escaped.
 //!
 //! The tail is the real binary; the test reads its output on a thread and
 //! waits for expected lines (giving up after a generous bound, which only
@@ -254,4 +255,38 @@ fn from_on_a_serve_directory_asks_for_a_core_directory() {
         .unwrap();
     assert!(output.status.success(), "{output:?}");
     assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 2);
+}
+
+#[test]
+fn tail_escapes_the_channels_spaces_so_the_fields_split_on_spaces() {
+    let scratch = Scratch::new("tail-spaced-channel");
+    let dir = core_dir(&scratch.0, 0);
+    let config = JournalConfig {
+        segment_size: 1 << 16,
+        durability: Durability::None,
+    };
+    let mut writer = JournalWriter::open(&dir, config).unwrap();
+    let record = Published {
+        channel: b"news of the day".to_vec(),
+        payload: b"rain, then sun\n".to_vec(),
+        time_ns: 1,
+    };
+    writer.append_message(&record, clock::now_ns()).unwrap();
+    drop(writer);
+
+    let output = Command::new(env!("CARGO_BIN_EXE_corelane"))
+        .args(["journal", "tail"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().next().unwrap_or_default();
+    // Position, time, channel, then the payload to the end of the line.
+    let fields: Vec<&str> = line.splitn(4, ' ').collect();
+    assert_eq!(fields.len(), 4, "{line}");
+    assert_eq!(fields[0], "0", "{line}");
+    assert_eq!(fields[1], "1970-01-01T00:00:00.000000001Z", "{line}");
+    assert_eq!(fields[2], "news\\x20of\\x20the\\x20day", "{line}");
+    assert_eq!(fields[3], "rain, then sun\\n", "{line}");
 }
