@@ -98,20 +98,30 @@ impl Drop for Tail {
 /// Opens core `core`'s journal under `root` and appends one message per
 /// payload on channel `chan`.
 fn publish(root: &Path, core: usize, payloads: &[&str]) -> JournalWriter {
+    let mut writer = open(&core_dir(root, core));
+    for payload in payloads {
+        append(&mut writer, b"chan", payload.as_bytes());
+    }
+    writer
+}
+
+/// Opens the journal in `dir` with small segments and no syncs.
+fn open(dir: &Path) -> JournalWriter {
     let config = JournalConfig {
         segment_size: 1 << 16,
         durability: Durability::None,
     };
-    let mut writer = JournalWriter::open(&core_dir(root, core), config).unwrap();
-    for payload in payloads {
-        let record = Published {
-            channel: b"chan".to_vec(),
-            payload: payload.as_bytes().to_vec(),
-            time_ns: 1,
-        };
-        writer.append_message(&record, clock::now_ns()).unwrap();
-    }
-    writer
+    JournalWriter::open(dir, config).unwrap()
+}
+
+/// Appends one message published on `channel` at time 1 ns.
+fn append(writer: &mut JournalWriter, channel: &[u8], payload: &[u8]) {
+    let record = Published {
+        channel: channel.to_vec(),
+        payload: payload.to_vec(),
+        time_ns: 1,
+    };
+    writer.append_message(&record, clock::now_ns()).unwrap();
 }
 
 #[test]
@@ -132,12 +142,7 @@ fn follow_picks_up_a_core_directory_created_after_it_started() {
     assert!(skipped.is_empty(), "{skipped:?}");
 
     // The new core's journal is followed, not read once.
-    let record = Published {
-        channel: b"chan".to_vec(),
-        payload: b"later-1c".to_vec(),
-        time_ns: 1,
-    };
-    core1.append_message(&record, clock::now_ns()).unwrap();
+    append(&mut core1, b"chan", b"later-1c");
     let (line, _) = tail.wait_for("later-1c");
     assert!(line.starts_with("core-1 "), "{line}");
 }
@@ -200,17 +205,8 @@ fn follow_ends_with_a_clear_error_when_a_core_directory_is_removed() {
 fn follow_ends_with_a_clear_error_when_its_directory_is_replaced() {
     let root = Scratch::new("follow-replaced");
     let journal = root.0.join("one");
-    let config = JournalConfig {
-        segment_size: 1 << 16,
-        durability: Durability::None,
-    };
-    let mut writer = JournalWriter::open(&journal, config).unwrap();
-    let record = Published {
-        channel: b"chan".to_vec(),
-        payload: b"original".to_vec(),
-        time_ns: 1,
-    };
-    writer.append_message(&record, clock::now_ns()).unwrap();
+    let mut writer = open(&journal);
+    append(&mut writer, b"chan", b"original");
     let tail = Tail::start(&journal);
     tail.wait_for("original");
 
@@ -261,17 +257,8 @@ fn from_on_a_serve_directory_asks_for_a_core_directory() {
 fn tail_escapes_the_channels_spaces_so_the_fields_split_on_spaces() {
     let scratch = Scratch::new("tail-spaced-channel");
     let dir = core_dir(&scratch.0, 0);
-    let config = JournalConfig {
-        segment_size: 1 << 16,
-        durability: Durability::None,
-    };
-    let mut writer = JournalWriter::open(&dir, config).unwrap();
-    let record = Published {
-        channel: b"news of the day".to_vec(),
-        payload: b"rain, then sun\n".to_vec(),
-        time_ns: 1,
-    };
-    writer.append_message(&record, clock::now_ns()).unwrap();
+    let mut writer = open(&dir);
+    append(&mut writer, b"news of the day", b"rain, then sun\n");
     drop(writer);
 
     let output = Command::new(env!("CARGO_BIN_EXE_corelane"))
