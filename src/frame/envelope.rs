@@ -15,6 +15,7 @@ use rkyv::bytecheck::CheckBytes;
 use rkyv::rancor;
 use rkyv::ser::allocator::{Arena, ArenaHandle};
 use rkyv::ser::writer::Buffer;
+use rkyv::ser::{Positional, Writer};
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Archived, Serialize};
 
@@ -22,10 +23,48 @@ use super::layout::FrameMeta;
 
 /// The serializer a [`Message`] must support: rkyv's high-level serializer
 /// writing into a borrowed buffer, with scratch space from an arena.
-pub type InPlaceSerializer<'a> = HighSerializer<Buffer<'a>, ArenaHandle<'a>, rancor::Error>;
+///
+/// Its error is [`rancor::Failure`], which carries no detail and so never
+/// allocates: running out of room is the expected way for an attempt to
+/// fail (a frame at the end of a ring), and [`encoded_len`] gives the
+/// detail of any other failure.
+pub type InPlaceSerializer<'a> = HighSerializer<Buffer<'a>, ArenaHandle<'a>, rancor::Failure>;
 
-/// The serializer used on the slow path to learn a message's exact size.
-pub type SizingSerializer<'a> = HighSerializer<AlignedVec<16>, ArenaHandle<'a>, rancor::Error>;
+/// The serializer used on the slow path to learn a message's exact size:
+/// it counts the bytes and keeps none ([`ByteCount`]).
+pub type SizingSerializer<'a> = HighSerializer<ByteCount, ArenaHandle<'a>, rancor::Error>;
+
+/// A writer that keeps only the number of bytes written to it, so that
+/// [`encoded_len`] learns the length of an archive without buffering it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ByteCount {
+    len: usize,
+}
+
+impl ByteCount {
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing has been written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Positional for ByteCount {
+    fn pos(&self) -> usize {
+        self.len
+    }
+}
+
+impl<E> Writer<E> for ByteCount {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), E> {
+        self.len += bytes.len();
+        Ok(())
+    }
+}
 
 /// A message type that can travel in a frame.
 ///
@@ -147,7 +186,7 @@ impl std::error::Error for FrameError {}
 /// serialization itself fails); [`encoded_len`] then tells which.
 pub fn encode_into<M: Message>(msg: &M, payload: &mut [u8], arena: &mut Arena) -> Option<usize> {
     let buffer = Buffer::from(payload);
-    let written = rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(
+    let written = rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Failure>(
         msg,
         buffer,
         arena.acquire(),
@@ -155,21 +194,60 @@ pub fn encode_into<M: Message>(msg: &M, payload: &mut [u8], arena: &mut Arena) -
     written.ok().map(|buffer| buffer.len())
 }
 
-/// The exact payload length `msg` archives to, found by serializing it into
-/// scratch memory: the slow path, taken only when [`encode_into`] ran out of
-/// room.
+/// The exact payload length `msg` archives to, found by serializing it and
+/// counting the bytes: the slow path, taken only when [`encode_into`] ran
+/// out of room. Nothing is buffered, so it allocates only what the message's
+/// own serialization asks of the arena.
 ///
 /// # Errors
 ///
 /// rkyv's error if the message cannot be serialized at all.
 pub fn encoded_len<M: Message>(msg: &M, arena: &mut Arena) -> Result<usize, rancor::Error> {
-    let bytes = rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(
+    let count = rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(
         msg,
-        AlignedVec::<16>::new(),
+        ByteCount::default(),
         arena.acquire(),
     )?;
-    Ok(bytes.len())
+    Ok(count.len())
 }
+
+/// Serializes `msg` into a buffer of its own, of exactly its length.
+///
+/// # Errors
+///
+/// rkyv's error if the message cannot be serialized at all.
+pub fn encode_owned<M: Message>(
+    msg: &M,
+    arena: &mut Arena,
+) -> Result<AlignedVec<16>, rancor::Error> {
+    let len = encoded_len(msg, arena)?;
+    let mut bytes = AlignedVec::<16>::with_capacity(len);
+    bytes.resize(len, 0);
+    match encode_into(msg, &mut bytes, arena) {
+        Some(written) if written == len => Ok(bytes),
+        // A serialization that is not the same twice over.
+        _ => Err(rancor::Source::new(SizeChanged { len })),
+    }
+}
+
+/// A message whose second serialization did not take the length its first
+/// one counted.
+#[derive(Debug)]
+pub(crate) struct SizeChanged {
+    pub(crate) len: usize,
+}
+
+impl fmt::Display for SizeChanged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the message archived to {} bytes once, then to another length",
+            self.len
+        )
+    }
+}
+
+impl std::error::Error for SizeChanged {}
 
 /// Checks that a frame with header `meta` holds an `M`.
 ///
@@ -259,6 +337,29 @@ mod tests {
         // SAFETY: written just above by encode_into for an Order.
         let trusted = unsafe { access_trusted::<Order>(&space.0[..used]) };
         assert_eq!(trusted.fills[2], 3);
+    }
+
+    #[test]
+    fn the_counted_length_is_that_of_the_archive_rkyv_writes() {
+        let mut arena = Arena::new();
+        for message in [
+            order(),
+            Order {
+                id: u64::MAX,
+                symbol: "a longer symbol than fits inline".into(),
+                fills: (0..100).collect(),
+            },
+            Order {
+                id: 0,
+                symbol: String::new(),
+                fills: Vec::new(),
+            },
+        ] {
+            let written = rkyv::to_bytes::<rancor::Error>(&message).unwrap();
+            assert_eq!(encoded_len(&message, &mut arena).unwrap(), written.len());
+            let owned = encode_owned(&message, &mut arena).unwrap();
+            assert_eq!(&owned[..], &written[..]);
+        }
     }
 
     #[test]

@@ -15,13 +15,12 @@
 //! A held buffer dropped unsent (cancelled, or at exit) goes straight back
 //! to the pool, on its own core.
 
-use rkyv::rancor;
 use rkyv::ser::allocator::Arena;
 use rkyv::util::AlignedVec;
 
 use super::large;
 use super::priority::Priority;
-use crate::frame::envelope::access_trusted;
+use crate::frame::envelope::{access_trusted, encode_owned};
 use crate::frame::layout::FLAG_POOLED;
 use crate::frame::{FrameMeta, Message};
 use crate::lane::frames::{ClaimError, FrameProducer};
@@ -66,12 +65,7 @@ impl HeldFrame {
         timestamp_ns: u64,
         arena: &mut Arena,
     ) -> Result<Self, String> {
-        let bytes = rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(
-            msg,
-            AlignedVec::<16>::new(),
-            arena.acquire(),
-        )
-        .map_err(|error| error.to_string())?;
+        let bytes = encode_owned(msg, arena).map_err(|error| error.to_string())?;
         // SAFETY: `bytes` is the archive rkyv has just written for an `M` in
         // this process, whole, unchanged and 16-byte aligned (AlignedVec).
         let kind = M::kind(unsafe { access_trusted::<M>(&bytes) });

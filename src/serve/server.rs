@@ -20,6 +20,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
+use std::mem;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,6 +58,10 @@ const ACCEPT_RETRY_AFTER: Duration = Duration::from_millis(50);
 /// Reads from one connection per readiness event before the core moves on
 /// to others (the rest is read on a later turn).
 const READS_PER_EVENT: usize = 16;
+
+/// Most bytes of buffer capacity a core keeps for the next forwarded
+/// PUBLISH; the buffers of a larger one are freed after it.
+const MAX_KEPT_FORWARD: usize = 64 * 1024;
 
 /// Settings of a server.
 #[derive(Clone, Debug)]
@@ -327,6 +332,10 @@ pub(crate) struct ServeCore {
     /// Messages waiting for room, per destination core, in order.
     backlog: Vec<VecDeque<ServerMsg>>,
     backlog_bytes: usize,
+    /// The channel and payload buffers of the last forwarded PUBLISH, kept
+    /// with their capacity so that forwarding allocates nothing while the
+    /// lanes have room (see [`ServeCore::forward`]).
+    forward_buffers: (Vec<u8>, Vec<u8>),
     /// Connections with output to write this turn.
     pub(crate) dirty: Vec<usize>,
     /// Connections with input left unread on their socket.
@@ -367,6 +376,7 @@ impl ServeCore {
             remote: (0..cores).map(|_| RemoteInterest::default()).collect(),
             backlog: (0..cores).map(|_| VecDeque::new()).collect(),
             backlog_bytes: 0,
+            forward_buffers: (Vec::new(), Vec::new()),
             dirty: Vec::new(),
             unread: Vec::new(),
             spare: Vec::new(),
@@ -656,10 +666,12 @@ impl ServeCore {
     }
 
     /// Sends `msg` to core `target` behind anything already waiting for
-    /// that lane, so messages to one core keep their order.
-    fn send_ordered(&mut self, cx: &mut Context<'_, ServerMsg>, target: usize, msg: ServerMsg) {
+    /// that lane, so messages to one core keep their order. It is archived
+    /// straight into the lane; only a message that has to wait is copied
+    /// (into the backlog).
+    fn send_ordered(&mut self, cx: &mut Context<'_, ServerMsg>, target: usize, msg: &ServerMsg) {
         if self.backlog[target].is_empty() {
-            match cx.send(target, &msg) {
+            match cx.send(target, msg) {
                 Ok(()) => return,
                 Err(SendError::Full(_)) => {}
                 Err(error) => {
@@ -670,11 +682,15 @@ impl ServeCore {
             }
         }
         self.backlog_bytes += msg.heap_len();
-        self.backlog[target].push_back(msg);
+        self.backlog[target].push_back(msg.clone());
     }
 
     /// Forwards a PUBLISH to every other core whose subscribers want it;
     /// returns how many subscriptions there it reaches.
+    ///
+    /// The message is made once, in buffers kept from the last forward, and
+    /// archived into each core's lane from there: while the lanes have
+    /// room, forwarding allocates nothing.
     pub(crate) fn forward(
         &mut self,
         cx: &mut Context<'_, ServerMsg>,
@@ -682,6 +698,7 @@ impl ServeCore {
         payload: &[u8],
     ) -> usize {
         let mut reached = 0;
+        let mut msg = None;
         for target in 0..cx.cores() {
             if target == self.core {
                 continue;
@@ -691,11 +708,24 @@ impl ServeCore {
                 continue;
             }
             reached += count;
-            let msg = ServerMsg::Publish {
-                channel: channel.to_vec(),
-                payload: payload.to_vec(),
-            };
+            let msg = msg.get_or_insert_with(|| {
+                let (mut kept_channel, mut kept_payload) = mem::take(&mut self.forward_buffers);
+                kept_channel.clear();
+                kept_channel.extend_from_slice(channel);
+                kept_payload.clear();
+                kept_payload.extend_from_slice(payload);
+                ServerMsg::Publish {
+                    channel: kept_channel,
+                    payload: kept_payload,
+                }
+            });
             self.send_ordered(cx, target, msg);
+        }
+        if let Some(ServerMsg::Publish { channel, payload }) = msg {
+            // One large message does not pin its size for good.
+            if channel.capacity() + payload.capacity() <= MAX_KEPT_FORWARD {
+                self.forward_buffers = (channel, payload);
+            }
         }
         reached
     }
@@ -720,15 +750,15 @@ impl ServeCore {
             }
             None => (0, 0),
         };
+        let msg = ServerMsg::Interest {
+            name: name.to_vec(),
+            pattern,
+            delta,
+            waiter: waiter_id,
+        };
         for target in 0..cx.cores() {
             if target != self.core {
-                let msg = ServerMsg::Interest {
-                    name: name.to_vec(),
-                    pattern,
-                    delta,
-                    waiter: waiter_id,
-                };
-                self.send_ordered(cx, target, msg);
+                self.send_ordered(cx, target, &msg);
             }
         }
     }
@@ -873,7 +903,7 @@ impl Handler for ServeCore {
                 self.remote[from].apply(name.as_slice(), *pattern, delta.to_native());
                 let (key, id) = (waiter.0.to_native(), waiter.1.to_native());
                 if id != 0 {
-                    self.send_ordered(cx, from, ServerMsg::Ack { waiter: (key, id) });
+                    self.send_ordered(cx, from, &ServerMsg::Ack { waiter: (key, id) });
                 }
             }
             ArchivedServerMsg::Ack { waiter } => {

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use rkyv::rancor;
 use rkyv::ser::allocator::Arena;
-use rkyv::util::AlignedVec;
 
 use super::error::IpcError;
 use super::liveness;
+use crate::frame::envelope;
 use crate::frame::layout::PADDING_TYPE;
 use crate::frame::Message;
 use crate::lane::frames::{
@@ -61,8 +61,6 @@ const FRAMES_PER_BEAT: u32 = 1024;
 pub struct IpcPublisher {
     producer: FrameProducer<SegmentRegion>,
     segment: Arc<Segment>,
-    /// Where `write_message_checksummed` serializes before copying.
-    scratch: AlignedVec<16>,
     /// Frames since the last heartbeat.
     since_beat: u32,
 }
@@ -98,7 +96,6 @@ impl IpcPublisher {
         let publisher = IpcPublisher {
             producer,
             segment,
-            scratch: AlignedVec::new(),
             since_beat: 0,
         };
         publisher.beat();
@@ -238,9 +235,8 @@ impl IpcPublisher {
     }
 
     /// As [`write_message`](Self::write_message), with a checksum over the
-    /// frame. The message is serialized into scratch memory kept by the
-    /// publisher (no allocation once it has grown to the largest message),
-    /// then copied into a claim of its exact size.
+    /// frame. The message's length is counted first, then it is serialized
+    /// straight into a claim of exactly that size.
     ///
     /// # Errors
     ///
@@ -257,27 +253,19 @@ impl IpcPublisher {
                 "Message::TYPE_ID 0 is reserved for padding frames"
             )
         };
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        let encoded = rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(
-            msg,
-            scratch,
-            arena.acquire(),
-        );
-        let scratch = match encoded {
-            Ok(scratch) => scratch,
-            Err(error) => return Err(WriteError::Encode(error)),
-        };
+        let len = envelope::encoded_len(msg, arena).map_err(WriteError::Encode)?;
         let sequence = self.producer.committed();
-        let outcome = match self.claim(scratch.len()) {
-            Ok(mut claim) => {
-                claim.payload_mut()[..scratch.len()].copy_from_slice(&scratch);
-                claim.commit_checksummed(scratch.len(), M::meta(sequence, timestamp_ns));
+        let mut claim = self.claim(len).map_err(WriteError::Claim)?;
+        match envelope::encode_into(msg, &mut claim.payload_mut()[..len], arena) {
+            Some(written) if written == len => {
+                claim.commit_checksummed(len, M::meta(sequence, timestamp_ns));
                 Ok(())
             }
-            Err(error) => Err(WriteError::Claim(error)),
-        };
-        self.scratch = scratch;
-        outcome
+            // Not the length counted a moment ago: the claim's drop zeroes
+            // whatever was written, and nothing is published.
+            _ => Err(WriteError::Encode(rancor::Source::new(
+                envelope::SizeChanged { len },
+            ))),
+        }
     }
 }
