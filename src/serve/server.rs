@@ -750,6 +750,10 @@ impl ServeCore {
             }
             None => (0, 0),
         };
+        if cx.cores() == 1 {
+            // No other core to tell, and nothing to wait for.
+            return;
+        }
         let msg = ServerMsg::Interest {
             name: name.to_vec(),
             pattern,
