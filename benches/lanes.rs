@@ -46,7 +46,9 @@
 //! The rows run interleaved for several rounds, after a short warm-up round
 //! that is not kept: a round measures every row's throughput (A B C ...),
 //! then every row's round trips (A B C ...), each corelane row next to the
-//! row it is compared with. The table shows each row's median over the
+//! row it is compared with; every other round runs them in reverse (... C B
+//! A), so that neither row of a pair always runs first. The table shows
+//! each row's median over the
 //! rounds. Ratios are the medians of the per-round ratios,
 //! each taken between two rows measured seconds apart. Runs are bounded by
 //! time, not by counts, so that a loaded machine does not stretch the run.
@@ -1074,17 +1076,28 @@ struct Sample {
 /// One round: every row's throughput, then every row's round trips, in the
 /// order of [`rows`], so that rows compared with each other run close in
 /// time.
-fn measure_round(rows: &[Row], throughput_secs: f64, round_trip_secs: f64) -> Vec<Sample> {
-    let throughputs: Vec<Option<(f64, Option<f64>)>> = rows
-        .iter()
-        .map(|row| {
-            row.throughput
-                .map(|throughput| throughput(row.capacity, throughput_secs))
-        })
-        .collect();
-    rows.iter()
-        .zip(throughputs)
-        .map(|(row, throughput)| {
+fn measure_round(
+    rows: &[Row],
+    reversed: bool,
+    throughput_secs: f64,
+    round_trip_secs: f64,
+) -> Vec<Sample> {
+    let order: Vec<usize> = if reversed {
+        (0..rows.len()).rev().collect()
+    } else {
+        (0..rows.len()).collect()
+    };
+    let mut throughputs: Vec<Option<(f64, Option<f64>)>> = vec![None; rows.len()];
+    for &at in &order {
+        let row = &rows[at];
+        throughputs[at] = row
+            .throughput
+            .map(|throughput| throughput(row.capacity, throughput_secs));
+    }
+    let mut samples: Vec<Option<Sample>> = vec![None; rows.len()];
+    for &at in &order {
+        let (row, throughput) = (&rows[at], throughputs[at]);
+        samples[at] = Some({
             let warmup = WARMUP_VALUES.div_ceil(row.per_trip);
             let histogram = (row.round_trips)(row.capacity, row.per_trip, warmup, round_trip_secs);
             let slow = histogram.count_between(SLOW_NS, histogram.max().max(SLOW_NS)) as f64;
@@ -1099,8 +1112,9 @@ fn measure_round(rows: &[Row], throughput_secs: f64, round_trip_secs: f64) -> Ve
                 max: histogram.max() as f64,
                 count: histogram.len(),
             }
-        })
-        .collect()
+        });
+    }
+    samples.into_iter().flatten().collect()
 }
 
 /// Per-round ratios of `field` between two rows.
@@ -1564,12 +1578,19 @@ fn main() {
     // A short first round warms every row up (caches, allocator, clock
     // speed); it is not kept.
     let started = Instant::now();
-    measure_round(&rows, settings.warmup_secs, settings.warmup_secs);
+    measure_round(&rows, false, settings.warmup_secs, settings.warmup_secs);
     eprintln!("warmed up in {:.1} s", started.elapsed().as_secs_f64());
 
     let mut samples: Vec<Vec<Sample>> = rows.iter().map(|_| Vec::new()).collect();
     for round in 1..=settings.rounds {
-        let measured = measure_round(&rows, settings.throughput_secs, settings.round_trip_secs);
+        // Every other round runs the rows in reverse, so that neither row of
+        // a compared pair always runs first.
+        let measured = measure_round(
+            &rows,
+            round % 2 == 0,
+            settings.throughput_secs,
+            settings.round_trip_secs,
+        );
         for (kept, sample) in samples.iter_mut().zip(measured) {
             kept.push(sample);
         }
