@@ -21,9 +21,13 @@
 //! a runtime whose server parks (tokio) leaves that CPU idle between
 //! requests, which is why it can show a shorter tail on a machine with
 //! no CPU to spare.
+//!
+//! After the run with both CPUs spinning come the other threads that ran
+//! meanwhile ([`super::preempters`]): each took its time from a spinner.
 
 use std::time::Duration;
 
+use super::preempters::Snapshot;
 use super::report::latency_fields;
 use super::{pin, Report, Settings};
 use crate::clock;
@@ -75,10 +79,27 @@ impl Gaps {
     }
 }
 
+/// Other threads listed by name after the both-CPUs run, most time first.
+const PREEMPTERS_SHOWN: usize = 5;
+
 pub(super) fn run(settings: &Settings, report: &mut Report) {
+    let before = Snapshot::take();
     let both = watch(&[0, 1], settings.measure);
+    let after = Snapshot::take();
     for (cpu, gaps) in both.iter().enumerate() {
         report.push("floor", format!("hiccups cpu{cpu}"), gaps.fields());
+    }
+    // Both CPUs spun, so whatever else ran took their time: the share is
+    // of the two CPUs' time together.
+    let window_ns = 2 * settings.measure.as_nanos() as u64;
+    let (ran, total) = before.ran_until(&after);
+    report.push("floor", "hiccups: all others ran", total.fields(window_ns));
+    for thread in ran.iter().take(PREEMPTERS_SHOWN) {
+        report.push(
+            "floor",
+            format!("hiccups: {} ran", thread.name),
+            thread.fields(window_ns),
+        );
     }
     if let Some(alone) = watch(&[0], settings.measure).first() {
         report.push("floor", "hiccups cpu0, cpu1 idle", alone.fields());

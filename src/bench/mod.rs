@@ -16,6 +16,7 @@ mod pipeline;
 mod pipeline_floor;
 pub mod plot;
 pub mod pools;
+mod preempters;
 mod record;
 mod report;
 mod timers;
