@@ -110,3 +110,33 @@ fn a_journal_directory_that_is_not_there_is_created_and_said() {
     );
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// A `--journal` path that is a file, or a symbolic link to nothing, is
+/// refused by that name before the server starts: not reported as a
+/// `core-0` directory that could not be made, and never announced as a
+/// directory being created.
+#[test]
+fn a_journal_path_that_is_no_directory_is_refused_by_its_name() {
+    let base = std::env::temp_dir().join(format!("corelane-journal-nodir-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let file = base.join("a-file");
+    std::fs::write(&file, b"not a journal").unwrap();
+    let dangling = base.join("dangling");
+    std::os::unix::fs::symlink(base.join("nowhere"), &dangling).unwrap();
+
+    for (path, why) in [
+        (&file, "is not a directory"),
+        (&dangling, "is a symbolic link to nothing"),
+    ] {
+        let error = serve_failing("127.0.0.1:0", "--journal", path.to_str().unwrap());
+        assert!(
+            error.contains(&format!("--journal {}: {why}", path.display())),
+            "{error}"
+        );
+        assert!(!error.contains("core-0"), "{error}");
+        assert!(!error.contains("creating the journal directory"), "{error}");
+        assert!(!error.contains("listening on"), "{error}");
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -372,10 +372,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     if let Some(dir) = &args.journal {
-        if !dir.exists() {
-            // Created below with any missing parents: said, so that a
-            // mistyped path does not go unnoticed.
-            log::info!("creating the journal directory {}", dir.display());
+        if let Err(error) = check_journal_dir(dir) {
+            eprintln!("corelane: --journal {}: {error}", dir.display());
+            return ExitCode::FAILURE;
         }
     }
     let config = ServerConfig {
@@ -473,6 +472,27 @@ fn serve(args: ServeArgs) -> ExitCode {
         Err(error) => {
             eprintln!("corelane: {error}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Checks that `--journal DIR` can be a journal directory, and says so if
+/// it is about to be created.
+///
+/// The server would otherwise report a file as a `DIR/core-0` it cannot
+/// make, and a symbolic link to nothing as a directory it creates and then
+/// finds there.
+fn check_journal_dir(dir: &std::path::Path) -> Result<(), &'static str> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err("is not a directory"),
+        Err(_) if dir.symlink_metadata().is_ok() => Err("is a symbolic link to nothing"),
+        Err(_) => {
+            // Created by the server with any missing parents: said, so that
+            // a mistyped path does not go unnoticed. Any other trouble
+            // (permissions) is the server's to report, naming the step.
+            log::info!("creating the journal directory {}", dir.display());
+            Ok(())
         }
     }
 }
