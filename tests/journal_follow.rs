@@ -6,6 +6,7 @@
 //! waits for expected lines (giving up after a generous bound, which only
 //! decides how long a failure takes to report).
 
+use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -254,4 +255,50 @@ fn from_on_a_serve_directory_asks_for_a_core_directory() {
         .unwrap();
     assert!(output.status.success(), "{output:?}");
     assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 2);
+}
+
+/// Only the names the server gives (`core-0`, `core-1`, ...) are core
+/// directories: a copy named `core-00` or `core-+1` (a backup, say) is
+/// neither printed as a second `core-0` nor inspected as one.
+#[test]
+fn only_plain_core_numbers_name_core_directories() {
+    let scratch = Scratch::new("core-names");
+    let root = scratch.0.join("journal");
+    drop(publish(&root, 0, &["zero"]));
+    drop(publish(&root, 1, &["one"]));
+    for copy in ["core-00", "core-+1", "core-01"] {
+        let target = root.join(copy);
+        fs::create_dir(&target).unwrap();
+        for entry in fs::read_dir(core_dir(&root, 0)).unwrap() {
+            let entry = entry.unwrap();
+            fs::copy(entry.path(), target.join(entry.file_name())).unwrap();
+        }
+    }
+
+    let tail = Command::new(env!("CARGO_BIN_EXE_corelane"))
+        .args(["journal", "tail"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(tail.status.success(), "{tail:?}");
+    let text = String::from_utf8_lossy(&tail.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("core-0 ") && lines[0].ends_with(" chan zero"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("core-1 ") && lines[1].ends_with(" chan one"),
+        "{text}"
+    );
+
+    let inspect = Command::new(env!("CARGO_BIN_EXE_corelane"))
+        .args(["journal", "inspect"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(inspect.status.success(), "{text}");
+    assert_eq!(text.matches("no damage").count(), 2, "{text}");
 }
