@@ -140,3 +140,26 @@ fn a_journal_path_that_is_no_directory_is_refused_by_its_name() {
     }
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// A `--journal-segment-size` that no PUBLISH fits in, or that the
+/// journal writer would cut down to its 1 GiB limit, is refused with the
+/// range to give, rather than started with and failed (or changed)
+/// silently.
+#[test]
+fn journal_segment_sizes_outside_the_writers_range_are_refused() {
+    // A busy port stops a server that accepts the size right after the
+    // flags are read, so the test needs no signal to end it.
+    let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = holder.local_addr().unwrap().to_string();
+    for size in ["0", "1", "4095", "1073741825", "18446744073709551615"] {
+        let error = serve_failing(&address, "--journal-segment-size", size);
+        assert!(
+            error.contains("from 4096 to 1073741824 bytes"),
+            "{size}: {error}"
+        );
+        assert!(
+            !error.contains("another server is listening"),
+            "{size}: {error}"
+        );
+    }
+}

@@ -134,8 +134,8 @@ struct ServeArgs {
     /// ms:N (every N frames or N milliseconds).
     #[arg(long, default_value = "ms:100", value_parser = parse_durability)]
     journal_sync: Durability,
-    /// Bytes of frames per journal segment file.
-    #[arg(long, default_value_t = 64 << 20)]
+    /// Bytes of frames per journal segment file, from 4096 to 1 GiB.
+    #[arg(long, default_value_t = 64 << 20, value_parser = segment_size)]
     journal_segment_size: usize,
     /// Serve Prometheus metrics over HTTP at ADDR (GET /metrics, and
     /// /metrics.json); a bare port means 127.0.0.1:PORT.
@@ -172,6 +172,25 @@ fn metrics_addr(text: &str) -> Result<SocketAddr, String> {
         Ok(port) => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
         Err(_) => resolve(text),
     }
+}
+
+/// The smallest `--journal-segment-size`: one page, a few dozen small
+/// messages. Below it the writer would keep a size no PUBLISH fits in, and
+/// the server would start only to refuse every message.
+const MIN_SEGMENT_SIZE: usize = 4096;
+
+/// A journal segment size the writer keeps as given (bar rounding up to
+/// the frame alignment): it would silently change one outside its range.
+fn segment_size(text: &str) -> Result<usize, String> {
+    let max = corelane::segment::journal::writer::MAX_SEGMENT_SIZE;
+    let range = format!("from {MIN_SEGMENT_SIZE} to {max} bytes");
+    let size: usize = text
+        .parse()
+        .map_err(|error| format!("{text:?}: {error} (give a size {range})"))?;
+    if !(MIN_SEGMENT_SIZE..=max).contains(&size) {
+        return Err(format!("{size}: give a size {range}"));
+    }
+    Ok(size)
 }
 
 fn parse_durability(text: &str) -> Result<Durability, String> {
