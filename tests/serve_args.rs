@@ -163,3 +163,49 @@ fn journal_segment_sizes_outside_the_writers_range_are_refused() {
         );
     }
 }
+
+/// A `--latency-log` that is a named pipe nobody reads is refused at
+/// once. Opening it for writing would wait for a reader: the server,
+/// already serving, would never say it is listening, and SIGTERM would
+/// stop it without ending the process.
+#[test]
+fn a_latency_log_on_a_named_pipe_without_a_reader_is_refused_at_once() {
+    let base = std::env::temp_dir().join(format!("corelane-latency-fifo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let fifo = base.join("latency.hlog");
+    let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates a file.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_corelane"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--cores", "1"])
+        .arg("--latency-log")
+        .arg(&fifo)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Generous: the refusal takes milliseconds; a server blocked on the
+    // pipe never exits on its own, and is killed so the test can fail.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if child.try_wait().unwrap().is_none() {
+        child.kill().unwrap();
+        let _ = child.wait();
+        let _ = std::fs::remove_dir_all(&base);
+        panic!("serve still running after 60 s: blocked opening the named pipe");
+    }
+    let output = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(&base);
+    assert!(!output.status.success());
+    let error = stderr(&output);
+    assert!(
+        error.contains(&format!("cannot create {}", fifo.display())),
+        "{error}"
+    );
+    assert!(error.contains("named pipe"), "{error}");
+    assert!(!error.contains("listening on"), "{error}");
+}

@@ -520,7 +520,7 @@ fn check_journal_dir(dir: &std::path::Path) -> Result<(), &'static str> {
 fn watch(args: &ServeArgs, runtime: RuntimeHandle) -> Result<Option<Watcher>, String> {
     let log = match &args.latency_log {
         Some(path) => {
-            let file = std::fs::File::create(path)
+            let file = create_latency_log(path)
                 .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
             let out: Box<dyn std::io::Write + Send> = Box::new(std::io::BufWriter::new(file));
             Some(IntervalLog::begin(out).map_err(|error| format!("{}: {error}", path.display()))?)
@@ -535,6 +535,45 @@ fn watch(args: &ServeArgs, runtime: RuntimeHandle) -> Result<Option<Watcher>, St
     Watcher::start(runtime, config, Box::new(|_| {}), log)
         .map(Some)
         .map_err(|error| format!("cannot start the metrics watcher: {error}"))
+}
+
+/// Creates (or replaces) the `--latency-log` file without waiting on it.
+///
+/// Opened non-blocking, so that a named pipe no process reads is refused
+/// at once (`ENXIO`) rather than waited on for ever with the server
+/// already serving; the writes after that block as usual.
+fn create_latency_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|error| match error.raw_os_error() {
+            Some(libc::ENXIO) => std::io::Error::new(
+                error.kind(),
+                format!("{error} (a named pipe that no process reads)"),
+            ),
+            _ => error,
+        })?;
+    let fd = file.as_raw_fd();
+    // SAFETY: `fd` is the descriptor `file` owns and keeps open; F_GETFL
+    // and F_SETFL only read and change its status flags.
+    let rc = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 {
+            flags
+        } else {
+            libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK)
+        }
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(file)
 }
 
 /// SIGINT and SIGTERM, blocked in every thread and received by `wait`.
