@@ -84,7 +84,15 @@ impl Served {
         }
         let status = self.child.wait().unwrap();
         assert!(status.success(), "{status}: {:?}", self.log);
-        self.log
+        std::mem::take(&mut self.log)
+    }
+}
+
+impl Drop for Served {
+    /// A test that fails before `stop` leaves no server running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
