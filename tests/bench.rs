@@ -36,9 +36,12 @@ fn field(row: &Value, name: &str) -> f64 {
 
 /// The names of `rows`, in order.
 fn row_names<'a>(rows: &[&'a Value]) -> Vec<&'a str> {
-    rows.iter()
-        .map(|row| row["name"].as_str().expect("a row's name"))
-        .collect()
+    rows.iter().map(|row| name_of(row)).collect()
+}
+
+/// A row's name.
+fn name_of(row: &Value) -> &str {
+    row["name"].as_str().expect("a row's name")
 }
 
 fn rows<'a>(report: &'a Value, section: &str) -> Vec<&'a Value> {
@@ -352,6 +355,11 @@ fn floor_pipeline_and_hiccups_rows_are_reported() {
     }
 
     let floor_rows = rows(&report, "floor");
+    // The threads that ran while both CPUs spun come after the two CPUs'
+    // rows: their sum, then at most five by name.
+    let (others, floor_rows): (Vec<&Value>, Vec<&Value>) = floor_rows
+        .into_iter()
+        .partition(|row| name_of(row).starts_with("hiccups: "));
     let names = row_names(&floor_rows);
     assert_eq!(
         names,
@@ -362,6 +370,20 @@ fn floor_pipeline_and_hiccups_rows_are_reported() {
             "hiccups cpu0, cpu1 idle",
         ]
     );
+    assert_eq!(row_names(&others)[0], "hiccups: all others ran");
+    assert!(others.len() <= 6, "{others:?}");
+    let all = field(others[0], "ran_ms");
+    for row in &others {
+        let (ran, pct) = (field(row, "ran_ms"), field(row, "pct"));
+        assert!(
+            ran > 0.0 || name_of(row) == "hiccups: all others ran",
+            "{row}"
+        );
+        assert!(ran <= all, "{row}");
+        // Of two CPUs' 0.2 s: 400 ms.
+        assert!((pct - ran / 400.0 * 100.0).abs() < 1e-6, "{row}");
+        assert!(field(row, "slices") >= 1.0 || ran == 0.0, "{row}");
+    }
     for row in &floor_rows[1..] {
         let lost = field(row, "lost_pct");
         assert!((0.0..100.0).contains(&lost), "{row}");

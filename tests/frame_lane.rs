@@ -131,3 +131,38 @@ fn largest_frame_fits_at_every_offset_and_one_more_byte_never() {
         assert_eq!(lens, [max]);
     }
 }
+
+/// Fills `payload` with bytes that read as a frame length of 64 wherever a
+/// frame may start: what a forgotten claim leaves behind at its worst.
+fn fill_with_lengths(payload: &mut [u8]) {
+    for word in payload.chunks_mut(4) {
+        word.copy_from_slice(&64i32.to_le_bytes()[..word.len()]);
+    }
+}
+
+/// A claim that is forgotten (`mem::forget`, which safe code may do)
+/// instead of dropped or committed publishes nothing, and what it wrote
+/// never reaches the consumer as frames when a shorter frame is committed
+/// in its place, lap after lap around the ring.
+#[test]
+fn a_forgotten_claim_leaves_no_frame_behind() {
+    let (mut producer, mut consumer) = frames::heap_ring(1024);
+    let meta = FrameMeta {
+        msg_type: 1,
+        ..FrameMeta::default()
+    };
+    for round in 0..20u8 {
+        let mut claim = producer.claim(200).unwrap();
+        fill_with_lengths(claim.payload_mut());
+        std::mem::forget(claim);
+
+        let mut claim = producer.claim(8).unwrap();
+        claim.payload_mut().copy_from_slice(&[round; 8]);
+        claim.commit(8, meta);
+
+        let mut seen = Vec::new();
+        let result = consumer.drain(usize::MAX, |frame| seen.push(frame.payload().to_vec()));
+        assert_eq!(result, Ok(1), "round {round}: {seen:?}");
+        assert_eq!(seen, vec![vec![round; 8]], "round {round}");
+    }
+}

@@ -13,7 +13,7 @@ use corelane::segment::journal::dir::{list_segments, segment_path, LOCK_FILE};
 use corelane::segment::journal::{
     inspect, Damage, Durability, JournalConfig, JournalError, JournalReader, JournalWriter, Start,
 };
-use corelane::segment::layout::HEADER_PAGE;
+use corelane::segment::layout::{HEADER_PAGE, INITIALISED_OFFSET};
 use corelane::segment::{SegmentError, SEGMENT_MODE};
 use corelane::serve::Published;
 
@@ -630,4 +630,38 @@ fn journal_inspect_of_a_directory_without_a_journal_fails() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("no journal segments here"), "{stderr}");
+}
+
+/// `journal inspect` of a journal whose first segment cannot be opened
+/// (here its header was never marked initialised) names that segment and
+/// what is wrong with it, rather than calling the directory empty: the
+/// files are there, and the user needs to know which one is bad.
+#[test]
+fn journal_inspect_names_a_first_segment_it_cannot_open() {
+    let dir = Scratch::new("inspect-bad-first");
+    let mut writer = JournalWriter::open(&dir.0, config(1 << 12)).unwrap();
+    append_frames(&mut writer, 0..100);
+    drop(writer);
+    assert!(list_segments(&dir.0).unwrap().len() > 1);
+    let path = segment_path(&dir.0, 0);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[INITIALISED_OFFSET..INITIALISED_OFFSET + 4].fill(0);
+    fs::write(&path, &bytes).unwrap();
+
+    let output = Command::new(env!("CARGO_BIN_EXE_corelane"))
+        .args(["journal", "inspect"])
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stdout}{stderr}");
+    assert!(!stderr.contains("no journal segments here"), "{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "DAMAGE: {}: header not initialised",
+            path.display()
+        )),
+        "{stdout}{stderr}"
+    );
 }

@@ -7,6 +7,7 @@
 //! waits for expected lines (giving up after a generous bound, which only
 //! decides how long a failure takes to report).
 
+use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -276,4 +277,50 @@ fn tail_escapes_the_channels_spaces_so_the_fields_split_on_spaces() {
     assert_eq!(fields[1], "1970-01-01T00:00:00.000000001Z", "{line}");
     assert_eq!(fields[2], "news\\x20of\\x20the\\x20day", "{line}");
     assert_eq!(fields[3], "rain, then sun\\n", "{line}");
+}
+
+/// Only the names the server gives (`core-0`, `core-1`, ...) are core
+/// directories: a copy named `core-00` or `core-+1` (a backup, say) is
+/// neither printed as a second `core-0` nor inspected as one.
+#[test]
+fn only_plain_core_numbers_name_core_directories() {
+    let scratch = Scratch::new("core-names");
+    let root = scratch.0.join("journal");
+    drop(publish(&root, 0, &["zero"]));
+    drop(publish(&root, 1, &["one"]));
+    for copy in ["core-00", "core-+1", "core-01"] {
+        let target = root.join(copy);
+        fs::create_dir(&target).unwrap();
+        for entry in fs::read_dir(core_dir(&root, 0)).unwrap() {
+            let entry = entry.unwrap();
+            fs::copy(entry.path(), target.join(entry.file_name())).unwrap();
+        }
+    }
+
+    let tail = Command::new(env!("CARGO_BIN_EXE_corelane"))
+        .args(["journal", "tail"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(tail.status.success(), "{tail:?}");
+    let text = String::from_utf8_lossy(&tail.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("core-0 ") && lines[0].ends_with(" chan zero"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("core-1 ") && lines[1].ends_with(" chan one"),
+        "{text}"
+    );
+
+    let inspect = Command::new(env!("CARGO_BIN_EXE_corelane"))
+        .args(["journal", "inspect"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(inspect.status.success(), "{text}");
+    assert_eq!(text.matches("no damage").count(), 2, "{text}");
 }

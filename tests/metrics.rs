@@ -248,6 +248,113 @@ fn http_endpoint_serves_metrics_and_refuses_bad_requests() {
     assert!(again.starts_with("HTTP/1.1 200 OK"), "{again}");
 }
 
+/// A client that trickles its request a byte at a time, each byte well
+/// inside the endpoint's per-read timeout, still gets no more than the
+/// client timeout in all: a scrape that comes after it is answered, and
+/// the endpoint stops (as `serve` does on SIGTERM), while the trickle
+/// still has most of its head to send.
+#[test]
+fn a_client_trickling_its_request_holds_the_endpoint_only_for_the_timeout() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), || Snapshot {
+        cores: Vec::new(),
+    })
+    .unwrap();
+    let addr = server.local_addr();
+
+    // 60 bytes at one every 400 ms: 24 s to send the whole head, far past
+    // the 2 s a client has.
+    let sent_whole_head = Arc::new(AtomicBool::new(false));
+    let trickle = {
+        let sent_whole_head = Arc::clone(&sent_whole_head);
+        let mut stream = TcpStream::connect(addr).unwrap();
+        std::thread::spawn(move || {
+            let head = format!(
+                "GET /metrics HTTP/1.1\r\nX-Slow: {}\r\n\r\n",
+                "a".repeat(25)
+            );
+            assert_eq!(head.len(), 60);
+            let (last, before) = head.as_bytes().split_last().unwrap();
+            for byte in before {
+                if stream.write_all(&[*byte]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(400));
+            }
+            // Set before the last byte goes: an endpoint that waits for the
+            // whole head cannot answer anyone else before this.
+            sent_whole_head.store(true, Ordering::SeqCst);
+            let _ = stream.write_all(&[*last]);
+        })
+    };
+
+    // Connected after the trickle, so accepted after it.
+    std::thread::sleep(Duration::from_millis(200));
+    let scrape = http(addr, b"GET /metrics HTTP/1.1\r\n\r\n");
+    assert!(scrape.starts_with("HTTP/1.1 200 OK"), "{scrape}");
+    assert!(
+        !sent_whole_head.load(Ordering::SeqCst),
+        "the scrape waited for the trickle to finish"
+    );
+
+    // Stopping waits for the client being answered, if any: not for the
+    // trickle either.
+    drop(server);
+    assert!(!sent_whole_head.load(Ordering::SeqCst));
+    trickle.join().unwrap();
+}
+
+/// `stat`'s fetch gives up at its timeout even against an endpoint that
+/// trickles its answer a byte at a time, each byte inside the timeout: the
+/// timeout bounds the whole fetch, and the answer is still being sent when
+/// the fetch returns.
+#[test]
+fn a_fetch_from_an_endpoint_trickling_its_answer_times_out() {
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // 60 bytes at one every 400 ms: 24 s for the whole answer.
+    let sent_whole_answer = Arc::new(AtomicBool::new(false));
+    let endpoint = {
+        let sent_whole_answer = Arc::clone(&sent_whole_answer);
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            // Read first, so that closing does not reset the connection.
+            let mut request = [0; 1024];
+            let _ = stream.read(&mut request);
+            let answer = format!("HTTP/1.1 200 OK\r\nX-Slow: {}\r\n\r\n", "a".repeat(31));
+            assert_eq!(answer.len(), 60);
+            let (last, before) = answer.as_bytes().split_last().unwrap();
+            for byte in before {
+                if stream.write_all(&[*byte]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(400));
+            }
+            // Set before the last byte goes: a fetch that waits for the
+            // whole answer cannot return before this.
+            sent_whole_answer.store(true, Ordering::SeqCst);
+            let _ = stream.write_all(&[*last]);
+        })
+    };
+
+    let error = corelane::metrics::stat::fetch(addr, Duration::from_secs(1)).unwrap_err();
+    assert!(
+        matches!(
+            error.kind(),
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+        ),
+        "{error}"
+    );
+    assert!(!sent_whole_answer.load(Ordering::SeqCst));
+    endpoint.join().unwrap();
+}
+
 /// Every histogram line of an interval log, decoded by hdrhistogram's own
 /// reader: (tag, start, length, histogram).
 fn read_interval_log(

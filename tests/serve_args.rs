@@ -110,3 +110,102 @@ fn a_journal_directory_that_is_not_there_is_created_and_said() {
     );
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// A `--journal` path that is a file, or a symbolic link to nothing, is
+/// refused by that name before the server starts: not reported as a
+/// `core-0` directory that could not be made, and never announced as a
+/// directory being created.
+#[test]
+fn a_journal_path_that_is_no_directory_is_refused_by_its_name() {
+    let base = std::env::temp_dir().join(format!("corelane-journal-nodir-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let file = base.join("a-file");
+    std::fs::write(&file, b"not a journal").unwrap();
+    let dangling = base.join("dangling");
+    std::os::unix::fs::symlink(base.join("nowhere"), &dangling).unwrap();
+
+    for (path, why) in [
+        (&file, "is not a directory"),
+        (&dangling, "is a symbolic link to nothing"),
+    ] {
+        let error = serve_failing("127.0.0.1:0", "--journal", path.to_str().unwrap());
+        assert!(
+            error.contains(&format!("--journal {}: {why}", path.display())),
+            "{error}"
+        );
+        assert!(!error.contains("core-0"), "{error}");
+        assert!(!error.contains("creating the journal directory"), "{error}");
+        assert!(!error.contains("listening on"), "{error}");
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// A `--journal-segment-size` that no PUBLISH fits in, or that the
+/// journal writer would cut down to its 1 GiB limit, is refused with the
+/// range to give, rather than started with and failed (or changed)
+/// silently.
+#[test]
+fn journal_segment_sizes_outside_the_writers_range_are_refused() {
+    // A busy port stops a server that accepts the size right after the
+    // flags are read, so the test needs no signal to end it.
+    let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = holder.local_addr().unwrap().to_string();
+    for size in ["0", "1", "4095", "1073741825", "18446744073709551615"] {
+        let error = serve_failing(&address, "--journal-segment-size", size);
+        assert!(
+            error.contains("from 4096 to 1073741824 bytes"),
+            "{size}: {error}"
+        );
+        assert!(
+            !error.contains("another server is listening"),
+            "{size}: {error}"
+        );
+    }
+}
+
+/// A `--latency-log` that is a named pipe nobody reads is refused at
+/// once. Opening it for writing would wait for a reader: the server,
+/// already serving, would never say it is listening, and SIGTERM would
+/// stop it without ending the process.
+#[test]
+fn a_latency_log_on_a_named_pipe_without_a_reader_is_refused_at_once() {
+    let base = std::env::temp_dir().join(format!("corelane-latency-fifo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let fifo = base.join("latency.hlog");
+    let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates a file.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_corelane"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--cores", "1"])
+        .arg("--latency-log")
+        .arg(&fifo)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Generous: the refusal takes milliseconds; a server blocked on the
+    // pipe never exits on its own, and is killed so the test can fail.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if child.try_wait().unwrap().is_none() {
+        child.kill().unwrap();
+        let _ = child.wait();
+        let _ = std::fs::remove_dir_all(&base);
+        panic!("serve still running after 60 s: blocked opening the named pipe");
+    }
+    let output = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(&base);
+    assert!(!output.status.success());
+    let error = stderr(&output);
+    assert!(
+        error.contains(&format!("cannot create {}", fifo.display())),
+        "{error}"
+    );
+    assert!(error.contains("named pipe"), "{error}");
+    assert!(!error.contains("listening on"), "{error}");
+}

@@ -134,8 +134,8 @@ struct ServeArgs {
     /// ms:N (every N frames or N milliseconds).
     #[arg(long, default_value = "ms:100", value_parser = parse_durability)]
     journal_sync: Durability,
-    /// Bytes of frames per journal segment file.
-    #[arg(long, default_value_t = 64 << 20)]
+    /// Bytes of frames per journal segment file, from 4096 to 1 GiB.
+    #[arg(long, default_value_t = 64 << 20, value_parser = segment_size)]
     journal_segment_size: usize,
     /// Serve Prometheus metrics over HTTP at ADDR (GET /metrics, and
     /// /metrics.json); a bare port means 127.0.0.1:PORT.
@@ -172,6 +172,25 @@ fn metrics_addr(text: &str) -> Result<SocketAddr, String> {
         Ok(port) => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
         Err(_) => resolve(text),
     }
+}
+
+/// The smallest `--journal-segment-size`: one page, a few dozen small
+/// messages. Below it the writer would keep a size no PUBLISH fits in, and
+/// the server would start only to refuse every message.
+const MIN_SEGMENT_SIZE: usize = 4096;
+
+/// A journal segment size the writer keeps as given (bar rounding up to
+/// the frame alignment): it would silently change one outside its range.
+fn segment_size(text: &str) -> Result<usize, String> {
+    let max = corelane::segment::journal::writer::MAX_SEGMENT_SIZE;
+    let range = format!("from {MIN_SEGMENT_SIZE} to {max} bytes");
+    let size: usize = text
+        .parse()
+        .map_err(|error| format!("{text:?}: {error} (give a size {range})"))?;
+    if !(MIN_SEGMENT_SIZE..=max).contains(&size) {
+        return Err(format!("{size}: give a size {range}"));
+    }
+    Ok(size)
 }
 
 fn parse_durability(text: &str) -> Result<Durability, String> {
@@ -372,10 +391,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     if let Some(dir) = &args.journal {
-        if !dir.exists() {
-            // Created below with any missing parents: said, so that a
-            // mistyped path does not go unnoticed.
-            log::info!("creating the journal directory {}", dir.display());
+        if let Err(error) = check_journal_dir(dir) {
+            eprintln!("corelane: --journal {}: {error}", dir.display());
+            return ExitCode::FAILURE;
         }
     }
     let config = ServerConfig {
@@ -477,11 +495,32 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
+/// Checks that `--journal DIR` can be a journal directory, and says so if
+/// it is about to be created.
+///
+/// The server would otherwise report a file as a `DIR/core-0` it cannot
+/// make, and a symbolic link to nothing as a directory it creates and then
+/// finds there.
+fn check_journal_dir(dir: &std::path::Path) -> Result<(), &'static str> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err("is not a directory"),
+        Err(_) if dir.symlink_metadata().is_ok() => Err("is a symbolic link to nothing"),
+        Err(_) => {
+            // Created by the server with any missing parents: said, so that
+            // a mistyped path does not go unnoticed. Any other trouble
+            // (permissions) is the server's to report, naming the step.
+            log::info!("creating the journal directory {}", dir.display());
+            Ok(())
+        }
+    }
+}
+
 /// The watcher the serve flags ask for: stalls, p99, an interval log.
 fn watch(args: &ServeArgs, runtime: RuntimeHandle) -> Result<Option<Watcher>, String> {
     let log = match &args.latency_log {
         Some(path) => {
-            let file = std::fs::File::create(path)
+            let file = create_latency_log(path)
                 .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
             let out: Box<dyn std::io::Write + Send> = Box::new(std::io::BufWriter::new(file));
             Some(IntervalLog::begin(out).map_err(|error| format!("{}: {error}", path.display()))?)
@@ -496,6 +535,45 @@ fn watch(args: &ServeArgs, runtime: RuntimeHandle) -> Result<Option<Watcher>, St
     Watcher::start(runtime, config, Box::new(|_| {}), log)
         .map(Some)
         .map_err(|error| format!("cannot start the metrics watcher: {error}"))
+}
+
+/// Creates (or replaces) the `--latency-log` file without waiting on it.
+///
+/// Opened non-blocking, so that a named pipe no process reads is refused
+/// at once (`ENXIO`) rather than waited on for ever with the server
+/// already serving; the writes after that block as usual.
+fn create_latency_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|error| match error.raw_os_error() {
+            Some(libc::ENXIO) => std::io::Error::new(
+                error.kind(),
+                format!("{error} (a named pipe that no process reads)"),
+            ),
+            _ => error,
+        })?;
+    let fd = file.as_raw_fd();
+    // SAFETY: `fd` is the descriptor `file` owns and keeps open; F_GETFL
+    // and F_SETFL only read and change its status flags.
+    let rc = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 {
+            flags
+        } else {
+            libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK)
+        }
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(file)
 }
 
 /// SIGINT and SIGTERM, blocked in every thread and received by `wait`.

@@ -338,15 +338,24 @@ pub struct FrameProducer<R: Region> {
     cached_head: u64,
     /// Frames committed so far: the `sequence` of the next frame.
     sequence: u64,
+    /// Position up to which bytes from `tail` on may be non-zero: payload
+    /// lent by a claim and neither published nor zeroed again yet. Kept
+    /// here rather than only in the claim, so that a claim forgotten
+    /// (`mem::forget`) instead of dropped cannot leave bytes that the
+    /// consumer would read as frames once a shorter frame is published
+    /// over them: the next claim zeroes them first.
+    dirty_end: u64,
 }
 
 impl<R: Region> FrameProducer<R> {
     fn new(shape: Shape<R>) -> Self {
         let head = shape.head().load(Ordering::Acquire);
+        let tail = shape.tail().load(Ordering::Relaxed);
         FrameProducer {
-            tail: shape.tail().load(Ordering::Relaxed),
+            tail,
             cached_head: head,
             sequence: 0,
+            dirty_end: tail,
             shape,
         }
     }
@@ -396,6 +405,7 @@ impl<R: Region> FrameProducer<R> {
     /// [`ClaimError::TooLarge`] if such a frame can never fit;
     /// [`ClaimError::Full`] if it does not fit now.
     pub fn claim(&mut self, payload_len: usize) -> Result<FrameClaim<'_, R>, ClaimError> {
+        self.zero_forgotten();
         let max_payload = self.shape.max_payload();
         if payload_len > max_payload {
             return Err(ClaimError::TooLarge {
@@ -425,6 +435,7 @@ impl<R: Region> FrameProducer<R> {
     /// Uses the cached `head` only: see `write_message` for when it is
     /// refreshed.
     fn claim_contiguous(&mut self) -> Option<FrameClaim<'_, R>> {
+        self.zero_forgotten();
         let offset = self.shape.offset(self.tail);
         let largest = self.shape.max_payload() + HEADER_LEN;
         let free = self.shape.capacity - (self.tail - self.cached_head) as usize;
@@ -496,6 +507,21 @@ impl<R: Region> FrameProducer<R> {
         }
     }
 
+    /// Zeroes what a forgotten claim lent past `tail`, so that free space
+    /// is zero again before the next claim (see `dirty_end`).
+    #[inline]
+    fn zero_forgotten(&mut self) {
+        if self.dirty_end > self.tail {
+            let len = (self.dirty_end - self.tail) as usize;
+            // SAFETY: `[tail, dirty_end)` was one claim's frame, which lies
+            // inside the frame area without wrapping; it is unpublished (the
+            // length word at `tail` is still zero), so only this producer
+            // touches it.
+            unsafe { ptr::write_bytes(self.shape.ptr(self.shape.offset(self.tail)), 0, len) };
+            self.dirty_end = self.tail;
+        }
+    }
+
     /// Publishes a padding frame of `len` bytes at `tail`.
     fn write_padding(&mut self, len: usize) {
         let offset = self.shape.offset(self.tail);
@@ -542,8 +568,11 @@ impl<R: Region> FrameClaim<'_, R> {
     /// The payload space, zeroed, to write into in place. Its start is
     /// aligned to [`FRAME_ALIGN`].
     pub fn payload_mut(&mut self) -> &mut [u8] {
-        // Anything in the room may be written now.
+        // Anything in the room may be written now; the producer learns it
+        // too, in case this claim is forgotten rather than dropped.
         self.dirty = self.room;
+        let producer = &mut *self.producer;
+        producer.dirty_end = producer.tail + aligned_len(HEADER_LEN + self.room) as u64;
         self.payload_unmarked()
     }
 
@@ -605,6 +634,7 @@ impl<R: Region> FrameClaim<'_, R> {
         let producer = &mut *self.producer;
         producer.publish(self.offset, length, &meta, sum);
         producer.tail += used as u64;
+        producer.dirty_end = producer.tail;
         producer.sequence += 1;
         // For observers only; nobody's hot path reads it.
         producer
@@ -630,6 +660,7 @@ impl<R: Region> FrameClaim<'_, R> {
 impl<R: Region> Drop for FrameClaim<'_, R> {
     fn drop(&mut self) {
         self.zero_from(PAYLOAD_OFFSET);
+        self.producer.dirty_end = self.producer.tail;
     }
 }
 

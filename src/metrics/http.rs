@@ -4,8 +4,9 @@
 //! /metrics.json` the JSON rendering; anything else gets a short error
 //! (400 for a request it cannot parse, 404, 405, 431 for an oversized
 //! head). One connection at a time, one request per connection, with a
-//! read timeout and a bounded request head: a scraper is not a crowd, and
-//! a misbehaving client can hold the responder for at most the timeout.
+//! deadline for the whole exchange and a bounded request head: a scraper
+//! is not a crowd, and a misbehaving client, however slowly it trickles,
+//! can hold the responder for at most the deadline.
 //! The request never decides how much is allocated.
 
 use std::io::{self, Read, Write};
@@ -13,7 +14,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::export::{to_json, to_prometheus};
 use super::Snapshot;
@@ -21,7 +22,11 @@ use super::Snapshot;
 /// Largest request head read (request line and headers), in bytes.
 pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
 
-/// How long a client may take to send its request or read the answer.
+/// How long a client may take in all, from accept to close: to send its
+/// request, read the answer and (when refused) finish sending. A deadline
+/// for the whole exchange, not a timeout per read, so that a client
+/// trickling a byte at a time cannot hold the responder (and, through its
+/// drop, the shutdown of `corelane serve`) for longer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A running metrics endpoint. Dropping it stops the responder thread.
@@ -110,8 +115,7 @@ pub fn request(bytes: &[u8]) -> Option<Request<'_>> {
 }
 
 fn answer(mut stream: TcpStream, snapshot: &impl Fn() -> Snapshot) -> io::Result<()> {
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
-    stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
     let mut head = [0u8; MAX_REQUEST_HEAD];
     let mut filled = 0;
     let request = loop {
@@ -121,7 +125,7 @@ fn answer(mut stream: TcpStream, snapshot: &impl Fn() -> Snapshot) -> io::Result
         if filled == head.len() {
             break Request::Refuse(431, "request head too large\n");
         }
-        let read = stream.read(&mut head[filled..])?;
+        let read = read_by(&mut stream, &mut head[filled..], deadline)?;
         if read == 0 {
             // The client closed before finishing its request.
             if filled == 0 {
@@ -142,11 +146,18 @@ fn answer(mut stream: TcpStream, snapshot: &impl Fn() -> Snapshot) -> io::Result
                 "/metrics.json" => (200, "application/json", to_json(&snapshot()).to_string()),
                 _ => (404, "text/plain", "not found: try /metrics\n".to_string()),
             };
-            respond(&mut stream, status, content_type, &body, head_only)
+            respond(
+                &mut stream,
+                status,
+                content_type,
+                &body,
+                head_only,
+                deadline,
+            )
         }
         Request::Refuse(status, reason) => {
-            respond(&mut stream, status, "text/plain", reason, false)?;
-            linger(&mut stream);
+            respond(&mut stream, status, "text/plain", reason, false, deadline)?;
+            linger(&mut stream, deadline);
             Ok(())
         }
     }
@@ -155,12 +166,12 @@ fn answer(mut stream: TcpStream, snapshot: &impl Fn() -> Snapshot) -> io::Result
 /// After refusing a client that may still be sending, reads (and drops)
 /// a bounded amount of what it sends, so that closing with unread input
 /// does not reset the connection before the client has read the answer.
-fn linger(stream: &mut TcpStream) {
+fn linger(stream: &mut TcpStream, deadline: Instant) {
     let _ = stream.shutdown(std::net::Shutdown::Write);
     let mut sink = [0u8; 4096];
     let mut left = 16 * MAX_REQUEST_HEAD;
     while left > 0 {
-        match stream.read(&mut sink) {
+        match read_by(stream, &mut sink, deadline) {
             Ok(0) | Err(_) => break,
             Ok(read) => left = left.saturating_sub(read),
         }
@@ -215,6 +226,7 @@ fn respond(
     content_type: &str,
     body: &str,
     head_only: bool,
+    deadline: Instant,
 ) -> io::Result<()> {
     let reason = match status {
         200 => "OK",
@@ -232,8 +244,37 @@ fn respond(
     if !head_only {
         response.extend_from_slice(body.as_bytes());
     }
-    stream.write_all(&response)?;
-    stream.flush()
+    write_all_by(stream, &response, deadline)
+}
+
+/// Time left before `deadline`; a `TimedOut` error once there is none
+/// (a zero timeout would mean none at all to the socket).
+fn time_left(deadline: Instant) -> io::Result<Duration> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|left| !left.is_zero())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "client out of time"))
+}
+
+/// One read that gives up at `deadline`.
+fn read_by(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+    stream.set_read_timeout(Some(time_left(deadline)?))?;
+    stream.read(buf)
+}
+
+/// `write_all` that gives up at `deadline`, however little each write
+/// moves.
+fn write_all_by(stream: &mut TcpStream, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
+    while !bytes.is_empty() {
+        stream.set_write_timeout(Some(time_left(deadline)?))?;
+        match stream.write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => bytes = &bytes[written..],
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

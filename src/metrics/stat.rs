@@ -17,16 +17,38 @@ const MAX_RESPONSE: u64 = 16 << 20;
 
 /// Fetches `GET /metrics` from `addr`; returns the body.
 ///
+/// `timeout` bounds the whole fetch, from connecting to the last byte of
+/// the answer: an endpoint that trickles its answer cannot hold it longer.
+///
 /// # Errors
 ///
-/// Connection or read errors, a non-200 status, or a response over 16 MiB.
+/// Connection or read errors, a non-200 status, or a response over 16 MiB;
+/// [`io::ErrorKind::TimedOut`] (or `WouldBlock`, as the socket reports a
+/// read that timed out) if the answer is not complete within `timeout`.
 pub fn fetch(addr: SocketAddr, timeout: Duration) -> io::Result<String> {
+    let deadline = Instant::now() + timeout;
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(time_left(deadline)?))?;
     stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: corelane\r\nConnection: close\r\n\r\n")?;
-    let mut response = String::new();
-    stream.take(MAX_RESPONSE).read_to_string(&mut response)?;
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        stream.set_read_timeout(Some(time_left(deadline)?))?;
+        let read = match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if (bytes.len() + read) as u64 > MAX_RESPONSE {
+            return Err(io::Error::other(format!(
+                "response over {MAX_RESPONSE} bytes"
+            )));
+        }
+        bytes.extend_from_slice(&chunk[..read]);
+    }
+    let response = String::from_utf8(bytes)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "response is not UTF-8"))?;
     response_body(&response).map(str::to_string)
 }
 
@@ -45,6 +67,15 @@ pub fn response_body(response: &str) -> io::Result<&str> {
         return Err(io::Error::other(format!("endpoint answered {status:?}")));
     }
     Ok(body)
+}
+
+/// Time left before `deadline`; a `TimedOut` error once there is none
+/// (a zero timeout would mean none at all to the socket).
+fn time_left(deadline: Instant) -> io::Result<Duration> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|left| !left.is_zero())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "no complete answer in time"))
 }
 
 /// One core's numbers from one scrape.

@@ -14,6 +14,7 @@ use super::reply;
 use super::resp::Request;
 use super::server::ServeCore;
 use crate::runtime::Context;
+use crate::segment::journal::JournalError;
 
 /// Settings CONFIG GET reports, for clients (redis-benchmark) that read
 /// them at connect time.
@@ -191,9 +192,13 @@ impl ServeCore {
         // Journaled before anyone receives it: a message that could not be
         // journaled is refused.
         if let Some(journal) = &mut self.journal {
+            // `append` logs the journal's own failures, once a spell.
             if let Err(error) = journal.append(cx, channel, payload) {
-                log::error!("core {}: journal append failed: {error}", self.core);
-                let text = format!("ERR journal: {error}");
+                let hint = match error {
+                    JournalError::FrameTooLarge { .. } => " (raise --journal-segment-size)",
+                    _ => "",
+                };
+                let text = format!("ERR journal: {error}{hint}");
                 reply::error(&mut self.conns[key].out, &text);
                 return;
             }

@@ -42,6 +42,11 @@ pub(crate) struct CoreJournal {
     record: Published,
     /// Whether a [`SYNC_TIMER`] is pending.
     sync_armed: bool,
+    /// Whether the last append failed for a reason of the journal's own (not
+    /// a message too large): the failure is logged when it starts and when it
+    /// ends, not once per PUBLISH, which a busy publisher would turn into a
+    /// flood of the same line.
+    failing: bool,
 }
 
 impl CoreJournal {
@@ -76,6 +81,7 @@ impl CoreJournal {
                         time_ns: 0,
                     },
                     sync_armed: false,
+                    failing: false,
                 })
             })
             .collect()
@@ -83,6 +89,13 @@ impl CoreJournal {
 
     /// Appends one published message and arms the sync timer if frames now
     /// wait for one; returns the message's position.
+    ///
+    /// # Errors
+    ///
+    /// What [`JournalWriter::append_message`] returns. A message too large
+    /// for any segment is the client's to hear about, in the reply, and is
+    /// not logged; any other failure is logged when the journal starts
+    /// failing, and again when it works again.
     pub(crate) fn append(
         &mut self,
         cx: &mut Context<'_, ServerMsg>,
@@ -96,9 +109,28 @@ impl CoreJournal {
         self.record.time_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-        let position = self.writer.append_message(&self.record, clock::now_ns())?;
-        self.arm_sync(cx);
-        Ok(position)
+        match self.writer.append_message(&self.record, clock::now_ns()) {
+            Ok(position) => {
+                if self.failing {
+                    self.failing = false;
+                    log::info!("core {}: journal appends succeed again", cx.core());
+                }
+                self.arm_sync(cx);
+                Ok(position)
+            }
+            Err(error @ JournalError::FrameTooLarge { .. }) => Err(error),
+            Err(error) => {
+                if !self.failing {
+                    self.failing = true;
+                    log::error!(
+                        "core {}: journal append failed: {error} (each PUBLISH on this core is \
+                         refused until appends succeed again)",
+                        cx.core()
+                    );
+                }
+                Err(error)
+            }
+        }
     }
 
     /// The [`SYNC_TIMER`] fired: syncs if the frames are due, and re-arms

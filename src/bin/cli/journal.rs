@@ -72,7 +72,9 @@ fn inspect_command(dir: &Path) -> Result<ExitCode, TailError> {
     for journal in journals(dir)? {
         let inspection = inspect(&journal)?;
         let segments = &inspection.segments;
-        if segments.is_empty() {
+        // Segments that were found but could not be opened show up as
+        // damage, reported below.
+        if segments.is_empty() && inspection.damage.is_none() {
             // A writer makes its first segment when it opens, so a journal
             // has at least one: this is most likely a mistyped path.
             eprintln!(

@@ -226,12 +226,22 @@ pub fn core_dirs(root: &Path) -> Result<Vec<(usize, PathBuf)>, TailError> {
         .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
         .filter_map(|entry| {
             let name = entry.file_name();
-            let core = name.to_str()?.strip_prefix("core-")?.parse().ok()?;
+            let core = core_number(name.to_str()?)?;
             Some((core, entry.path()))
         })
         .collect();
     cores.sort();
     Ok(cores)
+}
+
+/// The core a directory named `core-N` belongs to: `N` as the server
+/// writes it, digits with no sign and no leading zero. Other spellings of
+/// the same number (`core-00`, `core-+1`: copies, most likely) are not
+/// core directories, so that no core is read twice under one label.
+fn core_number(name: &str) -> Option<usize> {
+    let digits = name.strip_prefix("core-")?;
+    let core: usize = digits.parse().ok()?;
+    (core.to_string() == digits).then_some(core)
 }
 
 fn dir_id(dir: &Path) -> Result<DirId, TailError> {
