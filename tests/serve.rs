@@ -1355,6 +1355,50 @@ fn quit_replies_ok_and_closes() {
     stop(server);
 }
 
+/// The section headers of an INFO reply, in order.
+fn info_sections(info: &str) -> Vec<&str> {
+    info.lines()
+        .filter_map(|line| line.strip_prefix("# "))
+        .filter(|name| !name.starts_with("cross-core"))
+        .collect()
+}
+
+/// INFO takes several sections, as Redis 7 does (`INFO server clients`),
+/// in any case; `all` among them means every section.
+#[test]
+fn info_answers_every_section_named() {
+    let _serial = serial();
+    let server = start(config(2));
+    let mut con = client(&server);
+
+    let two: String = redis::cmd("INFO")
+        .arg("clients")
+        .arg("SERVER")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(info_sections(&two), ["Server", "Clients"], "{two}");
+    assert!(two.contains("\r\nconnected_clients:1\r\n"), "{two}");
+
+    let one: String = redis::cmd("INFO").arg("pubsub").query(&mut con).unwrap();
+    assert_eq!(info_sections(&one), ["Pubsub"], "{one}");
+
+    let every: String = redis::cmd("INFO")
+        .arg("server")
+        .arg("all")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(
+        info_sections(&every),
+        ["Server", "Clients", "Memory", "Pubsub", "Stats", "Pools", "Latency"],
+        "{every}"
+    );
+
+    let none: String = redis::cmd("INFO").arg("nosuch").query(&mut con).unwrap();
+    assert_eq!(none, "");
+    drop(con);
+    stop(server);
+}
+
 /// A PUBLISH larger than a lane can carry is refused before any core
 /// delivers it; the largest that fits reaches every core; the connection
 /// stays usable.

@@ -128,7 +128,7 @@ impl ServeCore {
             b"COMMAND" => self.command(key, request),
             b"CONFIG" => self.config(key, request),
             b"INFO" => {
-                let text = info::render(self, cx, request.get(1));
+                let text = info::render(self, cx, request.args().skip(1));
                 reply::bulk(&mut self.conns[key].out, text.as_bytes());
             }
             _ => self.unknown(key, request),
