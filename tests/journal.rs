@@ -631,3 +631,24 @@ fn journal_inspect_of_a_directory_without_a_journal_fails() {
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("no journal segments here"), "{stderr}");
 }
+
+/// `journal tail` (without `--follow`) of a directory with no journal in
+/// it fails and says so, as `inspect` does, rather than printing nothing
+/// and succeeding; with `--follow` it waits for one instead (see
+/// tests/journal_follow.rs).
+#[test]
+fn journal_tail_of_a_directory_without_a_journal_fails() {
+    let dir = Scratch::new("tail-empty");
+    let output = Command::new(env!("CARGO_BIN_EXE_corelane"))
+        .args(["journal", "tail"])
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(output.stdout.is_empty(), "{output:?}");
+    assert!(
+        stderr.contains(&format!("{}: no journal segments here", dir.0.display())),
+        "{stderr}"
+    );
+}
