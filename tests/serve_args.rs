@@ -110,3 +110,19 @@ fn a_journal_directory_that_is_not_there_is_created_and_said() {
     );
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// A journal segment size the writer cannot make is refused with the range,
+/// rather than clamped to 1 GiB (or up from 0) without a word.
+#[test]
+fn a_journal_segment_size_out_of_range_is_refused_with_the_range() {
+    for size in ["0", "2147483648"] {
+        let error = serve_failing("127.0.0.1:0", "--journal-segment-size", size);
+        assert!(
+            error.contains(&format!(
+                "invalid value '{size}' for '--journal-segment-size <BYTES>'"
+            )),
+            "{error}"
+        );
+        assert!(error.contains("from 1 to 1073741824 bytes"), "{error}");
+    }
+}

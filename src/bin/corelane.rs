@@ -14,6 +14,7 @@ use corelane::metrics::export::IntervalLog;
 use corelane::metrics::http::MetricsServer;
 use corelane::metrics::watch::{WatchConfig, Watcher};
 use corelane::runtime::{IdleStrategy, RuntimeHandle};
+use corelane::segment::journal::writer::MAX_SEGMENT_SIZE;
 use corelane::segment::journal::{Durability, JournalConfig};
 use corelane::serve::{Server, ServerConfig};
 
@@ -134,8 +135,10 @@ struct ServeArgs {
     /// ms:N (every N frames or N milliseconds).
     #[arg(long, default_value = "ms:100", value_parser = parse_durability)]
     journal_sync: Durability,
-    /// Bytes of frames per journal segment file.
-    #[arg(long, default_value_t = 64 << 20)]
+    /// Bytes of frames per journal segment file, from 1 to 1 GiB (rounded
+    /// up to a multiple of 32). A PUBLISH whose frame does not fit in one
+    /// segment gets an error reply.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20, value_parser = segment_size)]
     journal_segment_size: usize,
     /// Serve Prometheus metrics over HTTP at ADDR (GET /metrics, and
     /// /metrics.json); a bare port means 127.0.0.1:PORT.
@@ -172,6 +175,18 @@ fn metrics_addr(text: &str) -> Result<SocketAddr, String> {
         Ok(port) => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
         Err(_) => resolve(text),
     }
+}
+
+/// A journal segment size within what the writer makes, which would
+/// otherwise clamp a larger one (or 0) to its limit without a word.
+fn segment_size(text: &str) -> Result<usize, String> {
+    let size: usize = text.parse().map_err(|e| format!("{text:?}: {e}"))?;
+    if size == 0 || size > MAX_SEGMENT_SIZE {
+        return Err(format!(
+            "{size} bytes: a journal segment holds from 1 to {MAX_SEGMENT_SIZE} bytes (1 GiB)"
+        ));
+    }
+    Ok(size)
 }
 
 fn parse_durability(text: &str) -> Result<Durability, String> {
