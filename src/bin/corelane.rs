@@ -311,6 +311,23 @@ fn bench(args: BenchArgs) -> ExitCode {
     if let Some(idle) = args.idle {
         settings.pipeline_idle = idle.into_iter().map(IdleStrategy::from).collect();
     }
+    if let (Some(path), Some(only)) = (&args.plot, &args.only) {
+        // Else the file would get axes and no curve, after the whole run.
+        let plotted = corelane::bench::PLOTTED_SECTIONS;
+        if !only
+            .iter()
+            .any(|section| plotted.contains(&section.as_str()))
+        {
+            eprintln!(
+                "corelane: --plot {} draws the {} sections' latency, and --only {} runs none \
+                 of them",
+                path.display(),
+                plotted.join(", "),
+                only.join(",")
+            );
+            return ExitCode::FAILURE;
+        }
+    }
     settings.only = args.only;
     // Opened before the run, so that a path that cannot be written is
     // refused at once, not after minutes of measuring.
