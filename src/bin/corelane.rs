@@ -110,22 +110,23 @@ mod journal_follow;
 struct ServeArgs {
     /// Address to listen on, HOST:PORT (a name such as localhost:6380 is
     /// resolved; the first address is used).
-    #[arg(long, default_value = "127.0.0.1:6380", value_parser = bind_addr)]
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:6380", value_parser = bind_addr)]
     bind: SocketAddr,
     /// Number of cores (event loops); default one per CPU.
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     cores: Option<usize>,
     /// Bytes of frames per lane between two cores: a power of two from
     /// 1024 to 1 GiB. The largest publishable message is about half of it;
-    /// all lanes together take cores x cores x this (committed as used).
-    #[arg(long, default_value_t = 1 << 20)]
+    /// all lanes together take cores x cores x this (committed as used),
+    /// which may not pass 4 GiB.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     lane_capacity: usize,
     /// How idle cores wait for work.
     #[arg(long, value_enum, default_value_t = Idle::Backoff)]
     idle: Idle,
     /// Unwritten bytes at which a subscriber that does not read is
     /// disconnected; 0 for no limit.
-    #[arg(long, default_value_t = 32 << 20)]
+    #[arg(long, value_name = "BYTES", default_value_t = 32 << 20)]
     output_limit: usize,
     /// Journal every PUBLISH under this directory (one journal per core,
     /// in DIR/core-N).
@@ -133,7 +134,7 @@ struct ServeArgs {
     journal: Option<std::path::PathBuf>,
     /// When journal frames are synced to disk: none, each, frames:N or
     /// ms:N (every N frames or N milliseconds).
-    #[arg(long, default_value = "ms:100", value_parser = parse_durability)]
+    #[arg(long, value_name = "WHEN", default_value = "ms:100", value_parser = parse_durability)]
     journal_sync: Durability,
     /// Bytes of frames per journal segment file, from 1 to 1 GiB (rounded
     /// up to a multiple of 32). A PUBLISH whose frame does not fit in one
