@@ -1399,6 +1399,40 @@ fn info_answers_every_section_named() {
     stop(server);
 }
 
+/// CONFIG GET client-output-buffer-limit reports the server's own output
+/// limit (`--output-limit`), as INFO does, not the default's.
+#[test]
+fn config_get_reports_the_output_limit_in_force() {
+    let _serial = serial();
+    let server = start(ServerConfig {
+        output_limit: 4096,
+        ..config(1)
+    });
+    let mut con = client(&server);
+    let limit: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("client-output-*")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(
+        limit,
+        ["client-output-buffer-limit", "normal 0 0 0 pubsub 4096 0 0"]
+    );
+    let info: String = redis::cmd("INFO").arg("clients").query(&mut con).unwrap();
+    assert!(
+        info.contains("\r\nclient_output_limit_bytes:4096\r\n"),
+        "{info}"
+    );
+    let every: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("*")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(every.len(), 10, "{every:?}");
+    drop(con);
+    stop(server);
+}
+
 /// A PUBLISH larger than a lane can carry is refused before any core
 /// delivers it; the largest that fits reaches every core; the connection
 /// stays usable.
