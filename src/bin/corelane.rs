@@ -39,6 +39,11 @@ enum Command {
     /// Measure this machine's floor and corelane against its peers.
     Bench(BenchArgs),
     /// Show a running server's cores live, from its metrics endpoint.
+    ///
+    /// Rates (deliver/s, send/s, refuse/s) and busy% are since the previous
+    /// refresh; backlog and connections are as of the refresh; p99_us is
+    /// the delivery p99 since the server started (the largest over message
+    /// kinds), so a spike long past still shows there.
     Stat(StatArgs),
     /// Side B of `bench`'s IPC rows (started by `bench` itself).
     #[command(hide = true)]
