@@ -617,6 +617,41 @@ fn journal_inspect_reports_damage_with_a_failing_status() {
     );
 }
 
+/// `journal inspect` of a journal whose only segment was cut short (here
+/// to its header page) reports that damage, not "no journal segments
+/// here", which would send its reader looking for a mistyped path.
+#[test]
+fn journal_inspect_reports_a_first_segment_cut_short_as_damage() {
+    let dir = Scratch::new("cli-cut-first");
+    let mut writer = JournalWriter::open(&dir.0, config(1 << 16)).unwrap();
+    append_frames(&mut writer, 0..3);
+    drop(writer);
+    let path = segment_path(&dir.0, 0);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(HEADER_PAGE as u64)
+        .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_corelane"))
+        .args(["journal", "inspect"])
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{text}{stderr}");
+    assert!(!stderr.contains("no journal segments here"), "{stderr}");
+    assert!(text.contains(": 0 segments, 0 frames,"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "DAMAGE: {}: {HEADER_PAGE} bytes is too short for a segment",
+            path.display()
+        )),
+        "{text}"
+    );
+}
+
 /// `journal inspect` of a directory with no journal in it (a mistyped
 /// path) fails and says so, rather than reporting a healthy empty journal.
 #[test]

@@ -72,9 +72,10 @@ fn inspect_command(dir: &Path) -> Result<ExitCode, TailError> {
     for journal in journals(dir)? {
         let inspection = inspect(&journal)?;
         let segments = &inspection.segments;
-        if segments.is_empty() {
+        if segments.is_empty() && inspection.damage.is_none() {
             // A writer makes its first segment when it opens, so a journal
-            // has at least one: this is most likely a mistyped path.
+            // has at least one: this is most likely a mistyped path. (A
+            // first segment too damaged to summarise is reported below.)
             say_no_segments(&journal);
             failed = true;
             continue;
