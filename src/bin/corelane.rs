@@ -15,8 +15,8 @@ use corelane::metrics::http::MetricsServer;
 use corelane::metrics::watch::{WatchConfig, Watcher};
 use corelane::runtime::{IdleStrategy, RuntimeHandle};
 use corelane::segment::journal::writer::MAX_SEGMENT_SIZE;
-use corelane::segment::journal::{Durability, JournalConfig};
-use corelane::serve::{Server, ServerConfig};
+use corelane::segment::journal::{Durability, JournalConfig, JournalError};
+use corelane::serve::{ServeError, Server, ServerConfig};
 
 #[derive(Parser)]
 #[command(
@@ -453,14 +453,25 @@ fn serve(args: ServeArgs) -> ExitCode {
     let server = match Server::start(config) {
         Ok(server) => server,
         Err(error) => {
-            let hint = match &error {
-                corelane::serve::ServeError::Bind(_, error)
+            let hint = match (&error, &args.journal) {
+                (ServeError::Bind(_, error), _)
                     if error.kind() == std::io::ErrorKind::AddrInUse =>
                 {
                     " (another server is listening there: stop it, or pick another port \
                      with --bind HOST:PORT)"
+                        .to_string()
                 }
-                _ => "",
+                // The writer will not append after frames it cannot trust:
+                // say how to see them and how to start again.
+                (
+                    ServeError::Journal(JournalError::Damaged { .. } | JournalError::Segment(_)),
+                    Some(dir),
+                ) => format!(
+                    " (`corelane journal inspect {}` shows the damage; to start a new journal, \
+                     move that one aside or pick another --journal)",
+                    dir.display()
+                ),
+                _ => String::new(),
             };
             eprintln!("corelane: {error}{hint}");
             return ExitCode::FAILURE;
