@@ -10,8 +10,28 @@
 # Both servers listen on loopback only and are stopped on exit.
 set -euo pipefail
 
-rounds=${1:-3}
-shift || true
+# Say what is missing before building or starting anything (without
+# redis-server the run used to wait 10 s for its port, then show its log).
+for tool in redis-server redis-benchmark redis-cli; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "serve-vs-redis.sh: needs $tool (Debian: apt-get install redis-server redis-tools)" >&2
+    exit 1
+  fi
+done
+
+# ROUNDS may be left out before `--` (`serve-vs-redis.sh -- --cores 1`).
+rounds=3
+if [ $# -gt 0 ] && [ "$1" != "--" ]; then
+  rounds=$1
+  shift
+fi
+case $rounds in
+  '' | *[!0-9]* | 0)
+    echo "serve-vs-redis.sh: ROUNDS must be a positive number, not '$rounds'" >&2
+    echo "usage: benches/serve-vs-redis.sh [ROUNDS] [-- corelane serve flags]" >&2
+    exit 2
+    ;;
+esac
 [ "${1:-}" = "--" ] && shift
 serve_flags=("$@")
 

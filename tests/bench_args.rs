@@ -84,6 +84,34 @@ fn a_plot_path_that_cannot_be_written_is_refused_before_the_run() {
     assert!(output.stdout.is_empty(), "nothing measured: {output:?}");
 }
 
+/// `--plot` with `--only` sections that have no latency curves would
+/// write empty axes after the run: it is refused before it, and no file
+/// is made.
+#[test]
+fn a_plot_of_sections_without_curves_is_refused_before_the_run() {
+    let path = std::env::temp_dir().join(format!("corelane-noplot-{}.svg", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let output = bench(
+        &[
+            "--quick",
+            "--only",
+            "record,pools",
+            "--plot",
+            path.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("draws the floor, lanes, ipc, pipeline sections' latency"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--only record,pools runs none"), "{stderr}");
+    assert!(output.stdout.is_empty(), "nothing measured: {output:?}");
+    assert!(!path.exists(), "{} was made", path.display());
+}
+
 /// A quick pipeline-only run, busy-spinning, at `rate` for `seconds`: the
 /// JSON report as text, after checking that the run succeeded.
 fn pipeline_report(rate: &str, seconds: &str) -> String {

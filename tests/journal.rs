@@ -599,11 +599,7 @@ fn journal_inspect_reports_damage_with_a_failing_status() {
     let mut bytes = fs::read(&path).unwrap();
     bytes[HEADER_PAGE + positions[2] as usize + PAYLOAD_OFFSET] ^= 1;
     fs::write(&path, &bytes).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_corelane"))
-        .args(["journal", "inspect"])
-        .arg(&dir.0)
-        .output()
-        .unwrap();
+    let output = journal_command("inspect", &dir.0);
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(!output.status.success(), "{text}");
     assert!(text.contains(" 2 frames,"), "{text}");
@@ -617,16 +613,43 @@ fn journal_inspect_reports_damage_with_a_failing_status() {
     );
 }
 
+/// `journal inspect` of a journal whose only segment was cut short (here
+/// to its header page) reports that damage, not "no journal segments
+/// here", which would send its reader looking for a mistyped path.
+#[test]
+fn journal_inspect_reports_a_first_segment_cut_short_as_damage() {
+    let dir = Scratch::new("cli-cut-first");
+    let mut writer = JournalWriter::open(&dir.0, config(1 << 16)).unwrap();
+    append_frames(&mut writer, 0..3);
+    drop(writer);
+    let path = segment_path(&dir.0, 0);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(HEADER_PAGE as u64)
+        .unwrap();
+    let output = journal_command("inspect", &dir.0);
+    let text = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{text}{stderr}");
+    assert!(!stderr.contains("no journal segments here"), "{stderr}");
+    assert!(text.contains(": 0 segments, 0 frames,"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "DAMAGE: {}: {HEADER_PAGE} bytes is too short for a segment",
+            path.display()
+        )),
+        "{text}"
+    );
+}
+
 /// `journal inspect` of a directory with no journal in it (a mistyped
 /// path) fails and says so, rather than reporting a healthy empty journal.
 #[test]
 fn journal_inspect_of_a_directory_without_a_journal_fails() {
     let dir = Scratch::new("inspect-empty");
-    let output = Command::new(env!("CARGO_BIN_EXE_corelane"))
-        .args(["journal", "inspect"])
-        .arg(&dir.0)
-        .output()
-        .unwrap();
+    let output = journal_command("inspect", &dir.0);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("no journal segments here"), "{stderr}");
@@ -648,11 +671,7 @@ fn journal_inspect_names_a_first_segment_it_cannot_open() {
     bytes[INITIALISED_OFFSET..INITIALISED_OFFSET + 4].fill(0);
     fs::write(&path, &bytes).unwrap();
 
-    let output = Command::new(env!("CARGO_BIN_EXE_corelane"))
-        .args(["journal", "inspect"])
-        .arg(&dir.0)
-        .output()
-        .unwrap();
+    let output = journal_command("inspect", &dir.0);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stdout}{stderr}");
@@ -664,4 +683,30 @@ fn journal_inspect_names_a_first_segment_it_cannot_open() {
         )),
         "{stdout}{stderr}"
     );
+}
+
+/// `journal tail` (without `--follow`) of a directory with no journal in
+/// it fails and says so, as `inspect` does, rather than printing nothing
+/// and succeeding; with `--follow` it waits for one instead (see
+/// tests/journal_follow.rs).
+#[test]
+fn journal_tail_of_a_directory_without_a_journal_fails() {
+    let dir = Scratch::new("tail-empty");
+    let output = journal_command("tail", &dir.0);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(output.stdout.is_empty(), "{output:?}");
+    assert!(
+        stderr.contains(&format!("{}: no journal segments here", dir.0.display())),
+        "{stderr}"
+    );
+}
+
+/// Runs `corelane journal COMMAND DIR`.
+fn journal_command(command: &str, dir: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_corelane"))
+        .args(["journal", command])
+        .arg(dir)
+        .output()
+        .unwrap()
 }

@@ -1263,7 +1263,9 @@ fn client_that_does_not_read_replies_is_paused_without_spinning() {
             Instant::now() < deadline,
             "the server never stopped reading"
         );
-        match writer.write(&chunk) {
+        // A write cut short by the timeout is carried on where it stopped:
+        // starting the chunk again would send `PI` + `PING` (`PIPING`).
+        match writer.write(&chunk[sent % chunk.len()..]) {
             Ok(n) => sent += n,
             Err(error)
                 if matches!(
@@ -1352,6 +1354,84 @@ fn quit_replies_ok_and_closes() {
     raw.send(b"QUIT\r\nPING\r\n");
     let (got, _) = raw.until_closed();
     assert_eq!(got, b"+OK\r\n");
+    stop(server);
+}
+
+/// The section headers of an INFO reply, in order.
+fn info_sections(info: &str) -> Vec<&str> {
+    info.lines()
+        .filter_map(|line| line.strip_prefix("# "))
+        .filter(|name| !name.starts_with("cross-core"))
+        .collect()
+}
+
+/// INFO takes several sections, as Redis 7 does (`INFO server clients`),
+/// in any case; `all` among them means every section.
+#[test]
+fn info_answers_every_section_named() {
+    let _serial = serial();
+    let server = start(config(2));
+    let mut con = client(&server);
+
+    let two: String = redis::cmd("INFO")
+        .arg("clients")
+        .arg("SERVER")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(info_sections(&two), ["Server", "Clients"], "{two}");
+    assert!(two.contains("\r\nconnected_clients:1\r\n"), "{two}");
+
+    let one: String = redis::cmd("INFO").arg("pubsub").query(&mut con).unwrap();
+    assert_eq!(info_sections(&one), ["Pubsub"], "{one}");
+
+    let every: String = redis::cmd("INFO")
+        .arg("server")
+        .arg("all")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(
+        info_sections(&every),
+        ["Server", "Clients", "Memory", "Pubsub", "Stats", "Pools", "Latency"],
+        "{every}"
+    );
+
+    let none: String = redis::cmd("INFO").arg("nosuch").query(&mut con).unwrap();
+    assert_eq!(none, "");
+    drop(con);
+    stop(server);
+}
+
+/// CONFIG GET client-output-buffer-limit reports the server's own output
+/// limit (`--output-limit`), as INFO does, not the default's.
+#[test]
+fn config_get_reports_the_output_limit_in_force() {
+    let _serial = serial();
+    let server = start(ServerConfig {
+        output_limit: 4096,
+        ..config(1)
+    });
+    let mut con = client(&server);
+    let limit: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("client-output-*")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(
+        limit,
+        ["client-output-buffer-limit", "normal 0 0 0 pubsub 4096 0 0"]
+    );
+    let info: String = redis::cmd("INFO").arg("clients").query(&mut con).unwrap();
+    assert!(
+        info.contains("\r\nclient_output_limit_bytes:4096\r\n"),
+        "{info}"
+    );
+    let every: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("*")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(every.len(), 10, "{every:?}");
+    drop(con);
     stop(server);
 }
 

@@ -3,7 +3,8 @@
 //! `stat` pointed at a port that answers no HTTP. Each fails with an error
 //! that says what to do instead. A `--metrics` port or `--latency-log`
 //! path that fails stops the server before it says it is listening, and a
-//! `--journal` directory that is not there is named as it is created.
+//! `--journal` directory that is not there is named as it is created, and a
+//! damaged one is named with how to inspect it and start again.
 //! Everything listens on loopback only.
 
 use std::net::TcpListener;
@@ -208,4 +209,30 @@ fn a_latency_log_on_a_named_pipe_without_a_reader_is_refused_at_once() {
     );
     assert!(error.contains("named pipe"), "{error}");
     assert!(!error.contains("listening on"), "{error}");
+}
+
+/// A journal the writer will not append to (here a segment cut to its
+/// header page) stops the server with the error and what to do: inspect
+/// it, or move it aside.
+#[test]
+fn a_damaged_journal_says_how_to_inspect_it_and_start_again() {
+    let base = std::env::temp_dir().join(format!("corelane-journal-cut-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let core = base.join("core-0");
+    std::fs::create_dir_all(&core).unwrap();
+    std::fs::write(core.join("0000000000000000.journal"), vec![0u8; 4096]).unwrap();
+    let error = serve_failing("127.0.0.1:0", "--journal", base.to_str().unwrap());
+    assert!(
+        error.contains("4096 bytes is too short for a segment"),
+        "{error}"
+    );
+    assert!(
+        error.contains(&format!(
+            "(`corelane journal inspect {}` shows the damage; to start a new journal, move \
+             that one aside or pick another --journal)",
+            base.display()
+        )),
+        "{error}"
+    );
+    let _ = std::fs::remove_dir_all(&base);
 }

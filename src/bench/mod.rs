@@ -65,6 +65,10 @@ pub const SECTIONS: [&str; 7] = [
     "record", "floor", "lanes", "ipc", "timers", "pools", "pipeline",
 ];
 
+/// The sections whose rows have latency curves, which `--plot` (see
+/// [`plot`]) draws; the others' rows are ratios and rates.
+pub const PLOTTED_SECTIONS: [&str; 4] = ["floor", "lanes", "ipc", "pipeline"];
+
 impl Settings {
     /// The full run: a couple of minutes.
     pub fn full() -> Self {

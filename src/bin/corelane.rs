@@ -14,8 +14,9 @@ use corelane::metrics::export::IntervalLog;
 use corelane::metrics::http::MetricsServer;
 use corelane::metrics::watch::{WatchConfig, Watcher};
 use corelane::runtime::{IdleStrategy, RuntimeHandle};
-use corelane::segment::journal::{Durability, JournalConfig};
-use corelane::serve::{Server, ServerConfig};
+use corelane::segment::journal::writer::MAX_SEGMENT_SIZE;
+use corelane::segment::journal::{Durability, JournalConfig, JournalError};
+use corelane::serve::{ServeError, Server, ServerConfig};
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +39,11 @@ enum Command {
     /// Measure this machine's floor and corelane against its peers.
     Bench(BenchArgs),
     /// Show a running server's cores live, from its metrics endpoint.
+    ///
+    /// Rates (deliver/s, send/s, refuse/s) and busy% are since the previous
+    /// refresh; backlog and connections are as of the refresh; p99_us is
+    /// the delivery p99 since the server started (the largest over message
+    /// kinds), so a spike long past still shows there.
     Stat(StatArgs),
     /// Side B of `bench`'s IPC rows (started by `bench` itself).
     #[command(hide = true)]
@@ -109,22 +115,23 @@ mod journal_follow;
 struct ServeArgs {
     /// Address to listen on, HOST:PORT (a name such as localhost:6380 is
     /// resolved; the first address is used).
-    #[arg(long, default_value = "127.0.0.1:6380", value_parser = bind_addr)]
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:6380", value_parser = bind_addr)]
     bind: SocketAddr,
     /// Number of cores (event loops); default one per CPU.
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     cores: Option<usize>,
     /// Bytes of frames per lane between two cores: a power of two from
     /// 1024 to 1 GiB. The largest publishable message is about half of it;
-    /// all lanes together take cores x cores x this (committed as used).
-    #[arg(long, default_value_t = 1 << 20)]
+    /// all lanes together take cores x cores x this (committed as used),
+    /// which may not pass 4 GiB.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     lane_capacity: usize,
     /// How idle cores wait for work.
     #[arg(long, value_enum, default_value_t = Idle::Backoff)]
     idle: Idle,
     /// Unwritten bytes at which a subscriber that does not read is
     /// disconnected; 0 for no limit.
-    #[arg(long, default_value_t = 32 << 20)]
+    #[arg(long, value_name = "BYTES", default_value_t = 32 << 20)]
     output_limit: usize,
     /// Journal every PUBLISH under this directory (one journal per core,
     /// in DIR/core-N).
@@ -132,10 +139,12 @@ struct ServeArgs {
     journal: Option<std::path::PathBuf>,
     /// When journal frames are synced to disk: none, each, frames:N or
     /// ms:N (every N frames or N milliseconds).
-    #[arg(long, default_value = "ms:100", value_parser = parse_durability)]
+    #[arg(long, value_name = "WHEN", default_value = "ms:100", value_parser = parse_durability)]
     journal_sync: Durability,
-    /// Bytes of frames per journal segment file, from 4096 to 1 GiB.
-    #[arg(long, default_value_t = 64 << 20, value_parser = segment_size)]
+    /// Bytes of frames per journal segment file, from 4096 to 1 GiB (rounded
+    /// up to a multiple of 32). A PUBLISH whose frame does not fit in one
+    /// segment gets an error reply.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20, value_parser = segment_size)]
     journal_segment_size: usize,
     /// Serve Prometheus metrics over HTTP at ADDR (GET /metrics, and
     /// /metrics.json); a bare port means 127.0.0.1:PORT.
@@ -182,7 +191,7 @@ const MIN_SEGMENT_SIZE: usize = 4096;
 /// A journal segment size the writer keeps as given (bar rounding up to
 /// the frame alignment): it would silently change one outside its range.
 fn segment_size(text: &str) -> Result<usize, String> {
-    let max = corelane::segment::journal::writer::MAX_SEGMENT_SIZE;
+    let max = MAX_SEGMENT_SIZE;
     let range = format!("from {MIN_SEGMENT_SIZE} to {max} bytes");
     let size: usize = text
         .parse()
@@ -315,6 +324,23 @@ fn bench(args: BenchArgs) -> ExitCode {
     if let Some(idle) = args.idle {
         settings.pipeline_idle = idle.into_iter().map(IdleStrategy::from).collect();
     }
+    if let (Some(path), Some(only)) = (&args.plot, &args.only) {
+        // Else the file would get axes and no curve, after the whole run.
+        let plotted = corelane::bench::PLOTTED_SECTIONS;
+        if !only
+            .iter()
+            .any(|section| plotted.contains(&section.as_str()))
+        {
+            eprintln!(
+                "corelane: --plot {} draws the {} sections' latency, and --only {} runs none \
+                 of them",
+                path.display(),
+                plotted.join(", "),
+                only.join(",")
+            );
+            return ExitCode::FAILURE;
+        }
+    }
     settings.only = args.only;
     // Opened before the run, so that a path that cannot be written is
     // refused at once, not after minutes of measuring.
@@ -433,14 +459,25 @@ fn serve(args: ServeArgs) -> ExitCode {
     let server = match Server::start(config) {
         Ok(server) => server,
         Err(error) => {
-            let hint = match &error {
-                corelane::serve::ServeError::Bind(_, error)
+            let hint = match (&error, &args.journal) {
+                (ServeError::Bind(_, error), _)
                     if error.kind() == std::io::ErrorKind::AddrInUse =>
                 {
                     " (another server is listening there: stop it, or pick another port \
                      with --bind HOST:PORT)"
+                        .to_string()
                 }
-                _ => "",
+                // The writer will not append after frames it cannot trust:
+                // say how to see them and how to start again.
+                (
+                    ServeError::Journal(JournalError::Damaged { .. } | JournalError::Segment(_)),
+                    Some(dir),
+                ) => format!(
+                    " (`corelane journal inspect {}` shows the damage; to start a new journal, \
+                     move that one aside or pick another --journal)",
+                    dir.display()
+                ),
+                _ => String::new(),
             };
             eprintln!("corelane: {error}{hint}");
             return ExitCode::FAILURE;

@@ -17,16 +17,13 @@ use crate::runtime::Context;
 use crate::segment::journal::JournalError;
 
 /// Settings CONFIG GET reports, for clients (redis-benchmark) that read
-/// them at connect time.
+/// them at connect time; `client-output-buffer-limit` is added from the
+/// server's own output limit.
 const CONFIG: &[(&str, &str)] = &[
     ("save", ""),
     ("appendonly", "no"),
     ("databases", "1"),
     ("maxmemory", "0"),
-    (
-        "client-output-buffer-limit",
-        "normal 0 0 0 pubsub 33554432 0 0",
-    ),
 ];
 
 /// Overhead of a forwarded PUBLISH beyond channel and payload bytes
@@ -129,7 +126,7 @@ impl ServeCore {
             b"COMMAND" => self.command(key, request),
             b"CONFIG" => self.config(key, request),
             b"INFO" => {
-                let text = info::render(self, cx, request.get(1));
+                let text = info::render(self, cx, request.args().skip(1));
                 reply::bulk(&mut self.conns[key].out, text.as_bytes());
             }
             _ => self.unknown(key, request),
@@ -452,10 +449,16 @@ impl ServeCore {
             );
             return;
         }
+        // Only subscribers are held to the limit (0: none, as in Redis).
+        let output_limit = format!("normal 0 0 0 pubsub {} 0 0", self.config.output_limit);
+        let settings = CONFIG
+            .iter()
+            .copied()
+            .chain([("client-output-buffer-limit", output_limit.as_str())]);
         let mut found = Vec::new();
         for pattern in request.args().skip(2) {
             let pattern = pattern.to_ascii_lowercase();
-            for &(name, value) in CONFIG {
+            for (name, value) in settings.clone() {
                 if super::glob::glob_match(&pattern, name.as_bytes())
                     && !found.iter().any(|&(seen, _)| seen == name)
                 {

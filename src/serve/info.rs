@@ -15,19 +15,21 @@ use crate::metrics::{CoreMetrics, LatencyHistogram};
 use crate::pool::PoolUsage;
 use crate::runtime::Context;
 
-/// Renders INFO for `section` (`None`, `all`, `everything` or `default`
-/// for every section; otherwise one of server, clients, memory, pubsub,
-/// stats, pools, latency, journal, case-insensitive).
-pub(crate) fn render(
+/// Renders INFO for `sections`, as Redis 7 does (`INFO server clients`):
+/// none, or any of `all`, `everything` and `default`, for every section;
+/// otherwise those named among server, clients, memory, pubsub, stats,
+/// pools, latency and journal, case-insensitive, in that order.
+pub(crate) fn render<'a>(
     core: &ServeCore,
     cx: &mut Context<'_, ServerMsg>,
-    section: Option<&[u8]>,
+    sections: impl Iterator<Item = &'a [u8]>,
 ) -> String {
-    let wanted = section.map(<[u8]>::to_ascii_lowercase);
-    let show = |name: &str| match wanted.as_deref() {
-        None | Some(b"all") | Some(b"everything") | Some(b"default") => true,
-        Some(other) => other == name.as_bytes(),
-    };
+    let wanted: Vec<Vec<u8>> = sections.map(<[u8]>::to_ascii_lowercase).collect();
+    let every = wanted.is_empty()
+        || wanted
+            .iter()
+            .any(|name| matches!(name.as_slice(), b"all" | b"everything" | b"default"));
+    let show = |name: &str| every || wanted.iter().any(|w| w == name.as_bytes());
     let mut text = String::new();
     if show("server") {
         server(core, cx, &mut text);

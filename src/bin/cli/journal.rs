@@ -72,16 +72,11 @@ fn inspect_command(dir: &Path) -> Result<ExitCode, TailError> {
     for journal in journals(dir)? {
         let inspection = inspect(&journal)?;
         let segments = &inspection.segments;
-        // Segments that were found but could not be opened show up as
-        // damage, reported below.
         if segments.is_empty() && inspection.damage.is_none() {
             // A writer makes its first segment when it opens, so a journal
-            // has at least one: this is most likely a mistyped path.
-            eprintln!(
-                "corelane journal: {}: no journal segments here (a journal directory holds \
-                 `*.journal` files or `core-N` directories of them)",
-                journal.display()
-            );
+            // has at least one: this is most likely a mistyped path. (A
+            // first segment too damaged to summarise is reported below.)
+            say_no_segments(&journal);
             failed = true;
             continue;
         }
@@ -129,6 +124,15 @@ fn inspect_command(dir: &Path) -> Result<ExitCode, TailError> {
     })
 }
 
+/// Says on stderr that `dir` holds no journal, and what one looks like.
+fn say_no_segments(dir: &Path) {
+    eprintln!(
+        "corelane journal: {}: no journal segments here (a journal directory holds \
+         `*.journal` files or `core-N` directories of them)",
+        dir.display()
+    );
+}
+
 fn segment_line(segment: &SegmentSummary) -> String {
     let name = segment
         .path
@@ -155,6 +159,13 @@ fn shown(position: Option<u64>) -> String {
 
 fn tail_command(dir: &Path, from: Option<u64>, follow: bool) -> Result<ExitCode, TailError> {
     let mut set = TailSet::open(dir, from)?;
+    if !follow && set.is_undecided() {
+        // Nothing to print and nothing to wait for: as for `inspect`, most
+        // likely a mistyped path, not an empty journal (a writer makes its
+        // first segment when it opens).
+        say_no_segments(dir);
+        return Ok(ExitCode::FAILURE);
+    }
     let mut out = io::stdout().lock();
     let mut last_scan = Instant::now();
     loop {

@@ -137,6 +137,12 @@ impl TailSet {
         Ok(set)
     }
 
+    /// Whether the directory held neither segments nor `core-N`
+    /// directories when last looked at: a following tail waits for them.
+    pub fn is_undecided(&self) -> bool {
+        self.shape == Shape::Undecided
+    }
+
     /// Passes every frame written since the last call to `print`, journal
     /// by journal; returns how many there were, or stops early (with the
     /// count so far) when `print` returns `false`.
