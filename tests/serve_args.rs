@@ -236,3 +236,17 @@ fn a_damaged_journal_says_how_to_inspect_it_and_start_again() {
     );
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// `stat --count 0` would scrape once and print nothing: refused, with the
+/// range, before it connects anywhere.
+#[test]
+fn stat_with_a_count_of_zero_is_refused() {
+    let output = corelane(&["stat", "127.0.0.1:9", "--count", "0"]);
+    assert!(!output.status.success());
+    let error = stderr(&output);
+    assert!(
+        error.contains("invalid value '0' for '--count <COUNT>'"),
+        "{error}"
+    );
+    assert!(error.contains("1.."), "{error}");
+}

@@ -101,8 +101,9 @@ struct StatArgs {
     /// Seconds between refreshes.
     #[arg(long, default_value_t = 1.0)]
     every: f64,
-    /// Stop after this many refreshes (default: until interrupted).
-    #[arg(long)]
+    /// Stop after this many refreshes, at least 1 (default: until
+    /// interrupted).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
 }
 
