@@ -9,13 +9,14 @@
 //! can hold the responder for at most the deadline.
 //! The request never decides how much is allocated.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::deadline::{read_by, write_all_by};
 use super::export::{to_json, to_prometheus};
 use super::Snapshot;
 
@@ -245,36 +246,6 @@ fn respond(
         response.extend_from_slice(body.as_bytes());
     }
     write_all_by(stream, &response, deadline)
-}
-
-/// Time left before `deadline`; a `TimedOut` error once there is none
-/// (a zero timeout would mean none at all to the socket).
-fn time_left(deadline: Instant) -> io::Result<Duration> {
-    deadline
-        .checked_duration_since(Instant::now())
-        .filter(|left| !left.is_zero())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "client out of time"))
-}
-
-/// One read that gives up at `deadline`.
-fn read_by(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
-    stream.set_read_timeout(Some(time_left(deadline)?))?;
-    stream.read(buf)
-}
-
-/// `write_all` that gives up at `deadline`, however little each write
-/// moves.
-fn write_all_by(stream: &mut TcpStream, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
-    while !bytes.is_empty() {
-        stream.set_write_timeout(Some(time_left(deadline)?))?;
-        match stream.write(bytes) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(written) => bytes = &bytes[written..],
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

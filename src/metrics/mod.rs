@@ -8,6 +8,7 @@
 //! reader locks the published copies, never the core: a parked core has
 //! flushed before it parked, so a snapshot never waits for an idle core.
 
+mod deadline;
 mod histogram;
 mod named;
 mod publish;

@@ -6,10 +6,11 @@
 //! and levels (backlog, connections, delivery p99 since start).
 
 use std::fmt::Write as _;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use super::deadline::{read_by, write_all_by};
 use super::scrape::{self, Sample};
 
 /// Largest response read from the endpoint.
@@ -28,13 +29,15 @@ const MAX_RESPONSE: u64 = 16 << 20;
 pub fn fetch(addr: SocketAddr, timeout: Duration) -> io::Result<String> {
     let deadline = Instant::now() + timeout;
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_write_timeout(Some(time_left(deadline)?))?;
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: corelane\r\nConnection: close\r\n\r\n")?;
+    write_all_by(
+        &mut stream,
+        b"GET /metrics HTTP/1.1\r\nHost: corelane\r\nConnection: close\r\n\r\n",
+        deadline,
+    )?;
     let mut bytes = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     loop {
-        stream.set_read_timeout(Some(time_left(deadline)?))?;
-        let read = match stream.read(&mut chunk) {
+        let read = match read_by(&mut stream, &mut chunk, deadline) {
             Ok(0) => break,
             Ok(read) => read,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
@@ -67,15 +70,6 @@ pub fn response_body(response: &str) -> io::Result<&str> {
         return Err(io::Error::other(format!("endpoint answered {status:?}")));
     }
     Ok(body)
-}
-
-/// Time left before `deadline`; a `TimedOut` error once there is none
-/// (a zero timeout would mean none at all to the socket).
-fn time_left(deadline: Instant) -> io::Result<Duration> {
-    deadline
-        .checked_duration_since(Instant::now())
-        .filter(|left| !left.is_zero())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "no complete answer in time"))
 }
 
 /// One core's numbers from one scrape.
