@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use corelane::frame::Message;
-use corelane::runtime::{Context, Handler, IdleStrategy, Runtime, SendError};
+use corelane::runtime::{Backpressure, Context, Handler, IdleStrategy, Runtime, SendError};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -103,6 +103,114 @@ fn messages_bounce_between_two_cores_under_every_idle_strategy() {
     for idle in STRATEGIES {
         bounce(2, 0, 1, 20_000, idle);
     }
+}
+
+/// A message with borrowed-bytes views sent in its place.
+#[derive(rkyv::Archive, rkyv::Serialize)]
+enum Parcel {
+    Bytes { seq: u64, bytes: Vec<u8> },
+}
+
+impl Message for Parcel {
+    const TYPE_ID: u16 = 2;
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "Parcel";
+}
+
+/// A `Parcel` made of borrowed bytes, archived exactly as one
+/// (`Encodes<Parcel>`): what a sender uses to archive bytes it does not own
+/// straight into a lane.
+#[derive(rkyv::Archive, rkyv::Serialize)]
+#[rkyv(as = ArchivedParcel)]
+enum ParcelView<'a> {
+    Bytes {
+        seq: u64,
+        #[rkyv(with = rkyv::with::AsVec)]
+        bytes: &'a [u8],
+    },
+}
+
+/// Core 0 sends `count` views (and a few owned parcels) at once into a
+/// small lane, so that most wait in the overflow queue and some are too
+/// large for a frame; core 1 checks that each arrives whole, as a
+/// `Parcel`, in order.
+struct Views {
+    count: u64,
+    next: u64,
+}
+
+/// The trail of the `n`th view: its length and bytes vary with `n`, and
+/// every 50th is larger than the lane's frames (so it goes by pool buffer).
+fn view_trail(n: u64) -> Vec<u8> {
+    let len = if n.is_multiple_of(50) {
+        5000
+    } else {
+        (n % 200) as usize
+    };
+    (0..len).map(|i| (n as usize + i) as u8).collect()
+}
+
+impl Handler for Views {
+    type Message = Parcel;
+
+    fn on_start(&mut self, cx: &mut Context<'_, Parcel>) {
+        if cx.core() == 0 {
+            for n in 0..self.count {
+                let trail = view_trail(n);
+                // Every 7th goes as an owned `Parcel`, in among the views.
+                let sent = if n % 7 == 3 {
+                    let owned = Parcel::Bytes {
+                        seq: n,
+                        bytes: trail,
+                    };
+                    cx.send(1, &owned).map_err(|e| e.to_string())
+                } else {
+                    let view = ParcelView::Bytes {
+                        seq: n,
+                        bytes: &trail,
+                    };
+                    cx.send(1, &view).map_err(|e| e.to_string())
+                };
+                if let Err(error) = sent {
+                    panic!("parcel {n}: {error}");
+                }
+            }
+        }
+    }
+
+    fn on_message(&mut self, cx: &mut Context<'_, Parcel>, from: usize, parcel: &ArchivedParcel) {
+        assert_eq!(from, 0);
+        let ArchivedParcel::Bytes { seq, bytes } = parcel;
+        assert_eq!(seq.to_native(), self.next);
+        assert_eq!(bytes.as_slice(), view_trail(self.next).as_slice());
+        self.next += 1;
+        if self.next == self.count {
+            cx.stop_runtime();
+        }
+    }
+}
+
+#[test]
+fn a_borrowed_view_is_read_as_the_message_it_mirrors_sent_direct_held_and_pooled() {
+    let _serial = serial();
+    let count = 2_000;
+    let runtime = Runtime::builder()
+        .cores(2)
+        .lane_capacity(4096)
+        .backpressure(Backpressure::Overflow {
+            capacity: count as usize,
+        })
+        .build()
+        .unwrap();
+    let report = runtime
+        .start(move |_| Views { count, next: 0 })
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(report.totals.sent, count);
+    assert_eq!(report.totals.delivered, count);
+    assert_eq!(report.totals.refused, 0);
+    assert!(report.metrics.cores[0].counters.overflowed > 0, "{report}");
 }
 
 /// C02: more cores than CPUs must still make progress, spinning or not.

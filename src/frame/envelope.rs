@@ -66,6 +66,37 @@ impl<E> Writer<E> for ByteCount {
     }
 }
 
+/// A value the envelope's functions can archive: anything rkyv can write
+/// with both the in-place and the sizing serializer. Every [`Message`] is
+/// one.
+pub trait Encode:
+    for<'a> Serialize<InPlaceSerializer<'a>> + for<'a> Serialize<SizingSerializer<'a>>
+{
+}
+
+impl<T> Encode for T where
+    T: for<'a> Serialize<InPlaceSerializer<'a>> + for<'a> Serialize<SizingSerializer<'a>>
+{
+}
+
+/// A value whose archive *is* an archive of `M`: `M` itself, or a view of
+/// an `M` built from borrowed parts, so that a sender can archive bytes it
+/// does not own straight into a frame instead of first copying them into an
+/// owned `M`.
+///
+/// The compiler checks that the archived types are the same. A view is
+/// usually a mirror of `M` with `#[rkyv(as = ArchivedM)]`, the same
+/// variants or fields in the same order, and borrowed fields archived with
+/// `#[rkyv(with = rkyv::with::AsVec)]` (for `&[T]` in place of `Vec<T>`).
+/// A mirror whose order differs still compiles, so keep a test that the
+/// two archive to the same bytes. (With rkyv 0.8's derive this works for
+/// enums; a struct mirror with a lifetime does not compile, as the derive's
+/// bounds hide its fields' archived types; implement `Archive` by hand or
+/// make the message an enum.)
+pub trait Encodes<M: Message>: Encode + Archive<Archived = Archived<M>> {}
+
+impl<M: Message, T> Encodes<M> for T where T: Encode + Archive<Archived = Archived<M>> {}
+
 /// A message type that can travel in a frame.
 ///
 /// # Examples
@@ -184,7 +215,7 @@ impl std::error::Error for FrameError {}
 ///
 /// Returns `None` if the archive does not fit in `payload` (or, rarely, if
 /// serialization itself fails); [`encoded_len`] then tells which.
-pub fn encode_into<M: Message>(msg: &M, payload: &mut [u8], arena: &mut Arena) -> Option<usize> {
+pub fn encode_into<T: Encode>(msg: &T, payload: &mut [u8], arena: &mut Arena) -> Option<usize> {
     let buffer = Buffer::from(payload);
     let written = rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Failure>(
         msg,
@@ -202,7 +233,7 @@ pub fn encode_into<M: Message>(msg: &M, payload: &mut [u8], arena: &mut Arena) -
 /// # Errors
 ///
 /// rkyv's error if the message cannot be serialized at all.
-pub fn encoded_len<M: Message>(msg: &M, arena: &mut Arena) -> Result<usize, rancor::Error> {
+pub fn encoded_len<T: Encode>(msg: &T, arena: &mut Arena) -> Result<usize, rancor::Error> {
     let count = rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(
         msg,
         ByteCount::default(),
@@ -216,8 +247,8 @@ pub fn encoded_len<M: Message>(msg: &M, arena: &mut Arena) -> Result<usize, ranc
 /// # Errors
 ///
 /// rkyv's error if the message cannot be serialized at all.
-pub fn encode_owned<M: Message>(
-    msg: &M,
+pub fn encode_owned<T: Encode>(
+    msg: &T,
     arena: &mut Arena,
 ) -> Result<AlignedVec<16>, rancor::Error> {
     let len = encoded_len(msg, arena)?;

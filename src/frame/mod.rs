@@ -8,5 +8,5 @@
 pub mod envelope;
 pub mod layout;
 
-pub use envelope::{FrameError, Message};
+pub use envelope::{Encode, Encodes, FrameError, Message};
 pub use layout::{FrameMeta, FRAME_ALIGN, HEADER_LEN};

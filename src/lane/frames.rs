@@ -54,7 +54,7 @@ use rkyv::ser::allocator::Arena;
 
 use super::prefetch::prefetch_read;
 use super::region::{HeapRegion, Region, RegionAllocError, REGION_ALIGN};
-use crate::frame::envelope::{self, Message};
+use crate::frame::envelope::{self, Encode, Encodes, Message};
 use crate::frame::layout::{
     aligned_len, checksum, read_checksum, read_meta, write_meta, FrameMeta, FLAG_CHECKSUM,
     FRAME_ALIGN, HEADER_LEN, PADDING_TYPE, PAYLOAD_OFFSET,
@@ -464,6 +464,22 @@ impl<R: Region> FrameProducer<R> {
         timestamp_ns: u64,
         arena: &mut Arena,
     ) -> Result<(), WriteError> {
+        self.write_as::<M, M>(msg, timestamp_ns, arena)
+    }
+
+    /// As [`write_message`](Self::write_message), for a value whose archive
+    /// is an `M`'s ([`Encodes`]), such as a view of an `M` made of borrowed
+    /// bytes: the frame holds an `M`, and its readers read it as one.
+    ///
+    /// # Errors
+    ///
+    /// As [`write_message`](Self::write_message).
+    pub fn write_as<M: Message, T: Encodes<M>>(
+        &mut self,
+        msg: &T,
+        timestamp_ns: u64,
+        arena: &mut Arena,
+    ) -> Result<(), WriteError> {
         const {
             assert!(
                 M::TYPE_ID != PADDING_TYPE,
@@ -592,7 +608,7 @@ impl<R: Region> FrameClaim<'_, R> {
     /// Serializes `msg` into the payload space; returns the bytes used.
     /// rkyv writes front to back, so on success only those bytes are dirty
     /// and a large claim costs nothing to give back.
-    fn encode<M: Message>(&mut self, msg: &M, arena: &mut Arena) -> Option<usize> {
+    fn encode<T: Encode>(&mut self, msg: &T, arena: &mut Arena) -> Option<usize> {
         let used = envelope::encode_into(msg, self.payload_unmarked(), arena);
         self.dirty = self.dirty.max(used.unwrap_or(self.room));
         used

@@ -16,7 +16,7 @@ use super::report::{tally, Undelivered};
 use super::timers::Timers;
 use super::Shared;
 use crate::clock;
-use crate::frame::Message;
+use crate::frame::{Encodes, Message};
 use crate::lane::frames::{ClaimError, FrameProducer, WriteError};
 use crate::lane::HeapRegion;
 use crate::metrics::{Recorder, Snapshot};
@@ -214,6 +214,11 @@ impl<M: Message> Context<'_, M> {
     /// returns. The same as [`send_with`](Self::send_with) at
     /// [`Priority::Normal`].
     ///
+    /// `msg` is an `M`, or any value whose archive is an `M`'s
+    /// ([`Encodes`]): a view of an `M` made of borrowed bytes is archived
+    /// into the lane straight from them, and read at the other end as an
+    /// `M`.
+    ///
     /// # Errors
     ///
     /// Hands `msg` back in every case: [`SendError::Full`] if the lane (or
@@ -222,7 +227,11 @@ impl<M: Message> Context<'_, M> {
     /// [`SendError::TooLarge`] if it is over
     /// [`max_message`](Self::max_message), [`SendError::NoSuchCore`],
     /// [`SendError::Encode`].
-    pub fn send<'m>(&mut self, to: usize, msg: &'m M) -> Result<(), SendError<&'m M>> {
+    pub fn send<'m, T: Encodes<M>>(
+        &mut self,
+        to: usize,
+        msg: &'m T,
+    ) -> Result<(), SendError<&'m T>> {
         self.send_with(to, msg, Priority::Normal)
     }
 
@@ -238,12 +247,12 @@ impl<M: Message> Context<'_, M> {
     /// # Errors
     ///
     /// As [`send`](Self::send).
-    pub fn send_with<'m>(
+    pub fn send_with<'m, T: Encodes<M>>(
         &mut self,
         to: usize,
-        msg: &'m M,
+        msg: &'m T,
         priority: Priority,
-    ) -> Result<(), SendError<&'m M>> {
+    ) -> Result<(), SendError<&'m T>> {
         if to >= self.cores() {
             return Err(SendError::NoSuchCore(msg, to));
         }
@@ -260,11 +269,11 @@ impl<M: Message> Context<'_, M> {
                     Priority::Normal => &mut outbox.lanes[to],
                     Priority::High => &mut outbox.high[to],
                 };
-                let written = match lane.write_message(msg, now, &mut outbox.arena) {
+                let written = match lane.write_as::<M, T>(msg, now, &mut outbox.arena) {
                     // Too large for a frame: a pooled buffer carries it
                     // instead, and only its handle goes through the lane.
                     Err(WriteError::Claim(ClaimError::TooLarge { payload_len, .. })) => {
-                        large::write_pooled(
+                        large::write_pooled::<M, T>(
                             lane,
                             &outbox.pool,
                             &mut outbox.arena,
@@ -307,7 +316,7 @@ impl<M: Message> Context<'_, M> {
             counters.refused += 1;
             return Err(SendError::Full(msg));
         }
-        let held = HeldFrame::encode(msg, to, priority, now, &mut outbox.arena)
+        let held = HeldFrame::encode::<M, T>(msg, to, priority, now, &mut outbox.arena)
             .map_err(|reason| SendError::Encode(msg, reason))?;
         let max_payload = outbox.lanes_for(priority)[to].max_payload();
         // Too large for a frame: held in a pooled buffer, sent by handle.

@@ -22,7 +22,7 @@ use super::large;
 use super::priority::Priority;
 use crate::frame::envelope::{access_trusted, encode_owned};
 use crate::frame::layout::FLAG_POOLED;
-use crate::frame::{FrameMeta, Message};
+use crate::frame::{Encodes, FrameMeta, Message};
 use crate::lane::frames::{ClaimError, FrameProducer};
 use crate::lane::HeapRegion;
 use crate::pool::{Pool, PoolBuf};
@@ -58,16 +58,17 @@ impl HeldFrame {
     /// # Errors
     ///
     /// rkyv's error text if the message cannot be serialized.
-    pub(crate) fn encode<M: Message>(
-        msg: &M,
+    pub(crate) fn encode<M: Message, T: Encodes<M>>(
+        msg: &T,
         to: usize,
         priority: Priority,
         timestamp_ns: u64,
         arena: &mut Arena,
     ) -> Result<Self, String> {
         let bytes = encode_owned(msg, arena).map_err(|error| error.to_string())?;
-        // SAFETY: `bytes` is the archive rkyv has just written for an `M` in
-        // this process, whole, unchanged and 16-byte aligned (AlignedVec).
+        // SAFETY: `bytes` is the archive rkyv has just written for an `M`
+        // (`T`'s archived type is `M`'s) in this process, whole, unchanged
+        // and 16-byte aligned (AlignedVec).
         let kind = M::kind(unsafe { access_trusted::<M>(&bytes) });
         Ok(HeldFrame {
             to,

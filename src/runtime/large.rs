@@ -21,7 +21,7 @@ use crate::clock;
 use crate::frame::envelope::encode_into;
 use crate::frame::layout::FLAG_POOLED;
 use crate::frame::FrameMeta;
-use crate::frame::Message;
+use crate::frame::{Encodes, Message};
 use crate::lane::frames::{ClaimError, Frame, FrameProducer, WriteError};
 use crate::lane::HeapRegion;
 use crate::pool::{Pool, PoolBuf, RawPoolBuf};
@@ -40,11 +40,11 @@ const HANDLE_LEN: usize = size_of::<RawPoolBuf>();
 ///
 /// As [`FrameProducer::write_message`]: `Full` (retry later), `TooLarge`
 /// over `max_message` (with `max_message` as the limit), `Encode`.
-pub(crate) fn write_pooled<M: Message>(
+pub(crate) fn write_pooled<M: Message, T: Encodes<M>>(
     lane: &mut FrameProducer<HeapRegion>,
     pool: &Pool,
     arena: &mut rkyv::ser::allocator::Arena,
-    msg: &M,
+    msg: &T,
     payload_len: usize,
     max_message: usize,
 ) -> Result<(), WriteError> {

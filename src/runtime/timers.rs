@@ -211,8 +211,9 @@ impl<M: Message> Context<'_, M> {
         if to >= self.cores() {
             return Err(SendError::NoSuchCore(msg, to));
         }
-        let held = HeldFrame::encode(msg, to, priority, clock::now_ns(), &mut self.outbox.arena)
-            .map_err(|reason| SendError::Encode(msg, reason))?;
+        let held =
+            HeldFrame::encode::<M, M>(msg, to, priority, clock::now_ns(), &mut self.outbox.arena)
+                .map_err(|reason| SendError::Encode(msg, reason))?;
         let max_payload = self.outbox.lanes_for(priority)[to].max_payload();
         // Too large for a frame: held in a pooled buffer, sent by handle.
         let held = held

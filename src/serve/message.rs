@@ -1,5 +1,7 @@
 //! What the server's cores say to each other through their lanes.
 
+use rkyv::with::AsVec;
+
 use crate::frame::Message;
 
 /// A message between the server's cores.
@@ -42,6 +44,63 @@ pub enum ServerMsg {
     },
 }
 
+/// A [`ServerMsg`] made of borrowed bytes, archived exactly as one: a core
+/// archives a PUBLISH forward or a subscription notice into each lane
+/// straight from the client's request, with no owned copy in between.
+///
+/// It mirrors `ServerMsg`: the same variants with the same fields in the
+/// same order, byte strings borrowed and archived as the vectors they stand
+/// for (`AsVec`). The compiler checks the archived type; the test
+/// `mirror_archives_as_server_msg` checks the bytes.
+#[derive(rkyv::Archive, rkyv::Serialize, Clone, Copy, Debug)]
+#[rkyv(as = ArchivedServerMsg)]
+pub(crate) enum ServerMsgRef<'a> {
+    /// [`ServerMsg::Publish`].
+    Publish {
+        #[rkyv(with = AsVec)]
+        channel: &'a [u8],
+        #[rkyv(with = AsVec)]
+        payload: &'a [u8],
+    },
+    /// [`ServerMsg::Adopt`].
+    Adopt { fd: i32 },
+    /// [`ServerMsg::Interest`].
+    Interest {
+        #[rkyv(with = AsVec)]
+        name: &'a [u8],
+        pattern: bool,
+        delta: i32,
+        waiter: (u32, u64),
+    },
+    /// [`ServerMsg::Ack`].
+    Ack { waiter: (u32, u64) },
+}
+
+impl ServerMsgRef<'_> {
+    /// The same message, owned: for one that has to wait for room.
+    pub(crate) fn to_msg(self) -> ServerMsg {
+        match self {
+            ServerMsgRef::Publish { channel, payload } => ServerMsg::Publish {
+                channel: channel.to_vec(),
+                payload: payload.to_vec(),
+            },
+            ServerMsgRef::Adopt { fd } => ServerMsg::Adopt { fd },
+            ServerMsgRef::Interest {
+                name,
+                pattern,
+                delta,
+                waiter,
+            } => ServerMsg::Interest {
+                name: name.to_vec(),
+                pattern,
+                delta,
+                waiter,
+            },
+            ServerMsgRef::Ack { waiter } => ServerMsg::Ack { waiter },
+        }
+    }
+}
+
 impl Message for ServerMsg {
     const TYPE_ID: u16 = 0x5250; // "RP"
     const VERSION: u8 = 1;
@@ -75,6 +134,50 @@ impl ServerMsg {
             ServerMsg::Publish { channel, payload } => channel.len() + payload.len(),
             ServerMsg::Interest { name, .. } => name.len(),
             ServerMsg::Adopt { .. } | ServerMsg::Ack { .. } => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rkyv::ser::allocator::Arena;
+
+    use super::*;
+    use crate::frame::envelope::encode_owned;
+
+    /// Every variant of the mirror archives to the very bytes of the owned
+    /// message it stands for, so a frame written from a `ServerMsgRef` is a
+    /// `ServerMsg` to its reader.
+    #[test]
+    fn mirror_archives_as_server_msg() {
+        let channel = b"news.sport".as_slice();
+        let payload = b"\x00binary\xffpayload of some length".as_slice();
+        let mirrors = [
+            ServerMsgRef::Publish { channel, payload },
+            ServerMsgRef::Publish {
+                channel: b"",
+                payload: b"",
+            },
+            ServerMsgRef::Adopt { fd: 42 },
+            ServerMsgRef::Interest {
+                name: b"news.*",
+                pattern: true,
+                delta: -1,
+                waiter: (7, 0x0123_4567_89ab_cdef),
+            },
+            ServerMsgRef::Ack {
+                waiter: (u32::MAX, 3),
+            },
+        ];
+        let mut arena = Arena::new();
+        for mirror in mirrors {
+            let owned = mirror.to_msg();
+            let from_mirror = encode_owned(&mirror, &mut arena).unwrap();
+            let from_owned = encode_owned(&owned, &mut arena).unwrap();
+            assert_eq!(from_mirror.as_slice(), from_owned.as_slice(), "{owned:?}");
+            let archived = rkyv::access::<ArchivedServerMsg, rkyv::rancor::Error>(&from_mirror)
+                .expect("a valid ServerMsg archive");
+            assert_eq!(ServerMsg::kind(archived), owned.kind_name());
         }
     }
 }

@@ -20,7 +20,6 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::mem;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,7 +33,7 @@ use slab::Slab;
 
 use super::connection::{Connection, ReadOutcome};
 use super::journal::CoreJournal;
-use super::message::{ArchivedServerMsg, ServerMsg};
+use super::message::{ArchivedServerMsg, ServerMsg, ServerMsgRef};
 use super::output::{OutputBuffer, OutputCounts, OutputPool};
 use super::pubsub::{RemoteInterest, Subscriptions};
 use super::reply;
@@ -58,10 +57,6 @@ const ACCEPT_RETRY_AFTER: Duration = Duration::from_millis(50);
 /// Reads from one connection per readiness event before the core moves on
 /// to others (the rest is read on a later turn).
 const READS_PER_EVENT: usize = 16;
-
-/// Most bytes of buffer capacity a core keeps for the next forwarded
-/// PUBLISH; the buffers of a larger one are freed after it.
-const MAX_KEPT_FORWARD: usize = 64 * 1024;
 
 /// Settings of a server.
 #[derive(Clone, Debug)]
@@ -332,10 +327,6 @@ pub(crate) struct ServeCore {
     /// Messages waiting for room, per destination core, in order.
     backlog: Vec<VecDeque<ServerMsg>>,
     backlog_bytes: usize,
-    /// The channel and payload buffers of the last forwarded PUBLISH, kept
-    /// with their capacity so that forwarding allocates nothing while the
-    /// lanes have room (see [`ServeCore::forward`]).
-    forward_buffers: (Vec<u8>, Vec<u8>),
     /// Connections with output to write this turn.
     pub(crate) dirty: Vec<usize>,
     /// Connections with input left unread on their socket.
@@ -376,7 +367,6 @@ impl ServeCore {
             remote: (0..cores).map(|_| RemoteInterest::default()).collect(),
             backlog: (0..cores).map(|_| VecDeque::new()).collect(),
             backlog_bytes: 0,
-            forward_buffers: (Vec::new(), Vec::new()),
             dirty: Vec::new(),
             unread: Vec::new(),
             spare: Vec::new(),
@@ -451,7 +441,7 @@ impl ServeCore {
                 moved = true;
                 continue;
             }
-            let msg = ServerMsg::Adopt {
+            let msg = ServerMsgRef::Adopt {
                 fd: stream.as_raw_fd(),
             };
             match cx.send(target, &msg) {
@@ -667,11 +657,16 @@ impl ServeCore {
 
     /// Sends `msg` to core `target` behind anything already waiting for
     /// that lane, so messages to one core keep their order. It is archived
-    /// straight into the lane; only a message that has to wait is copied
-    /// (into the backlog).
-    fn send_ordered(&mut self, cx: &mut Context<'_, ServerMsg>, target: usize, msg: &ServerMsg) {
+    /// straight from the bytes it borrows into the lane; only a message that
+    /// has to wait is copied (into the backlog).
+    fn send_ordered(
+        &mut self,
+        cx: &mut Context<'_, ServerMsg>,
+        target: usize,
+        msg: ServerMsgRef<'_>,
+    ) {
         if self.backlog[target].is_empty() {
-            match cx.send(target, msg) {
+            match cx.send(target, &msg) {
                 Ok(()) => return,
                 Err(SendError::Full(_)) => {}
                 Err(error) => {
@@ -681,16 +676,17 @@ impl ServeCore {
                 }
             }
         }
+        let msg = msg.to_msg();
         self.backlog_bytes += msg.heap_len();
-        self.backlog[target].push_back(msg.clone());
+        self.backlog[target].push_back(msg);
     }
 
     /// Forwards a PUBLISH to every other core whose subscribers want it;
     /// returns how many subscriptions there it reaches.
     ///
-    /// The message is made once, in buffers kept from the last forward, and
-    /// archived into each core's lane from there: while the lanes have
-    /// room, forwarding allocates nothing.
+    /// The message is archived into each core's lane straight from the
+    /// client's request: while the lanes have room, forwarding allocates
+    /// and copies nothing else.
     pub(crate) fn forward(
         &mut self,
         cx: &mut Context<'_, ServerMsg>,
@@ -698,7 +694,7 @@ impl ServeCore {
         payload: &[u8],
     ) -> usize {
         let mut reached = 0;
-        let mut msg = None;
+        let msg = ServerMsgRef::Publish { channel, payload };
         for target in 0..cx.cores() {
             if target == self.core {
                 continue;
@@ -708,24 +704,7 @@ impl ServeCore {
                 continue;
             }
             reached += count;
-            let msg = msg.get_or_insert_with(|| {
-                let (mut kept_channel, mut kept_payload) = mem::take(&mut self.forward_buffers);
-                kept_channel.clear();
-                kept_channel.extend_from_slice(channel);
-                kept_payload.clear();
-                kept_payload.extend_from_slice(payload);
-                ServerMsg::Publish {
-                    channel: kept_channel,
-                    payload: kept_payload,
-                }
-            });
             self.send_ordered(cx, target, msg);
-        }
-        if let Some(ServerMsg::Publish { channel, payload }) = msg {
-            // One large message does not pin its size for good.
-            if channel.capacity() + payload.capacity() <= MAX_KEPT_FORWARD {
-                self.forward_buffers = (channel, payload);
-            }
         }
         reached
     }
@@ -754,15 +733,15 @@ impl ServeCore {
             // No other core to tell, and nothing to wait for.
             return;
         }
-        let msg = ServerMsg::Interest {
-            name: name.to_vec(),
+        let msg = ServerMsgRef::Interest {
+            name,
             pattern,
             delta,
             waiter: waiter_id,
         };
         for target in 0..cx.cores() {
             if target != self.core {
-                self.send_ordered(cx, target, &msg);
+                self.send_ordered(cx, target, msg);
             }
         }
     }
@@ -907,7 +886,7 @@ impl Handler for ServeCore {
                 self.remote[from].apply(name.as_slice(), *pattern, delta.to_native());
                 let (key, id) = (waiter.0.to_native(), waiter.1.to_native());
                 if id != 0 {
-                    self.send_ordered(cx, from, &ServerMsg::Ack { waiter: (key, id) });
+                    self.send_ordered(cx, from, ServerMsgRef::Ack { waiter: (key, id) });
                 }
             }
             ArchivedServerMsg::Ack { waiter } => {
