@@ -1040,6 +1040,69 @@ mod tests {
         }
     }
 
+    #[derive(rkyv::Archive, rkyv::Serialize)]
+    enum Memo {
+        Text { id: u32, text: Vec<u8> },
+    }
+
+    impl Message for Memo {
+        const TYPE_ID: u16 = 4;
+        const VERSION: u8 = 1;
+        const NAME: &'static str = "Memo";
+    }
+
+    /// A `Memo` of borrowed bytes, archived as one.
+    #[derive(rkyv::Archive, rkyv::Serialize)]
+    #[rkyv(as = ArchivedMemo)]
+    enum MemoView<'a> {
+        Text {
+            id: u32,
+            #[rkyv(with = rkyv::with::AsVec)]
+            text: &'a [u8],
+        },
+    }
+
+    #[test]
+    fn a_view_written_as_its_message_reads_as_that_message_across_wraps() {
+        let (mut producer, mut consumer) = heap_ring(1024);
+        let mut arena = Arena::new();
+        let (mut sent, mut read) = (0u32, 0u32);
+        let total = if cfg!(miri) { 40 } else { 1000 };
+        while read < total {
+            loop {
+                let text = vec![sent as u8; (sent as usize * 13) % 250];
+                // Views and owned memos in turn: one reader, one type.
+                let written = if sent % 3 == 0 {
+                    let memo = Memo::Text { id: sent, text };
+                    producer.write_message(&memo, 0, &mut arena)
+                } else {
+                    let view = MemoView::Text {
+                        id: sent,
+                        text: &text,
+                    };
+                    producer.write_as::<Memo, _>(&view, 0, &mut arena)
+                };
+                match written {
+                    Ok(()) => sent += 1,
+                    Err(WriteError::Claim(ClaimError::Full)) => break,
+                    Err(error) => panic!("memo {sent}: {error}"),
+                }
+            }
+            consumer
+                .drain(2, |frame| {
+                    crate::frame::envelope::check_type::<Memo>(&frame.meta).unwrap();
+                    let memo = crate::frame::envelope::access_untrusted::<Memo>(frame.payload())
+                        .expect("a valid archive");
+                    let ArchivedMemo::Text { id, text } = memo;
+                    assert_eq!(*id, read);
+                    assert_eq!(text.len(), (read as usize * 13) % 250);
+                    assert!(text.iter().all(|&b| b == read as u8));
+                    read += 1;
+                })
+                .unwrap();
+        }
+    }
+
     #[test]
     fn the_line_after_is_the_next_line_of_the_frame_area_or_none() {
         for capacity in [MIN_CAPACITY, 256, 4096] {
