@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::message::ServerMsg;
-use super::published::Published;
+use super::published::{Published, PublishedRef};
 use crate::clock;
 use crate::runtime::{Context, TimeSource};
 use crate::segment::journal::{JournalConfig, JournalError, JournalWriter};
@@ -37,9 +37,6 @@ pub fn core_dir(dir: &Path, core: usize) -> PathBuf {
 #[derive(Debug)]
 pub(crate) struct CoreJournal {
     writer: JournalWriter,
-    /// Reused so that journaling a message does not allocate once the
-    /// buffers have grown to the largest message seen.
-    record: Published,
     /// Whether a [`SYNC_TIMER`] is pending.
     sync_armed: bool,
     /// Whether the last append failed for a reason of the journal's own (not
@@ -75,11 +72,6 @@ impl CoreJournal {
                 }
                 Ok(CoreJournal {
                     writer,
-                    record: Published {
-                        channel: Vec::new(),
-                        payload: Vec::new(),
-                        time_ns: 0,
-                    },
                     sync_armed: false,
                     failing: false,
                 })
@@ -102,14 +94,18 @@ impl CoreJournal {
         channel: &[u8],
         payload: &[u8],
     ) -> Result<u64, JournalError> {
-        self.record.channel.clear();
-        self.record.channel.extend_from_slice(channel);
-        self.record.payload.clear();
-        self.record.payload.extend_from_slice(payload);
-        self.record.time_ns = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-        match self.writer.append_message(&self.record, clock::now_ns()) {
+        // Archived straight from the client's bytes (see `PublishedRef`).
+        let record = PublishedRef {
+            channel,
+            payload,
+            time_ns: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        };
+        match self
+            .writer
+            .append_as::<Published, _>(&record, clock::now_ns())
+        {
             Ok(position) => {
                 if self.failing {
                     self.failing = false;

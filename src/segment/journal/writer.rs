@@ -37,7 +37,7 @@ use crate::frame::layout::{
     aligned_len, checksum, write_meta, FrameMeta, FLAG_CHECKSUM, FRAME_ALIGN, HEADER_LEN,
     LENGTH_OFFSET, PADDING_TYPE, PAYLOAD_OFFSET,
 };
-use crate::frame::Message;
+use crate::frame::{Encodes, Message};
 use crate::segment::{sync_directory, Segment, SegmentKind, SEGMENT_MODE};
 
 /// The largest segment a writer creates: a frame's length must fit the
@@ -280,6 +280,21 @@ impl JournalWriter {
     pub fn append_message<M: Message>(
         &mut self,
         msg: &M,
+        timestamp_ns: u64,
+    ) -> Result<u64, JournalError> {
+        self.append_as::<M, M>(msg, timestamp_ns)
+    }
+
+    /// As [`append_message`](Self::append_message), for a value whose
+    /// archive is an `M`'s ([`Encodes`]), such as a view of an `M` made of
+    /// borrowed bytes: the journal holds an `M`.
+    ///
+    /// # Errors
+    ///
+    /// As [`append_message`](Self::append_message).
+    pub fn append_as<M: Message, T: Encodes<M>>(
+        &mut self,
+        msg: &T,
         timestamp_ns: u64,
     ) -> Result<u64, JournalError> {
         for _attempt in 0..2 {
