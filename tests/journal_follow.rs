@@ -324,3 +324,49 @@ fn only_plain_core_numbers_name_core_directories() {
     assert!(inspect.status.success(), "{text}");
     assert_eq!(text.matches("no damage").count(), 2, "{text}");
 }
+
+/// `tail --follow` that has read everything there is ends with the damage
+/// `inspect` would report once it finds some where it waits, instead of
+/// waiting for ever: a stray segment file named after a later position
+/// (the open segment should have been sealed before it), or a zeroed
+/// length word hiding the frames after it.
+#[test]
+fn follow_ends_with_the_damage_it_waits_at() {
+    for case in ["stray segment", "symlink loop", "zeroed length"] {
+        let dir = Scratch::new("follow-damage");
+        let mut writer = open(&dir.0);
+        for payload in ["one", "two", "three"] {
+            append(&mut writer, b"chan", payload.as_bytes());
+        }
+        let segment = corelane::segment::journal::dir::segment_path(&dir.0, 0);
+        if case == "zeroed length" {
+            // The reader stops at the zeroed word; the writer is gone, so
+            // nothing will ever fill it.
+            drop(writer);
+            let mut bytes = fs::read(&segment).unwrap();
+            let word = corelane::segment::layout::HEADER_PAGE;
+            bytes[word..word + 4].fill(0);
+            fs::write(&segment, &bytes).unwrap();
+        }
+        let tail = Tail::start(&dir.0);
+        let expected = if case == "zeroed length" {
+            "damaged frame at position 0: impossible frame length 0"
+        } else {
+            tail.wait_for(" chan three");
+            let stray = corelane::segment::journal::dir::segment_path(&dir.0, 1 << 20);
+            if case == "symlink loop" {
+                std::os::unix::fs::symlink(&stray, &stray).unwrap();
+            } else {
+                fs::File::create(&stray).unwrap();
+            }
+            "segment ends without an end marker but a later segment exists"
+        };
+        let (status, stderr) = tail.wait_exit();
+        assert_eq!(status.code(), Some(1), "{case}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("corelane journal: {}: ", segment.display())),
+            "{case}: {stderr}"
+        );
+        assert!(stderr.contains(expected), "{case}: {stderr}");
+    }
+}

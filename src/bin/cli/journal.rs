@@ -174,7 +174,13 @@ fn tail_command(dir: &Path, from: Option<u64>, follow: bool) -> Result<ExitCode,
             // (`| head`).
             writeln!(out, "{label}{}", frame_line(frame)).is_ok()
         })?;
-        if !open || !follow {
+        if !open {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !follow {
+            // "Nothing more yet" is the end only if nothing is wrong
+            // there: report what `inspect` would, with its status.
+            set.check_ends()?;
             return Ok(ExitCode::SUCCESS);
         }
         if last_scan.elapsed() >= RESCAN {

@@ -79,6 +79,9 @@ struct Tailed {
     dir: PathBuf,
     id: DirId,
     reader: JournalReader,
+    /// The reader's position at the last rescan: one still there has
+    /// rested a whole [`RESCAN`], and its journal's end is checked.
+    rested_at: Option<u64>,
 }
 
 /// What the directory given to `tail` turned out to be.
@@ -169,16 +172,34 @@ impl TailSet {
         Ok((frames, true))
     }
 
-    /// Checks that the directories followed are still there and starts
-    /// reading `core-N` directories that appeared since the last scan.
+    /// Checks that every journal ends where its reader stopped, as
+    /// `inspect` would judge it (see [`JournalReader::check_end`]): for a
+    /// tail that has read everything and is not following.
+    pub fn check_ends(&mut self) -> Result<(), TailError> {
+        for tailed in &mut self.journals {
+            check_end(tailed)?;
+        }
+        Ok(())
+    }
+
+    /// Checks that the directories followed are still there, that each
+    /// journal whose reader has rested since the last rescan really ends
+    /// there (damage `inspect` reports is reported here too, rather than
+    /// waited on for ever), and starts reading `core-N` directories that
+    /// appeared since the last scan.
     pub fn rescan(&mut self) -> Result<(), TailError> {
         if let Some(error) = gone(&self.root, self.root_id) {
             return Err(error);
         }
-        for tailed in &self.journals {
+        for tailed in &mut self.journals {
             if let Some(error) = gone(&tailed.dir, tailed.id) {
                 return Err(error);
             }
+            let position = tailed.reader.position();
+            if tailed.rested_at == Some(position) {
+                check_end(tailed)?;
+            }
+            tailed.rested_at = Some(position);
         }
         if self.shape == Shape::Journal {
             return Ok(());
@@ -218,10 +239,19 @@ impl TailSet {
                 dir,
                 id,
                 reader,
+                rested_at: None,
             },
         );
         Ok(())
     }
+}
+
+/// Checks that `tailed`'s journal ends where its reader stands.
+fn check_end(tailed: &mut Tailed) -> Result<(), TailError> {
+    tailed
+        .reader
+        .check_end()
+        .map_err(|error| gone(&tailed.dir, tailed.id).unwrap_or(error.into()))
 }
 
 /// The `core-N` subdirectories of `root`, in core order.
