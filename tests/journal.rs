@@ -833,3 +833,38 @@ fn check_end_takes_a_live_writer_for_no_damage() {
     assert_eq!(rest, positions);
     reader.check_end().unwrap();
 }
+
+/// `journal tail` stops at a torn tail as `inspect` judges it: it prints
+/// the frames before it, says on stderr what `inspect` says of it, and
+/// exits 0, as `inspect` does; a torn tail is no damage (the writer cuts
+/// it when it opens). It once reported the torn frame as damage.
+#[test]
+fn journal_tail_ends_at_a_torn_tail_as_inspect_does() {
+    let dir = Scratch::new("tail-torn");
+    let mut writer = JournalWriter::open(&dir.0, config(1 << 16)).unwrap();
+    let positions = append_frames(&mut writer, 0..5);
+    let last = *positions.last().unwrap();
+    drop(writer);
+    let path = segment_path(&dir.0, 0);
+    let mut bytes = fs::read(&path).unwrap();
+    let at = HEADER_PAGE + last as usize + PAYLOAD_OFFSET;
+    bytes[at..at + 8].fill(0);
+    fs::write(&path, &bytes).unwrap();
+
+    let inspected = journal_command("inspect", &dir.0);
+    let stdout = String::from_utf8_lossy(&inspected.stdout);
+    assert!(inspected.status.success(), "{stdout}");
+    let said = format!("torn tail at position {last}: ");
+    assert!(stdout.contains(&said), "{stdout}");
+
+    let tailed = journal_command("tail", &dir.0);
+    let stderr = String::from_utf8_lossy(&tailed.stderr);
+    assert!(tailed.status.success(), "{stderr}");
+    assert!(stderr.contains(&said), "{stderr}");
+    assert!(stderr.contains("the writer cuts it on open"), "{stderr}");
+    let printed: Vec<u64> = String::from_utf8_lossy(&tailed.stdout)
+        .lines()
+        .map(|line| line.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(printed, positions[..4]);
+}

@@ -82,6 +82,8 @@ struct Tailed {
     /// The reader's position at the last rescan: one still there has
     /// rested a whole [`RESCAN`], and its journal's end is checked.
     rested_at: Option<u64>,
+    /// Where its reader stopped at a torn tail (said once on stderr).
+    torn_at: Option<u64>,
 }
 
 /// What the directory given to `tail` turned out to be.
@@ -159,9 +161,17 @@ impl TailSet {
                 let frame = match tailed.reader.next_frame() {
                     Ok(Some(frame)) => frame,
                     Ok(None) => break,
-                    // A read that fails because the directory went away
-                    // (the next segment cannot be listed) says so.
-                    Err(error) => return Err(gone(&tailed.dir, tailed.id).unwrap_or(error.into())),
+                    Err(error) => {
+                        // A read that fails because the directory went away
+                        // (the next segment cannot be listed) says so.
+                        if let Some(gone) = gone(&tailed.dir, tailed.id) {
+                            return Err(gone);
+                        }
+                        if at_torn_tail(tailed, &error)? {
+                            break;
+                        }
+                        return Err(error.into());
+                    }
                 };
                 frames += 1;
                 if !print(&tailed.label, &frame) {
@@ -240,6 +250,7 @@ impl TailSet {
                 id,
                 reader,
                 rested_at: None,
+                torn_at: None,
             },
         );
         Ok(())
@@ -248,10 +259,41 @@ impl TailSet {
 
 /// Checks that `tailed`'s journal ends where its reader stands.
 fn check_end(tailed: &mut Tailed) -> Result<(), TailError> {
-    tailed
-        .reader
-        .check_end()
-        .map_err(|error| gone(&tailed.dir, tailed.id).unwrap_or(error.into()))
+    match tailed.reader.check_end() {
+        Ok(()) => Ok(()),
+        Err(error) => match gone(&tailed.dir, tailed.id) {
+            Some(gone) => Err(gone),
+            None if at_torn_tail(tailed, &error)? => Ok(()),
+            None => Err(error.into()),
+        },
+    }
+}
+
+/// Whether `error`, met where `tailed`'s reader stands, is a torn tail,
+/// as `inspect` calls it: not damage but the end of what a killed writer
+/// wrote, which the next writer cuts, so a tail ends (or waits) there.
+/// Said on stderr the first time it is met at that position.
+fn at_torn_tail(tailed: &mut Tailed, error: &JournalError) -> Result<bool, TailError> {
+    let position = tailed.reader.position();
+    if !matches!(error, JournalError::Damaged { position: p, .. } if *p == position) {
+        return Ok(false);
+    }
+    let Some(torn) = tailed.reader.torn_tail()? else {
+        return Ok(false);
+    };
+    if tailed.torn_at != Some(position) {
+        tailed.torn_at = Some(position);
+        let why = torn
+            .damage
+            .map_or_else(|| "unpublished frame".to_string(), |d| d.to_string());
+        eprintln!(
+            "corelane journal: {}: torn tail at position {position}: {} bytes ({why}); the \
+             writer cuts it on open",
+            tailed.dir.display(),
+            torn.bytes
+        );
+    }
+    Ok(true)
 }
 
 /// The `core-N` subdirectories of `root`, in core order.

@@ -18,6 +18,7 @@ use rkyv::{rancor, Archived};
 
 use super::dir::{list_segments, open_segment, segment_path};
 use super::error::{Damage, JournalError};
+use super::recovery::{torn_tail_at, TornTail};
 use super::scan::{read_slot, valid_frame_after, FrameBuffer, Slot};
 use crate::frame::envelope::{access_untrusted, check_type};
 use crate::frame::layout::{aligned_len, FrameMeta, FRAME_ALIGN, PAYLOAD_OFFSET};
@@ -82,6 +83,9 @@ pub struct JournalReader {
     /// found no frame further on in the segment, so that a reader resting
     /// there does not scan the rest of the segment again and again.
     checked_end: Option<u64>,
+    /// The torn tail [`torn_tail`](JournalReader::torn_tail) last found,
+    /// kept for the same reason.
+    torn: Option<TornTail>,
 }
 
 /// What one step of reading found, before the frame is lent out.
@@ -109,6 +113,7 @@ impl JournalReader {
             offset: 0,
             buffer: FrameBuffer::new(),
             checked_end: None,
+            torn: None,
         };
         if let Start::Position(position) = start {
             // An empty journal ends at position 0: reading from there waits
@@ -284,6 +289,48 @@ impl JournalReader {
         }
         self.checked_end = Some(position);
         Ok(())
+    }
+
+    /// The torn tail the reader has stopped at, if the damage
+    /// [`next_frame`](Self::next_frame) reports at its position is one as
+    /// [`inspect`](super::inspect) and the writer's recovery judge it: a
+    /// frame in the last segment with nothing written past its claimed
+    /// extent and no valid frame after it, which a writer killed while
+    /// writing it leaves, and the next writer cuts (zeroes) before it
+    /// appends there. `None` at a valid frame, an unwritten slot, or
+    /// damage that is not a torn tail.
+    ///
+    /// The scan of the rest of the segment is made once per position; the
+    /// directory is listed each time, since a later segment makes the
+    /// frame damage.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::Io`] if the directory cannot be listed;
+    /// [`JournalError::Segment`] if the segment was truncated.
+    pub fn torn_tail(&mut self) -> Result<Option<TornTail>, JournalError> {
+        let position = self.position();
+        let Some(segment) = &self.segment else {
+            return Ok(None);
+        };
+        let slot = read_slot(segment, self.offset, &mut self.buffer);
+        segment.check_truncated()?;
+        let Err(damage) = slot else {
+            return Ok(None);
+        };
+        if list_segments(&self.dir)?
+            .iter()
+            .any(|&(b, _)| b > self.base)
+        {
+            return Ok(None);
+        }
+        if let Some(torn) = self.torn.as_ref().filter(|t| t.position == position) {
+            return Ok(Some(torn.clone()));
+        }
+        let torn = torn_tail_at(segment, self.offset, position, damage, &mut self.buffer);
+        segment.check_truncated()?;
+        self.torn.clone_from(&torn);
+        Ok(torn)
     }
 
     fn next_base(&self) -> u64 {
