@@ -724,8 +724,8 @@ fn three_segments(dir: &Path) -> Vec<u64> {
     positions
 }
 
-/// Ways a journal directory can be damaged around where a reader stops
-/// that `next_frame` alone takes for "nothing more yet".
+/// Ways a journal directory can be damaged where a reader moves on or
+/// stops, most of which `next_frame` alone took for "nothing more yet".
 fn damage_at_the_end(dir: &Path, case: &str, positions: &[u64]) {
     let segments = list_segments(dir).unwrap();
     let last = segments.last().unwrap().0;
@@ -739,6 +739,9 @@ fn damage_at_the_end(dir: &Path, case: &str, positions: &[u64]) {
         }
         "an empty segment file between two segments" => {
             fs::File::create(segment_path(dir, 2048)).unwrap();
+        }
+        "a segment missing between two" => {
+            fs::remove_file(segment_path(dir, 4096)).unwrap();
         }
         "a zeroed length word with frames after it" => {
             let path = segment_path(dir, last);
@@ -764,6 +767,7 @@ fn journal_tail_reports_the_damage_inspect_reports() {
         "an empty segment file past the end",
         "a symlink loop under the next segment's name",
         "an empty segment file between two segments",
+        "a segment missing between two",
         "a zeroed length word with frames after it",
     ];
     for case in cases {
@@ -867,4 +871,27 @@ fn journal_tail_ends_at_a_torn_tail_as_inspect_does() {
         .map(|line| line.split(' ').next().unwrap().parse().unwrap())
         .collect();
     assert_eq!(printed, positions[..4]);
+}
+
+/// `journal tail` of a `serve --journal` directory where one core's
+/// directory holds no segment fails as `inspect` does, after printing the
+/// other cores' frames.
+#[test]
+fn journal_tail_of_a_core_without_segments_fails_as_inspect_does() {
+    let dir = Scratch::new("tail-empty-core");
+    let positions = three_segments(&dir.0.join("core-0"));
+    fs::create_dir(dir.0.join("core-1")).unwrap();
+    let said = format!(
+        "{}: no journal segments here",
+        dir.0.join("core-1").display()
+    );
+    for command in ["inspect", "tail"] {
+        let output = journal_command(command, &dir.0);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{command}: {stderr}");
+        assert!(stderr.contains(&said), "{command}: {stderr}");
+    }
+    let output = journal_command("tail", &dir.0);
+    let printed = String::from_utf8_lossy(&output.stdout).lines().count();
+    assert_eq!(printed, positions.len());
 }

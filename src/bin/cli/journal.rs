@@ -126,11 +126,10 @@ fn inspect_command(dir: &Path) -> Result<ExitCode, TailError> {
 
 /// Says on stderr that `dir` holds no journal, and what one looks like.
 fn say_no_segments(dir: &Path) {
-    eprintln!(
-        "corelane journal: {}: no journal segments here (a journal directory holds \
-         `*.journal` files or `core-N` directories of them)",
-        dir.display()
-    );
+    let error = TailError::NoSegments {
+        dir: dir.to_path_buf(),
+    };
+    eprintln!("corelane journal: {error}");
 }
 
 fn segment_line(segment: &SegmentSummary) -> String {

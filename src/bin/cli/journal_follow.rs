@@ -36,6 +36,8 @@ pub enum TailError {
     Removed { dir: PathBuf },
     /// A directory being followed was replaced by another of that name.
     Replaced { dir: PathBuf },
+    /// A directory read as a journal holds no segment.
+    NoSegments { dir: PathBuf },
 }
 
 impl fmt::Display for TailError {
@@ -53,6 +55,14 @@ impl fmt::Display for TailError {
             TailError::Replaced { dir } => write!(
                 f,
                 "{}: directory replaced by another while following it",
+                dir.display()
+            ),
+            // A writer makes its first segment when it opens, so this is
+            // most likely a mistyped path, or a core that never started.
+            TailError::NoSegments { dir } => write!(
+                f,
+                "{}: no journal segments here (a journal directory holds `*.journal` files \
+                 or `core-N` directories of them)",
                 dir.display()
             ),
         }
@@ -185,9 +195,16 @@ impl TailSet {
     /// Checks that every journal ends where its reader stopped, as
     /// `inspect` would judge it (see [`JournalReader::check_end`]): for a
     /// tail that has read everything and is not following.
+    /// A journal with no segment at all is an error here too, as it is to
+    /// `inspect` (a following tail waits for its first segment instead).
     pub fn check_ends(&mut self) -> Result<(), TailError> {
         for tailed in &mut self.journals {
             check_end(tailed)?;
+            if list_segments(&tailed.dir)?.is_empty() {
+                return Err(TailError::NoSegments {
+                    dir: tailed.dir.clone(),
+                });
+            }
         }
         Ok(())
     }

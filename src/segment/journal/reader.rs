@@ -390,8 +390,10 @@ impl JournalReader {
             .map(|(base, _)| base)
             .find(|&base| base > self.base);
         match later {
+            // Named after the segment the chain breaks at, as `inspect`
+            // names it.
             Some(found) if found != next => Err(JournalError::Damaged {
-                path: segment_path(&self.dir, next),
+                path: segment_path(&self.dir, self.base),
                 position: next,
                 damage: Damage::Gap {
                     expected: next,
