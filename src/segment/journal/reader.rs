@@ -8,6 +8,12 @@
 //! `Ok(None)` ("no more yet"): the caller polls again later. At a
 //! segment's end marker (or its exact end) it moves to the next segment
 //! file once the writer has created it.
+//!
+//! "No more yet" is all one slot can say. A caller that will stop there,
+//! or has waited there a while, asks [`JournalReader::check_end`] whether
+//! the journal really ends there (the damage `inspect` finds around an
+//! unwritten slot), and [`JournalReader::torn_tail`] whether damage met
+//! there is only the torn tail a killed writer left.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
