@@ -710,3 +710,188 @@ fn journal_command(command: &str, dir: &std::path::Path) -> std::process::Output
         .output()
         .unwrap()
 }
+
+/// A journal of three segments of 4096 bytes in `dir`; returns its frames'
+/// positions.
+fn three_segments(dir: &Path) -> Vec<u64> {
+    let mut writer = JournalWriter::open(dir, config(4096)).unwrap();
+    let mut positions = Vec::new();
+    let mut i = 0;
+    while list_segments(dir).unwrap().len() < 3 || positions.last() < Some(&(2 * 4096 + 512)) {
+        positions.extend(append_frames(&mut writer, i..i + 1));
+        i += 1;
+    }
+    positions
+}
+
+/// Ways a journal directory can be damaged where a reader moves on or
+/// stops, most of which `next_frame` alone took for "nothing more yet".
+fn damage_at_the_end(dir: &Path, case: &str, positions: &[u64]) {
+    let segments = list_segments(dir).unwrap();
+    let last = segments.last().unwrap().0;
+    match case {
+        "an empty segment file past the end" => {
+            fs::File::create(segment_path(dir, last + 16 * 4096)).unwrap();
+        }
+        "a symlink loop under the next segment's name" => {
+            let next = segment_path(dir, last + 4096);
+            std::os::unix::fs::symlink(&next, &next).unwrap();
+        }
+        "an empty segment file between two segments" => {
+            fs::File::create(segment_path(dir, 2048)).unwrap();
+        }
+        "a segment missing between two" => {
+            fs::remove_file(segment_path(dir, 4096)).unwrap();
+        }
+        "a zeroed length word with frames after it" => {
+            let path = segment_path(dir, last);
+            let at = positions.iter().find(|&&p| p > last).unwrap();
+            let mut bytes = fs::read(&path).unwrap();
+            let word = HEADER_PAGE + (at - last) as usize;
+            bytes[word..word + 4].fill(0);
+            fs::write(&path, &bytes).unwrap();
+        }
+        other => panic!("no case {other}"),
+    }
+}
+
+/// `journal tail` reports the damage `journal inspect` reports, in the
+/// same words and with the same failing status, after printing the frames
+/// before it, also where the damage sits where a reader waiting for more
+/// would stop: a stray segment file (empty, or a symlink loop), and a
+/// zeroed length word with frames after it. It once printed what it could
+/// read and exited 0.
+#[test]
+fn journal_tail_reports_the_damage_inspect_reports() {
+    let cases = [
+        "an empty segment file past the end",
+        "a symlink loop under the next segment's name",
+        "an empty segment file between two segments",
+        "a segment missing between two",
+        "a zeroed length word with frames after it",
+    ];
+    for case in cases {
+        for per_core in [false, true] {
+            let dir = Scratch::new("tail-damage");
+            // As `serve --journal` lays it out, the damage in core 1.
+            let journal = if per_core {
+                three_segments(&dir.0.join("core-0"));
+                dir.0.join("core-1")
+            } else {
+                dir.0.clone()
+            };
+            let positions = three_segments(&journal);
+            damage_at_the_end(&journal, case, &positions);
+
+            let inspected = journal_command("inspect", &dir.0);
+            let stdout = String::from_utf8_lossy(&inspected.stdout);
+            assert_eq!(inspected.status.code(), Some(1), "{case}: {stdout}");
+            let damage = stdout
+                .lines()
+                .find_map(|line| line.trim().strip_prefix("DAMAGE: "))
+                .unwrap_or_else(|| panic!("{case}: {stdout}"));
+            let frames: usize = stdout
+                .lines()
+                .filter_map(|line| line.split(" segments, ").nth(1))
+                .map(|rest| rest.split(' ').next().unwrap().parse::<usize>().unwrap())
+                .sum();
+
+            let tailed = journal_command("tail", &dir.0);
+            let stderr = String::from_utf8_lossy(&tailed.stderr);
+            assert_eq!(tailed.status.code(), Some(1), "{case}: {stderr}");
+            assert!(
+                stderr.contains(&format!("corelane journal: {damage}")),
+                "{case}, per core {per_core}: inspect said {damage:?}, tail {stderr:?}"
+            );
+            let printed = String::from_utf8_lossy(&tailed.stdout).lines().count();
+            assert_eq!(printed, frames, "{case}, per core {per_core}");
+        }
+    }
+}
+
+/// `JournalReader::check_end` takes a live writer that appended (or
+/// rolled) after the reader stopped for the more it is, never for damage:
+/// the slot the reader waits at is filled by then.
+#[test]
+fn check_end_takes_a_live_writer_for_no_damage() {
+    let dir = Scratch::new("check-end-live");
+    let mut writer = JournalWriter::open(&dir.0, config(4096)).unwrap();
+    append_frames(&mut writer, 0..3);
+    let mut reader = JournalReader::open(&dir.0, Start::Beginning).unwrap();
+    let mut read = 0;
+    while reader.next_frame().unwrap().is_some() {
+        read += 1;
+    }
+    assert_eq!(read, 3);
+    reader.check_end().unwrap();
+
+    // Frames after the reader's slot, and segments after its own: all
+    // written in order by the writer, so the slot is filled too.
+    let positions = append_frames(&mut writer, 3..60);
+    assert!(list_segments(&dir.0).unwrap().len() > 1);
+    reader.check_end().unwrap();
+    let mut rest = Vec::new();
+    while let Some(frame) = reader.next_frame().unwrap() {
+        rest.push(frame.position);
+    }
+    assert_eq!(rest, positions);
+    reader.check_end().unwrap();
+}
+
+/// `journal tail` stops at a torn tail as `inspect` judges it: it prints
+/// the frames before it, says on stderr what `inspect` says of it, and
+/// exits 0, as `inspect` does; a torn tail is no damage (the writer cuts
+/// it when it opens). It once reported the torn frame as damage.
+#[test]
+fn journal_tail_ends_at_a_torn_tail_as_inspect_does() {
+    let dir = Scratch::new("tail-torn");
+    let mut writer = JournalWriter::open(&dir.0, config(1 << 16)).unwrap();
+    let positions = append_frames(&mut writer, 0..5);
+    let last = *positions.last().unwrap();
+    drop(writer);
+    let path = segment_path(&dir.0, 0);
+    let mut bytes = fs::read(&path).unwrap();
+    let at = HEADER_PAGE + last as usize + PAYLOAD_OFFSET;
+    bytes[at..at + 8].fill(0);
+    fs::write(&path, &bytes).unwrap();
+
+    let inspected = journal_command("inspect", &dir.0);
+    let stdout = String::from_utf8_lossy(&inspected.stdout);
+    assert!(inspected.status.success(), "{stdout}");
+    let said = format!("torn tail at position {last}: ");
+    assert!(stdout.contains(&said), "{stdout}");
+
+    let tailed = journal_command("tail", &dir.0);
+    let stderr = String::from_utf8_lossy(&tailed.stderr);
+    assert!(tailed.status.success(), "{stderr}");
+    assert!(stderr.contains(&said), "{stderr}");
+    assert!(stderr.contains("the writer cuts it on open"), "{stderr}");
+    let printed: Vec<u64> = String::from_utf8_lossy(&tailed.stdout)
+        .lines()
+        .map(|line| line.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(printed, positions[..4]);
+}
+
+/// `journal tail` of a `serve --journal` directory where one core's
+/// directory holds no segment fails as `inspect` does, after printing the
+/// other cores' frames.
+#[test]
+fn journal_tail_of_a_core_without_segments_fails_as_inspect_does() {
+    let dir = Scratch::new("tail-empty-core");
+    let positions = three_segments(&dir.0.join("core-0"));
+    fs::create_dir(dir.0.join("core-1")).unwrap();
+    let said = format!(
+        "{}: no journal segments here",
+        dir.0.join("core-1").display()
+    );
+    for command in ["inspect", "tail"] {
+        let output = journal_command(command, &dir.0);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{command}: {stderr}");
+        assert!(stderr.contains(&said), "{command}: {stderr}");
+    }
+    let output = journal_command("tail", &dir.0);
+    let printed = String::from_utf8_lossy(&output.stdout).lines().count();
+    assert_eq!(printed, positions.len());
+}

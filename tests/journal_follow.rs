@@ -25,10 +25,26 @@ use common::Scratch;
 /// How long to wait for the tail before calling the test failed.
 const GIVE_UP: Duration = Duration::from_secs(60);
 
-/// A running `corelane journal tail --follow DIR` and its output lines.
+/// A running `corelane journal tail --follow DIR` and its output lines,
+/// stdout's and stderr's apart.
 struct Tail {
     child: Child,
     lines: Receiver<String>,
+    errors: Receiver<String>,
+}
+
+/// Sends each line `from` gives to a channel, from a thread of its own.
+fn line_channel(from: impl Read + Send + 'static) -> Receiver<String> {
+    let (send, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines() {
+            let Ok(line) = line else { break };
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
 }
 
 impl Tail {
@@ -40,32 +56,24 @@ impl Tail {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (send, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Tail { child, lines }
+        let lines = line_channel(child.stdout.take().unwrap());
+        let errors = line_channel(child.stderr.take().unwrap());
+        Tail {
+            child,
+            lines,
+            errors,
+        }
     }
 
     /// The next line containing `text`; the lines passed over are returned
     /// too, in order.
     fn wait_for(&self, text: &str) -> (String, Vec<String>) {
-        let deadline = Instant::now() + GIVE_UP;
-        let mut before = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return (line, before),
-                Ok(line) => before.push(line),
-                Err(error) => panic!("no line with {text:?} ({error}); saw {before:?}"),
-            }
-        }
+        wait_for(&self.lines, text)
+    }
+
+    /// As [`Tail::wait_for`], on stderr.
+    fn wait_for_error(&self, text: &str) -> (String, Vec<String>) {
+        wait_for(&self.errors, text)
     }
 
     /// Waits for the tail to exit by itself; returns its status and stderr.
@@ -73,17 +81,28 @@ impl Tail {
         let deadline = Instant::now() + GIVE_UP;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                let mut stderr = String::new();
-                self.child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut stderr)
-                    .unwrap();
-                return (status, stderr);
+                // The reading thread ends at the pipe's end, which came
+                // with the exit.
+                let stderr: Vec<String> = self.errors.iter().collect();
+                return (status, stderr.join("\n"));
             }
             assert!(Instant::now() < deadline, "the tail did not stop");
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The next line from `lines` containing `text`, and the lines passed
+/// over, in order.
+fn wait_for(lines: &Receiver<String>, text: &str) -> (String, Vec<String>) {
+    let deadline = Instant::now() + GIVE_UP;
+    let mut before = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(text) => return (line, before),
+            Ok(line) => before.push(line),
+            Err(error) => panic!("no line with {text:?} ({error}); saw {before:?}"),
         }
     }
 }
@@ -323,4 +342,83 @@ fn only_plain_core_numbers_name_core_directories() {
     let text = String::from_utf8_lossy(&inspect.stdout);
     assert!(inspect.status.success(), "{text}");
     assert_eq!(text.matches("no damage").count(), 2, "{text}");
+}
+
+/// `tail --follow` that has read everything there is ends with the damage
+/// `inspect` would report once it finds some where it waits, instead of
+/// waiting for ever: a stray segment file named after a later position
+/// (the open segment should have been sealed before it), or a zeroed
+/// length word hiding the frames after it.
+#[test]
+fn follow_ends_with_the_damage_it_waits_at() {
+    for case in ["stray segment", "symlink loop", "zeroed length"] {
+        let dir = Scratch::new("follow-damage");
+        let mut writer = open(&dir.0);
+        for payload in ["one", "two", "three"] {
+            append(&mut writer, b"chan", payload.as_bytes());
+        }
+        let segment = corelane::segment::journal::dir::segment_path(&dir.0, 0);
+        if case == "zeroed length" {
+            // The reader stops at the zeroed word; the writer is gone, so
+            // nothing will ever fill it.
+            drop(writer);
+            let mut bytes = fs::read(&segment).unwrap();
+            let word = corelane::segment::layout::HEADER_PAGE;
+            bytes[word..word + 4].fill(0);
+            fs::write(&segment, &bytes).unwrap();
+        }
+        let tail = Tail::start(&dir.0);
+        let expected = if case == "zeroed length" {
+            "damaged frame at position 0: impossible frame length 0"
+        } else {
+            tail.wait_for(" chan three");
+            let stray = corelane::segment::journal::dir::segment_path(&dir.0, 1 << 20);
+            if case == "symlink loop" {
+                std::os::unix::fs::symlink(&stray, &stray).unwrap();
+            } else {
+                fs::File::create(&stray).unwrap();
+            }
+            "segment ends without an end marker but a later segment exists"
+        };
+        let (status, stderr) = tail.wait_exit();
+        assert_eq!(status.code(), Some(1), "{case}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("corelane journal: {}: ", segment.display())),
+            "{case}: {stderr}"
+        );
+        assert!(stderr.contains(expected), "{case}: {stderr}");
+    }
+}
+
+/// `tail --follow` waits at a torn tail (saying so once) instead of ending
+/// there with an error: the next writer cuts it and appends in its place,
+/// and the tail prints what it appends.
+#[test]
+fn follow_waits_at_a_torn_tail_for_the_next_writer() {
+    let dir = Scratch::new("follow-torn");
+    let mut writer = open(&dir.0);
+    for payload in ["one", "two"] {
+        append(&mut writer, b"chan", payload.as_bytes());
+    }
+    let last = writer.position();
+    append(&mut writer, b"chan", b"torn");
+    drop(writer);
+    // The last frame's length reached the disk but not all its payload.
+    let segment = corelane::segment::journal::dir::segment_path(&dir.0, 0);
+    let mut bytes = fs::read(&segment).unwrap();
+    let at = corelane::segment::layout::HEADER_PAGE
+        + last as usize
+        + corelane::frame::layout::PAYLOAD_OFFSET;
+    bytes[at] ^= 0xff;
+    fs::write(&segment, &bytes).unwrap();
+
+    let tail = Tail::start(&dir.0);
+    tail.wait_for(" chan two");
+    tail.wait_for_error(&format!("torn tail at position {last}: "));
+    let mut writer = open(&dir.0);
+    assert_eq!(writer.recovery().torn_tail.as_ref().unwrap().position, last);
+    append(&mut writer, b"chan", b"three");
+    let (line, skipped) = tail.wait_for(" chan three");
+    assert!(line.starts_with(&format!("{last} ")), "{line}");
+    assert!(skipped.is_empty(), "{skipped:?}");
 }

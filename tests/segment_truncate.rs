@@ -1,5 +1,6 @@
-//! A segment file truncated under a live reader or writer gives a clear
-//! `Truncated` error, not a SIGBUS death (see `corelane::segment::sigbus`);
+//! A segment file truncated under a live reader gives a clear `Truncated`
+//! error, and under a journal writer makes it abandon that segment and go
+//! on in the next, not a SIGBUS death (see `corelane::segment::sigbus`);
 //! a SIGBUS on a mapping that is not a segment still kills as before.
 //!
 //! Each scenario runs in a child process (this test binary again, with
@@ -16,7 +17,7 @@ use corelane::frame::Message;
 use corelane::segment::ipc::{IpcError, IpcPublisher, IpcSubscriber};
 use corelane::segment::journal::dir::segment_path;
 use corelane::segment::journal::{
-    Durability, JournalConfig, JournalError, JournalReader, JournalWriter, Start,
+    AbandonedSegment, Durability, JournalConfig, JournalError, JournalReader, JournalWriter, Start,
 };
 use corelane::segment::layout::HEADER_PAGE;
 use corelane::segment::SegmentError;
@@ -109,8 +110,13 @@ fn journal_reader_waiting_on_an_untouched_page_notices_the_cut() {
 }
 
 #[test]
-fn journal_writer_reports_a_segment_cut_under_it() {
+fn journal_writer_abandons_a_segment_cut_under_it_and_goes_on() {
     assert_survived("journal-writer");
+}
+
+#[test]
+fn quiet_journal_writer_notices_a_cut_when_it_ticks() {
+    assert_survived("journal-writer-quiet");
 }
 
 #[test]
@@ -142,6 +148,7 @@ fn child_scenario() {
         "journal-reader" => journal_reader(&dir),
         "journal-reader-waiting" => journal_reader_waiting(&dir),
         "journal-writer" => journal_writer(&dir),
+        "journal-writer-quiet" => journal_writer_quiet(&dir),
         "ipc-subscriber" => ipc_subscriber(&dir),
         "ipc-subscriber-waiting" => ipc_subscriber_waiting(&dir),
         "foreign-mapping" => foreign_mapping(&dir),
@@ -203,26 +210,73 @@ fn journal_reader_waiting(dir: &Path) {
     drop(writer);
 }
 
-/// A writer whose segment is cut to its header: the next append fails
-/// with `Truncated` (its write went to a page nobody sees), and so does
-/// every one after.
+/// A writer whose segment is cut to its header: the next append (whose
+/// write faults on a page past the new end) abandons that segment and
+/// lands at the start of the next, and the loss is recorded once. The
+/// cut segment stays, as damage a reader from the beginning reports; a
+/// reader asked to start after it reads the frames that went on.
 fn journal_writer(dir: &Path) {
     let mut writer = JournalWriter::open(dir, journal_config()).unwrap();
     let end = (0..10)
         .map(|i| writer.append(&payload(i), meta(i)).unwrap())
         .last()
-        .unwrap();
+        .unwrap()
+        + frame_len();
     let path = segment_path(dir, 0);
     truncate(&path, HEADER_PAGE as u64);
+    let next = journal_config().segment_size as u64;
+    let positions: Vec<u64> = (10..12)
+        .map(|i| writer.append(&payload(i), meta(i)).unwrap())
+        .collect();
+    assert_eq!(positions, [next, next + frame_len()]);
+    let lost = AbandonedSegment {
+        path: path.clone(),
+        base: 0,
+        end,
+        next,
+    };
+    assert_eq!(writer.abandoned(), [lost]);
+    drop(writer);
+
+    let mut reader = JournalReader::open(dir, Start::Position(next)).unwrap();
     for i in 10..12 {
-        let error = writer.append(&payload(i), meta(i)).unwrap_err();
-        assert!(is_truncated(&error, &path), "{error}");
+        assert_eq!(reader.next_frame().unwrap().unwrap().payload, payload(i));
     }
+    let error = JournalReader::open(dir, Start::Beginning)
+        .unwrap()
+        .next_frame()
+        .map(|f| f.is_some())
+        .unwrap_err();
     assert!(
-        writer.position() > end,
-        "the position stays after the last good frame"
+        matches!(&error, JournalError::Segment(SegmentError::TooShort { path: p, .. }) if *p == path),
+        "{error}"
     );
-    assert_eq!(writer.position(), end + frame_len());
+}
+
+/// A writer gone quiet, whose segment is cut where nothing faults (the
+/// pages its frames were on are simply gone): the tick that comes to sync
+/// them asks the file's length, abandons the segment, and the next append
+/// goes to the next segment.
+fn journal_writer_quiet(dir: &Path) {
+    let config = JournalConfig {
+        durability: Durability::Every(std::time::Duration::from_millis(100)),
+        ..journal_config()
+    };
+    let mut writer = JournalWriter::open(dir, config).unwrap();
+    let now = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let clock = now.clone();
+    writer.set_clock(move || clock.load(std::sync::atomic::Ordering::Relaxed));
+    writer.append(&payload(0), meta(0)).unwrap();
+    truncate(&segment_path(dir, 0), HEADER_PAGE as u64);
+
+    now.store(200_000_000, std::sync::atomic::Ordering::Relaxed);
+    assert!(writer.tick().unwrap());
+    let next = config.segment_size as u64;
+    assert_eq!(writer.abandoned().len(), 1);
+    assert_eq!(writer.abandoned()[0].end, frame_len());
+    assert_eq!(writer.position(), next);
+    assert_eq!(writer.append(&payload(1), meta(1)).unwrap(), next);
+    assert_eq!(writer.abandoned().len(), 1);
 }
 
 /// A subscriber with frames waiting, whose ring file is cut to its header

@@ -1,15 +1,16 @@
 //! `corelane serve --journal` when appends fail: each PUBLISH that cannot
 //! be journaled gets an error reply, and the server's log does not grow by
 //! a line per refused message. A message too large for a segment is the
-//! client's doing and its reply says so; a journal that keeps failing (its
-//! segment cut under the server) is logged once, not once per PUBLISH, so
-//! that a busy publisher cannot fill the disk with the same line. The
-//! server runs as a child process, on loopback only, and is stopped with
-//! SIGTERM.
+//! client's doing and its reply says so; a segment cut under the server is
+//! abandoned (logged once, with the positions it may have lost) and
+//! appends go on in a new one; a journal that keeps failing is logged
+//! once, not once per PUBLISH, so that a busy publisher cannot fill the
+//! disk with the same line. The server runs as a child process, on
+//! loopback only, and is stopped with SIGTERM.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -147,39 +148,115 @@ fn messages_too_large_for_a_segment_are_refused_without_a_log_line_each() {
     assert!(lines_with(&log, "journal").is_empty(), "{log:#?}");
 }
 
-#[test]
-fn a_journal_that_keeps_failing_is_logged_once() {
-    let dir = Scratch::new("serve-journal-cut");
-    let served = Served::start(&dir.0, 1 << 16);
-    let mut stream = served.connect();
-    stream.write_all(&publish(b"news", b"before")).unwrap();
-    let mut reply = [0; 4];
-    stream.read_exact(&mut reply).unwrap();
-    assert_eq!(&reply, b":0\r\n");
-
-    // Cut the open segment under the server: every later append fails.
-    let core_dir = dir.0.join("core-0");
-    let segment = corelane::segment::journal::dir::list_segments(&core_dir)
-        .unwrap()
-        .pop()
-        .unwrap()
-        .1;
+/// Cuts core 0's open segment (the first: nothing has rolled) to nothing,
+/// as `truncate -s 0` from another process would; returns its path.
+fn cut_first_segment(dir: &Path) -> PathBuf {
+    let segment = corelane::segment::journal::dir::segment_path(&dir.join("core-0"), 0);
     std::fs::OpenOptions::new()
         .write(true)
         .open(&segment)
         .unwrap()
         .set_len(0)
         .unwrap();
+    segment
+}
 
+/// Publishes one message and returns the reply line.
+fn publish_one(stream: &mut TcpStream, payload: &[u8]) -> String {
+    stream.write_all(&publish(b"news", payload)).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    line.trim_end().to_owned()
+}
+
+fn journal_command(args: &[&str], dir: &Path) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_corelane"))
+        .arg("journal")
+        .args(args)
+        .arg(dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+/// The segment a running server appends to is cut under it: the server
+/// does not die of the SIGBUS, abandons the segment, says once in its log
+/// which positions may be lost and where appends went on, and journals
+/// every later PUBLISH in a new segment, where `tail --from` finds them.
+/// The cut segment stays, and `inspect` reports it as damage.
+#[test]
+fn a_segment_cut_under_the_server_is_abandoned_and_publishing_goes_on() {
+    let dir = Scratch::new("serve-journal-abandon");
+    let served = Served::start(&dir.0, 1 << 16);
+    let mut stream = served.connect();
+    assert_eq!(publish_one(&mut stream, b"before"), ":0");
+
+    let segment = cut_first_segment(&dir.0);
+    let replies = publish_all(&mut stream, b"after");
+    assert_eq!(replies, vec![":0"; PUBLISHES]);
+    drop(stream);
+    let log = served.stop();
+    let said = lines_with(&log, "truncated under its writer");
+    assert_eq!(said.len(), 1, "{log:#?}");
+    assert!(said[0].contains(&segment.display().to_string()), "{said:?}");
+    assert!(said[0].contains(": positions 0.."), "{said:?}");
+    assert!(said[0].contains("at position 65536"), "{said:?}");
+    assert!(
+        lines_with(&log, "journal append failed").is_empty(),
+        "{log:#?}"
+    );
+
+    let core = dir.0.join("core-0");
+    let (ok, text) = journal_command(&["tail", "--from", "65536"], &core);
+    assert!(ok, "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), PUBLISHES, "{text}");
+    assert!(lines[0].starts_with("65536 "), "{text}");
+    assert!(
+        lines.iter().all(|line| line.ends_with(" news after")),
+        "{text}"
+    );
+
+    let (ok, text) = journal_command(&["inspect"], &dir.0);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!("DAMAGE: {}: 0 bytes", segment.display())),
+        "{text}"
+    );
+}
+
+/// A cut segment the server cannot move on from (the next segment's name
+/// is taken): each PUBLISH gets an error reply, and the log says once what
+/// was cut and once that appends fail, not once per PUBLISH, so that a busy
+/// publisher cannot fill the disk with the same line. Once the name is
+/// free, appends go on.
+#[test]
+fn a_journal_that_keeps_failing_is_logged_once() {
+    let dir = Scratch::new("serve-journal-cut");
+    let served = Served::start(&dir.0, 1 << 16);
+    let mut stream = served.connect();
+    assert_eq!(publish_one(&mut stream, b"before"), ":0");
+
+    let blocker = corelane::segment::journal::dir::segment_path(&dir.0.join("core-0"), 1 << 16);
+    std::fs::create_dir(&blocker).unwrap();
+    cut_first_segment(&dir.0);
     let replies = publish_all(&mut stream, b"after");
     for reply in &replies {
         assert!(reply.starts_with("-ERR journal: "), "{reply}");
+        assert!(reply.contains(&blocker.display().to_string()), "{reply}");
     }
+    std::fs::remove_dir(&blocker).unwrap();
+    assert_eq!(publish_one(&mut stream, b"again"), ":0");
     drop(stream);
     let log = served.stop();
-    assert_eq!(
-        lines_with(&log, "journal append failed").len(),
-        1,
-        "{log:#?}"
-    );
+    for text in [
+        "truncated under its writer",
+        "journal append failed",
+        "journal appends succeed again",
+    ] {
+        assert_eq!(lines_with(&log, text).len(), 1, "{text}: {log:#?}");
+    }
 }

@@ -118,7 +118,8 @@ fn memory(text: &mut String) {
 }
 
 /// This core's journal (with `--journal`): where it ends, how far it is
-/// synced, and how many syncs it took.
+/// synced, how many syncs it took, and how many segments it abandoned
+/// because their file was truncated under it (each may have lost frames).
 fn journal(core: &ServeCore, text: &mut String) {
     let Some(journal) = &core.journal else {
         return;
@@ -126,10 +127,12 @@ fn journal(core: &ServeCore, text: &mut String) {
     let writer = journal.writer();
     let _ = write!(
         text,
-        "# Journal\r\njournal_position:{}\r\njournal_synced_position:{}\r\njournal_syncs:{}\r\n\r\n",
+        "# Journal\r\njournal_position:{}\r\njournal_synced_position:{}\r\njournal_syncs:{}\r\n\
+         journal_abandoned_segments:{}\r\n\r\n",
         writer.position(),
         writer.synced_position(),
-        writer.syncs()
+        writer.syncs(),
+        writer.abandoned().len()
     );
 }
 

@@ -14,6 +14,13 @@
 //! each append arms a core timer (one at a time) for when the frames not yet
 //! synced are due, and the timer ticks the writer, so the last messages
 //! before a quiet spell are synced on time rather than at the next PUBLISH.
+//!
+//! A segment file cut under the server (another process truncating it) is
+//! the writer's to handle: it abandons the segment, logs once which
+//! positions may be lost, and appends go on in a new segment, so the
+//! PUBLISH that found the cut is journaled there and not refused (see
+//! [`JournalWriter`]). Only if that fails are PUBLISHes refused, with the
+//! reason in the reply.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -126,11 +126,10 @@ fn inspect_command(dir: &Path) -> Result<ExitCode, TailError> {
 
 /// Says on stderr that `dir` holds no journal, and what one looks like.
 fn say_no_segments(dir: &Path) {
-    eprintln!(
-        "corelane journal: {}: no journal segments here (a journal directory holds \
-         `*.journal` files or `core-N` directories of them)",
-        dir.display()
-    );
+    let error = TailError::NoSegments {
+        dir: dir.to_path_buf(),
+    };
+    eprintln!("corelane journal: {error}");
 }
 
 fn segment_line(segment: &SegmentSummary) -> String {
@@ -174,7 +173,13 @@ fn tail_command(dir: &Path, from: Option<u64>, follow: bool) -> Result<ExitCode,
             // (`| head`).
             writeln!(out, "{label}{}", frame_line(frame)).is_ok()
         })?;
-        if !open || !follow {
+        if !open {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !follow {
+            // "Nothing more yet" is the end only if nothing is wrong
+            // there: report what `inspect` would, with its status.
+            set.check_ends()?;
             return Ok(ExitCode::SUCCESS);
         }
         if last_scan.elapsed() >= RESCAN {

@@ -36,6 +36,8 @@ pub enum TailError {
     Removed { dir: PathBuf },
     /// A directory being followed was replaced by another of that name.
     Replaced { dir: PathBuf },
+    /// A directory read as a journal holds no segment.
+    NoSegments { dir: PathBuf },
 }
 
 impl fmt::Display for TailError {
@@ -53,6 +55,14 @@ impl fmt::Display for TailError {
             TailError::Replaced { dir } => write!(
                 f,
                 "{}: directory replaced by another while following it",
+                dir.display()
+            ),
+            // A writer makes its first segment when it opens, so this is
+            // most likely a mistyped path, or a core that never started.
+            TailError::NoSegments { dir } => write!(
+                f,
+                "{}: no journal segments here (a journal directory holds `*.journal` files \
+                 or `core-N` directories of them)",
                 dir.display()
             ),
         }
@@ -79,6 +89,11 @@ struct Tailed {
     dir: PathBuf,
     id: DirId,
     reader: JournalReader,
+    /// The reader's position at the last rescan: one still there has
+    /// rested a whole [`RESCAN`], and its journal's end is checked.
+    rested_at: Option<u64>,
+    /// Where its reader stopped at a torn tail (said once on stderr).
+    torn_at: Option<u64>,
 }
 
 /// What the directory given to `tail` turned out to be.
@@ -156,9 +171,17 @@ impl TailSet {
                 let frame = match tailed.reader.next_frame() {
                     Ok(Some(frame)) => frame,
                     Ok(None) => break,
-                    // A read that fails because the directory went away
-                    // (the next segment cannot be listed) says so.
-                    Err(error) => return Err(gone(&tailed.dir, tailed.id).unwrap_or(error.into())),
+                    Err(error) => {
+                        // A read that fails because the directory went away
+                        // (the next segment cannot be listed) says so.
+                        if let Some(gone) = gone(&tailed.dir, tailed.id) {
+                            return Err(gone);
+                        }
+                        if at_torn_tail(tailed, &error)? {
+                            break;
+                        }
+                        return Err(error.into());
+                    }
                 };
                 frames += 1;
                 if !print(&tailed.label, &frame) {
@@ -169,16 +192,41 @@ impl TailSet {
         Ok((frames, true))
     }
 
-    /// Checks that the directories followed are still there and starts
-    /// reading `core-N` directories that appeared since the last scan.
+    /// Checks that every journal ends where its reader stopped, as
+    /// `inspect` would judge it (see [`JournalReader::check_end`]): for a
+    /// tail that has read everything and is not following.
+    /// A journal with no segment at all is an error here too, as it is to
+    /// `inspect` (a following tail waits for its first segment instead).
+    pub fn check_ends(&mut self) -> Result<(), TailError> {
+        for tailed in &mut self.journals {
+            check_end(tailed)?;
+            if list_segments(&tailed.dir)?.is_empty() {
+                return Err(TailError::NoSegments {
+                    dir: tailed.dir.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that the directories followed are still there, that each
+    /// journal whose reader has rested since the last rescan really ends
+    /// there (damage `inspect` reports is reported here too, rather than
+    /// waited on for ever), and starts reading `core-N` directories that
+    /// appeared since the last scan.
     pub fn rescan(&mut self) -> Result<(), TailError> {
         if let Some(error) = gone(&self.root, self.root_id) {
             return Err(error);
         }
-        for tailed in &self.journals {
+        for tailed in &mut self.journals {
             if let Some(error) = gone(&tailed.dir, tailed.id) {
                 return Err(error);
             }
+            let position = tailed.reader.position();
+            if tailed.rested_at == Some(position) {
+                check_end(tailed)?;
+            }
+            tailed.rested_at = Some(position);
         }
         if self.shape == Shape::Journal {
             return Ok(());
@@ -218,10 +266,51 @@ impl TailSet {
                 dir,
                 id,
                 reader,
+                rested_at: None,
+                torn_at: None,
             },
         );
         Ok(())
     }
+}
+
+/// Checks that `tailed`'s journal ends where its reader stands.
+fn check_end(tailed: &mut Tailed) -> Result<(), TailError> {
+    match tailed.reader.check_end() {
+        Ok(()) => Ok(()),
+        Err(error) => match gone(&tailed.dir, tailed.id) {
+            Some(gone) => Err(gone),
+            None if at_torn_tail(tailed, &error)? => Ok(()),
+            None => Err(error.into()),
+        },
+    }
+}
+
+/// Whether `error`, met where `tailed`'s reader stands, is a torn tail,
+/// as `inspect` calls it: not damage but the end of what a killed writer
+/// wrote, which the next writer cuts, so a tail ends (or waits) there.
+/// Said on stderr the first time it is met at that position.
+fn at_torn_tail(tailed: &mut Tailed, error: &JournalError) -> Result<bool, TailError> {
+    let position = tailed.reader.position();
+    if !matches!(error, JournalError::Damaged { position: p, .. } if *p == position) {
+        return Ok(false);
+    }
+    let Some(torn) = tailed.reader.torn_tail()? else {
+        return Ok(false);
+    };
+    if tailed.torn_at != Some(position) {
+        tailed.torn_at = Some(position);
+        let why = torn
+            .damage
+            .map_or_else(|| "unpublished frame".to_string(), |d| d.to_string());
+        eprintln!(
+            "corelane journal: {}: torn tail at position {position}: {} bytes ({why}); the \
+             writer cuts it on open",
+            tailed.dir.display(),
+            torn.bytes
+        );
+    }
+    Ok(true)
 }
 
 /// The `core-N` subdirectories of `root`, in core order.

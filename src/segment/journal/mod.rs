@@ -36,4 +36,4 @@ pub use error::{Damage, JournalError};
 pub use policy::{Durability, JournalConfig};
 pub use reader::{JournalFrame, JournalReader, Start};
 pub use recovery::{inspect, Inspection, RecoveryReport, SegmentSummary, TornTail};
-pub use writer::JournalWriter;
+pub use writer::{AbandonedSegment, JournalWriter};

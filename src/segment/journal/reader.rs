@@ -8,6 +8,12 @@
 //! `Ok(None)` ("no more yet"): the caller polls again later. At a
 //! segment's end marker (or its exact end) it moves to the next segment
 //! file once the writer has created it.
+//!
+//! "No more yet" is all one slot can say. A caller that will stop there,
+//! or has waited there a while, asks [`JournalReader::check_end`] whether
+//! the journal really ends there (the damage `inspect` finds around an
+//! unwritten slot), and [`JournalReader::torn_tail`] whether damage met
+//! there is only the torn tail a killed writer left.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -18,9 +24,10 @@ use rkyv::{rancor, Archived};
 
 use super::dir::{list_segments, open_segment, segment_path};
 use super::error::{Damage, JournalError};
-use super::scan::{read_slot, FrameBuffer, Slot};
+use super::recovery::{torn_tail_at, TornTail};
+use super::scan::{read_slot, valid_frame_after, FrameBuffer, Slot};
 use crate::frame::envelope::{access_untrusted, check_type};
-use crate::frame::layout::{aligned_len, FrameMeta, PAYLOAD_OFFSET};
+use crate::frame::layout::{aligned_len, FrameMeta, FRAME_ALIGN, PAYLOAD_OFFSET};
 use crate::frame::Message;
 use crate::segment::{Access, Segment, SegmentError};
 
@@ -78,6 +85,13 @@ pub struct JournalReader {
     offset: usize,
     /// The last frame read, copied out of the mapping.
     buffer: FrameBuffer,
+    /// The position where [`check_end`](JournalReader::check_end) last
+    /// found no frame further on in the segment, so that a reader resting
+    /// there does not scan the rest of the segment again and again.
+    checked_end: Option<u64>,
+    /// The torn tail [`torn_tail`](JournalReader::torn_tail) last found,
+    /// kept for the same reason.
+    torn: Option<TornTail>,
 }
 
 /// What one step of reading found, before the frame is lent out.
@@ -104,6 +118,8 @@ impl JournalReader {
             base: segments.first().map_or(0, |&(base, _)| base),
             offset: 0,
             buffer: FrameBuffer::new(),
+            checked_end: None,
+            torn: None,
         };
         if let Start::Position(position) = start {
             // An empty journal ends at position 0: reading from there waits
@@ -188,8 +204,11 @@ impl JournalReader {
                 segment.check_length()?;
                 // The writer seals a segment before it creates the next: if
                 // the next exists, this slot must be filled by now.
+                // Any file under the next segment's name counts (lstat, not
+                // stat): a symlink loop or a dangling link there is no
+                // segment, and must not pass for "not made yet".
                 let next = self.next_base();
-                if !segment_path(&self.dir, next).exists() {
+                if !is_named(&segment_path(&self.dir, next)) {
                     return Ok(Step::NoMoreYet);
                 }
                 let slot = read_slot(segment, self.offset, &mut self.buffer);
@@ -201,6 +220,123 @@ impl JournalReader {
                 }
             }
         }
+    }
+
+    /// Checks that the journal really ends where the reader stands, as
+    /// [`inspect`](super::inspect) would judge it, after
+    /// [`next_frame`](Self::next_frame) said "nothing more yet": for a
+    /// reader that will not wait for more, or has waited a while.
+    /// `next_frame` alone cannot tell a writer that has not written yet
+    /// from these, which look the same at the reader's slot:
+    ///
+    /// - a segment file named after a later position (whatever it is: an
+    ///   empty file, a symlink loop, a directory): the current segment
+    ///   should have been sealed before it was made, so its unwritten slot
+    ///   is [`Damage::MissingEndMarker`];
+    /// - a valid frame further on in the current segment: the unwritten
+    ///   slot hides frames written after it ([`Damage::BadLength`] of 0).
+    ///
+    /// Each is checked against the slot again after it is seen, so a live
+    /// writer that fills the slot meanwhile (it seals a segment before it
+    /// makes the next, and publishes frames in order) is not taken for
+    /// damage. The scan for frames further on reads the rest of the
+    /// segment, so it is made once per position the reader stops at.
+    ///
+    /// # Errors
+    ///
+    /// The damage, as [`next_frame`](Self::next_frame) reports it (a
+    /// damaged frame at the reader's slot included);
+    /// [`JournalError::Io`] if the directory cannot be listed.
+    pub fn check_end(&mut self) -> Result<(), JournalError> {
+        let listed = list_segments(&self.dir)?;
+        let later = listed
+            .iter()
+            .map(|&(base, _)| base)
+            .find(|&b| b > self.base);
+        if self.segment.is_none() && !self.open_current()? {
+            // Nothing read yet (a reader opened on an empty directory), and
+            // the journal that appeared since starts further on: read it
+            // from there.
+            if let Some(&(first, _)) = listed.first() {
+                self.base = self.base.max(first);
+            }
+            return Ok(());
+        }
+        let position = self.position();
+        let segment = self.segment.as_ref().expect("opened just above");
+        let damaged = |damage| JournalError::Damaged {
+            path: segment.path().to_path_buf(),
+            position,
+            damage,
+        };
+        let read = |buffer: &mut FrameBuffer| {
+            let slot = read_slot(segment, self.offset, buffer);
+            segment.check_truncated()?;
+            slot.map_err(damaged)
+        };
+        if read(&mut self.buffer)? != Slot::Unwritten {
+            // A frame, or the segment's end: there is more to read.
+            return Ok(());
+        }
+        segment.check_length()?;
+        if later.is_some() {
+            // Listed before the slot was read: had the writer made that
+            // segment, it would have sealed this one first.
+            return Err(damaged(Damage::MissingEndMarker));
+        }
+        if self.checked_end == Some(position) {
+            return Ok(());
+        }
+        let after = valid_frame_after(segment, self.offset + FRAME_ALIGN, &mut self.buffer);
+        segment.check_truncated()?;
+        if after != Ok(None) && read(&mut self.buffer)? == Slot::Unwritten {
+            let room = segment.layout().capacity() - self.offset;
+            return Err(damaged(Damage::BadLength { length: 0, room }));
+        }
+        self.checked_end = Some(position);
+        Ok(())
+    }
+
+    /// The torn tail the reader has stopped at, if the damage
+    /// [`next_frame`](Self::next_frame) reports at its position is one as
+    /// [`inspect`](super::inspect) and the writer's recovery judge it: a
+    /// frame in the last segment with nothing written past its claimed
+    /// extent and no valid frame after it, which a writer killed while
+    /// writing it leaves, and the next writer cuts (zeroes) before it
+    /// appends there. `None` at a valid frame, an unwritten slot, or
+    /// damage that is not a torn tail.
+    ///
+    /// The scan of the rest of the segment is made once per position; the
+    /// directory is listed each time, since a later segment makes the
+    /// frame damage.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::Io`] if the directory cannot be listed;
+    /// [`JournalError::Segment`] if the segment was truncated.
+    pub fn torn_tail(&mut self) -> Result<Option<TornTail>, JournalError> {
+        let position = self.position();
+        let Some(segment) = &self.segment else {
+            return Ok(None);
+        };
+        let slot = read_slot(segment, self.offset, &mut self.buffer);
+        segment.check_truncated()?;
+        let Err(damage) = slot else {
+            return Ok(None);
+        };
+        if list_segments(&self.dir)?
+            .iter()
+            .any(|&(b, _)| b > self.base)
+        {
+            return Ok(None);
+        }
+        if let Some(torn) = self.torn.as_ref().filter(|t| t.position == position) {
+            return Ok(Some(torn.clone()));
+        }
+        let torn = torn_tail_at(segment, self.offset, position, damage, &mut self.buffer);
+        segment.check_truncated()?;
+        self.torn.clone_from(&torn);
+        Ok(torn)
     }
 
     fn next_base(&self) -> u64 {
@@ -223,10 +359,34 @@ impl JournalReader {
         let previous = (self.segment.take(), self.base, self.offset);
         self.base = next;
         self.offset = 0;
-        if self.open_current()? {
-            return Ok(true);
+        let opened = self.open_current();
+        let base = previous.1;
+        if let Ok(true) = opened {
+            // A file named between the two is no segment any writer made:
+            // reported as the gap `inspect` sees there, not passed over.
+            let stray = list_segments(&self.dir)
+                .map(|listed| listed.into_iter().find(|&(b, _)| b > base && b < next));
+            match stray {
+                Ok(None) => return Ok(true),
+                Ok(Some((found, _))) => {
+                    (self.segment, self.base, self.offset) = previous;
+                    return Err(JournalError::Damaged {
+                        path: segment_path(&self.dir, base),
+                        position: next,
+                        damage: Damage::Gap {
+                            expected: next,
+                            found,
+                        },
+                    });
+                }
+                Err(error) => {
+                    (self.segment, self.base, self.offset) = previous;
+                    return Err(error);
+                }
+            }
         }
         (self.segment, self.base, self.offset) = previous;
+        opened?;
 
         // The next segment is not there. Normally the writer has not made
         // it yet; but if a later one exists, the frames between are gone
@@ -236,8 +396,10 @@ impl JournalReader {
             .map(|(base, _)| base)
             .find(|&base| base > self.base);
         match later {
+            // Named after the segment the chain breaks at, as `inspect`
+            // names it.
             Some(found) if found != next => Err(JournalError::Damaged {
-                path: segment_path(&self.dir, next),
+                path: segment_path(&self.dir, self.base),
                 position: next,
                 damage: Damage::Gap {
                     expected: next,
@@ -308,5 +470,15 @@ impl JournalReader {
             return Err(JournalError::NotAFrameStart { position });
         }
         Ok(())
+    }
+}
+
+/// Whether anything has `path` as its name (a link counts, wherever it
+/// points). An error other than "not found" counts too: the name is there
+/// but cannot be looked at, which is no reason to say nothing follows.
+fn is_named(path: &Path) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => true,
+        Err(error) => error.kind() != ErrorKind::NotFound,
     }
 }

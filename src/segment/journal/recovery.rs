@@ -245,15 +245,12 @@ fn check_segment(
         }
         Ending::Open => (false, tail_after(&segment, scan.end, end, None), None),
         Ending::Damaged(damage) => {
-            let extent = damaged_extent(&segment, scan.end);
-            if !is_last || first_nonzero(&segment, extent).is_some() || frames_after() {
-                (false, None, damaged(damage))
-            } else {
-                (
-                    false,
-                    tail_after(&segment, scan.end, end, Some(damage)),
-                    None,
-                )
+            let torn = is_last
+                .then(|| torn_tail_at(&segment, scan.end, end, damage.clone(), buffer))
+                .flatten();
+            match torn {
+                Some(tail) => (false, Some(tail), None),
+                None => (false, None, damaged(damage)),
             }
         }
     };
@@ -271,6 +268,26 @@ fn check_segment(
         torn_tail,
     };
     Ok((summary, segment, damage))
+}
+
+/// The torn tail at `offset` of a journal's last segment, where a frame
+/// holds `damage`: if nothing was written past the frame's claimed extent
+/// and no valid frame follows it (whatever its length word claims), the
+/// writer died writing it. `None` if it is damage instead.
+pub(crate) fn torn_tail_at(
+    segment: &Segment,
+    offset: usize,
+    position: u64,
+    damage: Damage,
+    buffer: &mut FrameBuffer,
+) -> Option<TornTail> {
+    let extent = damaged_extent(segment, offset);
+    if first_nonzero(segment, extent).is_some()
+        || valid_frame_after(segment, offset + FRAME_ALIGN, buffer) != Ok(None)
+    {
+        return None;
+    }
+    tail_after(segment, offset, position, Some(damage))
 }
 
 /// The torn tail from `offset`, if any byte there is non-zero.

@@ -15,6 +15,16 @@
 //! fault, and the filesystem marking the space written); this keeps them
 //! off the appending thread. The current segment's remaining pages are
 //! faulted in when the writer opens.
+//!
+//! A segment file truncated under the writer (by another process: see
+//! `segment::sigbus`) has lost what it held past its new end, and the
+//! writer cannot put it back. It *abandons* that segment: writes nothing
+//! more to it, logs once which positions it may have lost, and moves on to
+//! a new segment based where the abandoned one ends, so appends go on. The
+//! abandoned file stays where it is, as evidence: readers, `corelane
+//! journal inspect` and a later writer's recovery all report it as damage
+//! (nothing after it is read quietly past it), and a reader reaches the
+//! frames after it only when asked to start there.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -22,7 +32,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rkyv::ser::allocator::Arena;
 
@@ -38,11 +48,26 @@ use crate::frame::layout::{
     LENGTH_OFFSET, PADDING_TYPE, PAYLOAD_OFFSET,
 };
 use crate::frame::{Encodes, Message};
-use crate::segment::{sync_directory, Segment, SegmentKind, SEGMENT_MODE};
+use crate::segment::{sync_directory, Segment, SegmentError, SegmentKind, SEGMENT_MODE};
 
 /// The largest segment a writer creates: a frame's length must fit the
 /// `i32` length word.
 pub const MAX_SEGMENT_SIZE: usize = 1 << 30;
+
+/// A segment the writer stopped appending to because its file was
+/// truncated under it (see the module documentation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AbandonedSegment {
+    /// The segment file, left in place.
+    pub path: PathBuf,
+    /// The first position it held.
+    pub base: u64,
+    /// Where the writer's frames in it ended: positions `base..end` may
+    /// be lost (those past the file's new end are).
+    pub end: u64,
+    /// Where the next segment starts: appends continue there.
+    pub next: u64,
+}
 
 /// Appends frames to the journal in one directory.
 ///
@@ -91,6 +116,9 @@ pub struct JournalWriter {
     recovery: RecoveryReport,
     /// The next segment, being prepared.
     next: Option<JoinHandle<Result<Segment, JournalError>>>,
+    /// Segments abandoned because their file was truncated under the
+    /// writer, the latest last.
+    abandoned: Vec<AbandonedSegment>,
     /// Held (with an exclusive `flock`) for as long as the writer lives.
     _lock: File,
 }
@@ -155,6 +183,7 @@ impl JournalWriter {
             arena: Arena::new(),
             recovery,
             next: None,
+            abandoned: Vec::new(),
             _lock: lock,
         };
         writer.prepare_next();
@@ -236,6 +265,12 @@ impl JournalWriter {
     pub fn tick(&mut self) -> Result<bool, JournalError> {
         match self.sync_deadline_ns() {
             Some(deadline) if self.clock.now_ns() >= deadline => {
+                // The frames waiting for this sync sit on pages that do not
+                // fault if the file was cut (they are simply gone): ask its
+                // length, so that a quiet writer finds out too.
+                if self.segment.check_length().is_err() && self.segment.truncated() {
+                    self.abandon()?;
+                }
                 self.sync()?;
                 Ok(true)
             }
@@ -251,10 +286,17 @@ impl JournalWriter {
     ///
     /// [`JournalError::FrameTooLarge`] if the frame can never fit in a
     /// segment; [`JournalError::Segment`] or [`JournalError::Io`] if
-    /// rolling or syncing fails, or (`SegmentError::Truncated`) if the
-    /// segment file was truncated under the writer; every later append
-    /// then fails the same way.
+    /// rolling or syncing fails. A segment file truncated under the writer
+    /// is abandoned and the frame appended to a new segment (see
+    /// [`abandoned`](Self::abandoned)); only if that fails too is the
+    /// append refused.
     pub fn append(&mut self, payload: &[u8], meta: FrameMeta) -> Result<u64, JournalError> {
+        self.past_truncation(|writer| writer.append_here(payload, meta))
+    }
+
+    /// [`append`](Self::append) in the current segment (or the next, if it
+    /// rolls), whatever state its file is in.
+    fn append_here(&mut self, payload: &[u8], meta: FrameMeta) -> Result<u64, JournalError> {
         let length = PAYLOAD_OFFSET + payload.len();
         self.make_room(aligned_len(length))?;
         let frame = frame_ptr(&self.segment, self.tail);
@@ -297,6 +339,16 @@ impl JournalWriter {
         msg: &T,
         timestamp_ns: u64,
     ) -> Result<u64, JournalError> {
+        self.past_truncation(|writer| writer.append_message_here::<M, T>(msg, timestamp_ns))
+    }
+
+    /// [`append_as`](Self::append_as) in the current segment (or the next,
+    /// if it rolls), whatever state its file is in.
+    fn append_message_here<M: Message, T: Encodes<M>>(
+        &mut self,
+        msg: &T,
+        timestamp_ns: u64,
+    ) -> Result<u64, JournalError> {
         for _attempt in 0..2 {
             self.make_room(aligned_len(HEADER_LEN))?;
             // Never more than a segment's worth, even in a larger segment
@@ -330,6 +382,14 @@ impl JournalWriter {
             M::NAME,
             self.config.segment_size
         )))
+    }
+
+    /// Segments abandoned since the writer opened because their file was
+    /// truncated under it, oldest first: each says which positions may be
+    /// lost and where appends went on. Each is also logged once, when it
+    /// is found.
+    pub fn abandoned(&self) -> &[AbandonedSegment] {
+        &self.abandoned
     }
 
     /// Writes every frame appended so far through to the disk.
@@ -419,10 +479,73 @@ impl JournalWriter {
             self.segment.check_truncated()?;
             self.tail += aligned_len(HEADER_LEN);
         }
-        let durable = self.config.durability != Durability::None;
-        if durable {
+        if self.config.durability != Durability::None {
             self.sync()?;
         }
+        self.start_segment(next)
+    }
+
+    /// Runs `append` once; if the segment's file turns out truncated under
+    /// the writer (found before, or by, the attempt), abandons the segment
+    /// and runs it once more in the next.
+    fn past_truncation<T>(
+        &mut self,
+        mut append: impl FnMut(&mut Self) -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
+        if self.segment.truncated() {
+            self.abandon()?;
+        }
+        match append(self) {
+            Err(JournalError::Segment(SegmentError::Truncated { .. }))
+                if self.segment.truncated() =>
+            {
+                self.abandon()?;
+                append(self)
+            }
+            result => result,
+        }
+    }
+
+    /// Leaves the current segment, whose file was truncated, without
+    /// writing to it again (an end marker would land on a page nobody
+    /// sees), and starts the segment that follows it. The loss is logged
+    /// once per segment, however often starting the next one fails.
+    fn abandon(&mut self) -> Result<(), JournalError> {
+        let base = self.segment.header().base_position;
+        let next = base
+            .checked_add(self.segment.layout().capacity() as u64)
+            .ok_or(JournalError::PositionsExhausted {
+                dir: self.dir.clone(),
+                position: self.position(),
+            })?;
+        let lost = AbandonedSegment {
+            path: self.segment.path().to_path_buf(),
+            base,
+            end: self.position(),
+            next,
+        };
+        if self.abandoned.last() != Some(&lost) {
+            log::error!(
+                "journal {}: segment {} was truncated under its writer: positions {}..{} \
+                 it held may be lost; abandoning it, appends go on at position {next} in a new \
+                 segment (`corelane journal inspect` reports the damage; \
+                 `corelane journal tail --from {next}` reads past it)",
+                self.dir.display(),
+                lost.path.display(),
+                lost.base,
+                lost.end,
+            );
+            self.abandoned.push(lost);
+        }
+        // Frames in the abandoned segment can no longer be synced.
+        self.unsynced_frames = 0;
+        self.start_segment(next)
+    }
+
+    /// Makes the segment based at `next` (the one prepared ahead, or a new
+    /// one) the current segment, and starts preparing the one after it.
+    fn start_segment(&mut self, next: u64) -> Result<(), JournalError> {
+        let durable = self.config.durability != Durability::None;
         let prepared = self
             .next
             .take()
@@ -551,6 +674,17 @@ fn create_segment(dir: &Path, config: &JournalConfig, base: u64) -> Result<Segme
     )?)
 }
 
+/// How long opening a writer waits out a directory lock that another
+/// holder may be about to let go.
+///
+/// A process that starts a child lends the child its descriptors until the
+/// child's `exec` closes them (they are all close-on-exec), the lock's
+/// included. So a writer dropped and reopened while another thread of the
+/// same process starts a child can find its own old lock still held for a
+/// moment; the tests saw it. A writer in another process holds the lock for
+/// good, and is reported as [`JournalError::Locked`] after this wait.
+const LOCK_PATIENCE: Duration = Duration::from_millis(100);
+
 /// Takes the directory's writer lock, held until the file is closed.
 fn lock_directory(dir: &Path) -> Result<File, JournalError> {
     let path = dir.join(LOCK_FILE);
@@ -562,16 +696,26 @@ fn lock_directory(dir: &Path) -> Result<File, JournalError> {
         .mode(SEGMENT_MODE)
         .open(&path)
         .map_err(|e| JournalError::io(&path, "open lock", e))?;
-    // SAFETY: flock on a descriptor we own; it only takes an advisory lock.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        let error = std::io::Error::last_os_error();
-        if error.kind() == std::io::ErrorKind::WouldBlock {
-            return Err(JournalError::Locked {
-                dir: dir.to_path_buf(),
-            });
+    let started = Instant::now();
+    loop {
+        // SAFETY: flock on a descriptor we own; it only takes an advisory
+        // lock.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(file);
         }
-        return Err(JournalError::io(&path, "flock", error));
+        let error = std::io::Error::last_os_error();
+        match error.kind() {
+            std::io::ErrorKind::WouldBlock if started.elapsed() < LOCK_PATIENCE => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            std::io::ErrorKind::WouldBlock => {
+                return Err(JournalError::Locked {
+                    dir: dir.to_path_buf(),
+                })
+            }
+            std::io::ErrorKind::Interrupted => {}
+            _ => return Err(JournalError::io(&path, "flock", error)),
+        }
     }
-    Ok(file)
 }
