@@ -199,7 +199,11 @@ fn pattern_for(dice: &mut Dice, subject: &[u8], star_odds: usize, slips: bool) -
         };
         match dice.roll(10) {
             0 => pattern.push(b'?'),
-            1 => pattern.extend_from_slice(&[b'[', b'^', shown ^ 2, b']']),
+            // A negated class leaving out a byte subjects do hold.
+            1 => {
+                let left_out = if shown == b'a' { b'b' } else { b'a' };
+                pattern.extend_from_slice(&[b'[', b'^', left_out, b']']);
+            }
             2 => pattern.extend_from_slice(&[b'[', shown.saturating_sub(1), b'-', shown, b']']),
             _ if b"*?[\\".contains(&shown) => pattern.extend_from_slice(&[b'\\', shown]),
             _ => pattern.push(shown),
@@ -269,6 +273,37 @@ fn middle_segments_take_their_leftmost_place() {
     assert!(!glob_match(&pattern, &subject[..370]));
     let glob = Glob::new(&pattern);
     assert_eq!(glob.find(&glob.tokens, &subject), Some(300));
+
+    // Wide classes in a two-word segment: 70 bytes other than `b` in a
+    // row, found only after the runs of 69.
+    let pattern = [&b"*"[..], &b"[^b]".repeat(70), b"*"].concat();
+    let runs = [&b"a".repeat(69)[..], b"b"].concat().repeat(5);
+    assert!(!glob_match(&pattern, &runs));
+    assert!(glob_match(
+        &pattern,
+        &[&runs[..], &b"a".repeat(70)].concat()
+    ));
+}
+
+#[test]
+fn segments_past_the_stack_table_still_match() {
+    // 1,100 tokens: more words of state than the stack table holds.
+    let segment = [&b"a".repeat(1099)[..], b"?"].concat();
+    let pattern = [&b"b*"[..], &segment, b"*b"].concat();
+    assert!(Glob::new(&pattern).tokens.len() > STACK_WORDS * WORD_BITS);
+    let subject = |run: usize| [&b"b"[..], &b"a".repeat(run), b"cb"].concat();
+    assert!(glob_match(&pattern, &subject(1099)));
+    assert!(glob_match(&pattern, &subject(3000)));
+    assert!(!glob_match(&pattern, &subject(1098)));
+    let split = [
+        &b"b"[..],
+        &b"a".repeat(1000),
+        b"c",
+        &b"a".repeat(1000),
+        b"cb",
+    ]
+    .concat();
+    assert!(!glob_match(&pattern, &split));
 }
 
 /// Matches the pattern made of `parts` against `subject`, and checks the
