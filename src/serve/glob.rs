@@ -264,6 +264,8 @@ impl Glob {
         }
 
         // One row of `words` words per byte value, and the state after them.
+        // A segment of more than one word zeroes the whole stack table (32
+        // KiB), a few steps per token of a segment that long.
         let needed = 257 * words;
         let mut one_word = [0; 257];
         let mut stack_words;
