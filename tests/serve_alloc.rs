@@ -1,6 +1,8 @@
 //! A steady publish/subscribe load on `corelane serve` allocates nothing
 //! per message: input and output buffers come from the core's pool and go
 //! back to it, and every list the core works through keeps its capacity.
+//! Pattern subscribers are part of the load: patterns are parsed once, at
+//! PSUBSCRIBE, and matched without allocating (one of them never matches).
 //! On two cores the same holds for the PUBLISH forwarded to the other
 //! core's subscribers: archived into the lane from buffers the core keeps,
 //! read there in place.
@@ -40,6 +42,21 @@ use counting::ALLOCATIONS;
 
 /// Subscribers to the channel.
 const SUBSCRIBERS: usize = 3;
+/// Patterns each pattern subscriber holds, the first matching the channel
+/// and the others not, and their PSUBSCRIBE replies.
+const PATTERNS: [&[(&str, &[u8])]; 2] = [
+    &[
+        (
+            "n[a-z]w*",
+            b"*3\r\n$10\r\npsubscribe\r\n$8\r\nn[a-z]w*\r\n:1\r\n",
+        ),
+        (
+            "sport.*",
+            b"*3\r\n$10\r\npsubscribe\r\n$7\r\nsport.*\r\n:2\r\n",
+        ),
+    ],
+    &[("*e?s", b"*3\r\n$10\r\npsubscribe\r\n$4\r\n*e?s\r\n:1\r\n")],
+];
 /// Bytes in each message.
 const PAYLOAD: usize = 1000;
 /// Messages published before allocations are counted.
@@ -106,17 +123,17 @@ fn info_stats(stream: &mut TcpStream) {
     assert!(body.ends_with(b"\r\n"));
 }
 
-/// One round: a PUBLISH, its reply, and the message at every subscriber.
+/// One round: a PUBLISH, its reply (five receivers), and at every
+/// subscriber the message it should get.
 fn round(
     publisher: &mut TcpStream,
-    subscribers: &mut [TcpStream],
+    subscribers: &mut [(TcpStream, Vec<u8>)],
     command: &[u8],
-    message: &[u8],
     scratch: &mut [u8],
 ) {
     publisher.write_all(command).expect("publish");
-    expect(publisher, scratch, b":3\r\n");
-    for subscriber in subscribers.iter_mut() {
+    expect(publisher, scratch, b":5\r\n");
+    for (subscriber, message) in subscribers.iter_mut() {
         expect(subscriber, scratch, message);
     }
 }
@@ -131,8 +148,10 @@ fn steady_publish_subscribe_allocates_nothing_per_message() {
     let two = steady_load(2);
     assert!(two.allocations <= two.allowed, "two cores: {two:?}");
     // Connections are dealt to the cores in turn, so the publisher (the
-    // fourth) is on core 1 with the second subscriber, and the first and
-    // third are on core 0: every message was forwarded once.
+    // fourth) is on core 1 with the second subscriber and the second
+    // pattern subscriber (the sixth), and the first and third subscribers
+    // and the first pattern subscriber are on core 0: every message was
+    // forwarded once.
     assert!(
         two.sent >= (WARM_UP + ROUNDS) as u64,
         "two cores sent {} messages for {} forwards",
@@ -153,8 +172,9 @@ struct Load {
     sent: u64,
 }
 
-/// Publishes `ROUNDS` messages to `SUBSCRIBERS` subscribers on a server of
-/// `cores` cores, counting allocations.
+/// Publishes `ROUNDS` messages to `SUBSCRIBERS` subscribers and the
+/// `PATTERNS` subscribers on a server of `cores` cores, counting
+/// allocations.
 fn steady_load(cores: usize) -> Load {
     let server = start(cores);
     let mut subscribers: Vec<TcpStream> = (0..SUBSCRIBERS).map(|_| connect(&server)).collect();
@@ -168,25 +188,42 @@ fn steady_load(cores: usize) -> Load {
         );
     }
     let mut publisher = connect(&server);
+    let mut pattern_subscribers: Vec<TcpStream> =
+        PATTERNS.iter().map(|_| connect(&server)).collect();
+    for (subscriber, patterns) in pattern_subscribers.iter_mut().zip(PATTERNS) {
+        for (pattern, reply) in patterns {
+            subscriber
+                .write_all(format!("PSUBSCRIBE {pattern}\r\n").as_bytes())
+                .unwrap();
+            expect(subscriber, &mut scratch, reply);
+        }
+    }
 
     let payload: Vec<u8> = (0..PAYLOAD).map(|i| b'a' + (i % 26) as u8).collect();
     let mut command = format!("*3\r\n$7\r\nPUBLISH\r\n$4\r\nnews\r\n${PAYLOAD}\r\n").into_bytes();
     command.extend_from_slice(&payload);
     command.extend_from_slice(b"\r\n");
-    let mut message = format!("*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n${PAYLOAD}\r\n").into_bytes();
-    message.extend_from_slice(&payload);
-    message.extend_from_slice(b"\r\n");
+    let message = |header: String| [header.as_bytes(), &payload, b"\r\n"].concat();
+    let direct = message(format!(
+        "*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n${PAYLOAD}\r\n"
+    ));
+    let mut subscribers: Vec<(TcpStream, Vec<u8>)> = subscribers
+        .into_iter()
+        .map(|subscriber| (subscriber, direct.clone()))
+        .collect();
+    for (subscriber, patterns) in pattern_subscribers.into_iter().zip(PATTERNS) {
+        let (pattern, _) = patterns[0];
+        let header = format!(
+            "*4\r\n$8\r\npmessage\r\n${}\r\n{pattern}\r\n$4\r\nnews\r\n${PAYLOAD}\r\n",
+            pattern.len()
+        );
+        subscribers.push((subscriber, message(header)));
+    }
 
     // Warm up: the pool's blocks, the core's lists and the kernel's socket
     // buffers reach their working sizes.
     for _ in 0..WARM_UP {
-        round(
-            &mut publisher,
-            &mut subscribers,
-            &command,
-            &message,
-            &mut scratch,
-        );
+        round(&mut publisher, &mut subscribers, &command, &mut scratch);
     }
 
     // Every core publishes once more after the load started (the one that
@@ -197,13 +234,7 @@ fn steady_load(cores: usize) -> Load {
     let started = Instant::now();
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     for _ in 0..ROUNDS {
-        round(
-            &mut publisher,
-            &mut subscribers,
-            &command,
-            &message,
-            &mut scratch,
-        );
+        round(&mut publisher, &mut subscribers, &command, &mut scratch);
     }
     let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
     // Each core publishes its metrics on its own.

@@ -7,68 +7,53 @@
 
 use std::collections::HashMap;
 
-use super::glob::glob_match;
+use super::glob::Glob;
 
-/// Connection keys by channel and by pattern.
+/// Connection keys by channel and by pattern. Each pattern is kept parsed,
+/// so a PUBLISH only matches.
 #[derive(Debug, Default)]
 pub(crate) struct Subscriptions {
     channels: HashMap<Box<[u8]>, Vec<usize>>,
-    patterns: HashMap<Box<[u8]>, Vec<usize>>,
-}
-
-/// Where a published message goes on this core.
-#[derive(Debug, Default)]
-pub(crate) struct Recipients<'s> {
-    /// Connections subscribed to the channel itself.
-    pub(crate) direct: &'s [usize],
-    /// Patterns that match, with their connections.
-    pub(crate) by_pattern: Vec<(&'s [u8], &'s [usize])>,
-}
-
-impl Recipients<'_> {
-    /// Number of deliveries (a connection subscribed twice counts twice, as
-    /// in Redis).
-    pub(crate) fn count(&self) -> usize {
-        self.direct.len()
-            + self
-                .by_pattern
-                .iter()
-                .map(|(_, keys)| keys.len())
-                .sum::<usize>()
-    }
+    patterns: HashMap<Box<[u8]>, (Glob, Vec<usize>)>,
 }
 
 impl Subscriptions {
     /// Adds `conn` to `channel`'s subscribers.
     pub(crate) fn subscribe(&mut self, channel: &[u8], conn: usize) {
-        add(&mut self.channels, channel, conn);
+        add(&mut self.channels, channel, conn, |keys| keys, Vec::new);
     }
 
     /// Removes `conn` from `channel`'s subscribers.
     pub(crate) fn unsubscribe(&mut self, channel: &[u8], conn: usize) {
-        remove(&mut self.channels, channel, conn);
+        remove(&mut self.channels, channel, conn, |keys| keys);
     }
 
     /// Adds `conn` to `pattern`'s subscribers.
     pub(crate) fn psubscribe(&mut self, pattern: &[u8], conn: usize) {
-        add(&mut self.patterns, pattern, conn);
+        let new = || (Glob::new(pattern), Vec::new());
+        add(&mut self.patterns, pattern, conn, |(_, keys)| keys, new);
     }
 
     /// Removes `conn` from `pattern`'s subscribers.
     pub(crate) fn punsubscribe(&mut self, pattern: &[u8], conn: usize) {
-        remove(&mut self.patterns, pattern, conn);
+        remove(&mut self.patterns, pattern, conn, |(_, keys)| keys);
     }
 
-    /// Who receives a message published to `channel`.
-    pub(crate) fn recipients(&self, channel: &[u8]) -> Recipients<'_> {
-        let direct = self.channels.get(channel).map_or(&[][..], Vec::as_slice);
-        let by_pattern = self
-            .patterns
+    /// Connections subscribed to `channel` itself.
+    pub(crate) fn direct(&self, channel: &[u8]) -> &[usize] {
+        self.channels.get(channel).map_or(&[], Vec::as_slice)
+    }
+
+    /// The patterns `channel` matches, with their connections. Matched as
+    /// the caller goes, so a PUBLISH gathers them into no list.
+    pub(crate) fn matching<'s>(
+        &'s self,
+        channel: &'s [u8],
+    ) -> impl Iterator<Item = (&'s [u8], &'s [usize])> + 's {
+        self.patterns
             .iter()
-            .filter(|(pattern, _)| glob_match(pattern, channel))
-            .map(|(pattern, keys)| (&pattern[..], keys.as_slice()))
-            .collect();
-        Recipients { direct, by_pattern }
+            .filter(|(_, (glob, _))| glob.matches(channel))
+            .map(|(pattern, (_, keys))| (&pattern[..], keys.as_slice()))
     }
 
     /// Channels with at least one subscriber on this core.
@@ -82,29 +67,28 @@ impl Subscriptions {
     }
 }
 
-/// What one other core's subscribers want, as that core announced it.
+/// What one other core's subscribers want, as that core announced it:
+/// how many subscriptions it holds to each channel and pattern (patterns
+/// kept parsed, as in [`Subscriptions`]).
 #[derive(Debug, Default)]
 pub(crate) struct RemoteInterest {
     channels: HashMap<Box<[u8]>, u32>,
-    patterns: HashMap<Box<[u8]>, u32>,
+    patterns: HashMap<Box<[u8]>, (Glob, u32)>,
 }
 
 impl RemoteInterest {
     /// Applies an announced change of `delta` subscriptions to `name`.
     pub(crate) fn apply(&mut self, name: &[u8], pattern: bool, delta: i32) {
-        let map = if pattern {
-            &mut self.patterns
+        if pattern {
+            adjust(
+                &mut self.patterns,
+                name,
+                delta,
+                |(_, count)| count,
+                || (Glob::new(name), 0),
+            );
         } else {
-            &mut self.channels
-        };
-        let count = map.get(name).copied().unwrap_or(0);
-        let updated = count.saturating_add_signed(delta);
-        if updated == 0 {
-            map.remove(name);
-        } else if count == 0 {
-            map.insert(name.into(), updated);
-        } else if let Some(slot) = map.get_mut(name) {
-            *slot = updated;
+            adjust(&mut self.channels, name, delta, |count| count, || 0);
         }
     }
 
@@ -123,25 +107,66 @@ impl RemoteInterest {
         let direct = self.channels.get(channel).copied().unwrap_or(0) as usize;
         let by_pattern: usize = self
             .patterns
-            .iter()
-            .filter(|(pattern, _)| glob_match(pattern, channel))
-            .map(|(_, &count)| count as usize)
+            .values()
+            .filter(|(glob, _)| glob.matches(channel))
+            .map(|&(_, count)| count as usize)
             .sum();
         direct + by_pattern
     }
 }
 
-fn add(map: &mut HashMap<Box<[u8]>, Vec<usize>>, name: &[u8], conn: usize) {
+/// Adds `conn` to the connections `keys` finds in `name`'s entry, making
+/// the entry (by `new`) for the first one.
+fn add<V>(
+    map: &mut HashMap<Box<[u8]>, V>,
+    name: &[u8],
+    conn: usize,
+    keys: impl Fn(&mut V) -> &mut Vec<usize>,
+    new: impl FnOnce() -> V,
+) {
     match map.get_mut(name) {
-        Some(keys) => keys.push(conn),
+        Some(entry) => keys(entry).push(conn),
         None => {
-            map.insert(name.into(), vec![conn]);
+            let mut entry = new();
+            keys(&mut entry).push(conn);
+            map.insert(name.into(), entry);
         }
     }
 }
 
-fn remove(map: &mut HashMap<Box<[u8]>, Vec<usize>>, name: &[u8], conn: usize) {
-    if let Some(keys) = map.get_mut(name) {
+/// Changes the count `count` finds in `name`'s entry by `delta`, never
+/// below zero: an entry is made (by `new`, with a count of 0) when the
+/// count leaves zero and dropped when it returns there.
+fn adjust<V>(
+    map: &mut HashMap<Box<[u8]>, V>,
+    name: &[u8],
+    delta: i32,
+    count: impl Fn(&mut V) -> &mut u32,
+    new: impl FnOnce() -> V,
+) {
+    let current = map.get_mut(name).map_or(0, |entry| *count(entry));
+    let updated = current.saturating_add_signed(delta);
+    if updated == 0 {
+        map.remove(name);
+    } else if let Some(entry) = map.get_mut(name) {
+        *count(entry) = updated;
+    } else {
+        let mut entry = new();
+        *count(&mut entry) = updated;
+        map.insert(name.into(), entry);
+    }
+}
+
+/// Removes `conn` from the connections `keys` finds in `name`'s entry,
+/// dropping the entry with the last one.
+fn remove<V>(
+    map: &mut HashMap<Box<[u8]>, V>,
+    name: &[u8],
+    conn: usize,
+    keys: impl Fn(&mut V) -> &mut Vec<usize>,
+) {
+    if let Some(entry) = map.get_mut(name) {
+        let keys = keys(entry);
         keys.retain(|&key| key != conn);
         if keys.is_empty() {
             map.remove(name);
@@ -160,11 +185,17 @@ mod tests {
         subs.subscribe(b"news", 2);
         subs.psubscribe(b"n*", 3);
         subs.psubscribe(b"sport.*", 4);
-        let recipients = subs.recipients(b"news");
-        assert_eq!(recipients.direct, &[1, 2]);
-        assert_eq!(recipients.by_pattern, vec![(&b"n*"[..], &[3][..])]);
-        assert_eq!(recipients.count(), 3);
-        assert_eq!(subs.recipients(b"weather").count(), 0);
+        subs.psubscribe(b"*s", 5);
+        subs.psubscribe(b"*s", 6);
+        assert_eq!(subs.direct(b"news"), &[1, 2]);
+        let mut matching: Vec<_> = subs.matching(b"news").collect();
+        matching.sort();
+        assert_eq!(
+            matching,
+            vec![(&b"*s"[..], &[5, 6][..]), (&b"n*"[..], &[3][..])]
+        );
+        assert_eq!(subs.direct(b"weather"), &[] as &[usize]);
+        assert_eq!(subs.matching(b"weather").count(), 0);
     }
 
     #[test]
@@ -195,6 +226,7 @@ mod tests {
         subs.punsubscribe(b"a*", 1);
         subs.unsubscribe(b"never", 1);
         assert_eq!((subs.channels().count(), subs.patterns().count()), (0, 0));
-        assert_eq!(subs.recipients(b"a").count(), 0);
+        assert!(subs.direct(b"a").is_empty());
+        assert_eq!(subs.matching(b"a").count(), 0);
     }
 }

@@ -775,9 +775,9 @@ impl ServeCore {
         let ServeCore {
             subs, conns, dirty, ..
         } = self;
-        let recipients = subs.recipients(channel);
-        let count = recipients.count();
-        for &key in recipients.direct {
+        let direct = subs.direct(channel);
+        let mut count = direct.len();
+        for &key in direct {
             queue_output(conns, dirty, &mut over_limit, limit, key, |out| {
                 reply::array_header(out, 3);
                 reply::bulk(out, b"message");
@@ -785,8 +785,11 @@ impl ServeCore {
                 reply::bulk(out, payload);
             });
         }
-        for (pattern, keys) in &recipients.by_pattern {
-            for &key in *keys {
+        // A connection subscribed by two matching patterns gets the message
+        // twice and counts twice, as in Redis.
+        for (pattern, keys) in subs.matching(channel) {
+            count += keys.len();
+            for &key in keys {
                 queue_output(conns, dirty, &mut over_limit, limit, key, |out| {
                     reply::array_header(out, 4);
                     reply::bulk(out, b"pmessage");

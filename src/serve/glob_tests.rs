@@ -1,0 +1,349 @@
+//! Tests of the glob matcher: the rules one by one, agreement with the
+//! reference matcher on random short and long inputs, and step counts on
+//! hostile patterns.
+
+use super::*;
+
+/// The matcher written straight from the rules, shared with the fuzz
+/// target.
+fn reference(pattern: &[u8], subject: &[u8]) -> bool {
+    super::glob_reference::reference_match(pattern, subject)
+}
+
+/// A small deterministic generator (xorshift), enough to spread cases.
+struct Dice(u64);
+
+impl Dice {
+    fn roll(&mut self, sides: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % sides as u64) as usize
+    }
+
+    fn word(&mut self, alphabet: &[u8], max_len: usize) -> Vec<u8> {
+        let len = self.roll(max_len + 1);
+        (0..len)
+            .map(|_| alphabet[self.roll(alphabet.len())])
+            .collect()
+    }
+}
+
+#[test]
+fn literals_and_wildcards() {
+    assert!(glob_match(b"", b""));
+    assert!(!glob_match(b"", b"a"));
+    assert!(glob_match(b"news", b"news"));
+    assert!(!glob_match(b"news", b"newsy"));
+    assert!(glob_match(b"n?ws", b"nows"));
+    assert!(!glob_match(b"n?ws", b"nws"));
+    assert!(glob_match(b"*", b""));
+    assert!(glob_match(b"*", b"anything"));
+    assert!(glob_match(b"news.*", b"news."));
+    assert!(glob_match(b"*.sport", b"news.sport"));
+    assert!(glob_match(b"a*b*c", b"aXXbYYc"));
+    assert!(!glob_match(b"a*b*c", b"aXXbYY"));
+    assert!(glob_match(b"a**b", b"ab"));
+    assert!(glob_match(b"a*", b"a"));
+    assert!(!glob_match(b"a*b", b"a"));
+}
+
+#[test]
+fn classes() {
+    assert!(glob_match(b"h[ae]llo", b"hello"));
+    assert!(!glob_match(b"h[ae]llo", b"hillo"));
+    assert!(glob_match(b"h[^e]llo", b"hallo"));
+    assert!(!glob_match(b"h[^e]llo", b"hello"));
+    assert!(glob_match(b"[a-c]", b"b"));
+    assert!(glob_match(b"[c-a]", b"b"));
+    assert!(!glob_match(b"[a-c]", b"d"));
+    assert!(glob_match(b"[\\]]", b"]"));
+    assert!(glob_match(b"[\\-]", b"-"));
+    // `[a-]` is a range up to `]`, so this class stays open: it holds
+    // `]` to `a` and `x`, and the pattern is one token long.
+    assert!(glob_match(b"[a-]x", b"]"));
+    assert!(glob_match(b"[a-]x", b"x"));
+    assert!(!glob_match(b"[a-]x", b"]x"));
+    // `]` right after `[` closes an empty class.
+    assert!(!glob_match(b"[]a]", b"]a]"));
+    assert!(glob_match(b"[^]a", b"xa"));
+    // A class left open runs to the end of the pattern.
+    assert!(glob_match(b"x[ab", b"xb"));
+    assert!(!glob_match(b"x[ab", b"x["));
+    assert!(glob_match(b"[^", b"z"));
+    assert!(!glob_match(b"[", b"["));
+}
+
+#[test]
+fn escapes() {
+    assert!(glob_match(b"a\\*b", b"a*b"));
+    assert!(!glob_match(b"a\\*b", b"axb"));
+    assert!(glob_match(b"\\?", b"?"));
+    assert!(!glob_match(b"\\?", b"x"));
+    assert!(glob_match(b"\\[x]", b"[x]"));
+    assert!(glob_match(b"a\\", b"a\\"));
+}
+
+#[test]
+fn binary_subjects() {
+    assert!(glob_match(b"\x00*\xff", b"\x00\r\n\xff"));
+    assert!(glob_match(b"[\x80-\xff]", b"\x90"));
+    assert!(!glob_match(b"[\x80-\xff]", b"\x7f"));
+}
+
+#[test]
+fn many_stars_do_not_explode() {
+    let pattern = b"a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b";
+    let mut subject = vec![b'a'; 20_000];
+    assert!(!glob_match(pattern, &subject));
+    subject.push(b'b');
+    assert!(glob_match(pattern, &subject));
+
+    let stars = b"*a".repeat(500);
+    assert!(glob_match(&stars, &vec![b'a'; 1000]));
+    assert!(!glob_match(
+        &[&stars[..], b"c"].concat(),
+        &vec![b'a'; 10_000]
+    ));
+    assert!(!glob_match(
+        b"*?*?*?*?*?*?*?*?*?*?*?*?*?*?*?*?*?*?*?*?c",
+        &vec![b'a'; 10_000]
+    ));
+}
+
+#[test]
+fn agrees_with_reference() {
+    let mut dice = Dice(0x9e37_79b9_7f4a_7c15);
+    let pattern_alphabet = b"ab*?[]^-\\";
+    let subject_alphabet = b"ab-]^\\*";
+    let mut matches = 0;
+    for _ in 0..200_000 {
+        let pattern = dice.word(pattern_alphabet, 8);
+        let subject = dice.word(subject_alphabet, 8);
+        let expected = reference(&pattern, &subject);
+        assert_eq!(
+            glob_match(&pattern, &subject),
+            expected,
+            "pattern {:?} subject {:?}",
+            pattern.escape_ascii().to_string(),
+            subject.escape_ascii().to_string(),
+        );
+        matches += usize::from(expected);
+    }
+    // The generator must exercise both outcomes, not just mismatches.
+    assert!(matches > 5_000, "{matches} matches");
+}
+
+#[test]
+fn runs_of_stars_count_once() {
+    let glob = Glob::new(b"**a***b*");
+    assert_eq!(&glob.tokens[..], &[Token::Byte(b'a'), Token::Byte(b'b')]);
+    assert_eq!(&glob.stars[..], &[0, 1, 2]);
+    // Escaped and bracketed stars are tokens, not stars.
+    let glob = Glob::new(b"\\*[*]");
+    assert_eq!(glob.tokens.len(), 2);
+    assert!(glob.stars.is_empty());
+    assert!(glob.matches(b"**"));
+    assert!(!glob.matches(b"*"));
+}
+
+#[test]
+fn byte_set_ranges_cover_exactly_their_bytes() {
+    for low in 0..=255u8 {
+        for high in low..=255u8 {
+            let mut set = ByteSet::default();
+            set.insert_range(low, high);
+            for byte in 0..=255u8 {
+                assert_eq!(
+                    set.contains(byte),
+                    (low..=high).contains(&byte),
+                    "{low}..={high} and {byte}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn byte_set_lists_its_members_in_order() {
+    let mut set = ByteSet::default();
+    set.insert_range(60, 70);
+    set.insert(0);
+    set.insert(255);
+    let mut members = Vec::new();
+    set.for_each(|byte| members.push(byte));
+    let expected: Vec<u8> = [0].into_iter().chain(60..=70).chain([255]).collect();
+    assert_eq!(members, expected);
+}
+
+/// A pattern that `subject` matches or nearly does: each byte becomes a
+/// literal, a `?` or a class, and stars swallow runs; with `slips` a few
+/// tokens are made to miss. One star in `star_odds` places keeps some
+/// segments long, past one word of search state.
+fn pattern_for(dice: &mut Dice, subject: &[u8], star_odds: usize, slips: bool) -> Vec<u8> {
+    let mut pattern = Vec::new();
+    let mut at = 0;
+    while at <= subject.len() {
+        if dice.roll(star_odds) == 0 {
+            pattern.push(b'*');
+            at += dice.roll(12);
+            continue;
+        }
+        let Some(&byte) = subject.get(at) else {
+            break;
+        };
+        let shown = if slips && dice.roll(60) == 0 {
+            byte ^ 1
+        } else {
+            byte
+        };
+        match dice.roll(10) {
+            0 => pattern.push(b'?'),
+            // A negated class leaving out a byte subjects do hold.
+            1 => {
+                let left_out = if shown == b'a' { b'b' } else { b'a' };
+                pattern.extend_from_slice(&[b'[', b'^', left_out, b']']);
+            }
+            2 => pattern.extend_from_slice(&[b'[', shown.saturating_sub(1), b'-', shown, b']']),
+            _ if b"*?[\\".contains(&shown) => pattern.extend_from_slice(&[b'\\', shown]),
+            _ => pattern.push(shown),
+        }
+        at += 1;
+    }
+    pattern
+}
+
+#[test]
+fn agrees_with_reference_on_long_segments() {
+    let mut dice = Dice(0x2545_f491_4f6c_dd1d);
+    let (mut matches, mut wide, mut wide_matches) = (0, 0, 0);
+    for round in 0..3_000 {
+        let alphabet: &[u8] = if round % 3 == 0 {
+            b"ab*?\\[]\xff"
+        } else {
+            b"aab"
+        };
+        let subject = dice.word(alphabet, 400);
+        let star_odds = [3, 15, 60, 200][round % 4];
+        let pattern = pattern_for(&mut dice, &subject, star_odds, round % 2 == 1);
+        // Against an unrelated subject too, where most patterns miss.
+        let other = dice.word(alphabet, 400);
+        for subject in [&subject, &other] {
+            let expected = reference(&pattern, subject);
+            assert_eq!(
+                glob_match(&pattern, subject),
+                expected,
+                "pattern {:?} subject {:?}",
+                pattern.escape_ascii().to_string(),
+                subject.escape_ascii().to_string(),
+            );
+            matches += usize::from(expected);
+
+            // A middle segment over one word long makes a multi-word search.
+            let glob = Glob::new(&pattern);
+            if glob
+                .stars
+                .windows(2)
+                .any(|pair| pair[1] - pair[0] > WORD_BITS)
+            {
+                wide += 1;
+                wide_matches += usize::from(expected);
+            }
+        }
+    }
+    // Both outcomes, and enough multi-word searches of each.
+    assert!(matches > 1_000 && matches < 5_000, "{matches} matches");
+    assert!(
+        wide > 300 && wide_matches > 100,
+        "{wide} wide, {wide_matches} matched"
+    );
+}
+
+#[test]
+fn middle_segments_take_their_leftmost_place() {
+    // The segment "ab" occurs at 1 and 4; only the leftmost leaves room.
+    assert!(glob_match(b"*ab*ba", b"xabbaba"));
+    assert!(glob_match(b"*a?a*b", b"aaaab"));
+    // A 100-token segment found by the multi-word search, and missed by
+    // one byte.
+    let segment = [&b"a".repeat(70)[..], b"b", &b"a".repeat(29)].concat();
+    let subject = [&b"a".repeat(300)[..], &segment, &b"a".repeat(300)].concat();
+    let pattern = [&b"*"[..], &segment, b"*"].concat();
+    assert!(glob_match(&pattern, &subject));
+    assert!(!glob_match(&pattern, &subject[..370]));
+    let glob = Glob::new(&pattern);
+    assert_eq!(glob.find(&glob.tokens, &subject), Some(300));
+
+    // Wide classes in a two-word segment: 70 bytes other than `b` in a
+    // row, found only after the runs of 69.
+    let pattern = [&b"*"[..], &b"[^b]".repeat(70), b"*"].concat();
+    let runs = [&b"a".repeat(69)[..], b"b"].concat().repeat(5);
+    assert!(!glob_match(&pattern, &runs));
+    assert!(glob_match(
+        &pattern,
+        &[&runs[..], &b"a".repeat(70)].concat()
+    ));
+}
+
+#[test]
+fn segments_past_the_stack_table_still_match() {
+    // 1,100 tokens: more words of state than the stack table holds.
+    let segment = [&b"a".repeat(1099)[..], b"?"].concat();
+    let pattern = [&b"b*"[..], &segment, b"*b"].concat();
+    assert!(Glob::new(&pattern).tokens.len() > STACK_WORDS * WORD_BITS);
+    let subject = |run: usize| [&b"b"[..], &b"a".repeat(run), b"cb"].concat();
+    assert!(glob_match(&pattern, &subject(1099)));
+    assert!(glob_match(&pattern, &subject(3000)));
+    assert!(!glob_match(&pattern, &subject(1098)));
+    let split = [
+        &b"b"[..],
+        &b"a".repeat(1000),
+        b"c",
+        &b"a".repeat(1000),
+        b"cb",
+    ]
+    .concat();
+    assert!(!glob_match(&pattern, &split));
+}
+
+/// Matches the pattern made of `parts` against `subject`, and checks the
+/// outcome and that it took at most `most` steps.
+fn assert_cheap(parts: &[&[u8]], subject: &[u8], expected: bool, most: usize) {
+    let pattern = parts.concat();
+    let glob = Glob::new(&pattern);
+    let before = STEPS.with(|steps| steps.get());
+    let matched = glob.matches(subject);
+    let steps = STEPS.with(|steps| steps.get()) - before;
+
+    let shown = String::from_utf8_lossy(&pattern[..pattern.len().min(40)]);
+    assert_eq!(matched, expected, "{shown}");
+    assert!(steps <= most, "{shown}: {steps} steps, at most {most}");
+}
+
+#[test]
+fn hostile_patterns_cost_linear_steps() {
+    // The old matcher took about pattern × subject steps on these: a
+    // billion for the first ones.
+    let mb = &vec![b'a'; 1 << 20][..];
+    let mb_b = &[mb, b"b"].concat()[..];
+    let abab = &b"ab".repeat(1 << 19)[..];
+    let a1000 = &b"a".repeat(1000)[..];
+
+    // The breaker's pattern: its last segment is pinned to the end.
+    assert_cheap(&[b"*", a1000, b"b"], mb, false, 2_000);
+    // The same as a middle segment: 16 words of state a byte.
+    assert_cheap(&[b"*", a1000, b"b*"], mb, false, 17 << 20);
+    assert_cheap(&[b"*", a1000, b"b*"], mb_b, true, 17 << 20);
+    // Many one-token segments, the last never found.
+    assert_cheap(&[&b"*a".repeat(500), b"*b*"], mb, false, 2 << 20);
+    // Many two-token segments, each found at once: a table each.
+    assert_cheap(&[&b"*ab".repeat(300), b"*c*"], abab, false, 2 << 20);
+    // `?`-heavy and class-heavy segments.
+    assert_cheap(&[b"*?", &b"?".repeat(60), b"b*"], mb, false, 2 << 20);
+    assert_cheap(&[b"*?", &b"?".repeat(60), b"b*"], mb_b, true, 2 << 20);
+    assert_cheap(&[b"*", &b"[a-c]".repeat(200), b"x*"], mb, false, 5 << 20);
+    assert_cheap(&[b"*", &b"[^b]".repeat(250), b"*"], mb, true, 5_000);
+    assert_cheap(&[&b"*?".repeat(300), b"*c"], mb, false, 2_000);
+    assert_cheap(&[&b"*?".repeat(300), b"*a"], mb, true, 5_000);
+    assert_cheap(&[&b"?*".repeat(300), b"c*"], mb, false, 2 << 20);
+}
