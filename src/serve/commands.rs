@@ -301,13 +301,7 @@ impl ServeCore {
             return;
         }
         for name in names {
-            let conn = &mut self.conns[key];
-            let removed = if pattern {
-                conn.patterns.remove(&name)
-            } else {
-                conn.channels.remove(&name)
-            };
-            if removed {
+            if self.conns[key].forget(&name, pattern) {
                 if pattern {
                     self.subs.punsubscribe(&name, key);
                 } else {
@@ -328,8 +322,7 @@ impl ServeCore {
 
     fn reset(&mut self, cx: &mut Context<'_, ServerMsg>, key: usize) {
         let conn = &mut self.conns[key];
-        let channels: Vec<_> = conn.channels.drain().collect();
-        let patterns: Vec<_> = conn.patterns.drain().collect();
+        let (channels, patterns) = conn.take_subscriptions();
         conn.name = None;
         reply::simple(&mut conn.out, "RESET");
         // Held as for UNSUBSCRIBE: the reply means every core has forgotten.
