@@ -126,6 +126,8 @@ pub(crate) struct Connection {
     /// Patterns subscribed to, kept as `channels` is.
     pub(crate) patterns: Names,
     pub(crate) name: Option<Vec<u8>>,
+    /// When the connection was adopted, for CLIENT LIST's `age`.
+    pub(crate) since: std::time::Instant,
     /// Close once the output is written (QUIT, protocol error).
     pub(crate) closing: bool,
     /// Acknowledgements of subscriptions still awaited from other cores;
@@ -158,6 +160,7 @@ impl Connection {
             channels: HashSet::new(),
             patterns: HashSet::new(),
             name: None,
+            since: std::time::Instant::now(),
             closing: false,
             held: 0,
             dirty: false,
