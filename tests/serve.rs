@@ -520,6 +520,83 @@ fn connect_time_commands_get_well_formed_replies() {
     stop(server);
 }
 
+/// CLIENT answers as Redis 7 does: HELP as an array of status lines,
+/// LIST and INFO as `field=value` lines, and Redis's own words for an
+/// unknown subcommand or a wrong number of arguments.
+#[test]
+fn client_help_list_and_errors_read_as_redis_7s() {
+    let _serial = serial();
+    let server = start(config(1));
+    let mut con = client(&server);
+    let ok: String = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg("lister")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(ok, "OK");
+    let mut subscriber = Raw::connect(&server);
+    subscriber.send(b"SUBSCRIBE news\r\n");
+    subscriber.expect(&confirmation("subscribe", "news", 1));
+
+    let help: Vec<String> = redis::cmd("CLIENT").arg("HELP").query(&mut con).unwrap();
+    assert_eq!(
+        help[0],
+        "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
+    );
+    for sub in ["GETNAME", "ID", "INFO", "LIST", "SETNAME <name>", "HELP"] {
+        assert!(help.iter().any(|line| line == sub), "{sub} in {help:?}");
+    }
+    assert_eq!(
+        help.last().map(String::as_str),
+        Some("    Print this help.")
+    );
+
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut con).unwrap();
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    assert!(list.ends_with('\n'), "{list:?}");
+    let id: i64 = redis::cmd("CLIENT").arg("ID").query(&mut con).unwrap();
+    let mine = lines
+        .iter()
+        .find(|line| line.starts_with(&format!("id={id} ")))
+        .unwrap_or_else(|| panic!("no line for id {id}: {list}"));
+    for field in [
+        " name=lister ",
+        " flags=N ",
+        " db=0 ",
+        " sub=0 ",
+        " psub=0 ",
+    ] {
+        assert!(mine.contains(field), "{field} in {mine}");
+    }
+    assert!(
+        mine.contains(&format!(" laddr={} ", server.local_addr())),
+        "{mine}"
+    );
+    let other = lines
+        .iter()
+        .find(|line| !line.starts_with(&format!("id={id} ")));
+    assert!(
+        other.is_some_and(|line| line.contains(" flags=P ") && line.contains(" sub=1 ")),
+        "{list}"
+    );
+    let info: String = redis::cmd("CLIENT").arg("INFO").query(&mut con).unwrap();
+    assert_eq!(info.trim_end(), mine.trim_end());
+
+    let mut raw = Raw::connect(&server);
+    raw.send(b"CLIENT NOSUCH\r\nCLIENT LIST extra\r\nCLIENT SETNAME two words\r\n");
+    raw.expect(b"-ERR unknown subcommand 'NOSUCH'. Try CLIENT HELP.\r\n");
+    raw.expect(b"-ERR wrong number of arguments for 'client|list' command\r\n");
+    raw.expect(b"-ERR wrong number of arguments for 'client|setname' command\r\n");
+    raw.send(b"CLIENT SETNAME a\x01b\r\nCLIENT GETNAME\r\n");
+    raw.expect(
+        b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n$-1\r\n",
+    );
+
+    drop((con, subscriber, raw));
+    stop(server);
+}
+
 /// Subscribers on three cores each receive all of 10,000 messages from a
 /// publisher on a fourth, in publish order, and every PUBLISH counts all
 /// three.

@@ -4,7 +4,8 @@
 //! that says what to do instead. A `--metrics` port or `--latency-log`
 //! path that fails stops the server before it says it is listening, and a
 //! `--journal` directory that is not there is named as it is created, and a
-//! damaged one is named with how to inspect it and start again.
+//! damaged one is named with how to inspect it and start again. More
+//! cores than CPUs is warned about.
 //! Everything listens on loopback only.
 
 use std::net::TcpListener;
@@ -81,6 +82,36 @@ fn a_busy_metrics_port_fails_before_the_server_says_it_is_listening() {
         "{error}"
     );
     assert!(!error.contains("listening on"), "{error}");
+}
+
+/// More cores than CPUs starts, with a warning that says how the loops
+/// share the CPUs and that the extra cores add no parallelism.
+#[test]
+fn more_cores_than_cpus_warns_how_they_share_the_cpus() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = (cpus + 1).to_string();
+    // A busy metrics port makes the server stop right after starting.
+    let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+    let metrics = holder.local_addr().unwrap().to_string();
+    let output = corelane(&[
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--cores",
+        &cores,
+        "--lane-capacity",
+        "4096",
+        "--metrics",
+        &metrics,
+    ]);
+    assert!(!output.status.success());
+    let error = stderr(&output);
+    assert!(error.contains(&format!("{cores} cores on ")), "{error}");
+    assert!(error.contains("add no parallelism"), "{error}");
+    assert!(
+        error.contains("loops are pinned to each CPU") || error.contains("are not pinned"),
+        "{error}"
+    );
 }
 
 #[test]

@@ -118,7 +118,10 @@ struct ServeArgs {
     /// resolved; the first address is used).
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:6380", value_parser = bind_addr)]
     bind: SocketAddr,
-    /// Number of cores (event loops); default one per CPU.
+    /// Number of cores (event loops); default one per CPU. More cores than
+    /// CPUs is allowed, with a warning: their loops are pinned to the CPUs
+    /// in turn, several to a CPU, and yield instead of spinning, so the
+    /// extra cores add no parallelism.
     #[arg(long, value_name = "N")]
     cores: Option<usize>,
     /// Bytes of frames per lane between two cores: a power of two from

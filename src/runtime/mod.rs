@@ -223,7 +223,9 @@ impl Default for Builder {
 
 impl Builder {
     /// Number of cores (event loops). Default: one per CPU the process may
-    /// use. More cores than CPUs is allowed; they share CPUs and yield.
+    /// use. More cores than CPUs is allowed, with a warning: their loops
+    /// are pinned to the CPUs in turn (see [`Placement`]), several to a
+    /// CPU, and yield instead of spinning.
     pub fn cores(mut self, cores: usize) -> Self {
         self.cores = Some(cores);
         self
@@ -375,10 +377,24 @@ impl Builder {
                 self.lane_capacity, self.high_lane_capacity, self.max_lane_memory
             )));
         }
-        if cores > placement.cpu_count() {
+        let cpus = placement.cpu_count();
+        if cores > cpus {
+            // Said once, at start-up: more loops than CPUs only adds
+            // switching between them, and a user who asked for 32 cores on
+            // a 2-CPU machine may think each gets a CPU of its own.
+            let sharing = if placement.cpu_of(0).is_some() {
+                format!(
+                    "up to {} loops are pinned to each CPU (core N to the CPU at N mod {cpus} \
+                     in the process's CPU list)",
+                    cores.div_ceil(cpus)
+                )
+            } else {
+                "the loops are not pinned and share the CPUs as the scheduler places them"
+                    .to_string()
+            };
             log::warn!(
-                "{cores} cores on {} CPUs: loops will share CPUs and yield instead of spinning",
-                placement.cpu_count()
+                "{cores} cores on {cpus} CPUs: {sharing}; they yield instead of spinning, and \
+                 cores beyond {cpus} add no parallelism"
             );
         }
         let (min, max) = self.drain_batch;

@@ -6,8 +6,10 @@
 //! GET, INFO. Anything else gets `-ERR unknown command`, never a dropped
 //! connection.
 
+use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
+use super::connection::Connection;
 use super::glob::Glob;
 use super::info;
 use super::message::ServerMsg;
@@ -46,6 +48,28 @@ const SUBSCRIBED_ALLOWED: &[&[u8]] = &[
     b"PING",
     b"QUIT",
     b"RESET",
+];
+
+/// `CLIENT HELP`, laid out as Redis lays out its help replies: a header
+/// line, then each subcommand with its description indented below it,
+/// sent as an array of status lines.
+const CLIENT_HELP: &[&str] = &[
+    "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GETNAME",
+    "    Return the name of this connection, or nil if it has none.",
+    "ID",
+    "    Return the ID of this connection.",
+    "INFO",
+    "    Return this connection's line of CLIENT LIST.",
+    "LIST",
+    "    Return one line per connection served by this connection's core.",
+    "    Other cores' connections are not listed (see INFO clients).",
+    "SETINFO <LIB-NAME|LIB-VER> <value>",
+    "    Accepted for client libraries; the value is not kept.",
+    "SETNAME <name>",
+    "    Name this connection.",
+    "HELP",
+    "    Print this help.",
 ];
 
 /// Longest name or argument an error message repeats; the rest is cut, as
@@ -304,13 +328,7 @@ impl ServeCore {
             return;
         }
         for name in names {
-            let conn = &mut self.conns[key];
-            let removed = if pattern {
-                conn.patterns.remove(&name)
-            } else {
-                conn.channels.remove(&name)
-            };
-            if removed {
+            if self.conns[key].forget(&name, pattern) {
                 if pattern {
                     self.subs.punsubscribe(&name, key);
                 } else {
@@ -331,8 +349,7 @@ impl ServeCore {
 
     fn reset(&mut self, cx: &mut Context<'_, ServerMsg>, key: usize) {
         let conn = &mut self.conns[key];
-        let channels: Vec<_> = conn.channels.drain().collect();
-        let patterns: Vec<_> = conn.patterns.drain().collect();
+        let (channels, patterns) = conn.take_subscriptions();
         conn.name = None;
         reply::simple(&mut conn.out, "RESET");
         // Held as for UNSUBSCRIBE: the reply means every core has forgotten.
@@ -373,7 +390,13 @@ impl ServeCore {
         let mut args = request.args().skip(2);
         while let Some(option) = args.next() {
             if option.eq_ignore_ascii_case(b"SETNAME") {
-                conn.name = args.next().map(<[u8]>::to_vec);
+                match client_name(args.next().unwrap_or_default()) {
+                    Ok(name) => conn.name = name,
+                    Err(text) => {
+                        reply::error(&mut conn.out, text);
+                        return;
+                    }
+                }
             } else if option.eq_ignore_ascii_case(b"AUTH") {
                 args.next();
                 args.next();
@@ -401,26 +424,67 @@ impl ServeCore {
 
     fn client(&mut self, key: usize, request: &Request<'_>) {
         let sub = request.arg(1).to_ascii_uppercase();
-        let conn = &mut self.conns[key];
-        match (sub.as_slice(), request.len()) {
-            (b"SETNAME", 3) => {
-                conn.name = Some(request.arg(2).to_vec());
-                reply::simple(&mut conn.out, "OK");
+        let arity_ok = match sub.as_slice() {
+            b"SETNAME" => request.len() == 3,
+            b"GETNAME" | b"ID" | b"INFO" | b"LIST" | b"HELP" => request.len() == 2,
+            b"SETINFO" => request.len() == 4,
+            _ => {
+                // Redis 7's words for a subcommand it does not have.
+                let text = format!(
+                    "ERR unknown subcommand '{}'. Try CLIENT HELP.",
+                    shown(request.arg(1))
+                );
+                reply::error(&mut self.conns[key].out, &text);
+                return;
             }
-            (b"GETNAME", 2) => match &conn.name {
+        };
+        if !arity_ok {
+            let text = format!(
+                "ERR wrong number of arguments for 'client|{}' command",
+                shown(request.arg(1)).to_lowercase()
+            );
+            reply::error(&mut self.conns[key].out, &text);
+            return;
+        }
+        match sub.as_slice() {
+            b"LIST" => {
+                let mut text = String::new();
+                for (_, conn) in &self.conns {
+                    client_line(&mut text, conn, self.core);
+                }
+                reply::bulk(&mut self.conns[key].out, text.as_bytes());
+                return;
+            }
+            b"INFO" => {
+                let mut text = String::new();
+                client_line(&mut text, &self.conns[key], self.core);
+                reply::bulk(&mut self.conns[key].out, text.as_bytes());
+                return;
+            }
+            _ => {}
+        }
+        let conn = &mut self.conns[key];
+        match sub.as_slice() {
+            b"SETNAME" => match client_name(request.arg(2)) {
+                Ok(name) => {
+                    conn.name = name;
+                    reply::simple(&mut conn.out, "OK");
+                }
+                Err(text) => reply::error(&mut conn.out, text),
+            },
+            b"GETNAME" => match &conn.name {
                 Some(name) => reply::bulk(&mut conn.out, name),
                 None => reply::null_bulk(&mut conn.out),
             },
-            (b"ID", 2) => reply::integer(&mut conn.out, conn.id as i64),
+            b"ID" => reply::integer(&mut conn.out, conn.id as i64),
             // Library name and version that clients announce; nothing to keep.
-            (b"SETINFO", 4) => reply::simple(&mut conn.out, "OK"),
-            _ => reply::error(
-                &mut conn.out,
-                &format!(
-                    "ERR unknown subcommand or wrong number of arguments for 'CLIENT|{}'",
-                    shown(request.arg(1)).to_lowercase()
-                ),
-            ),
+            b"SETINFO" => reply::simple(&mut conn.out, "OK"),
+            _ => {
+                reply::array_header(&mut conn.out, CLIENT_HELP.len());
+                for line in CLIENT_HELP {
+                    reply::simple(&mut conn.out, line);
+                }
+            }
         }
     }
 
@@ -473,4 +537,41 @@ impl ServeCore {
             reply::bulk(out, value.as_bytes());
         }
     }
+}
+
+/// A name as CLIENT SETNAME (or HELLO's SETNAME) takes it: none for the
+/// empty string; refused, as Redis refuses it, if it has a space or a
+/// byte outside printable ASCII, which would break CLIENT LIST's lines.
+fn client_name(name: &[u8]) -> Result<Option<Vec<u8>>, &'static str> {
+    if name.iter().any(|byte| !(b'!'..=b'~').contains(byte)) {
+        return Err("ERR Client names cannot contain spaces, newlines or special characters.");
+    }
+    Ok((!name.is_empty()).then(|| name.to_vec()))
+}
+
+/// Appends `conn`'s line of CLIENT LIST, in Redis's `field=value` form with
+/// the fields this server keeps: `flags` is `P` for a subscriber and `N`
+/// otherwise, `qbuf` the unparsed input and `omem` the unwritten output in
+/// bytes, and `core` (not in Redis) the core that serves it.
+fn client_line(text: &mut String, conn: &Connection, core: usize) {
+    let addr = |addr: std::io::Result<std::net::SocketAddr>| {
+        addr.map_or_else(|_| "?:0".to_string(), |addr| addr.to_string())
+    };
+    let name = conn.name.as_deref().map(String::from_utf8_lossy);
+    let _ = writeln!(
+        text,
+        "id={} addr={} laddr={} fd={} name={} age={} flags={} db=0 sub={} psub={} qbuf={} \
+         omem={} resp=2 core={core}",
+        conn.id,
+        addr(conn.stream.peer_addr()),
+        addr(conn.stream.local_addr()),
+        std::os::fd::AsRawFd::as_raw_fd(&conn.stream),
+        name.unwrap_or_default(),
+        conn.since.elapsed().as_secs(),
+        if conn.is_subscriber() { "P" } else { "N" },
+        conn.channels.len(),
+        conn.patterns.len(),
+        conn.input.len(),
+        conn.pending_out(),
+    );
 }

@@ -8,8 +8,12 @@ use std::io::{self, Read};
 use mio::net::TcpStream;
 
 use super::output::OutputBuffer;
+use super::pubsub::shrink_if_sparse;
 use super::resp::RequestParser;
 use crate::pool::{Pool, PoolBuf};
+
+/// Channel or pattern names a connection is subscribed to.
+pub(crate) type Names = HashSet<Box<[u8]>>;
 
 /// Bytes read from a socket in one call.
 const READ_CHUNK: usize = 16 * 1024;
@@ -116,9 +120,14 @@ pub(crate) struct Connection {
     /// Replies and messages not yet written, in buffers from the core's
     /// pool.
     pub(crate) out: OutputBuffer,
-    pub(crate) channels: HashSet<Box<[u8]>>,
-    pub(crate) patterns: HashSet<Box<[u8]>>,
+    /// Channels subscribed to; changed through [`Connection::forget`] or
+    /// taken whole, so that the set shrinks as it empties.
+    pub(crate) channels: Names,
+    /// Patterns subscribed to, kept as `channels` is.
+    pub(crate) patterns: Names,
     pub(crate) name: Option<Vec<u8>>,
+    /// When the connection was adopted, for CLIENT LIST's `age`.
+    pub(crate) since: std::time::Instant,
     /// Close once the output is written (QUIT, protocol error).
     pub(crate) closing: bool,
     /// Acknowledgements of subscriptions still awaited from other cores;
@@ -151,6 +160,7 @@ impl Connection {
             channels: HashSet::new(),
             patterns: HashSet::new(),
             name: None,
+            since: std::time::Instant::now(),
             closing: false,
             held: 0,
             dirty: false,
@@ -168,6 +178,30 @@ impl Connection {
     /// Subscriptions held, channels and patterns together.
     pub(crate) fn subscription_count(&self) -> usize {
         self.channels.len() + self.patterns.len()
+    }
+
+    /// Drops `name` from the channels (or, with `pattern`, the patterns)
+    /// held; returns whether it was held. A set left sparse is shrunk.
+    pub(crate) fn forget(&mut self, name: &[u8], pattern: bool) -> bool {
+        let set = if pattern {
+            &mut self.patterns
+        } else {
+            &mut self.channels
+        };
+        let held = set.remove(name);
+        if held {
+            shrink_if_sparse(set);
+        }
+        held
+    }
+
+    /// Takes every channel and pattern held, leaving two empty sets with
+    /// no capacity.
+    pub(crate) fn take_subscriptions(&mut self) -> (Names, Names) {
+        (
+            std::mem::take(&mut self.channels),
+            std::mem::take(&mut self.patterns),
+        )
     }
 
     /// Bytes waiting to be written.
@@ -199,5 +233,55 @@ impl Connection {
     /// written.
     pub(crate) fn write_out(&mut self) -> io::Result<bool> {
         self.out.write_to(&mut self.stream)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::PoolConfig;
+    use crate::serve::output::OutputPool;
+
+    /// A connection over a loopback socket of its own.
+    fn connection(pool: &Pool) -> (Connection, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        stream.set_nonblocking(true).unwrap();
+        let out = OutputBuffer::new(OutputPool::new(pool.lender()));
+        let conn = Connection::new(
+            TcpStream::from_std(stream),
+            1,
+            RequestParser::default(),
+            out,
+        );
+        (conn, peer)
+    }
+
+    #[test]
+    fn subscription_sets_shrink_as_they_empty() {
+        let pool = Pool::new(&PoolConfig::default());
+        let (mut conn, _peer) = connection(&pool);
+        let names: Vec<Vec<u8>> = (0..5000).map(|i| format!("ch{i}").into_bytes()).collect();
+        for name in &names {
+            conn.channels.insert(name.as_slice().into());
+            conn.patterns.insert(name.as_slice().into());
+        }
+        assert!(conn.channels.capacity() >= 5000);
+        for name in &names {
+            assert!(conn.forget(name, false));
+        }
+        assert!(!conn.forget(b"ch0", false), "forgotten already");
+        assert!(
+            conn.channels.capacity() <= 128,
+            "{}",
+            conn.channels.capacity()
+        );
+
+        // RESET takes both sets whole; what is left has no table at all.
+        let (_, patterns) = conn.take_subscriptions();
+        assert_eq!(patterns.len(), 5000);
+        assert_eq!((conn.channels.capacity(), conn.patterns.capacity()), (0, 0));
+        assert!(!conn.is_subscriber());
     }
 }

@@ -4,8 +4,13 @@
 //! Each core knows only its own subscribers. A PUBLISH is delivered to the
 //! publishing core's subscribers here and forwarded to every other core,
 //! which looks it up in its own registry.
+//!
+//! The maps give memory back: a map whose entries fall below a quarter of
+//! its capacity is shrunk (see [`shrink_if_sparse`]), so a million
+//! subscriptions, once dropped, do not keep their tables for good.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::Hash;
 
 use super::glob::Glob;
 
@@ -148,6 +153,7 @@ fn adjust<V>(
     let updated = current.saturating_add_signed(delta);
     if updated == 0 {
         map.remove(name);
+        shrink_if_sparse(map);
     } else if let Some(entry) = map.get_mut(name) {
         *count(entry) = updated;
     } else {
@@ -170,7 +176,105 @@ fn remove<V>(
         keys.retain(|&key| key != conn);
         if keys.is_empty() {
             map.remove(name);
+            shrink_if_sparse(map);
+        } else if keys.len() < keys.capacity() / SPARSE && keys.capacity() > MIN_KEPT {
+            // A channel many connections left keeps no list sized for them.
+            keys.shrink_to(keys.len() * 2);
         }
+    }
+}
+
+/// A table is sparse when it holds fewer than one entry in this many of
+/// its capacity.
+const SPARSE: usize = 4;
+
+/// Capacity a table keeps however empty it gets: below it, shrinking
+/// would only make the next few inserts reallocate.
+const MIN_KEPT: usize = 64;
+
+/// Something whose capacity can be shrunk: the maps and sets that hold
+/// subscriptions, and the queues of messages waiting for a full lane.
+pub(crate) trait Shrink {
+    fn len(&self) -> usize;
+    fn capacity(&self) -> usize;
+    fn shrink_to(&mut self, min_capacity: usize);
+}
+
+impl<K: Eq + Hash, V> Shrink for HashMap<K, V> {
+    fn len(&self) -> usize {
+        HashMap::len(self)
+    }
+    fn capacity(&self) -> usize {
+        HashMap::capacity(self)
+    }
+    fn shrink_to(&mut self, min_capacity: usize) {
+        HashMap::shrink_to(self, min_capacity);
+    }
+}
+
+impl<T> Shrink for VecDeque<T> {
+    fn len(&self) -> usize {
+        VecDeque::len(self)
+    }
+    fn capacity(&self) -> usize {
+        VecDeque::capacity(self)
+    }
+    fn shrink_to(&mut self, min_capacity: usize) {
+        VecDeque::shrink_to(self, min_capacity);
+    }
+}
+
+impl<K: Eq + Hash> Shrink for HashSet<K> {
+    fn len(&self) -> usize {
+        HashSet::len(self)
+    }
+    fn capacity(&self) -> usize {
+        HashSet::capacity(self)
+    }
+    fn shrink_to(&mut self, min_capacity: usize) {
+        HashSet::shrink_to(self, min_capacity);
+    }
+}
+
+/// Shrinks `table` to twice its entries once they fall below a quarter of
+/// its capacity (and it is larger than [`MIN_KEPT`]); returns whether it
+/// did.
+///
+/// The gap between the two is the hysteresis: after a shrink the table is
+/// half full, so it grows again only after its entries double and shrinks
+/// again only after they halve twice. Subscribing and unsubscribing
+/// around one size never reallocates on every call.
+pub(crate) fn shrink_if_sparse(table: &mut impl Shrink) -> bool {
+    let capacity = table.capacity();
+    let sparse = capacity > MIN_KEPT && table.len() < capacity / SPARSE;
+    if sparse {
+        table.shrink_to((table.len() * 2).max(MIN_KEPT));
+        if capacity >= TRIM_FROM {
+            release_free_memory();
+        }
+    }
+    sparse
+}
+
+/// Capacity from which shrinking a table also hands malloc's free pages
+/// back to the system: tens of thousands of names freed, megabytes.
+const TRIM_FROM: usize = 1 << 16;
+
+/// Asks malloc to return the free pages of its heaps to the system.
+///
+/// Freeing the names and lists of many subscriptions leaves their memory
+/// free inside malloc's heaps, scattered among live blocks, and glibc
+/// gives back only what lies at the top of a heap: without this, a
+/// million dropped subscriptions kept hundreds of megabytes resident.
+/// `malloc_trim` walks every heap (taking each one's lock in turn), so it
+/// is called only when a large table shrinks, which, shrinks being by
+/// halves at least, happens a few times per order of magnitude dropped.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers and may be called from any
+    // thread; it only releases pages malloc holds free.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -228,5 +332,88 @@ mod tests {
         assert_eq!((subs.channels().count(), subs.patterns().count()), (0, 0));
         assert!(subs.direct(b"a").is_empty());
         assert_eq!(subs.matching(b"a").count(), 0);
+    }
+
+    #[test]
+    fn tables_shrink_once_their_subscriptions_are_gone() {
+        let mut subs = Subscriptions::default();
+        let mut remote = RemoteInterest::default();
+        let names: Vec<Vec<u8>> = (0..10_000).map(|i| format!("ch{i}").into_bytes()).collect();
+        for name in &names {
+            subs.subscribe(name, 7);
+            remote.apply(name, false, 1);
+        }
+        let full = subs.channels.capacity();
+        assert!(full >= 10_000, "capacity {full} for 10000 channels");
+        for name in &names {
+            subs.unsubscribe(name, 7);
+            remote.apply(name, false, -1);
+        }
+        assert_eq!(subs.channels.len(), 0);
+        assert!(
+            subs.channels.capacity() <= 2 * MIN_KEPT,
+            "{}",
+            subs.channels.capacity()
+        );
+        assert!(
+            remote.channels.capacity() <= 2 * MIN_KEPT,
+            "{}",
+            remote.channels.capacity()
+        );
+    }
+
+    #[test]
+    fn churn_at_one_size_does_not_reallocate() {
+        let mut set: HashSet<Box<[u8]>> = HashSet::new();
+        for i in 0..1000u32 {
+            set.insert(i.to_be_bytes().into());
+        }
+        let mut shrinks = 0;
+        for i in 0..900u32 {
+            set.remove(&i.to_be_bytes()[..]);
+            shrinks += usize::from(shrink_if_sparse(&mut set));
+        }
+        assert!(shrinks >= 1);
+        let settled = set.capacity();
+        assert!(
+            settled < 1000 / 2,
+            "capacity {settled} after shrinking to 100"
+        );
+        // One in, one out, many times over, right where it shrank: never
+        // shrunk again, and never grown.
+        for i in 0..1000u32 {
+            set.insert((5000 + i).to_be_bytes().into());
+            set.remove(&(5000 + i).to_be_bytes()[..]);
+            assert!(!shrink_if_sparse(&mut set), "shrunk again in round {i}");
+            assert!(set.capacity() <= settled, "grew in round {i}");
+        }
+    }
+
+    #[test]
+    fn a_channel_many_connections_left_keeps_a_short_list() {
+        let mut subs = Subscriptions::default();
+        for conn in 0..1000 {
+            subs.subscribe(b"busy", conn);
+        }
+        for conn in 1..1000 {
+            subs.unsubscribe(b"busy", conn);
+        }
+        assert_eq!(subs.direct(b"busy"), &[0]);
+        let list = subs.channels.get(&b"busy"[..]).map(Vec::capacity);
+        assert!(list.is_some_and(|cap| cap <= MIN_KEPT), "{list:?}");
+    }
+
+    #[test]
+    fn a_drained_backlog_queue_gives_back_its_burst() {
+        let mut queue: VecDeque<u64> = (0..100_000).collect();
+        while queue.len() > 10 {
+            queue.pop_front();
+        }
+        assert!(shrink_if_sparse(&mut queue));
+        assert!(queue.capacity() <= 2 * MIN_KEPT, "{}", queue.capacity());
+        assert_eq!(
+            queue.iter().copied().collect::<Vec<_>>(),
+            (99_990..100_000).collect::<Vec<_>>()
+        );
     }
 }

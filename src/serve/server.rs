@@ -35,7 +35,7 @@ use super::connection::{Connection, ReadOutcome};
 use super::journal::CoreJournal;
 use super::message::{ArchivedServerMsg, ServerMsg, ServerMsgRef};
 use super::output::{OutputBuffer, OutputCounts, OutputPool};
-use super::pubsub::{RemoteInterest, Subscriptions};
+use super::pubsub::{shrink_if_sparse, RemoteInterest, Subscriptions};
 use super::reply;
 use super::resp::{Limits, RequestParser};
 use crate::pool::PoolConfig;
@@ -761,6 +761,9 @@ impl ServeCore {
                 self.backlog_bytes -= len;
                 moved = true;
             }
+            // A burst (a million SUBSCRIBEs announced) does not keep its
+            // queue's size once it has drained.
+            shrink_if_sparse(&mut self.backlog[target]);
         }
         moved
     }

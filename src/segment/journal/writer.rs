@@ -10,11 +10,17 @@
 //!
 //! The next segment is prepared ahead, on a thread of its own: created
 //! under a private name (`<name>.next`, which readers and recovery ignore),
-//! its pages faulted in for writing, and renamed into place at the roll.
-//! First writes to fresh pages of a fallocated file are expensive (a page
-//! fault, and the filesystem marking the space written); this keeps them
-//! off the appending thread. The current segment's remaining pages are
-//! faulted in when the writer opens.
+//! its first pages faulted in for writing, and renamed into place at the
+//! roll. First writes to fresh pages of a fallocated file are expensive (a
+//! page fault each, and the filesystem marking the space written), so the
+//! writer faults pages in ahead of its tail, [`POPULATE_AHEAD`] bytes at a
+//! time in one call, rather than one fault per page inside appends.
+//!
+//! Only that window is faulted in, never a whole segment: faulted-in pages
+//! of the mapping are resident, and a server with many cores opens one
+//! journal per core. Faulting in whole 64 MiB segments (current and next)
+//! made `serve --cores 32 --journal` take 4 GiB and many seconds before
+//! the first message.
 //!
 //! A segment file truncated under the writer (by another process: see
 //! `segment::sigbus`) has lost what it held past its new end, and the
@@ -53,6 +59,12 @@ use crate::segment::{sync_directory, Segment, SegmentError, SegmentKind, SEGMENT
 /// The largest segment a writer creates: a frame's length must fit the
 /// `i32` length word.
 pub const MAX_SEGMENT_SIZE: usize = 1 << 30;
+
+/// Bytes of a segment's frame area faulted in ahead of the tail at a time:
+/// when the tail comes within half of this of the end of what was faulted
+/// in, the next window is. Also how much of a prepared segment is faulted
+/// in before its roll.
+pub const POPULATE_AHEAD: usize = 1 << 20;
 
 /// A segment the writer stopped appending to because its file was
 /// truncated under it (see the module documentation).
@@ -100,6 +112,9 @@ pub struct JournalWriter {
     tail: usize,
     /// Offset up to which its frames have been synced.
     synced: usize,
+    /// Offset up to which its frame area's pages have been faulted in for
+    /// writing (see [`POPULATE_AHEAD`]).
+    populated: usize,
     /// Frames appended since the last sync.
     unsynced_frames: u64,
     /// When the last sync was made, on `clock`.
@@ -163,8 +178,6 @@ impl JournalWriter {
                 (segment, 0)
             }
         };
-        let frames_offset = segment.layout().frames_offset();
-        segment.populate(frames_offset + tail, segment.layout().capacity() - tail);
         let clock = SyncClock::default();
         let mut writer = JournalWriter {
             dir: dir.to_path_buf(),
@@ -172,6 +185,7 @@ impl JournalWriter {
             segment,
             tail,
             synced: tail,
+            populated: tail,
             unsynced_frames: 0,
             last_sync_ns: clock.now_ns(),
             syncs: 0,
@@ -186,6 +200,7 @@ impl JournalWriter {
             abandoned: Vec::new(),
             _lock: lock,
         };
+        writer.populate_ahead();
         writer.prepare_next();
         Ok(writer)
     }
@@ -424,6 +439,9 @@ impl JournalWriter {
         self.segment.check_truncated()?;
         self.tail += aligned_len(length);
         self.unsynced_frames += 1;
+        if self.tail + POPULATE_AHEAD / 2 > self.populated {
+            self.populate_ahead();
+        }
         let due = match self.config.durability {
             Durability::None => false,
             Durability::EachFrame => true,
@@ -552,22 +570,41 @@ impl JournalWriter {
             .and_then(|thread| thread.join().ok())
             .and_then(Result::ok)
             .filter(|segment| segment.header().base_position == next);
-        self.segment = match prepared {
+        // A prepared segment comes with its first window faulted in.
+        (self.segment, self.populated) = match prepared {
             Some(mut segment) => {
                 segment.rename_to(&segment_path(&self.dir, next))?;
-                segment
+                let populated = POPULATE_AHEAD.min(segment.layout().capacity());
+                (segment, populated)
             }
             // The preparation failed (a full disk, say): try again here,
             // to report the error.
-            None => create_segment(&self.dir, &self.config, next)?,
+            None => (create_segment(&self.dir, &self.config, next)?, 0),
         };
         self.tail = 0;
         self.synced = 0;
+        if self.populated == 0 {
+            self.populate_ahead();
+        }
         if durable {
             sync_directory(&self.dir)?;
         }
         self.prepare_next();
         Ok(())
+    }
+
+    /// Faults in the next [`POPULATE_AHEAD`] bytes of the frame area from
+    /// the tail (or from where the last window ended, if further on).
+    fn populate_ahead(&mut self) {
+        let capacity = self.segment.layout().capacity();
+        let from = self.populated.max(self.tail);
+        if from >= capacity {
+            return;
+        }
+        let len = POPULATE_AHEAD.min(capacity - from);
+        self.segment
+            .populate(self.segment.layout().frames_offset() + from, len);
+        self.populated = from + len;
     }
 
     /// Starts preparing the segment that follows the current one.
@@ -590,7 +627,7 @@ impl JournalWriter {
                 let path = prepared_path(&dir, base);
                 let segment = Segment::create(&path, SegmentKind::Journal, size, base)?;
                 let layout = segment.layout();
-                segment.populate(layout.frames_offset(), layout.capacity());
+                segment.populate(layout.frames_offset(), POPULATE_AHEAD);
                 Ok(segment)
             });
         match thread {
