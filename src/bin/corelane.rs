@@ -63,7 +63,7 @@ struct BenchEchoArgs {
 
 #[derive(clap::Args)]
 struct BenchArgs {
-    /// A smoke run of a few seconds (for CI), instead of a few minutes.
+    /// A smoke run of about 20 seconds (for CI), instead of a few minutes.
     #[arg(long)]
     quick: bool,
     /// Print the results as JSON instead of a table.
