@@ -21,6 +21,11 @@ pub mod serve;
 mod sync;
 pub mod timer;
 
+/// The mio corelane's cores poll with: [`runtime::Handler::on_io`] takes its
+/// `Event` and [`runtime::Context::registry`] lends its `Registry`, so an
+/// embedder registers sockets with these types without a mio of its own.
+pub use mio;
+
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

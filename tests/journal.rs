@@ -87,8 +87,17 @@ fn frames_round_trip_across_rolls_with_contiguous_positions() {
     // Not between frames.
     let error = JournalReader::open(&dir.0, Start::Position(positions[321] + 32)).unwrap_err();
     assert!(
-        matches!(error, JournalError::NotAFrameStart { .. }),
+        matches!(error, JournalError::NotAFrameStart { position, frame: Some(frame) }
+            if position == positions[321] + 32 && frame == positions[321]),
         "{error}"
+    );
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "no frame starts at position {}: it is inside the frame at {}",
+            positions[321] + 32,
+            positions[321]
+        )
     );
 }
 
@@ -640,6 +649,22 @@ fn journal_inspect_reports_a_first_segment_cut_short_as_damage() {
             "DAMAGE: {}: {HEADER_PAGE} bytes is too short for a segment",
             path.display()
         )),
+        "{text}"
+    );
+}
+
+/// `journal inspect` counts one segment and one frame in the singular.
+#[test]
+fn journal_inspect_counts_one_segment_and_one_frame_in_the_singular() {
+    let dir = Scratch::new("inspect-one");
+    let mut writer = JournalWriter::open(&dir.0, config(1 << 16)).unwrap();
+    append_frames(&mut writer, 0..1);
+    drop(writer);
+    let output = journal_command("inspect", &dir.0);
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains(": 1 segment, 1 frame, first position 0, last position 0,"),
         "{text}"
     );
 }

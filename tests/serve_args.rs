@@ -1,11 +1,11 @@
 //! `corelane serve` and `corelane stat` given the addresses users get
-//! wrong: a bare port for `--bind`, a port another server holds, and
-//! `stat` pointed at a port that answers no HTTP. Each fails with an error
-//! that says what to do instead. A `--metrics` port or `--latency-log`
-//! path that fails stops the server before it says it is listening, and a
-//! `--journal` directory that is not there is named as it is created, and a
-//! damaged one is named with how to inspect it and start again. More
-//! cores than CPUs is warned about.
+//! wrong: a bare port or a host alone for `--bind`, a port another server
+//! holds, and `stat` pointed at a port that answers no HTTP. Each fails
+//! with an error that says what to do instead. A `--metrics` port or
+//! `--latency-log` path that fails stops the server before it says it is
+//! listening, and a `--journal` directory that is not there is named as it
+//! is created, and a damaged one is named with how to inspect it and start
+//! again. More cores than CPUs is warned about.
 //! Everything listens on loopback only.
 
 use std::net::TcpListener;
@@ -29,6 +29,23 @@ fn a_bare_port_for_bind_is_refused_with_the_address_to_write() {
     let error = stderr(&output);
     assert!(error.contains("is a port alone"), "{error}");
     assert!(error.contains("--bind 127.0.0.1:6381"), "{error}");
+}
+
+#[test]
+fn a_host_without_a_port_is_refused_with_the_address_to_write() {
+    let output = corelane(&["serve", "--bind", "localhost"]);
+    assert!(!output.status.success());
+    let error = stderr(&output);
+    assert!(error.contains("\"localhost\" has no port"), "{error}");
+    assert!(error.contains("--bind localhost:6380"), "{error}");
+
+    let output = corelane(&["serve", "--bind", "127.0.0.1:0", "--metrics", "localhost"]);
+    assert!(!output.status.success());
+    let error = stderr(&output);
+    assert!(
+        error.contains("\"localhost\" has no port: give HOST:PORT"),
+        "{error}"
+    );
 }
 
 #[test]

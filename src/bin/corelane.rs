@@ -63,7 +63,7 @@ struct BenchEchoArgs {
 
 #[derive(clap::Args)]
 struct BenchArgs {
-    /// A smoke run of a few seconds (for CI), instead of a few minutes.
+    /// A smoke run of about 20 seconds (for CI), instead of a few minutes.
     #[arg(long)]
     quick: bool,
     /// Print the results as JSON instead of a table.
@@ -176,6 +176,12 @@ fn bind_addr(text: &str) -> Result<SocketAddr, String> {
              --bind 0.0.0.0:{port} for every interface)"
         ));
     }
+    if !text.contains(':') {
+        // A host alone, as redis-server's `bind` takes it.
+        return Err(format!(
+            "{text:?} has no port: give HOST:PORT (--bind {text}:6380, the default port)"
+        ));
+    }
     resolve(text)
 }
 
@@ -247,6 +253,9 @@ impl From<Idle> for IdleStrategy {
 
 fn resolve(text: &str) -> Result<SocketAddr, String> {
     use std::net::ToSocketAddrs;
+    if !text.contains(':') {
+        return Err(format!("{text:?} has no port: give HOST:PORT"));
+    }
     let mut addrs = text
         .to_socket_addrs()
         .map_err(|error| format!("cannot resolve {text:?} as HOST:PORT: {error}"))?;

@@ -91,8 +91,80 @@ impl<T> Encode for T where
 /// A mirror whose order differs still compiles, so keep a test that the
 /// two archive to the same bytes. (With rkyv 0.8's derive this works for
 /// enums; a struct mirror with a lifetime does not compile, as the derive's
-/// bounds hide its fields' archived types; implement `Archive` by hand or
-/// make the message an enum.)
+/// bounds hide its fields' archived types; implement `Archive` by hand, as
+/// below, or make the message an enum.)
+///
+/// # Examples
+///
+/// A view of a struct message, written by hand: it resolves into the
+/// message's archived fields with the message's own resolver, and a
+/// `&str` archives as the `String` it stands for.
+///
+/// ```
+/// use corelane::frame::{Encodes, Message};
+/// use rkyv::rancor::{Fallible, Source};
+/// use rkyv::ser::Writer;
+/// use rkyv::string::ArchivedString;
+/// use rkyv::{munge::munge, Archive, Place, Serialize};
+///
+/// #[derive(rkyv::Archive, rkyv::Serialize)]
+/// struct Quote {
+///     symbol: String,
+///     price: u64,
+/// }
+///
+/// impl Message for Quote {
+///     const TYPE_ID: u16 = 7;
+///     const VERSION: u8 = 1;
+///     const NAME: &'static str = "Quote";
+/// }
+///
+/// /// A `Quote` whose symbol is borrowed, say from a request being parsed.
+/// struct QuoteView<'a> {
+///     symbol: &'a str,
+///     price: u64,
+/// }
+///
+/// impl Archive for QuoteView<'_> {
+///     type Archived = ArchivedQuote;
+///     type Resolver = QuoteResolver;
+///
+///     fn resolve(&self, resolver: QuoteResolver, out: Place<ArchivedQuote>) {
+///         munge!(let ArchivedQuote { symbol, price } = out);
+///         ArchivedString::resolve_from_str(self.symbol, resolver.symbol, symbol);
+///         self.price.resolve(resolver.price, price);
+///     }
+/// }
+///
+/// impl<S: Fallible + Writer + ?Sized> Serialize<S> for QuoteView<'_>
+/// where
+///     S::Error: Source,
+/// {
+///     fn serialize(&self, serializer: &mut S) -> Result<QuoteResolver, S::Error> {
+///         Ok(QuoteResolver {
+///             symbol: ArchivedString::serialize_from_str(self.symbol, serializer)?,
+///             price: self.price.serialize(serializer)?,
+///         })
+///     }
+/// }
+///
+/// fn sendable<T: Encodes<Quote>>(_: &T) {} // what `Context::send` asks
+///
+/// let line = String::from("ACME 101");
+/// let view = QuoteView { symbol: &line[..4], price: 101 };
+/// sendable(&view);
+///
+/// // The test to keep: the view archives to the message's bytes.
+/// let owned = Quote { symbol: "ACME".into(), price: 101 };
+/// let from_view = rkyv::to_bytes::<rkyv::rancor::Error>(&view)?;
+/// let from_owned = rkyv::to_bytes::<rkyv::rancor::Error>(&owned)?;
+/// assert_eq!(from_view[..], from_owned[..]);
+/// # Ok::<(), rkyv::rancor::Error>(())
+/// ```
+///
+/// An enum message's mirror derives (`#[rkyv(as = ArchivedMsg)]` on an
+/// enum of borrowed fields); `corelane serve`'s `ServerMsgRef`, in
+/// `src/serve/message.rs`, is one.
 pub trait Encodes<M: Message>: Encode + Archive<Archived = Archived<M>> {}
 
 impl<M: Message, T> Encodes<M> for T where T: Encode + Archive<Archived = Archived<M>> {}

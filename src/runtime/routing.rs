@@ -16,7 +16,7 @@
 //! stable only for a given core count.
 
 use super::context::{Context, SendError};
-use crate::frame::Message;
+use crate::frame::{Encodes, Message};
 
 const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -78,12 +78,18 @@ impl<M: Message> Context<'_, M> {
     }
 
     /// Sends `msg` to the core that owns `key`, in the normal lane. All
-    /// messages this core sends for one key reach one core in order.
+    /// messages this core sends for one key reach one core in order. As
+    /// with [`send`](Context::send), `msg` is an `M` or a view that archives
+    /// as one ([`Encodes`]).
     ///
     /// # Errors
     ///
     /// As [`Context::send`].
-    pub fn send_by_key<'m>(&mut self, key: &[u8], msg: &'m M) -> Result<(), SendError<&'m M>> {
+    pub fn send_by_key<'m, T: Encodes<M>>(
+        &mut self,
+        key: &[u8],
+        msg: &'m T,
+    ) -> Result<(), SendError<&'m T>> {
         let to = self.core_for_key(key);
         self.send(to, msg)
     }

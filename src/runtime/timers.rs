@@ -21,7 +21,7 @@ use super::held::HeldFrame;
 use super::priority::Priority;
 use super::time::TimeSource;
 use crate::clock;
-use crate::frame::Message;
+use crate::frame::{Encodes, Message};
 use crate::timer::{TimerHandle, Wheel};
 
 /// What a timer on a core's wheel does when it fires.
@@ -175,8 +175,9 @@ impl<M: Message> Context<'_, M> {
         self.timers.wheel.cancel(handle).is_some()
     }
 
-    /// Sends `msg` to core `to` `after` from now, in the normal lane. The
-    /// message is serialized now and written into the lane when its timer
+    /// Sends `msg` to core `to` `after` from now, in the normal lane. As
+    /// with [`send`](Self::send), `msg` is an `M` or a view that archives as
+    /// one ([`Encodes`]). The message is serialized now and written into the lane when its timer
     /// fires; [`cancel_timer`](Self::cancel_timer) with the handle drops it
     /// unsent. Counted in `delayed` when scheduled and in `sent` when
     /// written; one still pending at shutdown is listed in the report's
@@ -187,12 +188,12 @@ impl<M: Message> Context<'_, M> {
     ///
     /// Hands `msg` back: [`SendError::NoSuchCore`], [`SendError::TooLarge`]
     /// (over [`max_message`](Self::max_message)), [`SendError::Encode`].
-    pub fn send_after<'m>(
+    pub fn send_after<'m, T: Encodes<M>>(
         &mut self,
         after: Duration,
         to: usize,
-        msg: &'m M,
-    ) -> Result<TimerHandle, SendError<&'m M>> {
+        msg: &'m T,
+    ) -> Result<TimerHandle, SendError<&'m T>> {
         self.send_after_with(after, to, msg, Priority::Normal)
     }
 
@@ -201,18 +202,18 @@ impl<M: Message> Context<'_, M> {
     /// # Errors
     ///
     /// As [`send_after`](Self::send_after).
-    pub fn send_after_with<'m>(
+    pub fn send_after_with<'m, T: Encodes<M>>(
         &mut self,
         after: Duration,
         to: usize,
-        msg: &'m M,
+        msg: &'m T,
         priority: Priority,
-    ) -> Result<TimerHandle, SendError<&'m M>> {
+    ) -> Result<TimerHandle, SendError<&'m T>> {
         if to >= self.cores() {
             return Err(SendError::NoSuchCore(msg, to));
         }
         let held =
-            HeldFrame::encode::<M, M>(msg, to, priority, clock::now_ns(), &mut self.outbox.arena)
+            HeldFrame::encode::<M, T>(msg, to, priority, clock::now_ns(), &mut self.outbox.arena)
                 .map_err(|reason| SendError::Encode(msg, reason))?;
         let max_payload = self.outbox.lanes_for(priority)[to].max_payload();
         // Too large for a frame: held in a pooled buffer, sent by handle.

@@ -84,10 +84,10 @@ fn inspect_command(dir: &Path) -> Result<ExitCode, TailError> {
         let last = segments.iter().rev().find_map(|s| s.last);
         let _ = writeln!(
             out,
-            "journal {}: {} segments, {} frames, first position {}, last position {}, ends at {}",
+            "journal {}: {}, {}, first position {}, last position {}, ends at {}",
             journal.display(),
-            segments.len(),
-            inspection.frames(),
+            counted(segments.len() as u64, "segment"),
+            counted(inspection.frames(), "frame"),
             shown(first),
             shown(last),
             segments.last().map_or(0, |s| s.end),
@@ -122,6 +122,15 @@ fn inspect_command(dir: &Path) -> Result<ExitCode, TailError> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `count` of `noun`, in the plural unless there is one.
+fn counted(count: u64, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
 }
 
 /// Says on stderr that `dir` holds no journal, and what one looks like.

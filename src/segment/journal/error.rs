@@ -114,6 +114,9 @@ pub enum JournalError {
     NotAFrameStart {
         /// The position asked for.
         position: u64,
+        /// Where the frame that holds `position` starts, if one does (not
+        /// in the unused end of a full segment).
+        frame: Option<u64>,
     },
     /// A read was asked to start past the last frame written.
     PastEnd {
@@ -188,9 +191,17 @@ impl fmt::Display for JournalError {
             JournalError::Locked { dir } => {
                 write!(f, "{}: another journal writer holds it", dir.display())
             }
-            JournalError::NotAFrameStart { position } => {
-                write!(f, "no frame starts at position {position}")
-            }
+            JournalError::NotAFrameStart {
+                position,
+                frame: Some(frame),
+            } => write!(
+                f,
+                "no frame starts at position {position}: it is inside the frame at {frame}"
+            ),
+            JournalError::NotAFrameStart {
+                position,
+                frame: None,
+            } => write!(f, "no frame starts at position {position}"),
             JournalError::PastEnd { position, end } => {
                 write!(f, "position {position} is past the journal's end ({end})")
             }

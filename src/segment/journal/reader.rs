@@ -443,9 +443,15 @@ impl JournalReader {
         }
         let capacity = self.segment.as_ref().map_or(0, |s| s.layout().capacity());
         let target = usize::try_from(position - self.base).unwrap_or(usize::MAX);
+        // The last frame passed: the one that holds `position` if it is no
+        // frame's start, which the error names as a place to start instead.
+        let mut frame = None;
         while self.offset < target {
             match self.step()? {
-                Step::Frame { length, .. } => self.offset += aligned_len(length),
+                Step::Frame { length, .. } => {
+                    frame = Some(self.position());
+                    self.offset += aligned_len(length);
+                }
                 Step::NextSegment if target >= capacity => {
                     return if target == capacity {
                         self.offset = capacity;
@@ -457,7 +463,12 @@ impl JournalReader {
                         })
                     };
                 }
-                Step::NextSegment => return Err(JournalError::NotAFrameStart { position }),
+                Step::NextSegment => {
+                    return Err(JournalError::NotAFrameStart {
+                        position,
+                        frame: None,
+                    })
+                }
                 Step::NoMoreYet => {
                     return Err(JournalError::PastEnd {
                         position,
@@ -467,7 +478,7 @@ impl JournalReader {
             }
         }
         if self.offset != target {
-            return Err(JournalError::NotAFrameStart { position });
+            return Err(JournalError::NotAFrameStart { position, frame });
         }
         Ok(())
     }
