@@ -56,6 +56,8 @@ impl Handler for Bouncer {
 
     fn on_message(&mut self, cx: &mut Context<'_, Ping>, from: usize, msg: &ArchivedPing) {
         if let ArchivedPing::Ball(hits) = msg {
+            // Each ball is a request served, as a server counts commands.
+            cx.count_requests(1);
             let hits = hits.to_native() + 1;
             if cx.core() == 1 {
                 cx.send(0, &Ping::Note).unwrap();
@@ -93,6 +95,8 @@ fn cores_record_latency_by_kind_and_run_time_by_handler() {
     assert_eq!(merged.delivery.count(), balls + notes);
     assert_eq!(merged.handler_time.get("Ball").unwrap().count(), 1_000);
     let counters = merged.counters;
+    assert_eq!(counters.requests, 1_000);
+    assert_eq!(snapshot.cores[0].counters.requests, 500);
     assert!(counters.turns > 0);
     assert!(counters.busy_ns > 0);
     assert!(merged.turn_lag.count() > 0);
@@ -125,6 +129,8 @@ fn prometheus_output_parses_back_with_names_labels_and_values() {
             c.delivered as f64
         );
         assert_eq!(value("corelane_messages_refused_total", &core), 0.0);
+        assert_eq!(value("corelane_requests_total", &core), c.requests as f64);
+        assert_eq!(c.requests, 100);
         assert_eq!(value("corelane_loop_turns_total", &core), c.turns as f64);
         let busy = [("core", core_label.as_str()), ("state", "busy")];
         assert_eq!(
@@ -622,7 +628,7 @@ fn stat_shows_every_core_from_a_live_endpoint() {
     // Two refreshes of two cores; nothing changed, so every rate is 0.
     assert_eq!(rows.len(), 4, "{text}");
     for row in &rows {
-        assert_eq!(row[1], "0", "{text}");
-        assert_eq!(row[6], "3", "{text}");
+        assert_eq!(row[1..5], ["0", "0", "0", "0"], "{text}");
+        assert_eq!(row[7], "3", "{text}");
     }
 }

@@ -1690,3 +1690,35 @@ fn subscriptions_too_large_to_announce_are_refused() {
     raw.expect(b"$10\r\nstill-here\r\n");
     stop(server);
 }
+
+/// Every command a client sends counts as a request served on its core,
+/// in the metrics `corelane stat` and the exports read.
+#[test]
+fn every_command_counts_as_a_request_on_its_core() {
+    let server = start(config(2));
+    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    // Five commands in one write, one of them unknown (still served, with
+    // an error reply).
+    stream
+        .write_all(b"PING\r\nECHO a\r\nPUBLISH c m\r\nNOSUCH\r\nPING\r\n")
+        .unwrap();
+    let expected = "+PONG\r\n$1\r\na\r\n:0\r\n";
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !got.ends_with(b"+PONG\r\n") || got.len() <= expected.len() {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(expected.as_bytes()), "{got:?}");
+    drop(stream);
+    let report = server.shutdown().expect("no core panicked");
+    let requests: Vec<u64> = report
+        .metrics
+        .cores
+        .iter()
+        .map(|core| core.counters.requests)
+        .collect();
+    assert_eq!(requests.iter().sum::<u64>(), 5, "{requests:?}");
+}

@@ -40,8 +40,9 @@ enum Command {
     Bench(BenchArgs),
     /// Show a running server's cores live, from its metrics endpoint.
     ///
-    /// Rates (deliver/s, send/s, refuse/s) and busy% are since the previous
-    /// refresh; backlog and connections are as of the refresh; p99_us is
+    /// Rates (request/s: commands served; deliver/s, send/s, refuse/s:
+    /// messages between cores) and busy% are since the previous refresh;
+    /// backlog and connections are as of the refresh; p99_us is
     /// the delivery p99 since the server started (the largest over message
     /// kinds), so a spike long past still shows there.
     Stat(StatArgs),

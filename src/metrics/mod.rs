@@ -59,6 +59,11 @@ pub struct Counters {
     pub overflowed: u64,
     /// Timers that fired (handler timers and delayed messages).
     pub timers_fired: u64,
+    /// Requests the core's handler reported serving
+    /// ([`Context::count_requests`](crate::runtime::Context::count_requests)):
+    /// for `corelane serve`, the commands its clients sent. The work a core
+    /// does for sockets shows here, where no lane message counts it.
+    pub requests: u64,
     /// Nanoseconds spent in turns that found work.
     pub busy_ns: u64,
     /// Nanoseconds spent in turns that found none, spinning or yielding.
@@ -77,6 +82,7 @@ impl Counters {
         self.delayed += other.delayed;
         self.overflowed += other.overflowed;
         self.timers_fired += other.timers_fired;
+        self.requests += other.requests;
         self.busy_ns += other.busy_ns;
         self.spinning_ns += other.spinning_ns;
         self.parked_ns += other.parked_ns;

@@ -75,7 +75,9 @@ pub fn response_body(response: &str) -> io::Result<&str> {
 /// One core's numbers from one scrape.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CoreSample {
-    /// Counter values, cumulative.
+    /// Counter values, cumulative: requests served (a server's commands).
+    pub requests: f64,
+    /// Messages delivered.
     pub delivered: f64,
     /// Messages sent.
     pub sent: f64,
@@ -110,6 +112,7 @@ pub fn by_core(samples: &[Sample]) -> Vec<CoreSample> {
         let entry = &mut cores[core];
         let v = sample.value;
         match sample.name.as_str() {
+            "corelane_requests_total" => entry.requests = v,
             "corelane_messages_delivered_total" => entry.delivered = v,
             "corelane_messages_sent_total" => entry.sent = v,
             "corelane_messages_refused_total" => entry.refused = v,
@@ -135,8 +138,16 @@ pub fn render(before: &[CoreSample], after: &[CoreSample], seconds: f64) -> Stri
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "{:<5} {:>12} {:>12} {:>10} {:>6} {:>12} {:>6} {:>12}",
-        "core", "deliver/s", "send/s", "refuse/s", "busy%", "backlog_B", "conns", "p99_us"
+        "{:<5} {:>12} {:>12} {:>12} {:>10} {:>6} {:>12} {:>6} {:>12}",
+        "core",
+        "request/s",
+        "deliver/s",
+        "send/s",
+        "refuse/s",
+        "busy%",
+        "backlog_B",
+        "conns",
+        "p99_us"
     );
     let seconds = seconds.max(1e-9);
     for (core, now) in after.iter().enumerate() {
@@ -149,8 +160,9 @@ pub fn render(before: &[CoreSample], after: &[CoreSample], seconds: f64) -> Stri
         };
         let _ = writeln!(
             text,
-            "{:<5} {:>12.0} {:>12.0} {:>10.0} {:>6.1} {:>12} {:>6} {:>12.1}",
+            "{:<5} {:>12.0} {:>12.0} {:>12.0} {:>10.0} {:>6.1} {:>12} {:>6} {:>12.1}",
             core,
+            (now.requests - then.requests) / seconds,
             (now.delivered - then.delivered) / seconds,
             (now.sent - then.sent) / seconds,
             (now.refused - then.refused) / seconds,
@@ -215,9 +227,10 @@ mod tests {
 
     #[test]
     fn rates_come_from_two_scrapes() {
-        let scrape = |delivered: f64, busy: f64| {
+        let scrape = |requests: f64, delivered: f64, busy: f64| {
             let text = format!(
-                "corelane_messages_delivered_total{{core=\"1\"}} {delivered}\n\
+                "corelane_requests_total{{core=\"1\"}} {requests}\n\
+                 corelane_messages_delivered_total{{core=\"1\"}} {delivered}\n\
                  corelane_core_seconds_total{{core=\"1\",state=\"busy\"}} {busy}\n\
                  corelane_core_seconds_total{{core=\"1\",state=\"parked\"}} 1\n\
                  corelane_connections{{core=\"1\"}} 3\n\
@@ -225,16 +238,19 @@ mod tests {
             );
             by_core(&scrape::parse(&text).unwrap())
         };
-        let before = scrape(100.0, 0.5);
-        let after = scrape(300.0, 1.0);
+        let before = scrape(1000.0, 100.0, 0.5);
+        let after = scrape(7000.0, 300.0, 1.0);
         assert_eq!(after.len(), 2);
         let view = render(&before, &after, 2.0);
+        let header: Vec<&str> = view.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(header[1..3], ["request/s", "deliver/s"]);
         let row = view.lines().nth(2).unwrap();
         let fields: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(fields[0], "1");
-        assert_eq!(fields[1], "100"); // (300 - 100) / 2 s
-        assert_eq!(fields[4], "100.0"); // all new time was busy
-        assert_eq!(fields[6], "3");
-        assert_eq!(fields[7], "20.0");
+        assert_eq!(fields[1], "3000"); // (7000 - 1000) / 2 s
+        assert_eq!(fields[2], "100"); // (300 - 100) / 2 s
+        assert_eq!(fields[5], "100.0"); // all new time was busy
+        assert_eq!(fields[7], "3");
+        assert_eq!(fields[8], "20.0");
     }
 }

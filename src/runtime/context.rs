@@ -380,6 +380,15 @@ impl<M: Message> Context<'_, M> {
         self.recorder.local.gauges.connections = connections;
     }
 
+    /// Counts `requests` more served by this core's handler (a server's
+    /// commands, say); published with the core's metrics as
+    /// [`Counters::requests`](crate::metrics::Counters::requests), so that
+    /// `corelane stat` and the exports show work that arrives on sockets
+    /// rather than lanes. One add to a core-local counter.
+    pub fn count_requests(&mut self, requests: u64) {
+        self.recorder.local.counters.requests += requests;
+    }
+
     /// Reports `count` messages of kind `name` that the handler holds and
     /// will never send (typically from [`Handler::on_exit`]); they appear
     /// in [`ShutdownReport::abandoned`](crate::runtime::ShutdownReport).

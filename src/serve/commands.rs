@@ -102,6 +102,7 @@ impl ServeCore {
         request: &Request<'_>,
     ) {
         self.commands += 1;
+        cx.count_requests(1);
         self.stats.commands[self.core].store(self.commands, Ordering::Relaxed);
         let mut upper = [0u8; 16];
         let name = upper_name(request.arg(0), &mut upper);

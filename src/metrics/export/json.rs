@@ -19,6 +19,7 @@ fn core(metrics: &CoreMetrics) -> Value {
         "sent": c.sent,
         "delivered": c.delivered,
         "refused": c.refused,
+        "requests": c.requests,
         "turns": c.turns,
         "parks": c.parks,
         "busy_ns": c.busy_ns,

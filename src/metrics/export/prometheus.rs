@@ -25,7 +25,7 @@ struct Scalar {
     read: fn(&Counters, &Gauges) -> u64,
 }
 
-const SCALARS: [Scalar; 8] = [
+const SCALARS: [Scalar; 9] = [
     Scalar {
         name: "corelane_messages_sent_total",
         kind: "counter",
@@ -43,6 +43,12 @@ const SCALARS: [Scalar; 8] = [
         kind: "counter",
         help: "Sends refused because a lane was full (handed back, not lost).",
         read: |c, _| c.refused,
+    },
+    Scalar {
+        name: "corelane_requests_total",
+        kind: "counter",
+        help: "Requests the core's handler served (corelane serve: client commands).",
+        read: |c, _| c.requests,
     },
     Scalar {
         name: "corelane_loop_turns_total",

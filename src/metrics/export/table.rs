@@ -11,8 +11,9 @@ pub fn to_table(snapshot: &Snapshot) -> String {
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "{:<6} {:>10} {:>10} {:>8} {:>6} {:>10} {:>6} {:>9} {:>9} {:>9} {:>9}",
+        "{:<6} {:>10} {:>10} {:>10} {:>8} {:>6} {:>10} {:>6} {:>9} {:>9} {:>9} {:>9}",
         "core",
+        "requests",
         "sent",
         "delivered",
         "refused",
@@ -46,8 +47,9 @@ fn core_row(text: &mut String, name: &str, metrics: &CoreMetrics) {
     let delivery = &metrics.delivery;
     let _ = writeln!(
         text,
-        "{:<6} {:>10} {:>10} {:>8} {:>6.1} {:>10} {:>6} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+        "{:<6} {:>10} {:>10} {:>10} {:>8} {:>6.1} {:>10} {:>6} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
         name,
+        counters.requests,
         counters.sent,
         counters.delivered,
         counters.refused,
