@@ -252,7 +252,10 @@ pub fn encode_owned<T: Encode>(
     arena: &mut Arena,
 ) -> Result<AlignedVec<16>, rancor::Error> {
     let len = encoded_len(msg, arena)?;
-    let mut bytes = AlignedVec::<16>::with_capacity(len);
+    // At least one byte of capacity: an empty `AlignedVec` has no
+    // allocation and its address is not aligned, yet the archive of a unit
+    // struct (no bytes) is still read in place from it.
+    let mut bytes = AlignedVec::<16>::with_capacity(len.max(1));
     bytes.resize(len, 0);
     match encode_into(msg, &mut bytes, arena) {
         Some(written) if written == len => Ok(bytes),
