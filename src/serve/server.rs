@@ -58,6 +58,17 @@ const ACCEPT_RETRY_AFTER: Duration = Duration::from_millis(50);
 /// to others (the rest is read on a later turn).
 const READS_PER_EVENT: usize = 16;
 
+/// Messages a destination's emptied backlog keeps room for; a burst's
+/// larger queue is given back once drained.
+const RETAINED_BACKLOG: usize = 1024;
+
+/// What a message waiting in a backlog takes: its own slot as well as the
+/// bytes it holds. Counting the bytes alone let a flood of empty PUBLISHes
+/// hold a hundred times `backlog_limit` before the core pushed back.
+fn backlog_cost(msg: &ServerMsg) -> usize {
+    std::mem::size_of::<ServerMsg>() + msg.heap_len()
+}
+
 /// Settings of a server.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -81,8 +92,9 @@ pub struct ServerConfig {
     /// Unwritten output at which the server stops reading a client's
     /// commands until it reads its replies. Default 1 MiB.
     pub read_pause: usize,
-    /// Bytes of forwards waiting for full lanes at which a core stops
-    /// reading from its clients. Default 16 MiB.
+    /// Bytes of forwards waiting for full lanes (each message's own size
+    /// and the bytes it holds) at which a core stops reading from its
+    /// clients. Default 16 MiB.
     pub backlog_limit: usize,
     /// Request size limits. Default: Redis's, with bulk strings capped at
     /// 8 MiB (no message larger than a lane frame can be published).
@@ -326,6 +338,7 @@ pub(crate) struct ServeCore {
     pub(crate) remote: Vec<RemoteInterest>,
     /// Messages waiting for room, per destination core, in order.
     backlog: Vec<VecDeque<ServerMsg>>,
+    /// What the backlog takes, by [`backlog_cost`].
     backlog_bytes: usize,
     /// Connections with output to write this turn.
     pub(crate) dirty: Vec<usize>,
@@ -677,7 +690,7 @@ impl ServeCore {
             }
         }
         let msg = msg.to_msg();
-        self.backlog_bytes += msg.heap_len();
+        self.backlog_bytes += backlog_cost(&msg);
         self.backlog[target].push_back(msg);
     }
 
@@ -756,10 +769,14 @@ impl ServeCore {
                     Err(SendError::Full(_)) => break,
                     Err(error) => log::error!("cannot forward to core {target}: {error}"),
                 }
-                let len = msg.heap_len();
+                let cost = backlog_cost(msg);
                 self.backlog[target].pop_front();
-                self.backlog_bytes -= len;
+                self.backlog_bytes -= cost;
                 moved = true;
+            }
+            let queue = &mut self.backlog[target];
+            if queue.is_empty() && queue.capacity() > RETAINED_BACKLOG {
+                queue.shrink_to(RETAINED_BACKLOG);
             }
         }
         moved
@@ -994,5 +1011,84 @@ impl Handler for ServeCore {
         }
         cx.abandon("accepted connection", self.pending_adopt.len() as u64);
         self.pending_adopt.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{ManualRuntime, VirtualClock};
+
+    /// Two server cores turned by the test, with no listener: core 0 is
+    /// told that core 1 has a subscriber to `channel`.
+    fn two_cores(config: ServerConfig, channel: &[u8]) -> ManualRuntime<ServeCore> {
+        let runtime = Runtime::builder()
+            .cores(2)
+            .pin(false)
+            .lane_capacity(config.lane_capacity)
+            .time_source(TimeSource::Virtual(VirtualClock::new()))
+            .build()
+            .unwrap();
+        let stats = Arc::new(ServerStats {
+            connections: (0..2).map(|_| AtomicU64::new(0)).collect(),
+            commands: (0..2).map(|_| AtomicU64::new(0)).collect(),
+            accepted: AtomicU64::new(0),
+            output: (0..2).map(|_| PublishedOutput::default()).collect(),
+            bind: config.bind,
+            started: std::time::Instant::now(),
+        });
+        let config = Arc::new(config);
+        let mut runtime = runtime
+            .start_manual(|core| {
+                ServeCore::new(core, Arc::clone(&config), Arc::clone(&stats), None)
+            })
+            .unwrap();
+        runtime.with_context(0, |core, _| core.remote[1].apply(channel, false, 1));
+        runtime
+    }
+
+    /// Empty PUBLISHes hold almost no bytes, but each waiting forward
+    /// takes its own slot: the core pushes back once what the backlog
+    /// takes passes the limit, not after a hundred times as many, and
+    /// gives the queue's memory back once it has drained.
+    #[test]
+    fn the_backlog_limit_counts_what_waiting_forwards_take() {
+        const LIMIT: usize = 64 * 1024;
+        let config = ServerConfig {
+            lane_capacity: 1024,
+            backlog_limit: LIMIT,
+            ..ServerConfig::default()
+        };
+        let mut runtime = two_cores(config, b"c");
+
+        // Core 1 does not turn: the lane fills, then the backlog.
+        let forwarded = runtime.with_context(0, |core, cx| {
+            let mut forwarded = 0;
+            while !core.backpressured() {
+                assert_eq!(core.forward(cx, b"c", b""), 1);
+                forwarded += 1;
+            }
+            forwarded
+        });
+        let waiting = runtime.handler(0).backlog[1].len();
+        assert!(
+            waiting > 0 && waiting < forwarded,
+            "{waiting} of {forwarded}"
+        );
+        let slot = std::mem::size_of::<ServerMsg>();
+        assert!(
+            waiting <= LIMIT / slot + 1,
+            "{waiting} forwards of {slot} bytes each wait under a {LIMIT}-byte limit"
+        );
+
+        runtime.run_until_idle(100_000);
+        let core = runtime.handler(0);
+        assert!(core.backlog[1].is_empty());
+        assert_eq!(core.backlog_bytes, 0);
+        assert!(core.backlog[1].capacity() <= RETAINED_BACKLOG);
+        assert_eq!(
+            runtime.shutdown().unwrap().totals.delivered,
+            forwarded as u64
+        );
     }
 }
