@@ -8,6 +8,7 @@
 
 use std::sync::atomic::Ordering;
 
+use super::connection::Connection;
 use super::info;
 use super::message::ServerMsg;
 use super::reply;
@@ -64,6 +65,18 @@ fn upper_name<'b>(name: &[u8], buffer: &'b mut [u8; 16]) -> &'b [u8] {
     upper.copy_from_slice(name);
     upper.make_ascii_uppercase();
     upper
+}
+
+/// Names a connection (CLIENT SETNAME, HELLO SETNAME); an empty name
+/// removes it. Refused, as Redis refuses it, if it holds a space, a line
+/// end or any byte outside `!`..=`~`: a listing of clients writes each
+/// name as one word on one line.
+fn set_name(conn: &mut Connection, name: &[u8]) -> Result<(), &'static str> {
+    if name.iter().any(|&byte| !(b'!'..=b'~').contains(&byte)) {
+        return Err("ERR Client names cannot contain spaces, newlines or special characters.");
+    }
+    conn.name = (!name.is_empty()).then(|| name.to_vec());
+    Ok(())
 }
 
 impl ServeCore {
@@ -367,13 +380,28 @@ impl ServeCore {
                 return;
             }
         }
-        let mut args = request.args().skip(2);
-        while let Some(option) = args.next() {
-            if option.eq_ignore_ascii_case(b"SETNAME") {
-                conn.name = args.next().map(<[u8]>::to_vec);
-            } else if option.eq_ignore_ascii_case(b"AUTH") {
-                args.next();
-                args.next();
+        // Options are all checked before any takes effect, as Redis does:
+        // one missing its value, or unknown, fails the whole command.
+        let mut name = None;
+        let mut index = 2;
+        while index < request.len() {
+            let option = request.arg(index);
+            let values = request.len() - 1 - index;
+            if option.eq_ignore_ascii_case(b"AUTH") && values >= 2 {
+                index += 3;
+            } else if option.eq_ignore_ascii_case(b"SETNAME") && values >= 1 {
+                name = Some(request.arg(index + 1));
+                index += 2;
+            } else {
+                let text = format!("ERR Syntax error in HELLO option '{}'", shown(option));
+                reply::error(&mut conn.out, &text);
+                return;
+            }
+        }
+        if let Some(name) = name {
+            if let Err(text) = set_name(conn, name) {
+                reply::error(&mut conn.out, text);
+                return;
             }
         }
         reply::array_header(&mut conn.out, 14);
@@ -400,10 +428,10 @@ impl ServeCore {
         let sub = request.arg(1).to_ascii_uppercase();
         let conn = &mut self.conns[key];
         match (sub.as_slice(), request.len()) {
-            (b"SETNAME", 3) => {
-                conn.name = Some(request.arg(2).to_vec());
-                reply::simple(&mut conn.out, "OK");
-            }
+            (b"SETNAME", 3) => match set_name(conn, request.arg(2)) {
+                Ok(()) => reply::simple(&mut conn.out, "OK"),
+                Err(text) => reply::error(&mut conn.out, text),
+            },
             (b"GETNAME", 2) => match &conn.name {
                 Some(name) => reply::bulk(&mut conn.out, name),
                 None => reply::null_bulk(&mut conn.out),
