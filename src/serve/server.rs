@@ -991,6 +991,12 @@ impl Handler for ServeCore {
         if let Some(mut listener) = self.listener.take() {
             let _ = cx.registry().deregister(&mut listener);
         }
+        // Sockets accepted and still waiting for room in a lane are closed
+        // now and reported. Handed over later, they could land in the lane
+        // of a core that has already exited, and their descriptors would
+        // never be closed: the clients would wait on an open connection.
+        cx.abandon("accepted connection", self.pending_adopt.len() as u64);
+        self.pending_adopt.clear();
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             if let Some(conn) = self.conns.get_mut(key) {
@@ -1009,8 +1015,6 @@ impl Handler for ServeCore {
                 cx.abandon(msg.kind_name(), 1);
             }
         }
-        cx.abandon("accepted connection", self.pending_adopt.len() as u64);
-        self.pending_adopt.clear();
     }
 }
 
@@ -1019,9 +1023,13 @@ mod tests {
     use super::*;
     use crate::runtime::{ManualRuntime, VirtualClock};
 
-    /// Two server cores turned by the test, with no listener: core 0 is
-    /// told that core 1 has a subscriber to `channel`.
-    fn two_cores(config: ServerConfig, channel: &[u8]) -> ManualRuntime<ServeCore> {
+    /// Two server cores turned by the test, core 0 with `listener`: core 0
+    /// is told that core 1 has a subscriber to `channel`.
+    fn two_cores(
+        config: ServerConfig,
+        channel: &[u8],
+        listener: Option<TcpListener>,
+    ) -> ManualRuntime<ServeCore> {
         let runtime = Runtime::builder()
             .cores(2)
             .pin(false)
@@ -1038,9 +1046,11 @@ mod tests {
             started: std::time::Instant::now(),
         });
         let config = Arc::new(config);
+        let mut listener = listener;
         let mut runtime = runtime
             .start_manual(|core| {
-                ServeCore::new(core, Arc::clone(&config), Arc::clone(&stats), None)
+                let listener = if core == 0 { listener.take() } else { None };
+                ServeCore::new(core, Arc::clone(&config), Arc::clone(&stats), listener)
             })
             .unwrap();
         runtime.with_context(0, |core, _| core.remote[1].apply(channel, false, 1));
@@ -1059,7 +1069,7 @@ mod tests {
             backlog_limit: LIMIT,
             ..ServerConfig::default()
         };
-        let mut runtime = two_cores(config, b"c");
+        let mut runtime = two_cores(config, b"c", None);
 
         // Core 1 does not turn: the lane fills, then the backlog.
         let forwarded = runtime.with_context(0, |core, cx| {
@@ -1090,5 +1100,53 @@ mod tests {
             runtime.shutdown().unwrap().totals.delivered,
             forwarded as u64
         );
+    }
+
+    /// A connection accepted while the lane to its core is full waits on
+    /// core 0; when the server stops, it is closed at once and reported,
+    /// never handed to a core that may have exited.
+    #[test]
+    fn connections_waiting_for_their_core_are_closed_when_the_server_stops() {
+        use std::io::Read;
+
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = ServerConfig {
+            lane_capacity: 1024,
+            ..ServerConfig::default()
+        };
+        let mut runtime = two_cores(config, b"c", Some(listener));
+        // Core 1 does not turn: fill the lane to it.
+        runtime.with_context(0, |core, cx| {
+            while core.backlog[1].is_empty() {
+                core.forward(cx, b"c", b"filler");
+            }
+        });
+
+        // The first client stays on core 0, the second waits for core 1.
+        let _first = std::net::TcpStream::connect(addr).unwrap();
+        let mut second = std::net::TcpStream::connect(addr).unwrap();
+        while runtime.handler(0).pending_adopt.is_empty() {
+            runtime.turn_core(0);
+        }
+        assert_eq!(runtime.handler(0).conns.len(), 1);
+
+        runtime.handle().stop();
+        runtime.turn_core(0);
+        assert!(runtime.handler(0).pending_adopt.is_empty());
+        // Closed: the client reads the end of the stream (the timeout only
+        // keeps a failure from hanging the test).
+        second
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        assert_eq!(second.read(&mut byte).unwrap(), 0);
+
+        let report = runtime.shutdown().unwrap();
+        let waiting = report
+            .abandoned
+            .iter()
+            .find(|entry| entry.name == "accepted connection");
+        assert_eq!(waiting.map(|entry| entry.count), Some(1), "{report}");
     }
 }
