@@ -836,7 +836,7 @@ impl ServeCore {
 
 /// Appends one message to connection `key`'s output and queues it for
 /// writing; a connection past the output limit goes to `over_limit`
-/// instead, and one already closing gets nothing more.
+/// instead, once, and one already closing gets nothing more.
 fn queue_output(
     conns: &mut Slab<Connection>,
     dirty: &mut Vec<usize>,
@@ -852,6 +852,10 @@ fn queue_output(
     }
     write(&mut conn.out);
     if limit != 0 && conn.pending_out() > limit {
+        // Closing from here on: a further subscription of the same
+        // connection that matches (a pattern as well as the channel) adds
+        // nothing to it, and does not list it, and log it, a second time.
+        conn.closing = true;
         over_limit.push(key);
     } else if !conn.dirty {
         conn.dirty = true;
@@ -1021,7 +1025,20 @@ impl Handler for ServeCore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pool::Pool;
     use crate::runtime::{ManualRuntime, VirtualClock};
+
+    /// Shared counters for `cores` cores.
+    fn stats(cores: usize) -> Arc<ServerStats> {
+        Arc::new(ServerStats {
+            connections: (0..cores).map(|_| AtomicU64::new(0)).collect(),
+            commands: (0..cores).map(|_| AtomicU64::new(0)).collect(),
+            accepted: AtomicU64::new(0),
+            output: (0..cores).map(|_| PublishedOutput::default()).collect(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            started: std::time::Instant::now(),
+        })
+    }
 
     /// Two server cores turned by the test, core 0 with `listener`: core 0
     /// is told that core 1 has a subscriber to `channel`.
@@ -1037,14 +1054,7 @@ mod tests {
             .time_source(TimeSource::Virtual(VirtualClock::new()))
             .build()
             .unwrap();
-        let stats = Arc::new(ServerStats {
-            connections: (0..2).map(|_| AtomicU64::new(0)).collect(),
-            commands: (0..2).map(|_| AtomicU64::new(0)).collect(),
-            accepted: AtomicU64::new(0),
-            output: (0..2).map(|_| PublishedOutput::default()).collect(),
-            bind: config.bind,
-            started: std::time::Instant::now(),
-        });
+        let stats = stats(2);
         let config = Arc::new(config);
         let mut listener = listener;
         let mut runtime = runtime
@@ -1148,5 +1158,76 @@ mod tests {
             .iter()
             .find(|entry| entry.name == "accepted connection");
         assert_eq!(waiting.map(|entry| entry.count), Some(1), "{report}");
+    }
+
+    /// Log records, kept for tests that check what the server logs.
+    static LOGGED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+    struct Recorder;
+
+    impl log::Log for Recorder {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+
+        fn log(&self, record: &log::Record<'_>) {
+            if let Ok(mut logged) = LOGGED.lock() {
+                logged.push(record.args().to_string());
+            }
+        }
+
+        fn flush(&self) {}
+    }
+
+    /// Starts keeping log records (once per test process).
+    fn record_logs() {
+        static RECORDER: Recorder = Recorder;
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            log::set_logger(&RECORDER).expect("no other logger in unit tests");
+            log::set_max_level(log::LevelFilter::Info);
+        });
+    }
+
+    /// A subscriber reached by one message twice over (its channel and a
+    /// pattern) that passes the output limit is disconnected once: one
+    /// log line with the bytes it left unread, not a second saying 0.
+    #[test]
+    fn a_subscriber_over_the_output_limit_is_disconnected_once() {
+        const CLIENT: u64 = 0x5eed_0001;
+        record_logs();
+        let config = ServerConfig {
+            output_limit: 1000,
+            ..ServerConfig::default()
+        };
+        let mut core = ServeCore::new(0, Arc::new(config), stats(1), None);
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (socket, _) = listener.accept().unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let pool = Pool::new(&PoolConfig::default());
+        let out = OutputBuffer::new(OutputPool::new(pool.lender()));
+        let parser = RequestParser::new(Limits::default());
+        let conn = Connection::new(TcpStream::from_std(socket), CLIENT, parser, out);
+        let key = core.conns.insert(conn);
+        core.subs.subscribe(b"news", key);
+        core.subs.psubscribe(b"n*", key);
+
+        assert_eq!(core.deliver(b"news", &[b'x'; 2000]), 2);
+        assert!(core.conns[key].closing);
+        assert_eq!(core.conns[key].pending_out(), 0);
+        assert_eq!(core.dirty, [key]);
+        let mention = format!("client {CLIENT}:");
+        let logged: Vec<String> = LOGGED
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains(&mention))
+            .cloned()
+            .collect();
+        assert_eq!(logged.len(), 1, "{logged:?}");
+        assert!(logged[0].contains("bytes of output unread"), "{logged:?}");
+        assert!(!logged[0].contains(": 0 bytes"), "{logged:?}");
     }
 }
