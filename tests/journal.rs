@@ -817,7 +817,11 @@ fn journal_tail_reports_the_damage_inspect_reports() {
                 .unwrap_or_else(|| panic!("{case}: {stdout}"));
             let frames: usize = stdout
                 .lines()
-                .filter_map(|line| line.split(" segments, ").nth(1))
+                .filter_map(|line| {
+                    // "N segments, M frames ...", or "1 segment, 1 frame".
+                    let (_, rest) = line.split_once(" segment")?;
+                    rest.trim_start_matches('s').strip_prefix(", ")
+                })
                 .map(|rest| rest.split(' ').next().unwrap().parse::<usize>().unwrap())
                 .sum();
 

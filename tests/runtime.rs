@@ -130,6 +130,10 @@ enum ParcelView<'a> {
     },
 }
 
+// SAFETY: `Parcel`'s one variant, its fields in the same order, archived
+// to the same bytes; the test below reads every view back as a `Parcel`.
+unsafe impl corelane::frame::Encodes<Parcel> for ParcelView<'_> {}
+
 /// Core 0 sends `count` views (and a few owned parcels) at once into a
 /// small lane, so that most wait in the overflow queue and some are too
 /// large for a frame; core 1 checks that each arrives whole, as a

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use corelane::frame::Message;
 use corelane::runtime::{
-    Batcher, Context, Handler, ManualRuntime, Runtime, SendError, TimeSource, VirtualClock,
+    Backpressure, Batcher, Context, Handler, ManualRuntime, Runtime, SendError, TimeSource,
+    VirtualClock,
 };
 
 const MS: u64 = 1_000_000;
@@ -143,5 +144,63 @@ fn a_batcher_sized_never_by_count_flushes_by_time_without_reserving_it() {
     assert_eq!(runtime.handler(1).batches, [(0..100).collect::<Vec<_>>()]);
     let report = runtime.shutdown().unwrap();
     assert_eq!(report.totals.delivered, 100);
+    assert!(report.adds_up(), "{report}");
+}
+
+/// A message of no bytes at all (a unit struct).
+#[derive(rkyv::Archive, rkyv::Serialize)]
+struct Tick;
+
+impl Message for Tick {
+    const TYPE_ID: u16 = 12;
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "Tick";
+}
+
+/// Counts the ticks it hears.
+struct Ticks {
+    heard: usize,
+}
+
+impl Handler for Ticks {
+    type Message = Tick;
+
+    fn on_message(&mut self, _: &mut Context<'_, Tick>, _: usize, _: &ArchivedTick) {
+        self.heard += 1;
+    }
+}
+
+/// A unit struct archives to no bytes: held for later (a delay, or an
+/// overflow queue behind a full lane) it is kept in an empty buffer, which
+/// must still read back as a message. Empty buffers used to have no
+/// aligned address, and the core panicked on them in debug builds.
+#[test]
+fn messages_of_no_bytes_can_be_delayed_and_queued() {
+    let clock = VirtualClock::new();
+    let mut runtime = Runtime::builder()
+        .cores(2)
+        .lane_capacity(1024)
+        .backpressure(Backpressure::Overflow { capacity: 1 << 16 })
+        .time_source(TimeSource::Virtual(clock.clone()))
+        .timer_tick(Duration::from_millis(1))
+        .build()
+        .unwrap()
+        .start_manual(|_| Ticks { heard: 0 })
+        .unwrap();
+    // Enough sends to fill the lane, so that the rest wait in overflow.
+    const SENT: usize = 1000;
+    runtime.with_context(0, |_, cx| {
+        for _ in 0..SENT {
+            cx.send(1, &Tick).unwrap();
+        }
+        cx.send_after(Duration::from_millis(2), 1, &Tick).unwrap();
+    });
+    clock.set(5 * MS);
+    runtime.run_until_idle(1000);
+    assert_eq!(runtime.handler(1).heard, SENT + 1);
+
+    let report = runtime.shutdown().unwrap();
+    assert!(report.totals.overflowed > 0, "{report}");
+    assert_eq!(report.totals.delivered, SENT as u64 + 1);
     assert!(report.adds_up(), "{report}");
 }

@@ -509,6 +509,10 @@ enum LabelView<'a> {
     },
 }
 
+// SAFETY: `Label`'s one variant, its fields in the same order, archived to
+// the same bytes; the test below reads every view back as a `Label`.
+unsafe impl corelane::frame::Encodes<Label> for LabelView<'_> {}
+
 /// Records each label it hears, with the virtual time it heard it.
 #[derive(Default)]
 struct Labels {

@@ -1415,6 +1415,67 @@ fn full_lanes_delay_forwards_without_losing_or_reordering_them() {
     }
 }
 
+/// A client name is one word of visible characters, as in Redis: a name
+/// with a space or a line end is refused (a listing of clients could not
+/// be read back), an empty one removes the name, and a HELLO whose options
+/// are incomplete or unknown fails whole, changing nothing.
+#[test]
+fn client_names_are_one_visible_word_and_hello_options_are_checked() {
+    let _serial = serial();
+    let server = start(config(2));
+    let mut raw = Raw::connect(&server);
+    let error = |text: &str| Resp::Error(text.to_string());
+    let refused_name =
+        error("ERR Client names cannot contain spaces, newlines or special characters.");
+    let getname = |raw: &mut Raw| {
+        raw.send(&multibulk(&[b"CLIENT", b"GETNAME"]));
+        raw.reply()
+    };
+
+    assert_eq!(
+        raw.command("CLIENT SETNAME first"),
+        Resp::Simple("OK".into())
+    );
+    for bad in [
+        &b"two words"[..],
+        b"line\nend",
+        b"tab\t",
+        b"\x7f",
+        b"\xc3\xa9",
+    ] {
+        raw.send(&multibulk(&[b"CLIENT", b"SETNAME", bad]));
+        assert_eq!(raw.reply(), refused_name, "{}", shown(bad));
+        raw.send(&multibulk(&[b"HELLO", b"2", b"SETNAME", bad]));
+        assert_eq!(raw.reply(), refused_name, "{}", shown(bad));
+    }
+    assert_eq!(getname(&mut raw), Resp::Bulk(Some(b"first".to_vec())));
+
+    for (options, option) in [
+        ("SETNAME", "SETNAME"),
+        ("AUTH user", "AUTH"),
+        ("SETNAME second bogus", "bogus"),
+        ("bogus SETNAME second", "bogus"),
+    ] {
+        assert_eq!(
+            raw.command(&format!("HELLO 2 {options}")),
+            error(&format!("ERR Syntax error in HELLO option '{option}'")),
+            "HELLO 2 {options}"
+        );
+    }
+    assert_eq!(getname(&mut raw), Resp::Bulk(Some(b"first".to_vec())));
+
+    match raw.command("HELLO 2 AUTH user secret SETNAME second") {
+        Resp::Array(Some(fields)) => assert_eq!(fields.len(), 14),
+        other => panic!("HELLO: {other:?}"),
+    }
+    assert_eq!(getname(&mut raw), Resp::Bulk(Some(b"second".to_vec())));
+    raw.send(&multibulk(&[b"CLIENT", b"SETNAME", b""]));
+    assert_eq!(raw.reply(), Resp::Simple("OK".into()));
+    assert_eq!(getname(&mut raw), Resp::Bulk(None));
+    raw.quiet();
+    stop(server);
+}
+
 /// QUIT is answered, then the connection closes.
 #[test]
 fn quit_replies_ok_and_closes() {

@@ -84,15 +84,13 @@ impl<T> Encode for T where
 /// does not own straight into a frame instead of first copying them into an
 /// owned `M`.
 ///
-/// The compiler checks that the archived types are the same. A view is
-/// usually a mirror of `M` with `#[rkyv(as = ArchivedM)]`, the same
-/// variants or fields in the same order, and borrowed fields archived with
-/// `#[rkyv(with = rkyv::with::AsVec)]` (for `&[T]` in place of `Vec<T>`).
-/// A mirror whose order differs still compiles, so keep a test that the
-/// two archive to the same bytes. (With rkyv 0.8's derive this works for
-/// enums; a struct mirror with a lifetime does not compile, as the derive's
-/// bounds hide its fields' archived types; implement `Archive` by hand, as
-/// below, or make the message an enum.)
+/// A view is usually a mirror of `M` with `#[rkyv(as = ArchivedM)]`, the
+/// same variants or fields in the same order, and borrowed fields archived
+/// with `#[rkyv(with = rkyv::with::AsVec)]` (for `&[T]` in place of
+/// `Vec<T>`). (With rkyv 0.8's derive this works for enums; a struct mirror
+/// with a lifetime does not compile, as the derive's bounds hide its
+/// fields' archived types; implement `Archive` by hand or make the message
+/// an enum.)
 ///
 /// # Examples
 ///
@@ -148,6 +146,10 @@ impl<T> Encode for T where
 ///     }
 /// }
 ///
+/// // SAFETY: `QuoteView` archives to exactly a `Quote`'s bytes: its fields
+/// // are serialized and resolved in `Quote`'s order (checked below).
+/// unsafe impl Encodes<Quote> for QuoteView<'_> {}
+///
 /// fn sendable<T: Encodes<Quote>>(_: &T) {} // what `Context::send` asks
 ///
 /// let line = String::from("ACME 101");
@@ -165,9 +167,55 @@ impl<T> Encode for T where
 /// An enum message's mirror derives (`#[rkyv(as = ArchivedMsg)]` on an
 /// enum of borrowed fields); `corelane serve`'s `ServerMsgRef`, in
 /// `src/serve/message.rs`, is one.
-pub trait Encodes<M: Message>: Encode + Archive<Archived = Archived<M>> {}
+/// # Safety
+///
+/// The compiler checks only that the archived *types* are the same, not
+/// the bytes: a mirror whose variants are in another order still compiles,
+/// and writes one variant's fields under another's tag. Receivers read
+/// frames from their own process without validation, so such bytes (a
+/// vector's offset made of two integers, say) would send them reading
+/// anywhere. Implement this trait for a view only when its archive is
+/// byte for byte the archive of the `M` it stands for, and keep a test that
+/// compares the two for every variant. Every `M` encodes itself.
+///
+/// A derived mirror is not sendable until it is vouched for:
+///
+/// ```compile_fail,E0277
+/// use corelane::frame::Message;
+/// use corelane::runtime::{Context, Handler};
+///
+/// #[derive(rkyv::Archive, rkyv::Serialize)]
+/// enum Note {
+///     Text { text: Vec<u8> },
+/// }
+///
+/// impl Message for Note {
+///     const TYPE_ID: u16 = 1;
+///     const VERSION: u8 = 1;
+///     const NAME: &'static str = "Note";
+/// }
+///
+/// #[derive(rkyv::Archive, rkyv::Serialize)]
+/// #[rkyv(as = ArchivedNote)]
+/// enum NoteView<'a> {
+///     Text {
+///         #[rkyv(with = rkyv::with::AsVec)]
+///         text: &'a [u8],
+///     },
+/// }
+///
+/// fn forward(cx: &mut Context<'_, Note>, text: &[u8]) {
+///     // No `unsafe impl Encodes<Note> for NoteView<'_> {}`: refused.
+///     let _ = cx.send(1, &NoteView::Text { text });
+/// }
+/// ```
+///
+/// With `unsafe impl Encodes<Note> for NoteView<'_> {}` (and its test) it
+/// compiles and sends.
+pub unsafe trait Encodes<M: Message>: Encode + Archive<Archived = Archived<M>> {}
 
-impl<M: Message, T> Encodes<M> for T where T: Encode + Archive<Archived = Archived<M>> {}
+// SAFETY: an `M` archives as an `M`.
+unsafe impl<M: Message> Encodes<M> for M {}
 
 /// A message type that can travel in a frame.
 ///
@@ -324,7 +372,10 @@ pub fn encode_owned<T: Encode>(
     arena: &mut Arena,
 ) -> Result<AlignedVec<16>, rancor::Error> {
     let len = encoded_len(msg, arena)?;
-    let mut bytes = AlignedVec::<16>::with_capacity(len);
+    // At least one byte of capacity: an empty `AlignedVec` has no
+    // allocation and its address is not aligned, yet the archive of a unit
+    // struct (no bytes) is still read in place from it.
+    let mut bytes = AlignedVec::<16>::with_capacity(len.max(1));
     bytes.resize(len, 0);
     match encode_into(msg, &mut bytes, arena) {
         Some(written) if written == len => Ok(bytes),

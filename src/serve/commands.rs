@@ -93,6 +93,18 @@ fn upper_name<'b>(name: &[u8], buffer: &'b mut [u8; 16]) -> &'b [u8] {
     upper
 }
 
+/// Names a connection (CLIENT SETNAME, HELLO SETNAME); an empty name
+/// removes it. Refused, as Redis refuses it, if it holds a space, a line
+/// end or any byte outside `!`..=`~`: a listing of clients writes each
+/// name as one word on one line.
+fn set_name(conn: &mut Connection, name: &[u8]) -> Result<(), &'static str> {
+    if name.iter().any(|&byte| !(b'!'..=b'~').contains(&byte)) {
+        return Err("ERR Client names cannot contain spaces, newlines or special characters.");
+    }
+    conn.name = (!name.is_empty()).then(|| name.to_vec());
+    Ok(())
+}
+
 impl ServeCore {
     /// Executes one request from connection `key`, appending its reply.
     pub(crate) fn execute(
@@ -388,19 +400,28 @@ impl ServeCore {
                 return;
             }
         }
-        let mut args = request.args().skip(2);
-        while let Some(option) = args.next() {
-            if option.eq_ignore_ascii_case(b"SETNAME") {
-                match client_name(args.next().unwrap_or_default()) {
-                    Ok(name) => conn.name = name,
-                    Err(text) => {
-                        reply::error(&mut conn.out, text);
-                        return;
-                    }
-                }
-            } else if option.eq_ignore_ascii_case(b"AUTH") {
-                args.next();
-                args.next();
+        // Options are all checked before any takes effect, as Redis does:
+        // one missing its value, or unknown, fails the whole command.
+        let mut name = None;
+        let mut index = 2;
+        while index < request.len() {
+            let option = request.arg(index);
+            let values = request.len() - 1 - index;
+            if option.eq_ignore_ascii_case(b"AUTH") && values >= 2 {
+                index += 3;
+            } else if option.eq_ignore_ascii_case(b"SETNAME") && values >= 1 {
+                name = Some(request.arg(index + 1));
+                index += 2;
+            } else {
+                let text = format!("ERR Syntax error in HELLO option '{}'", shown(option));
+                reply::error(&mut conn.out, &text);
+                return;
+            }
+        }
+        if let Some(name) = name {
+            if let Err(text) = set_name(conn, name) {
+                reply::error(&mut conn.out, text);
+                return;
             }
         }
         reply::array_header(&mut conn.out, 14);
@@ -466,11 +487,8 @@ impl ServeCore {
         }
         let conn = &mut self.conns[key];
         match sub.as_slice() {
-            b"SETNAME" => match client_name(request.arg(2)) {
-                Ok(name) => {
-                    conn.name = name;
-                    reply::simple(&mut conn.out, "OK");
-                }
+            b"SETNAME" => match set_name(conn, request.arg(2)) {
+                Ok(()) => reply::simple(&mut conn.out, "OK"),
                 Err(text) => reply::error(&mut conn.out, text),
             },
             b"GETNAME" => match &conn.name {
@@ -538,16 +556,6 @@ impl ServeCore {
             reply::bulk(out, value.as_bytes());
         }
     }
-}
-
-/// A name as CLIENT SETNAME (or HELLO's SETNAME) takes it: none for the
-/// empty string; refused, as Redis refuses it, if it has a space or a
-/// byte outside printable ASCII, which would break CLIENT LIST's lines.
-fn client_name(name: &[u8]) -> Result<Option<Vec<u8>>, &'static str> {
-    if name.iter().any(|byte| !(b'!'..=b'~').contains(byte)) {
-        return Err("ERR Client names cannot contain spaces, newlines or special characters.");
-    }
-    Ok((!name.is_empty()).then(|| name.to_vec()))
 }
 
 /// Appends `conn`'s line of CLIENT LIST, in Redis's `field=value` form with

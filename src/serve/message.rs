@@ -76,6 +76,11 @@ pub(crate) enum ServerMsgRef<'a> {
     Ack { waiter: (u32, u64) },
 }
 
+// SAFETY: every variant mirrors `ServerMsg`'s, in the same order, with the
+// same fields in the same order, and archives to the same bytes (checked
+// variant by variant by `mirror_archives_as_server_msg`).
+unsafe impl crate::frame::Encodes<ServerMsg> for ServerMsgRef<'_> {}
+
 impl ServerMsgRef<'_> {
     /// The same message, owned: for one that has to wait for room.
     pub(crate) fn to_msg(self) -> ServerMsg {

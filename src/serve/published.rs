@@ -6,7 +6,7 @@ use rkyv::ser::{Allocator, Writer};
 use rkyv::vec::{ArchivedVec, VecResolver};
 use rkyv::{Archive, Place, Serialize};
 
-use crate::frame::Message;
+use crate::frame::{Encodes, Message};
 
 /// A message published on the server, as journaled by the publishing
 /// connection's core before it is delivered to anyone.
@@ -54,6 +54,11 @@ impl Archive for PublishedRef<'_> {
         self.time_ns.resolve((), out_time);
     }
 }
+
+// SAFETY: a `PublishedRef` archives to exactly a `Published`'s bytes: its
+// fields are serialized and resolved in `Published`'s order, with the same
+// archived types (`borrowed_record_archives_as_published` compares them).
+unsafe impl Encodes<Published> for PublishedRef<'_> {}
 
 impl<S: Fallible + Allocator + Writer + ?Sized> Serialize<S> for PublishedRef<'_> {
     fn serialize(&self, serializer: &mut S) -> Result<Self::Resolver, S::Error> {

@@ -58,6 +58,13 @@ const ACCEPT_RETRY_AFTER: Duration = Duration::from_millis(50);
 /// to others (the rest is read on a later turn).
 const READS_PER_EVENT: usize = 16;
 
+/// What a message waiting in a backlog takes: its own slot as well as the
+/// bytes it holds. Counting the bytes alone let a flood of empty PUBLISHes
+/// hold a hundred times `backlog_limit` before the core pushed back.
+fn backlog_cost(msg: &ServerMsg) -> usize {
+    std::mem::size_of::<ServerMsg>() + msg.heap_len()
+}
+
 /// Settings of a server.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -81,8 +88,9 @@ pub struct ServerConfig {
     /// Unwritten output at which the server stops reading a client's
     /// commands until it reads its replies. Default 1 MiB.
     pub read_pause: usize,
-    /// Bytes of forwards waiting for full lanes at which a core stops
-    /// reading from its clients. Default 16 MiB.
+    /// Bytes of forwards waiting for full lanes (each message's own size
+    /// and the bytes it holds) at which a core stops reading from its
+    /// clients. Default 16 MiB.
     pub backlog_limit: usize,
     /// Request size limits. Default: Redis's, with bulk strings capped at
     /// 8 MiB (no message larger than a lane frame can be published).
@@ -326,6 +334,7 @@ pub(crate) struct ServeCore {
     pub(crate) remote: Vec<RemoteInterest>,
     /// Messages waiting for room, per destination core, in order.
     backlog: Vec<VecDeque<ServerMsg>>,
+    /// What the backlog takes, by [`backlog_cost`].
     backlog_bytes: usize,
     /// Connections with output to write this turn.
     pub(crate) dirty: Vec<usize>,
@@ -677,7 +686,7 @@ impl ServeCore {
             }
         }
         let msg = msg.to_msg();
-        self.backlog_bytes += msg.heap_len();
+        self.backlog_bytes += backlog_cost(&msg);
         self.backlog[target].push_back(msg);
     }
 
@@ -756,9 +765,9 @@ impl ServeCore {
                     Err(SendError::Full(_)) => break,
                     Err(error) => log::error!("cannot forward to core {target}: {error}"),
                 }
-                let len = msg.heap_len();
+                let cost = backlog_cost(msg);
                 self.backlog[target].pop_front();
-                self.backlog_bytes -= len;
+                self.backlog_bytes -= cost;
                 moved = true;
             }
             // A burst (a million SUBSCRIBEs announced) does not keep its
@@ -825,7 +834,7 @@ impl ServeCore {
 
 /// Appends one message to connection `key`'s output and queues it for
 /// writing; a connection past the output limit goes to `over_limit`
-/// instead, and one already closing gets nothing more.
+/// instead, once, and one already closing gets nothing more.
 fn queue_output(
     conns: &mut Slab<Connection>,
     dirty: &mut Vec<usize>,
@@ -841,6 +850,10 @@ fn queue_output(
     }
     write(&mut conn.out);
     if limit != 0 && conn.pending_out() > limit {
+        // Closing from here on: a further subscription of the same
+        // connection that matches (a pattern as well as the channel) adds
+        // nothing to it, and does not list it, and log it, a second time.
+        conn.closing = true;
         over_limit.push(key);
     } else if !conn.dirty {
         conn.dirty = true;
@@ -980,6 +993,12 @@ impl Handler for ServeCore {
         if let Some(mut listener) = self.listener.take() {
             let _ = cx.registry().deregister(&mut listener);
         }
+        // Sockets accepted and still waiting for room in a lane are closed
+        // now and reported. Handed over later, they could land in the lane
+        // of a core that has already exited, and their descriptors would
+        // never be closed: the clients would wait on an open connection.
+        cx.abandon("accepted connection", self.pending_adopt.len() as u64);
+        self.pending_adopt.clear();
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             if let Some(conn) = self.conns.get_mut(key) {
@@ -998,7 +1017,220 @@ impl Handler for ServeCore {
                 cx.abandon(msg.kind_name(), 1);
             }
         }
-        cx.abandon("accepted connection", self.pending_adopt.len() as u64);
-        self.pending_adopt.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::Pool;
+    use crate::runtime::{ManualRuntime, VirtualClock};
+
+    /// Shared counters for `cores` cores.
+    fn stats(cores: usize) -> Arc<ServerStats> {
+        Arc::new(ServerStats {
+            connections: (0..cores).map(|_| AtomicU64::new(0)).collect(),
+            commands: (0..cores).map(|_| AtomicU64::new(0)).collect(),
+            accepted: AtomicU64::new(0),
+            output: (0..cores).map(|_| PublishedOutput::default()).collect(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            started: std::time::Instant::now(),
+        })
+    }
+
+    /// Two server cores turned by the test, core 0 with `listener`: core 0
+    /// is told that core 1 has a subscriber to `channel`.
+    fn two_cores(
+        config: ServerConfig,
+        channel: &[u8],
+        listener: Option<TcpListener>,
+    ) -> ManualRuntime<ServeCore> {
+        let runtime = Runtime::builder()
+            .cores(2)
+            .pin(false)
+            .lane_capacity(config.lane_capacity)
+            .time_source(TimeSource::Virtual(VirtualClock::new()))
+            .build()
+            .unwrap();
+        let stats = stats(2);
+        let config = Arc::new(config);
+        let mut listener = listener;
+        let mut runtime = runtime
+            .start_manual(|core| {
+                let listener = if core == 0 { listener.take() } else { None };
+                ServeCore::new(core, Arc::clone(&config), Arc::clone(&stats), listener)
+            })
+            .unwrap();
+        runtime.with_context(0, |core, _| core.remote[1].apply(channel, false, 1));
+        runtime
+    }
+
+    /// Empty PUBLISHes hold almost no bytes, but each waiting forward
+    /// takes its own slot: the core pushes back once what the backlog
+    /// takes passes the limit, not after a hundred times as many, and
+    /// gives the queue's memory back once it has drained.
+    #[test]
+    fn the_backlog_limit_counts_what_waiting_forwards_take() {
+        const LIMIT: usize = 64 * 1024;
+        let config = ServerConfig {
+            lane_capacity: 1024,
+            backlog_limit: LIMIT,
+            ..ServerConfig::default()
+        };
+        let mut runtime = two_cores(config, b"c", None);
+
+        // Core 1 does not turn: the lane fills, then the backlog.
+        let forwarded = runtime.with_context(0, |core, cx| {
+            let mut forwarded = 0;
+            while !core.backpressured() {
+                assert_eq!(core.forward(cx, b"c", b""), 1);
+                forwarded += 1;
+            }
+            forwarded
+        });
+        let waiting = runtime.handler(0).backlog[1].len();
+        assert!(
+            waiting > 0 && waiting < forwarded,
+            "{waiting} of {forwarded}"
+        );
+        let slot = std::mem::size_of::<ServerMsg>();
+        assert!(
+            waiting <= LIMIT / slot + 1,
+            "{waiting} forwards of {slot} bytes each wait under a {LIMIT}-byte limit"
+        );
+
+        runtime.run_until_idle(100_000);
+        let core = runtime.handler(0);
+        assert!(core.backlog[1].is_empty());
+        assert_eq!(core.backlog_bytes, 0);
+        // The burst's queue was given back once drained (`shrink_if_sparse`).
+        assert!(
+            core.backlog[1].capacity() <= 64,
+            "{}",
+            core.backlog[1].capacity()
+        );
+        assert_eq!(
+            runtime.shutdown().unwrap().totals.delivered,
+            forwarded as u64
+        );
+    }
+
+    /// A connection accepted while the lane to its core is full waits on
+    /// core 0; when the server stops, it is closed at once and reported,
+    /// never handed to a core that may have exited.
+    #[test]
+    fn connections_waiting_for_their_core_are_closed_when_the_server_stops() {
+        use std::io::Read;
+
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = ServerConfig {
+            lane_capacity: 1024,
+            ..ServerConfig::default()
+        };
+        let mut runtime = two_cores(config, b"c", Some(listener));
+        // Core 1 does not turn: fill the lane to it.
+        runtime.with_context(0, |core, cx| {
+            while core.backlog[1].is_empty() {
+                core.forward(cx, b"c", b"filler");
+            }
+        });
+
+        // The first client stays on core 0, the second waits for core 1.
+        let _first = std::net::TcpStream::connect(addr).unwrap();
+        let mut second = std::net::TcpStream::connect(addr).unwrap();
+        while runtime.handler(0).pending_adopt.is_empty() {
+            runtime.turn_core(0);
+        }
+        assert_eq!(runtime.handler(0).conns.len(), 1);
+
+        runtime.handle().stop();
+        runtime.turn_core(0);
+        assert!(runtime.handler(0).pending_adopt.is_empty());
+        // Closed: the client reads the end of the stream (the timeout only
+        // keeps a failure from hanging the test).
+        second
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        assert_eq!(second.read(&mut byte).unwrap(), 0);
+
+        let report = runtime.shutdown().unwrap();
+        let waiting = report
+            .abandoned
+            .iter()
+            .find(|entry| entry.name == "accepted connection");
+        assert_eq!(waiting.map(|entry| entry.count), Some(1), "{report}");
+    }
+
+    /// Log records, kept for tests that check what the server logs.
+    static LOGGED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+    struct Recorder;
+
+    impl log::Log for Recorder {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+
+        fn log(&self, record: &log::Record<'_>) {
+            if let Ok(mut logged) = LOGGED.lock() {
+                logged.push(record.args().to_string());
+            }
+        }
+
+        fn flush(&self) {}
+    }
+
+    /// Starts keeping log records (once per test process).
+    fn record_logs() {
+        static RECORDER: Recorder = Recorder;
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            log::set_logger(&RECORDER).expect("no other logger in unit tests");
+            log::set_max_level(log::LevelFilter::Info);
+        });
+    }
+
+    /// A subscriber reached by one message twice over (its channel and a
+    /// pattern) that passes the output limit is disconnected once: one
+    /// log line with the bytes it left unread, not a second saying 0.
+    #[test]
+    fn a_subscriber_over_the_output_limit_is_disconnected_once() {
+        const CLIENT: u64 = 0x5eed_0001;
+        record_logs();
+        let config = ServerConfig {
+            output_limit: 1000,
+            ..ServerConfig::default()
+        };
+        let mut core = ServeCore::new(0, Arc::new(config), stats(1), None);
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (socket, _) = listener.accept().unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let pool = Pool::new(&PoolConfig::default());
+        let out = OutputBuffer::new(OutputPool::new(pool.lender()));
+        let parser = RequestParser::new(Limits::default());
+        let conn = Connection::new(TcpStream::from_std(socket), CLIENT, parser, out);
+        let key = core.conns.insert(conn);
+        core.subs.subscribe(b"news", key);
+        core.subs.psubscribe(b"n*", key);
+
+        assert_eq!(core.deliver(b"news", &[b'x'; 2000]), 2);
+        assert!(core.conns[key].closing);
+        assert_eq!(core.conns[key].pending_out(), 0);
+        assert_eq!(core.dirty, [key]);
+        let mention = format!("client {CLIENT}:");
+        let logged: Vec<String> = LOGGED
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains(&mention))
+            .cloned()
+            .collect();
+        assert_eq!(logged.len(), 1, "{logged:?}");
+        assert!(logged[0].contains("bytes of output unread"), "{logged:?}");
+        assert!(!logged[0].contains(": 0 bytes"), "{logged:?}");
     }
 }
