@@ -597,6 +597,39 @@ fn client_help_list_and_errors_read_as_redis_7s() {
     stop(server);
 }
 
+/// CLIENT ID names one connection on the whole server, as in Redis, not
+/// one per core: connections served by different cores at the same time
+/// never share an id, and CLIENT INFO shows the id CLIENT ID returns.
+#[test]
+fn client_ids_are_unique_across_cores() {
+    let _serial = serial();
+    let server = start(config(3));
+    // Connections are spread over the cores in turn: six cover each twice.
+    let mut cons: Vec<redis::Connection> = (0..6).map(|_| client(&server)).collect();
+    let mut ids = Vec::new();
+    let mut cores = Vec::new();
+    for con in &mut cons {
+        let id: i64 = redis::cmd("CLIENT").arg("ID").query(con).unwrap();
+        let info: String = redis::cmd("CLIENT").arg("INFO").query(con).unwrap();
+        assert!(info.starts_with(&format!("id={id} ")), "{info}");
+        let core = info
+            .split(' ')
+            .find_map(|field| field.strip_prefix("core="));
+        cores.push(core.unwrap().trim().to_string());
+        ids.push(id);
+    }
+    cores.sort();
+    cores.dedup();
+    assert_eq!(cores.len(), 3, "connections on every core: {cores:?}");
+    let mut distinct = ids.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), ids.len(), "ids {ids:?}");
+    assert!(ids.iter().all(|&id| id > 0), "ids {ids:?}");
+    drop(cons);
+    stop(server);
+}
+
 /// Subscribers on three cores each receive all of 10,000 messages from a
 /// publisher on a fourth, in publish order, and every PUBLISH counts all
 /// three.
