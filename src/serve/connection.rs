@@ -112,7 +112,8 @@ pub(crate) enum ReadOutcome {
 #[derive(Debug)]
 pub(crate) struct Connection {
     pub(crate) stream: TcpStream,
-    /// A number unique on this core, for `CLIENT ID`.
+    /// A number unique on the whole server and never reused, for
+    /// `CLIENT ID` (never 0: an acknowledgement's waiter id 0 means none).
     pub(crate) id: u64,
     /// Bytes received and not yet parsed into commands.
     pub(crate) input: InputBuffer,

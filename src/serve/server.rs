@@ -343,6 +343,9 @@ pub(crate) struct ServeCore {
     /// An empty list with capacity, swapped with `dirty` or `unread`
     /// while one is worked through.
     spare: Vec<usize>,
+    /// The id the next connection adopted here gets. Core `c` of `n` hands
+    /// out `c + 1`, `c + 1 + n`, `c + 1 + 2n`, ...: unique on the whole
+    /// server, as Redis's client ids are, without a counter the cores share.
     next_id: u64,
     /// Commands executed on this core; published in `stats.commands`.
     pub(crate) commands: u64,
@@ -379,7 +382,7 @@ impl ServeCore {
             dirty: Vec::new(),
             unread: Vec::new(),
             spare: Vec::new(),
-            next_id: 1,
+            next_id: core as u64 + 1,
             commands: 0,
             journal: None,
             output: None,
@@ -488,7 +491,7 @@ impl ServeCore {
             .get_or_insert_with(|| OutputPool::new(cx.pool().lender()));
         let out = OutputBuffer::new(output.clone());
         entry.insert(Connection::new(stream, self.next_id, parser, out));
-        self.next_id += 1;
+        self.next_id += cx.cores() as u64;
         self.stats.connections[self.core].fetch_add(1, Ordering::Relaxed);
         // Bytes may have arrived before registration: read them now.
         self.mark_unread(key);
