@@ -152,9 +152,9 @@ pub fn render(before: &[CoreSample], after: &[CoreSample], seconds: f64) -> Stri
     let seconds = seconds.max(1e-9);
     for (core, now) in after.iter().enumerate() {
         let then = before.get(core).cloned().unwrap_or_default();
-        let accounted = now.accounted_s - then.accounted_s;
+        let accounted = increase(now.accounted_s, then.accounted_s);
         let busy = if accounted > 0.0 {
-            (now.busy_s - then.busy_s) / accounted * 100.0
+            increase(now.busy_s, then.busy_s) / accounted * 100.0
         } else {
             0.0
         };
@@ -162,10 +162,10 @@ pub fn render(before: &[CoreSample], after: &[CoreSample], seconds: f64) -> Stri
             text,
             "{:<5} {:>12.0} {:>12.0} {:>12.0} {:>10.0} {:>6.1} {:>12} {:>6} {:>12.1}",
             core,
-            (now.requests - then.requests) / seconds,
-            (now.delivered - then.delivered) / seconds,
-            (now.sent - then.sent) / seconds,
-            (now.refused - then.refused) / seconds,
+            increase(now.requests, then.requests) / seconds,
+            increase(now.delivered, then.delivered) / seconds,
+            increase(now.sent, then.sent) / seconds,
+            increase(now.refused, then.refused) / seconds,
             busy,
             now.backlog,
             now.connections,
@@ -173,6 +173,17 @@ pub fn render(before: &[CoreSample], after: &[CoreSample], seconds: f64) -> Stri
         );
     }
     text
+}
+
+/// How much a counter grew from `then` to `now`. A counter that went down
+/// was started over (the server restarted between two scrapes), so all of
+/// `now` is new, as Prometheus's `rate` reads a reset; never negative.
+fn increase(now: f64, then: f64) -> f64 {
+    if now >= then {
+        now - then
+    } else {
+        now
+    }
 }
 
 /// Scrapes `addr` every `every`, printing the view to `out`, `count`
@@ -252,5 +263,13 @@ mod tests {
         assert_eq!(fields[5], "100.0"); // all new time was busy
         assert_eq!(fields[7], "3");
         assert_eq!(fields[8], "20.0");
+
+        // The server restarted between the scrapes: its counters started
+        // over, so the rates count what the new one did, never below 0.
+        let restarted = scrape(400.0, 60.0, 0.25);
+        let view = render(&after, &restarted, 2.0);
+        let fields: Vec<&str> = view.lines().nth(2).unwrap().split_whitespace().collect();
+        assert_eq!(fields[1..3], ["200", "30"]);
+        assert_eq!(fields[5], "20.0"); // 0.25 s busy of 1.25 s accounted
     }
 }
