@@ -493,6 +493,16 @@ fn connect_time_commands_get_well_formed_replies() {
     raw.send(b"COMMAND DOCS\r\nHELLO 3\r\nNOSUCH\r\nPING\r\n");
     raw.expect(b"*0\r\n-NOPROTO this server speaks RESP2 only\r\n");
     raw.expect(b"-ERR unknown command 'NOSUCH', with args beginning with:\r\n+PONG\r\n");
+    // Integers read as Redis reads them: no leading zero, no sign but `-`.
+    raw.send(b"HELLO 02\r\nHELLO abc\r\nHELLO -2\r\n");
+    raw.expect(b"-ERR Protocol version is not an integer or out of range\r\n");
+    raw.expect(b"-ERR Protocol version is not an integer or out of range\r\n");
+    raw.expect(b"-NOPROTO unsupported protocol version\r\n");
+    raw.send(b"SELECT 00\r\nSELECT +1\r\nSELECT 5000000000\r\nSELECT -1\r\n");
+    for _ in 0..3 {
+        raw.expect(b"-ERR value is not an integer or out of range\r\n");
+    }
+    raw.expect(b"-ERR DB index is out of range\r\n");
 
     // Names are cut at 128 bytes in errors, as Redis cuts them, rather
     // than echoed whole.

@@ -14,7 +14,7 @@ use super::glob::Glob;
 use super::info;
 use super::message::ServerMsg;
 use super::reply;
-use super::resp::Request;
+use super::resp::{self, Request};
 use super::server::ServeCore;
 use crate::runtime::Context;
 use crate::segment::journal::JournalError;
@@ -378,11 +378,10 @@ impl ServeCore {
 
     fn select(&mut self, key: usize, index: &[u8]) {
         let out = &mut self.conns[key].out;
-        match index {
-            b"0" => reply::simple(out, "OK"),
-            _ if std::str::from_utf8(index).is_ok_and(|s| s.parse::<i64>().is_ok()) => {
-                reply::error(out, "ERR DB index is out of range");
-            }
+        // Redis reads the index as a C int before it looks for the database.
+        match resp::parse_integer(index).map(i32::try_from) {
+            Some(Ok(0)) => reply::simple(out, "OK"),
+            Some(Ok(_)) => reply::error(out, "ERR DB index is out of range"),
             _ => reply::error(out, "ERR value is not an integer or out of range"),
         }
     }
@@ -390,12 +389,15 @@ impl ServeCore {
     fn hello(&mut self, key: usize, request: &Request<'_>) {
         let conn = &mut self.conns[key];
         if let Some(version) = request.get(1) {
-            if version != b"2" {
-                let text = if version == b"3" {
-                    "NOPROTO this server speaks RESP2 only"
-                } else {
-                    "NOPROTO unsupported protocol version"
-                };
+            // As Redis answers: a version that is no integer is a plain
+            // error, one it does not speak is NOPROTO.
+            let text = match resp::parse_integer(version) {
+                Some(2) => None,
+                Some(3) => Some("NOPROTO this server speaks RESP2 only"),
+                Some(_) => Some("NOPROTO unsupported protocol version"),
+                None => Some("ERR Protocol version is not an integer or out of range"),
+            };
+            if let Some(text) = text {
                 reply::error(&mut conn.out, text);
                 return;
             }

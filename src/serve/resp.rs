@@ -714,6 +714,34 @@ fn parse_len(text: &[u8]) -> Option<usize> {
     })
 }
 
+/// Parses a signed decimal integer as Redis reads a command's integer
+/// argument: an optional `-`, then digits with no leading zero (`0` alone
+/// is zero), nothing else (no `+`, no blanks), within `i64`.
+pub fn parse_integer(text: &[u8]) -> Option<i64> {
+    let (negative, digits) = match text {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, text),
+    };
+    match digits {
+        [] | [b'0', _, ..] => return None,
+        [b'0'] if negative => return None,
+        _ => {}
+    }
+    // Accumulated as a negative number, whose range is one larger, so
+    // `i64::MIN` parses too.
+    let magnitude = digits.iter().try_fold(0i64, |value, &digit| {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        value.checked_mul(10)?.checked_sub(i64::from(digit - b'0'))
+    })?;
+    if negative {
+        Some(magnitude)
+    } else {
+        magnitude.checked_neg()
+    }
+}
+
 /// Blanks skipped between inline arguments (C's `isspace`).
 fn is_blank(byte: u8) -> bool {
     matches!(byte, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
@@ -1160,6 +1188,30 @@ mod tests {
         assert_eq!(parse_len(b"18446744073709551616"), None);
         for bad in [&b""[..], b"00", b"01", b"-1", b"+1", b"1x", b" 1"] {
             assert_eq!(parse_len(bad), None, "{}", bad.escape_ascii());
+        }
+    }
+
+    #[test]
+    fn integers_parse_like_redis() {
+        assert_eq!(parse_integer(b"0"), Some(0));
+        assert_eq!(parse_integer(b"2"), Some(2));
+        assert_eq!(parse_integer(b"-17"), Some(-17));
+        assert_eq!(parse_integer(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_integer(b"-9223372036854775808"), Some(i64::MIN));
+        for bad in [
+            &b""[..],
+            b"-",
+            b"-0",
+            b"02",
+            b"-02",
+            b"+2",
+            b" 2",
+            b"2 ",
+            b"2x",
+            b"9223372036854775808",
+            b"-9223372036854775809",
+        ] {
+            assert_eq!(parse_integer(bad), None, "{}", bad.escape_ascii());
         }
     }
 
