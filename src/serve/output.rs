@@ -35,6 +35,11 @@ pub(crate) const LARGEST_CHUNK: usize = 64 * 1024;
 /// Buffers handed to one `writev`.
 const WRITE_SLICES: usize = 16;
 
+/// Buffers a drained chain keeps room to list: more than a steady load
+/// needs, so only a chain that grew long (a subscriber that fell far
+/// behind) gives its list's memory back once it is written out.
+const KEPT_LIST: usize = 16;
+
 /// What a core's connections hold for output, as [`OutputPool`] counts it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct OutputCounts {
@@ -138,13 +143,23 @@ impl OutputBuffer {
         self.chunks.len()
     }
 
-    /// Drops everything unwritten and gives every buffer back.
+    /// Drops everything unwritten and gives every buffer back, and the
+    /// list's own memory too if it grew past [`KEPT_LIST`].
     pub(crate) fn clear(&mut self) {
         while let Some(chunk) = self.chunks.pop_front() {
             self.pool.give_back(chunk);
         }
+        if self.chunks.capacity() > KEPT_LIST {
+            self.chunks = VecDeque::new();
+        }
         self.written = 0;
         self.pending = 0;
+    }
+
+    /// Buffers the list has room for without growing.
+    #[cfg(test)]
+    pub(crate) fn list_capacity(&self) -> usize {
+        self.chunks.capacity()
     }
 
     /// Appends `bytes`, taking buffers from the pool as needed.
@@ -321,6 +336,33 @@ mod tests {
         assert_eq!(output_pool.counts(), OutputCounts::default());
         let usage = pool.usage();
         assert_eq!((usage.in_use, usage.fallbacks), (0, 0), "{usage:?}");
+    }
+
+    #[test]
+    fn a_long_chain_written_out_gives_its_list_back() {
+        let pool = Pool::new(&PoolConfig::default());
+        let output_pool = OutputPool::new(pool.lender());
+        let mut out = OutputBuffer::new(output_pool.clone());
+        // About 100 buffers: far more than a drained list keeps room for.
+        let bytes = pattern(100 * LARGEST_CHUNK);
+        out.put(&bytes);
+        assert!(out.buffers() > KEPT_LIST, "{} buffers", out.buffers());
+        let mut sink = Trickle {
+            got: Vec::new(),
+            room: usize::MAX,
+        };
+        assert!(out.write_to(&mut sink).unwrap());
+        assert_eq!(sink.got, bytes);
+        assert_eq!((out.pending(), out.buffers()), (0, 0));
+        assert!(out.list_capacity() <= KEPT_LIST, "{}", out.list_capacity());
+
+        // A short chain keeps its list: the next replies reuse it.
+        out.put(&pattern(3 * FIRST_CHUNK));
+        let kept = out.list_capacity();
+        assert!(kept > 0);
+        sink.got.clear();
+        assert!(out.write_to(&mut sink).unwrap());
+        assert_eq!(out.list_capacity(), kept);
     }
 
     #[test]
