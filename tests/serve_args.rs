@@ -3,9 +3,8 @@
 //! holds, and `stat` pointed at a port that answers no HTTP. Each fails
 //! with an error that says what to do instead. A `--metrics` port or
 //! `--latency-log` path that fails stops the server before it says it is
-//! listening, and a `--journal` directory that is not there is named as it
-//! is created, and a damaged one is named with how to inspect it and start
-//! again. More cores than CPUs is warned about.
+//! listening, and leaves no journal directory or latency log behind; a
+//! damaged journal is named with how to inspect it and start again. More cores than CPUs is warned about.
 //! Everything listens on loopback only.
 
 use std::net::TcpListener;
@@ -101,16 +100,50 @@ fn a_busy_metrics_port_fails_before_the_server_says_it_is_listening() {
     assert!(!error.contains("listening on"), "{error}");
 }
 
+/// Runs `corelane args` until it says it is listening, then stops it with
+/// SIGTERM; returns all it wrote to stderr. It must exit with success.
+fn serve_until_listening(args: &[&str]) -> String {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_corelane"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run corelane");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    let mut listening = false;
+    while let Some(line) = lines.next().map(Result::unwrap) {
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("listening on ") {
+            listening = true;
+            break;
+        }
+    }
+    assert!(listening, "exited before listening: {log}");
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill has no memory effects; the pid is our own child, which
+    // has not been waited for, so it cannot be another process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    for line in lines {
+        log.push_str(&line.unwrap());
+        log.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}: {log}");
+    log
+}
+
 /// More cores than CPUs starts, with a warning that says how the loops
 /// share the CPUs and that the extra cores add no parallelism.
 #[test]
 fn more_cores_than_cpus_warns_how_they_share_the_cpus() {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cores = (cpus + 1).to_string();
-    // A busy metrics port makes the server stop right after starting.
-    let holder = TcpListener::bind("127.0.0.1:0").unwrap();
-    let metrics = holder.local_addr().unwrap().to_string();
-    let output = corelane(&[
+    let error = serve_until_listening(&[
         "serve",
         "--bind",
         "127.0.0.1:0",
@@ -118,11 +151,7 @@ fn more_cores_than_cpus_warns_how_they_share_the_cpus() {
         &cores,
         "--lane-capacity",
         "4096",
-        "--metrics",
-        &metrics,
     ]);
-    assert!(!output.status.success());
-    let error = stderr(&output);
     assert!(error.contains(&format!("{cores} cores on ")), "{error}");
     assert!(error.contains("add no parallelism"), "{error}");
     assert!(
@@ -143,20 +172,43 @@ fn a_latency_log_in_a_missing_directory_fails_before_the_server_says_it_is_liste
     assert!(!error.contains("listening on"), "{error}");
 }
 
+/// A server that fails to start (its port, or its metrics port, taken)
+/// leaves nothing behind: no journal directory made, segments reserved
+/// or "created" said; no new latency log, and an earlier one as it was.
 #[test]
-fn a_journal_directory_that_is_not_there_is_created_and_said() {
-    let base = std::env::temp_dir().join(format!("corelane-journal-said-{}", std::process::id()));
+fn a_server_that_cannot_start_leaves_no_journal_and_no_latency_log() {
+    let base = std::env::temp_dir().join(format!("corelane-no-start-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
     let dir = base.join("nested").join("journal");
-    // A busy port stops the server right after the flags are read, so the
-    // test needs no signal to end it.
+    let earlier = base.join("earlier.hlog");
+    std::fs::write(&earlier, b"an earlier run's log").unwrap();
+    let fresh = base.join("fresh.hlog");
     let holder = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = holder.local_addr().unwrap().to_string();
-    let error = serve_failing(&address, "--journal", dir.to_str().unwrap());
-    assert!(
-        error.contains(&format!("creating the journal directory {}", dir.display())),
-        "{error}"
-    );
+    let taken = holder.local_addr().unwrap().to_string();
+
+    for (bind, metrics, log) in [
+        (&taken[..], None, &earlier),
+        ("127.0.0.1:0", Some(&taken), &fresh),
+    ] {
+        let mut args = vec!["serve", "--bind", bind, "--cores", "1"];
+        args.extend(["--journal", dir.to_str().unwrap()]);
+        args.extend(["--latency-log", log.to_str().unwrap()]);
+        if let Some(metrics) = metrics {
+            args.extend(["--metrics", metrics]);
+        }
+        let output = corelane(&args);
+        assert!(!output.status.success());
+        let error = stderr(&output);
+        assert!(
+            error.contains(&format!("{taken}: Address already in use")),
+            "{error}"
+        );
+        assert!(!error.contains("journal directory"), "{error}");
+        assert!(!dir.exists(), "{bind} {metrics:?}: {error}");
+    }
+    assert_eq!(std::fs::read(&earlier).unwrap(), b"an earlier run's log");
+    assert!(!fresh.exists());
     let _ = std::fs::remove_dir_all(&base);
 }
 

@@ -126,6 +126,31 @@ fn lines_with<'a>(log: &'a [String], text: &str) -> Vec<&'a String> {
     log.iter().filter(|line| line.contains(text)).collect()
 }
 
+/// A journal directory that is not there is created, parents and all,
+/// and said, so that a mistyped path does not go unnoticed.
+#[test]
+fn a_journal_directory_that_is_not_there_is_created_and_said() {
+    let base = std::env::temp_dir().join(format!("corelane-journal-said-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let dir = base.join("nested").join("journal");
+    let served = Served::start(&dir, 64 * 1024);
+    let said = lines_with(&served.log, "created the journal directory");
+    assert_eq!(said.len(), 1, "{:?}", served.log);
+    assert!(said[0].ends_with(&dir.display().to_string()), "{said:?}");
+    assert!(dir.join("core-0").is_dir());
+    served.stop();
+
+    // Started again on it: there is nothing to say.
+    let served = Served::start(&dir, 64 * 1024);
+    assert!(
+        lines_with(&served.log, "journal directory").is_empty(),
+        "{:?}",
+        served.log
+    );
+    served.stop();
+    let _ = std::fs::remove_dir_all(&base);
+}
+
 #[test]
 fn messages_too_large_for_a_segment_are_refused_without_a_log_line_each() {
     let dir = Scratch::new("serve-journal-too-large");

@@ -430,12 +430,41 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Whether the server is about to create the journal directory: said
+    // once it has, so that a mistyped path does not go unnoticed.
+    let mut creating_journal = false;
     if let Some(dir) = &args.journal {
-        if let Err(error) = check_journal_dir(dir) {
-            eprintln!("corelane: --journal {}: {error}", dir.display());
-            return ExitCode::FAILURE;
+        match check_journal_dir(dir) {
+            Ok(exists) => creating_journal = !exists,
+            Err(error) => {
+                eprintln!("corelane: --journal {}: {error}", dir.display());
+                return ExitCode::FAILURE;
+            }
         }
     }
+    // Every other flag's resource is taken before the server starts, so
+    // one that fails leaves nothing behind: no journal directory, no
+    // segments reserved on disk.
+    let metrics_listener = match args.metrics {
+        Some(addr) => match std::net::TcpListener::bind(addr) {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                eprintln!("corelane: cannot serve metrics on {addr}: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let latency_log = match &args.latency_log {
+        Some(path) => match LatencyLog::open(path) {
+            Ok(log) => Some(log),
+            Err(error) => {
+                eprintln!("corelane: cannot create {}: {error}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let config = ServerConfig {
         bind: args.bind,
         cores: args.cores,
@@ -494,20 +523,26 @@ fn serve(args: ServeArgs) -> ExitCode {
                 _ => String::new(),
             };
             eprintln!("corelane: {error}{hint}");
+            if let Some(log) = latency_log {
+                log.discard();
+            }
             return ExitCode::FAILURE;
         }
     };
     let _ = started.set(server.runtime());
-    let _metrics_endpoint = match args.metrics {
-        Some(addr) => {
+    if let (true, Some(dir)) = (creating_journal, &args.journal) {
+        log::info!("created the journal directory {}", dir.display());
+    }
+    let _metrics_endpoint = match metrics_listener {
+        Some(listener) => {
             let runtime = server.runtime();
-            match MetricsServer::start(addr, move || runtime.metrics()) {
+            match MetricsServer::on(listener, move || runtime.metrics()) {
                 Ok(endpoint) => {
                     log::info!("metrics on http://{}/metrics", endpoint.local_addr());
                     Some(endpoint)
                 }
                 Err(error) => {
-                    eprintln!("corelane: cannot serve metrics on {addr}: {error}");
+                    eprintln!("corelane: cannot start the metrics endpoint: {error}");
                     server.runtime().stop();
                     let _ = server.wait();
                     return ExitCode::FAILURE;
@@ -516,7 +551,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
         None => None,
     };
-    let _watcher = match watch(&args, server.runtime()) {
+    let _watcher = match watch(&args, latency_log, server.runtime()) {
         Ok(watcher) => watcher,
         Err(error) => {
             eprintln!("corelane: {error}");
@@ -546,33 +581,35 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// Checks that `--journal DIR` can be a journal directory, and says so if
-/// it is about to be created.
+/// Checks that `--journal DIR` can be a journal directory; returns whether
+/// it exists already.
 ///
 /// The server would otherwise report a file as a `DIR/core-0` it cannot
 /// make, and a symbolic link to nothing as a directory it creates and then
 /// finds there.
-fn check_journal_dir(dir: &std::path::Path) -> Result<(), &'static str> {
+fn check_journal_dir(dir: &std::path::Path) -> Result<bool, &'static str> {
     match std::fs::metadata(dir) {
-        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(meta) if meta.is_dir() => Ok(true),
         Ok(_) => Err("is not a directory"),
         Err(_) if dir.symlink_metadata().is_ok() => Err("is a symbolic link to nothing"),
-        Err(_) => {
-            // Created by the server with any missing parents: said, so that
-            // a mistyped path does not go unnoticed. Any other trouble
-            // (permissions) is the server's to report, naming the step.
-            log::info!("creating the journal directory {}", dir.display());
-            Ok(())
-        }
+        // Created by the server with any missing parents. Any other
+        // trouble (permissions) is the server's to report, naming the step.
+        Err(_) => Ok(false),
     }
 }
 
-/// The watcher the serve flags ask for: stalls, p99, an interval log.
-fn watch(args: &ServeArgs, runtime: RuntimeHandle) -> Result<Option<Watcher>, String> {
-    let log = match &args.latency_log {
-        Some(path) => {
-            let file = create_latency_log(path)
-                .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
+/// The watcher the serve flags ask for: stalls, p99, an interval log into
+/// `latency_log`.
+fn watch(
+    args: &ServeArgs,
+    latency_log: Option<LatencyLog>,
+    runtime: RuntimeHandle,
+) -> Result<Option<Watcher>, String> {
+    let log = match latency_log {
+        Some(log) => {
+            let (path, file) = log
+                .begin()
+                .map_err(|error| format!("--latency-log: {error}"))?;
             let out: Box<dyn std::io::Write + Send> = Box::new(std::io::BufWriter::new(file));
             Some(IntervalLog::begin(out).map_err(|error| format!("{}: {error}", path.display()))?)
         }
@@ -588,19 +625,59 @@ fn watch(args: &ServeArgs, runtime: RuntimeHandle) -> Result<Option<Watcher>, St
         .map_err(|error| format!("cannot start the metrics watcher: {error}"))
 }
 
-/// Creates (or replaces) the `--latency-log` file without waiting on it.
-///
-/// Opened non-blocking, so that a named pipe no process reads is refused
-/// at once (`ENXIO`) rather than waited on for ever with the server
-/// already serving; the writes after that block as usual.
-fn create_latency_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+/// The `--latency-log` file, opened before the server starts so that a
+/// bad path fails with nothing started, and emptied only once it has.
+struct LatencyLog {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+    /// Made by this run: removed again if the server does not start.
+    created: bool,
+}
+
+impl LatencyLog {
+    /// Opens (or creates) `path` for writing without waiting on it and
+    /// without emptying it yet: a server that then fails to start leaves
+    /// an earlier log as it was.
+    ///
+    /// Opened non-blocking, so that a named pipe no process reads is
+    /// refused at once (`ENXIO`) rather than waited on for ever with the
+    /// server already serving; the writes after that block as usual.
+    fn open(path: &std::path::Path) -> std::io::Result<LatencyLog> {
+        let created = path.symlink_metadata().is_err();
+        let file = open_latency_log(path)?;
+        Ok(LatencyLog {
+            path: path.to_owned(),
+            file,
+            created,
+        })
+    }
+
+    /// The server did not start: a file this run created goes again.
+    fn discard(self) {
+        if self.created {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+
+    /// The server started: an earlier log in a regular file is replaced
+    /// (a pipe has nothing to empty).
+    fn begin(self) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
+        if self.file.metadata()?.is_file() {
+            self.file.set_len(0)?;
+        }
+        Ok((self.path, self.file))
+    }
+}
+
+/// Opens `path` for writing as [`LatencyLog::open`] says.
+fn open_latency_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::io::AsRawFd;
 
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
-        .truncate(true)
+        .truncate(false)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(|error| match error.raw_os_error() {

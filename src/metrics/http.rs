@@ -48,7 +48,20 @@ impl MetricsServer {
         addr: SocketAddr,
         snapshot: impl Fn() -> Snapshot + Send + 'static,
     ) -> io::Result<MetricsServer> {
-        let listener = TcpListener::bind(addr)?;
+        MetricsServer::on(TcpListener::bind(addr)?, snapshot)
+    }
+
+    /// Answers scrapes on `listener`, bound by the caller (so that a busy
+    /// port can be found before anything else is started), with what
+    /// `snapshot` returns at the time of each request.
+    ///
+    /// # Errors
+    ///
+    /// The error reading the listener's address, or creating the thread.
+    pub fn on(
+        listener: TcpListener,
+        snapshot: impl Fn() -> Snapshot + Send + 'static,
+    ) -> io::Result<MetricsServer> {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);

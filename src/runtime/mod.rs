@@ -75,6 +75,8 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll, Waker};
 use rkyv::Archived;
 
+/// The handle [`Context::schedule_timer`] returns, for [`Context::cancel_timer`].
+pub use crate::timer::TimerHandle;
 pub use backpressure::Backpressure;
 pub use batcher::Batcher;
 pub use context::{Context, SendError};
