@@ -653,6 +653,28 @@ fn journal_inspect_reports_a_first_segment_cut_short_as_damage() {
     );
 }
 
+/// A journal path that is not there is named as such by both commands,
+/// not as a failed step with the operating system's words.
+#[test]
+fn a_journal_path_that_is_not_there_is_named_plainly() {
+    let dir = Scratch::new("not-there");
+    let missing = dir.0.join("jounral");
+    for command in ["inspect", "tail"] {
+        let output = journal_command(command, &missing);
+        assert_eq!(output.status.code(), Some(1), "{command}");
+        let error = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            error.lines().next(),
+            Some(&*format!(
+                "corelane journal: {}: no such directory (give the directory passed to \
+                 `serve --journal`, or one of its core-N directories)",
+                missing.display()
+            )),
+            "{command}: {error}"
+        );
+    }
+}
+
 /// `journal inspect` counts one segment and one frame in the singular.
 #[test]
 fn journal_inspect_counts_one_segment_and_one_frame_in_the_singular() {

@@ -43,6 +43,17 @@ pub enum JournalCommand {
 
 /// Runs a `journal` subcommand.
 pub fn run(command: JournalCommand) -> ExitCode {
+    let (JournalCommand::Inspect { dir } | JournalCommand::Tail { dir, .. }) = &command;
+    // A mistyped path is the likely cause: say so in plain words, rather
+    // than as the step that failed on it.
+    if dir.symlink_metadata().is_err() {
+        eprintln!(
+            "corelane journal: {}: no such directory (give the directory passed to \
+             `serve --journal`, or one of its core-N directories)",
+            dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
     let result = match command {
         JournalCommand::Inspect { dir } => inspect_command(&dir),
         JournalCommand::Tail { dir, from, follow } => tail_command(&dir, from, follow),
