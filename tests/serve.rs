@@ -530,6 +530,124 @@ fn connect_time_commands_get_well_formed_replies() {
     stop(server);
 }
 
+/// CLIENT LIST lists every core's connections, in the order of their
+/// IDs, whichever core serves the one asking; the commands after it in a
+/// pipeline answer after it, even from a client that has already shut
+/// down its sending side.
+#[test]
+fn client_list_gathers_every_cores_connections() {
+    let _serial = serial();
+    let server = start(config(3));
+    // Six connections, dealt round the three cores; each one named.
+    let mut raws: Vec<Raw> = (0..6).map(|_| Raw::connect(&server)).collect();
+    let mut ids = Vec::new();
+    for (n, raw) in raws.iter_mut().enumerate() {
+        raw.send(format!("CLIENT SETNAME c{n}\r\nCLIENT ID\r\n").as_bytes());
+        raw.expect(b"+OK\r\n");
+        match raw.reply() {
+            Resp::Integer(id) => ids.push(id),
+            other => panic!("{other:?}"),
+        }
+    }
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+
+    for raw in &mut raws {
+        raw.send(b"CLIENT LIST\r\nPING\r\n");
+        let list = match raw.reply() {
+            Resp::Bulk(Some(list)) => String::from_utf8(list).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        raw.expect(b"+PONG\r\n");
+        let lines: Vec<&str> = list.lines().collect();
+        let listed: Vec<i64> = lines
+            .iter()
+            .map(|line| {
+                line.strip_prefix("id=")
+                    .unwrap()
+                    .split(' ')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(listed, sorted, "{list}");
+        let cores: std::collections::BTreeSet<&str> = lines
+            .iter()
+            .map(|line| line.rsplit(' ').next().unwrap())
+            .collect();
+        assert_eq!(
+            cores.into_iter().collect::<Vec<_>>(),
+            ["core=0", "core=1", "core=2"]
+        );
+        for (n, id) in ids.iter().enumerate() {
+            let line = lines
+                .iter()
+                .find(|line| line.starts_with(&format!("id={id} ")))
+                .unwrap();
+            assert!(line.contains(&format!(" name=c{n} ")), "{line}");
+        }
+    }
+
+    // Sent whole, then the sending side shut: every reply still comes,
+    // in order, and then the server closes.
+    let mut last = raws.pop().unwrap();
+    last.send(b"CLIENT LIST\r\nCLIENT LIST\r\nECHO done\r\n");
+    last.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    for _ in 0..2 {
+        match last.reply() {
+            Resp::Bulk(Some(list)) => assert_eq!(list.iter().filter(|&&b| b == b'\n').count(), 6),
+            other => panic!("{other:?}"),
+        }
+    }
+    last.expect(b"$4\r\ndone\r\n");
+    assert_eq!(last.until_closed(), (Vec::new(), Ending::Eof));
+
+    drop(raws);
+    stop(server);
+}
+
+/// A core's lines of CLIENT LIST larger than a lane frame come in pieces,
+/// put back together whole.
+#[test]
+fn client_list_larger_than_a_lane_frame_arrives_whole() {
+    let _serial = serial();
+    let server = start(ServerConfig {
+        lane_capacity: 1024,
+        ..config(2)
+    });
+    let mut raws: Vec<Raw> = (0..8).map(|_| Raw::connect(&server)).collect();
+    let names: Vec<String> = (0..8).map(|n| format!("{n}{}", "x".repeat(300))).collect();
+    for (raw, name) in raws.iter_mut().zip(&names) {
+        raw.send(format!("CLIENT SETNAME {name}\r\n").as_bytes());
+        raw.expect(b"+OK\r\n");
+    }
+    for raw in raws.iter_mut().take(2) {
+        raw.send(b"CLIENT LIST\r\n");
+        let list = match raw.reply() {
+            Resp::Bulk(Some(list)) => String::from_utf8(list).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert!(list.len() > 2 * 1024, "{} bytes", list.len());
+        assert_eq!(list.lines().count(), 8, "{list}");
+        for name in &names {
+            assert_eq!(list.matches(&format!(" name={name} ")).count(), 1, "{name}");
+        }
+    }
+    drop(raws);
+    let report = server.shutdown().expect("no core panicked");
+    assert!(report.adds_up(), "{report}");
+    // Two lists, each with the other core's lines in several pieces.
+    let pieces = report
+        .metrics
+        .merged()
+        .delivery_by_kind
+        .get("client list lines")
+        .map_or(0, |pieces| pieces.count());
+    assert!(pieces > 2, "{pieces} pieces");
+}
+
 /// CLIENT answers as Redis 7 does: HELP as an array of status lines,
 /// LIST and INFO as `field=value` lines, and Redis's own words for an
 /// unknown subcommand or a wrong number of arguments.

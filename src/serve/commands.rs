@@ -9,10 +9,10 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-use super::connection::Connection;
+use super::connection::{ClientListing, Connection};
 use super::glob::Glob;
 use super::info;
-use super::message::ServerMsg;
+use super::message::{ServerMsg, ServerMsgRef};
 use super::reply;
 use super::resp::{self, Request};
 use super::server::ServeCore;
@@ -62,8 +62,7 @@ const CLIENT_HELP: &[&str] = &[
     "INFO",
     "    Return this connection's line of CLIENT LIST.",
     "LIST",
-    "    Return one line per connection served by this connection's core.",
-    "    Other cores' connections are not listed (see INFO clients).",
+    "    Return one line per connection, of every core, in the order of their IDs.",
     "SETINFO <LIB-NAME|LIB-VER> <value>",
     "    Accepted for client libraries; the value is not kept.",
     "SETNAME <name>",
@@ -162,7 +161,7 @@ impl ServeCore {
             b"RESET" => self.reset(cx, key),
             b"SELECT" => self.select(key, request.arg(1)),
             b"HELLO" => self.hello(key, request),
-            b"CLIENT" => self.client(key, request),
+            b"CLIENT" => self.client(cx, key, request),
             b"COMMAND" => self.command(key, request),
             b"CONFIG" => self.config(key, request),
             b"INFO" => {
@@ -446,7 +445,7 @@ impl ServeCore {
         reply::array_header(&mut conn.out, 0);
     }
 
-    fn client(&mut self, key: usize, request: &Request<'_>) {
+    fn client(&mut self, cx: &mut Context<'_, ServerMsg>, key: usize, request: &Request<'_>) {
         let sub = request.arg(1).to_ascii_uppercase();
         let arity_ok = match sub.as_slice() {
             b"SETNAME" => request.len() == 3,
@@ -472,11 +471,7 @@ impl ServeCore {
         }
         match sub.as_slice() {
             b"LIST" => {
-                let mut text = String::new();
-                for (_, conn) in &self.conns {
-                    client_line(&mut text, conn, self.core);
-                }
-                reply::bulk(&mut self.conns[key].out, text.as_bytes());
+                self.list_clients(cx, key);
                 return;
             }
             b"INFO" => {
@@ -558,6 +553,132 @@ impl ServeCore {
             reply::bulk(out, value.as_bytes());
         }
     }
+}
+
+impl ServeCore {
+    /// CLIENT LIST: this core's lines, then every other core's, asked for
+    /// with [`ServerMsg::ListClients`]. The answer goes out when the last
+    /// core's lines are in (see `client_lines_received`); the connection's
+    /// further commands wait for it, so replies keep their order.
+    fn list_clients(&mut self, cx: &mut Context<'_, ServerMsg>, key: usize) {
+        let lines = self.client_lines().into_bytes();
+        let conn = &mut self.conns[key];
+        if cx.cores() == 1 {
+            reply::bulk(&mut conn.out, &sorted_by_id(&lines));
+            return;
+        }
+        conn.listing = Some(ClientListing {
+            lines,
+            waiting: cx.cores() - 1,
+        });
+        let waiter = (key as u32, conn.id);
+        let this = self.core;
+        for core in (0..cx.cores()).filter(|&core| core != this) {
+            self.send_ordered(cx, core, ServerMsgRef::ListClients { waiter });
+        }
+    }
+
+    /// This core's lines of CLIENT LIST, one per connection.
+    pub(crate) fn client_lines(&self) -> String {
+        let mut text = String::new();
+        for (_, conn) in &self.conns {
+            client_line(&mut text, conn, self.core);
+        }
+        text
+    }
+
+    /// Answers another core's [`ServerMsg::ListClients`] for its connection
+    /// `waiter`: this core's lines, in pieces that each fit a lane frame.
+    pub(crate) fn send_client_lines(
+        &mut self,
+        cx: &mut Context<'_, ServerMsg>,
+        to: usize,
+        waiter: (u32, u64),
+    ) {
+        let text = self.client_lines();
+        let piece = cx
+            .max_payload()
+            .saturating_sub(CLIENT_LINES_OVERHEAD)
+            .max(1);
+        let mut pieces = text.as_bytes().chunks(piece).peekable();
+        if pieces.peek().is_none() {
+            let last = ServerMsgRef::ClientLines {
+                waiter,
+                lines: b"",
+                last: true,
+            };
+            self.send_ordered(cx, to, last);
+        }
+        while let Some(lines) = pieces.next() {
+            let last = pieces.peek().is_none();
+            self.send_ordered(
+                cx,
+                to,
+                ServerMsgRef::ClientLines {
+                    waiter,
+                    lines,
+                    last,
+                },
+            );
+        }
+    }
+
+    /// Takes another core's [`ServerMsg::ClientLines`] for the connection
+    /// (slab key, id) `waiter`; answers its CLIENT LIST once every core's
+    /// last lines are in, and goes on with the commands that waited.
+    pub(crate) fn client_lines_received(
+        &mut self,
+        cx: &mut Context<'_, ServerMsg>,
+        waiter: (usize, u64),
+        lines: &[u8],
+        last: bool,
+    ) {
+        let (key, id) = waiter;
+        let Some(conn) = self.conns.get_mut(key).filter(|conn| conn.id == id) else {
+            // The connection closed meanwhile.
+            return;
+        };
+        let Some(listing) = &mut conn.listing else {
+            return;
+        };
+        listing.lines.extend_from_slice(lines);
+        if last {
+            listing.waiting -= 1;
+        }
+        if listing.waiting > 0 {
+            return;
+        }
+        let listing = conn.listing.take().expect("a listing was checked above");
+        reply::bulk(&mut conn.out, &sorted_by_id(&listing.lines));
+        self.mark_dirty(key);
+        self.execute_input(cx, key);
+        // The client sent all it will: close once every reply is out,
+        // unless another CLIENT LIST in what it sent is waiting now.
+        if let Some(conn) = self.conns.get_mut(key) {
+            if conn.input_ended && conn.listing.is_none() {
+                conn.closing = true;
+            }
+        }
+    }
+}
+
+/// Room for everything but the lines in an archived
+/// [`ServerMsg::ClientLines`]: the enum's tag, the waiter, the vector's
+/// header and the flag, padded, with margin.
+const CLIENT_LINES_OVERHEAD: usize = 64;
+
+/// CLIENT LIST's lines in the order of their ids, as Redis lists its
+/// clients (in the order they connected).
+fn sorted_by_id(text: &[u8]) -> Vec<u8> {
+    let id = |line: &[u8]| {
+        line.strip_prefix(b"id=")
+            .and_then(|rest| rest.split(|&b| b == b' ').next())
+            .and_then(|digits| std::str::from_utf8(digits).ok()?.parse::<u64>().ok())
+            .unwrap_or(u64::MAX)
+    };
+    let mut lines: Vec<&[u8]> = text.split_inclusive(|&b| b == b'\n').collect();
+    lines.sort_by_key(|line| id(line));
+    lines.concat()
 }
 
 /// Appends `conn`'s line of CLIENT LIST, in Redis's `field=value` form with

@@ -134,6 +134,12 @@ pub(crate) struct Connection {
     /// Acknowledgements of subscriptions still awaited from other cores;
     /// output is held while non-zero.
     pub(crate) held: u32,
+    /// A CLIENT LIST waiting for other cores' lines; the connection's
+    /// further commands wait (unparsed) until it is answered.
+    pub(crate) listing: Option<ClientListing>,
+    /// The client shut down its sending side while a CLIENT LIST waited:
+    /// the connection closes once the commands that waited have run.
+    pub(crate) input_ended: bool,
     /// On the core's list of connections to flush this turn.
     pub(crate) dirty: bool,
     /// The socket may hold input we have not read (we stopped early for
@@ -164,6 +170,8 @@ impl Connection {
             since: std::time::Instant::now(),
             closing: false,
             held: 0,
+            listing: None,
+            input_ended: false,
             dirty: false,
             unread: false,
             read_paused: false,
@@ -235,6 +243,15 @@ impl Connection {
     pub(crate) fn write_out(&mut self) -> io::Result<bool> {
         self.out.write_to(&mut self.stream)
     }
+}
+
+/// A CLIENT LIST being gathered from every core.
+#[derive(Debug, Default)]
+pub(crate) struct ClientListing {
+    /// Every core's lines received so far, this core's first.
+    pub(crate) lines: Vec<u8>,
+    /// Cores whose last lines have not come yet.
+    pub(crate) waiting: usize,
 }
 
 #[cfg(test)]

@@ -42,6 +42,25 @@ pub enum ServerMsg {
         /// The waiting connection's (slab key, id) on the receiver.
         waiter: (u32, u64),
     },
+    /// The sender's connection (slab key, id) asks for the receiver's lines
+    /// of CLIENT LIST, answered with [`ClientLines`].
+    ///
+    /// [`ClientLines`]: ServerMsg::ClientLines
+    ListClients {
+        /// The asking connection on the sender.
+        waiter: (u32, u64),
+    },
+    /// Part of the receiver's lines of CLIENT LIST for the waiting
+    /// connection: a core's lines may take several messages, each within
+    /// a lane frame, the last one marked.
+    ClientLines {
+        /// The asking connection's (slab key, id) on the receiver.
+        waiter: (u32, u64),
+        /// The next bytes of the sender's lines.
+        lines: Vec<u8>,
+        /// Whether these are the sender's last bytes.
+        last: bool,
+    },
 }
 
 /// A [`ServerMsg`] made of borrowed bytes, archived exactly as one: a core
@@ -74,6 +93,15 @@ pub(crate) enum ServerMsgRef<'a> {
     },
     /// [`ServerMsg::Ack`].
     Ack { waiter: (u32, u64) },
+    /// [`ServerMsg::ListClients`].
+    ListClients { waiter: (u32, u64) },
+    /// [`ServerMsg::ClientLines`].
+    ClientLines {
+        waiter: (u32, u64),
+        #[rkyv(with = AsVec)]
+        lines: &'a [u8],
+        last: bool,
+    },
 }
 
 // SAFETY: every variant mirrors `ServerMsg`'s, in the same order, with the
@@ -102,13 +130,24 @@ impl ServerMsgRef<'_> {
                 waiter,
             },
             ServerMsgRef::Ack { waiter } => ServerMsg::Ack { waiter },
+            ServerMsgRef::ListClients { waiter } => ServerMsg::ListClients { waiter },
+            ServerMsgRef::ClientLines {
+                waiter,
+                lines,
+                last,
+            } => ServerMsg::ClientLines {
+                waiter,
+                lines: lines.to_vec(),
+                last,
+            },
         }
     }
 }
 
 impl Message for ServerMsg {
     const TYPE_ID: u16 = 0x5250; // "RP"
-    const VERSION: u8 = 1;
+                                 // 2: CLIENT LIST gathered from every core.
+    const VERSION: u8 = 2;
     const NAME: &'static str = "ServerMsg";
 
     fn kind(archived: &ArchivedServerMsg) -> &'static str {
@@ -117,6 +156,8 @@ impl Message for ServerMsg {
             ArchivedServerMsg::Adopt { .. } => "connection hand-over",
             ArchivedServerMsg::Interest { .. } => "subscription notice",
             ArchivedServerMsg::Ack { .. } => "subscription acknowledgement",
+            ArchivedServerMsg::ListClients { .. } => "client list request",
+            ArchivedServerMsg::ClientLines { .. } => "client list lines",
         }
     }
 }
@@ -129,6 +170,8 @@ impl ServerMsg {
             ServerMsg::Adopt { .. } => "connection hand-over",
             ServerMsg::Interest { .. } => "subscription notice",
             ServerMsg::Ack { .. } => "subscription acknowledgement",
+            ServerMsg::ListClients { .. } => "client list request",
+            ServerMsg::ClientLines { .. } => "client list lines",
         }
     }
 
@@ -138,7 +181,8 @@ impl ServerMsg {
         match self {
             ServerMsg::Publish { channel, payload } => channel.len() + payload.len(),
             ServerMsg::Interest { name, .. } => name.len(),
-            ServerMsg::Adopt { .. } | ServerMsg::Ack { .. } => 0,
+            ServerMsg::ClientLines { lines, .. } => lines.len(),
+            ServerMsg::Adopt { .. } | ServerMsg::Ack { .. } | ServerMsg::ListClients { .. } => 0,
         }
     }
 }
@@ -172,6 +216,19 @@ mod tests {
             },
             ServerMsgRef::Ack {
                 waiter: (u32::MAX, 3),
+            },
+            ServerMsgRef::ListClients {
+                waiter: (9, u64::MAX),
+            },
+            ServerMsgRef::ClientLines {
+                waiter: (0, 1),
+                lines: b"id=1 addr=127.0.0.1:5000 core=1\n",
+                last: true,
+            },
+            ServerMsgRef::ClientLines {
+                waiter: (3, 4),
+                lines: b"",
+                last: false,
             },
         ];
         let mut arena = Arena::new();

@@ -540,8 +540,13 @@ impl ServeCore {
                 Ok(ReadOutcome::Closed) => {
                     // The client may have only shut down its sending side
                     // and still wait for replies: write them, then close.
+                    // Commands waiting behind a CLIENT LIST run first.
                     if let Some(conn) = self.conns.get_mut(key) {
-                        conn.closing = true;
+                        if conn.listing.is_some() {
+                            conn.input_ended = true;
+                        } else {
+                            conn.closing = true;
+                        }
                     }
                     self.mark_dirty(key);
                     return;
@@ -557,13 +562,15 @@ impl ServeCore {
     }
 
     /// Parses and executes every complete command in a client's input.
-    fn execute_input(&mut self, cx: &mut Context<'_, ServerMsg>, key: usize) {
+    pub(crate) fn execute_input(&mut self, cx: &mut Context<'_, ServerMsg>, key: usize) {
         let conn = &mut self.conns[key];
-        if conn.closing {
+        if conn.closing || conn.listing.is_some() {
             // After QUIT or an error the rest of the input must never run,
             // but the connection can still be on the unread list (its last
             // read used up the read budget, or a closed connection's key
             // there was reused): parsing again would repeat the error.
+            // While a CLIENT LIST waits for other cores, what follows it
+            // waits too, so that its reply comes first.
             return;
         }
         let input = std::mem::take(&mut conn.input);
@@ -583,7 +590,9 @@ impl ServeCore {
                     consumed += request.consumed();
                     self.execute(cx, key, &request);
                     let stop = self.conns.get(key).is_none_or(|conn| {
-                        conn.closing || conn.pending_out() > self.config.read_pause
+                        conn.closing
+                            || conn.listing.is_some()
+                            || conn.pending_out() > self.config.read_pause
                     });
                     if stop {
                         break;
@@ -671,7 +680,7 @@ impl ServeCore {
     /// that lane, so messages to one core keep their order. It is archived
     /// straight from the bytes it borrows into the lane; only a message that
     /// has to wait is copied (into the backlog).
-    fn send_ordered(
+    pub(crate) fn send_ordered(
         &mut self,
         cx: &mut Context<'_, ServerMsg>,
         target: usize,
@@ -924,6 +933,18 @@ impl Handler for ServeCore {
                 if released {
                     self.mark_dirty(key);
                 }
+            }
+            ArchivedServerMsg::ListClients { waiter } => {
+                let waiter = (waiter.0.to_native(), waiter.1.to_native());
+                self.send_client_lines(cx, from, waiter);
+            }
+            ArchivedServerMsg::ClientLines {
+                waiter,
+                lines,
+                last,
+            } => {
+                let waiter = (waiter.0.to_native() as usize, waiter.1.to_native());
+                self.client_lines_received(cx, waiter, lines.as_slice(), *last);
             }
         }
     }
