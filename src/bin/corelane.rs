@@ -177,6 +177,7 @@ fn bind_addr(text: &str) -> Result<SocketAddr, String> {
              --bind 0.0.0.0:{port} for every interface)"
         ));
     }
+    port_in_range(text)?;
     if !text.contains(':') {
         // A host alone, as redis-server's `bind` takes it.
         return Err(format!(
@@ -190,8 +191,24 @@ fn bind_addr(text: &str) -> Result<SocketAddr, String> {
 fn metrics_addr(text: &str) -> Result<SocketAddr, String> {
     match text.parse::<u16>() {
         Ok(port) => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
-        Err(_) => resolve(text),
+        Err(_) => {
+            port_in_range(text)?;
+            resolve(text)
+        }
     }
+}
+
+/// Refuses a number too large for a port. Without this, `70000` reads as
+/// a host name and is refused as a host with no port, which sends the
+/// user looking for the wrong mistake.
+fn port_in_range(text: &str) -> Result<(), String> {
+    if !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(format!(
+            "{text:?} is not a port: ports run from 0 to {}",
+            u16::MAX
+        ));
+    }
+    Ok(())
 }
 
 /// The smallest `--journal-segment-size`: one page, a few dozen small
