@@ -163,8 +163,9 @@ struct ServeArgs {
     /// Warn when a handler runs longer than this many milliseconds (0: off).
     #[arg(long, default_value_t = 500)]
     stall_ms: u64,
-    /// Warn when a core's delivery p99, averaged over 10 s, passes this
-    /// many microseconds.
+    /// Warn when a core's delivery p99, averaged over its last 10 seconds
+    /// with deliveries (quiet seconds are left out), passes this many
+    /// microseconds.
     #[arg(long)]
     p99_limit_us: Option<u64>,
 }
