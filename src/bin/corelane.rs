@@ -321,6 +321,23 @@ fn bench_echo(args: BenchEchoArgs) -> ExitCode {
 }
 
 fn bench(args: BenchArgs) -> ExitCode {
+    if let Some(only) = &args.only {
+        // Else the flag would be dropped in silence, and the run look like
+        // one that measured what it asked for.
+        let given = [
+            ("--rates", args.rates.is_some()),
+            ("--idle", args.idle.is_some()),
+        ];
+        if let Some((flag, _)) = given.iter().find(|(_, given)| *given) {
+            if !only.iter().any(|section| section == "pipeline") {
+                eprintln!(
+                    "corelane: {flag} sets the pipeline section, and --only {} does not run it",
+                    only.join(",")
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let mut settings = if args.quick {
         Settings::quick()
     } else {
