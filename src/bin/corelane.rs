@@ -126,9 +126,9 @@ struct ServeArgs {
     #[arg(long, value_name = "N")]
     cores: Option<usize>,
     /// Bytes of frames per lane between two cores: a power of two from
-    /// 1024 to 1 GiB. The largest publishable message is about half of it;
-    /// all lanes together take cores x cores x this (committed as used),
-    /// which may not pass 4 GiB.
+    /// 1024 to 1 GiB. The largest publishable message is about half of it
+    /// (with more than one core); all lanes together take cores x cores x
+    /// this (committed as used), which may not pass 4 GiB.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     lane_capacity: usize,
     /// How idle cores wait for work.
