@@ -112,6 +112,29 @@ fn a_plot_of_sections_without_curves_is_refused_before_the_run() {
     assert!(!path.exists(), "{} was made", path.display());
 }
 
+/// `--rates` and `--idle` set the pipeline section: with `--only`
+/// sections that leave it out they would be dropped in silence, so they
+/// are refused before the run.
+#[test]
+fn pipeline_flags_without_the_pipeline_are_refused() {
+    for flag in [["--rates", "1000"], ["--idle", "park"]] {
+        let output = bench(
+            &["--quick", "--only", "timers,record", flag[0], flag[1]],
+            Duration::from_secs(60),
+        );
+        assert!(!output.status.success(), "{flag:?} accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "{} sets the pipeline section, and --only timers,record does not run it",
+                flag[0]
+            )),
+            "{stderr}"
+        );
+        assert!(output.stdout.is_empty(), "nothing measured: {output:?}");
+    }
+}
+
 /// A quick pipeline-only run, busy-spinning, at `rate` for `seconds`: the
 /// JSON report as text, after checking that the run succeeded.
 fn pipeline_report(rate: &str, seconds: &str) -> String {

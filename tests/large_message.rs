@@ -213,6 +213,10 @@ fn a_message_over_the_limit_is_handed_back() {
     assert_eq!(report.totals.sent, 0);
     let text = text.lock().unwrap().clone().unwrap();
     assert!(text.contains("largest is 1048576"), "{text}");
+    // The limit is the runtime's, not a lane's: lanes carry larger
+    // messages by handle.
+    assert!(text.contains("Builder::max_message"), "{text}");
+    assert!(!text.contains("lane"), "{text}");
 }
 
 /// Bytes in the blobs of the held-message tests: far over a frame of the

@@ -1734,6 +1734,28 @@ fn config_get_reports_the_output_limit_in_force() {
     stop(server);
 }
 
+/// CONFIG GET with no parameter is a wrong number of arguments, in Redis
+/// 7's words, not a CONFIG subcommand this server lacks; CONFIG SET is the
+/// one that is refused as read-only.
+#[test]
+fn config_get_without_a_parameter_is_short_of_arguments() {
+    let _serial = serial();
+    let server = start(config(1));
+    let mut raw = Raw::connect(&server);
+    assert_eq!(
+        raw.command("CONFIG GET"),
+        Resp::Error("ERR wrong number of arguments for 'config|get' command".into())
+    );
+    assert_eq!(
+        raw.command("CONFIG SET maxmemory 1"),
+        Resp::Error(
+            "ERR CONFIG is read-only here: only CONFIG GET <parameter> is supported".into()
+        )
+    );
+    drop(raw);
+    stop(server);
+}
+
 /// A PUBLISH larger than a lane can carry is refused before any core
 /// delivers it; the largest that fits reaches every core; the connection
 /// stays usable.

@@ -31,6 +31,20 @@ fn a_bare_port_for_bind_is_refused_with_the_address_to_write() {
 }
 
 #[test]
+fn a_number_too_large_for_a_port_is_refused_as_such_not_as_a_host() {
+    for flag in ["--bind", "--metrics"] {
+        let output = corelane(&["serve", flag, "70000"]);
+        assert!(!output.status.success());
+        let error = stderr(&output);
+        assert!(
+            error.contains("\"70000\" is not a port: ports run from 0 to 65535"),
+            "{flag}: {error}"
+        );
+        assert!(!error.contains("has no port"), "{flag}: {error}");
+    }
+}
+
+#[test]
 fn a_host_without_a_port_is_refused_with_the_address_to_write() {
     let output = corelane(&["serve", "--bind", "localhost"]);
     assert!(!output.status.success());

@@ -126,9 +126,9 @@ struct ServeArgs {
     #[arg(long, value_name = "N")]
     cores: Option<usize>,
     /// Bytes of frames per lane between two cores: a power of two from
-    /// 1024 to 1 GiB. The largest publishable message is about half of it;
-    /// all lanes together take cores x cores x this (committed as used),
-    /// which may not pass 4 GiB.
+    /// 1024 to 1 GiB. The largest publishable message is about half of it
+    /// (with more than one core); all lanes together take cores x cores x
+    /// this (committed as used), which may not pass 4 GiB.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     lane_capacity: usize,
     /// How idle cores wait for work.
@@ -163,8 +163,9 @@ struct ServeArgs {
     /// Warn when a handler runs longer than this many milliseconds (0: off).
     #[arg(long, default_value_t = 500)]
     stall_ms: u64,
-    /// Warn when a core's delivery p99, averaged over 10 s, passes this
-    /// many microseconds.
+    /// Warn when a core's delivery p99, averaged over its last 10 seconds
+    /// with deliveries (quiet seconds are left out), passes this many
+    /// microseconds.
     #[arg(long)]
     p99_limit_us: Option<u64>,
 }
@@ -177,6 +178,7 @@ fn bind_addr(text: &str) -> Result<SocketAddr, String> {
              --bind 0.0.0.0:{port} for every interface)"
         ));
     }
+    port_in_range(text)?;
     if !text.contains(':') {
         // A host alone, as redis-server's `bind` takes it.
         return Err(format!(
@@ -190,8 +192,24 @@ fn bind_addr(text: &str) -> Result<SocketAddr, String> {
 fn metrics_addr(text: &str) -> Result<SocketAddr, String> {
     match text.parse::<u16>() {
         Ok(port) => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
-        Err(_) => resolve(text),
+        Err(_) => {
+            port_in_range(text)?;
+            resolve(text)
+        }
     }
+}
+
+/// Refuses a number too large for a port. Without this, `70000` reads as
+/// a host name and is refused as a host with no port, which sends the
+/// user looking for the wrong mistake.
+fn port_in_range(text: &str) -> Result<(), String> {
+    if !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(format!(
+            "{text:?} is not a port: ports run from 0 to {}",
+            u16::MAX
+        ));
+    }
+    Ok(())
 }
 
 /// The smallest `--journal-segment-size`: one page, a few dozen small
@@ -303,6 +321,23 @@ fn bench_echo(args: BenchEchoArgs) -> ExitCode {
 }
 
 fn bench(args: BenchArgs) -> ExitCode {
+    if let Some(only) = &args.only {
+        // Else the flag would be dropped in silence, and the run look like
+        // one that measured what it asked for.
+        let given = [
+            ("--rates", args.rates.is_some()),
+            ("--idle", args.idle.is_some()),
+        ];
+        if let Some((flag, _)) = given.iter().find(|(_, given)| *given) {
+            if !only.iter().any(|section| section == "pipeline") {
+                eprintln!(
+                    "corelane: {flag} sets the pipeline section, and --only {} does not run it",
+                    only.join(",")
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let mut settings = if args.quick {
         Settings::quick()
     } else {

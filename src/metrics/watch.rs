@@ -37,7 +37,9 @@ pub struct WatchConfig {
     pub period: Duration,
     /// Periods in the moving averages that thresholds compare against.
     pub window: usize,
-    /// Limit on a core's delivery p99, in nanoseconds.
+    /// Limit on a core's delivery p99, in nanoseconds, averaged over the
+    /// last `window` periods in which the core delivered anything (a
+    /// period with no deliveries has no p99 and is left out).
     pub p99_limit_ns: Option<u64>,
     /// Limit on a core's backlog (lanes plus handler), in bytes.
     pub backlog_limit_bytes: Option<u64>,
@@ -207,8 +209,18 @@ impl Analyzer {
             let p99 = metrics.delivery.percentile(99.0);
             let backlog = metrics.gauges.backlog_bytes();
             let busy = metrics.counters.busy_share();
+            // A period that delivered nothing has no p99 (the histogram
+            // reads 0). Averaged in as 0 it would dilute the spikes of a
+            // core with sporadic traffic until no limit fires: it leaves
+            // the p99 average, and whether it is over, as they were.
+            let delivered = metrics.delivery.count() > 0;
+            let p99_average = if delivered {
+                push_average(&mut watch.p99, p99 as f64, window)
+            } else {
+                mean(&watch.p99)
+            };
             let averages = [
-                push_average(&mut watch.p99, p99 as f64, window),
+                p99_average,
                 push_average(&mut watch.backlog, backlog as f64, window),
                 push_average(&mut watch.busy, busy, window),
             ];
@@ -219,6 +231,9 @@ impl Analyzer {
             ];
             for which in 0..3 {
                 let Some(limit) = limits[which] else { continue };
+                if which == 0 && !delivered {
+                    continue;
+                }
                 let over = averages[which] > limit;
                 if over && !watch.over[which] {
                     alerts.push(match which {
@@ -319,6 +334,14 @@ fn push_average(values: &mut VecDeque<f64>, value: f64, window: usize) -> f64 {
     values.push_back(value);
     while values.len() > window {
         values.pop_front();
+    }
+    mean(values)
+}
+
+/// The mean of `values`; 0 for none.
+fn mean(values: &VecDeque<f64>) -> f64 {
+    if values.is_empty() {
+        return 0.0;
     }
     values.iter().sum::<f64>() / values.len() as f64
 }
@@ -460,6 +483,52 @@ mod tests {
         assert!(
             matches!(busy[..], [Alert::BusyShare { core: 0, .. }]),
             "{busy:?}"
+        );
+    }
+
+    /// Periods in which a core delivered nothing do not count as a p99
+    /// of 0: a core whose traffic comes in bursts is judged on the
+    /// bursts' latency.
+    #[test]
+    fn periods_without_deliveries_leave_the_p99_average_alone() {
+        let mut analyzer = Analyzer::new(WatchConfig {
+            window: 4,
+            p99_limit_ns: Some(1_000),
+            trend_periods: 0,
+            ..WatchConfig::default()
+        });
+        let quiet = || Interval {
+            metrics: CoreMetrics::default(),
+            start_ns: 0,
+            end_ns: 1,
+        };
+        for _ in 0..3 {
+            assert!(analyzer.evaluate(&[quiet()]).is_empty());
+        }
+        let alerts = analyzer.evaluate(&[interval(2_000, 0, 1, 9)]);
+        assert!(
+            matches!(
+                alerts[..],
+                [Alert::P99 {
+                    core: 0,
+                    last_ns: 2_000..=2_100,
+                    ..
+                }]
+            ),
+            "{alerts:?}"
+        );
+        // Quiet again: still over, so no second alert. Back under with
+        // fast periods (quiet ones between them change nothing), then
+        // over again: it fires again.
+        assert!(analyzer.evaluate(&[quiet()]).is_empty());
+        for _ in 0..3 {
+            assert!(analyzer.evaluate(&[interval(100, 0, 1, 9)]).is_empty());
+            assert!(analyzer.evaluate(&[quiet()]).is_empty());
+        }
+        let again = analyzer.evaluate(&[interval(5_000, 0, 1, 9)]);
+        assert!(
+            matches!(again[..], [Alert::P99 { core: 0, .. }]),
+            "(100 + 100 + 100 + 5000) / 4 is over again: {again:?}"
         );
     }
 

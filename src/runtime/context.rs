@@ -28,13 +28,17 @@ pub enum SendError<T> {
     /// reached, and the backpressure policy does not hold the message;
     /// retry later.
     Full(T),
-    /// The message is larger than a lane frame can ever carry.
+    /// The message is larger than the runtime sends at all
+    /// ([`Builder::max_message`](crate::runtime::Builder::max_message)).
+    /// A message merely too large for a lane frame is not refused: it
+    /// travels in a pooled buffer.
     TooLarge {
         /// The message.
         msg: T,
         /// Its archived size.
         payload_len: usize,
-        /// The largest payload a lane takes.
+        /// The largest archived message the runtime sends
+        /// ([`Context::max_message`]).
         max_payload: usize,
     },
     /// There is no core with that index.
@@ -71,7 +75,8 @@ impl<T> fmt::Display for SendError<T> {
                 ..
             } => write!(
                 f,
-                "message of {payload_len} bytes can never fit a lane (largest is {max_payload})"
+                "message of {payload_len} bytes is larger than the runtime sends (largest is \
+                 {max_payload}, Builder::max_message)"
             ),
             SendError::NoSuchCore(_, core) => write!(f, "no core {core}"),
             SendError::Encode(_, reason) => write!(f, "cannot serialize message: {reason}"),

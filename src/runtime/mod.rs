@@ -234,7 +234,9 @@ impl Builder {
     }
 
     /// Bytes of frames in each lane (a power of two, at least 1 KiB).
-    /// Default 64 KiB. The largest message is half of it, less a header.
+    /// Default 64 KiB. The largest message a frame carries is half of it,
+    /// less a header ([`Context::max_payload`]); a larger one, up to
+    /// [`max_message`](Self::max_message), travels in a pooled buffer.
     pub fn lane_capacity(mut self, bytes: usize) -> Self {
         self.lane_capacity = bytes;
         self

@@ -525,7 +525,17 @@ impl ServeCore {
     fn config(&mut self, key: usize, request: &Request<'_>) {
         let out = &mut self.conns[key].out;
         let sub = request.arg(1).to_ascii_uppercase();
-        if sub != b"GET" || request.len() < 3 {
+        // A CONFIG GET that names no parameter is a GET short of arguments,
+        // not an attempt at a command this server lacks: say so, as Redis 7
+        // does.
+        if sub == b"GET" && request.len() < 3 {
+            reply::error(
+                out,
+                "ERR wrong number of arguments for 'config|get' command",
+            );
+            return;
+        }
+        if sub != b"GET" {
             reply::error(
                 out,
                 "ERR CONFIG is read-only here: only CONFIG GET <parameter> is supported",

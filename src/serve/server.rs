@@ -845,7 +845,8 @@ impl ServeCore {
 }
 
 /// Appends one message to connection `key`'s output and queues it for
-/// writing; a connection past the output limit goes to `over_limit`
+/// writing; a connection past the output limit, and whose socket will not
+/// take enough of it at once to come back under, goes to `over_limit`
 /// instead, once, and one already closing gets nothing more.
 fn queue_output(
     conns: &mut Slab<Connection>,
@@ -861,6 +862,14 @@ fn queue_output(
         return;
     }
     write(&mut conn.out);
+    if limit != 0 && conn.pending_out() > limit && conn.held == 0 {
+        // One turn can queue more than the limit before the turn's flush
+        // writes any of it (a lane's worth of forwards, a read's worth of
+        // PUBLISHes): write now, so that only a client that does not read
+        // is cut, not one that reads as fast as it can. A write error is
+        // left to that flush, which meets it again and closes.
+        let _ = conn.write_out();
+    }
     if limit != 0 && conn.pending_out() > limit {
         // Closing from here on: a further subscription of the same
         // connection that matches (a pattern as well as the channel) adds
@@ -1216,8 +1225,23 @@ mod tests {
         });
     }
 
-    /// A subscriber reached by one message twice over (its channel and a
-    /// pattern) that passes the output limit is disconnected once: one
+    /// Writes to a non-blocking socket until the kernel takes no more, as
+    /// a client that never reads leaves it.
+    fn fill(socket: &mut std::net::TcpStream) {
+        use std::io::Write;
+        let block = [0u8; 64 * 1024];
+        loop {
+            match socket.write(&block) {
+                Ok(_) => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                Err(error) => panic!("filling the socket: {error}"),
+            }
+        }
+    }
+
+    /// A subscriber that does not read, reached by one message twice over
+    /// (its channel and a pattern), that passes the output limit is
+    /// disconnected once: one
     /// log line with the bytes it left unread, not a second saying 0.
     #[test]
     fn a_subscriber_over_the_output_limit_is_disconnected_once() {
@@ -1231,8 +1255,9 @@ mod tests {
 
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (socket, _) = listener.accept().unwrap();
+        let (mut socket, _) = listener.accept().unwrap();
         socket.set_nonblocking(true).unwrap();
+        fill(&mut socket);
         let pool = Pool::new(&PoolConfig::default());
         let out = OutputBuffer::new(OutputPool::new(pool.lender()));
         let parser = RequestParser::new(Limits::default());
@@ -1256,5 +1281,47 @@ mod tests {
         assert_eq!(logged.len(), 1, "{logged:?}");
         assert!(logged[0].contains("bytes of output unread"), "{logged:?}");
         assert!(!logged[0].contains(": 0 bytes"), "{logged:?}");
+    }
+
+    /// Messages queued in one turn past the output limit, for a subscriber
+    /// whose socket has room for them, are written rather than cut off:
+    /// the limit is for clients that do not read, and one turn can queue
+    /// a lane's worth of forwards before the turn's flush.
+    #[test]
+    fn a_subscriber_whose_socket_takes_the_output_is_not_cut_off() {
+        const MESSAGES: usize = 16;
+        const PAYLOAD: usize = 1000;
+        let config = ServerConfig {
+            output_limit: 4 * PAYLOAD,
+            ..ServerConfig::default()
+        };
+        let mut core = ServeCore::new(0, Arc::new(config), stats(1), None);
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (socket, _) = listener.accept().unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let pool = Pool::new(&PoolConfig::default());
+        let out = OutputBuffer::new(OutputPool::new(pool.lender()));
+        let parser = RequestParser::new(Limits::default());
+        let conn = Connection::new(TcpStream::from_std(socket), 1, parser, out);
+        let key = core.conns.insert(conn);
+        core.subs.subscribe(b"news", key);
+
+        for _ in 0..MESSAGES {
+            assert_eq!(core.deliver(b"news", &[b'x'; PAYLOAD]), 1);
+        }
+        assert!(!core.conns[key].closing);
+        let pending = core.conns[key].pending_out();
+        assert!(pending <= 4 * PAYLOAD, "{pending} bytes left unwritten");
+
+        // What was written, and what the flush writes, is every message.
+        core.conns[key].write_out().unwrap();
+        drop(core);
+        let mut received = Vec::new();
+        std::io::Read::read_to_end(&mut client, &mut received).unwrap();
+        let one = format!("*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n${PAYLOAD}\r\n");
+        let one = [one.as_bytes(), &[b'x'; PAYLOAD], b"\r\n"].concat();
+        assert_eq!(received, one.repeat(MESSAGES));
     }
 }
