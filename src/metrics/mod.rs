@@ -188,6 +188,14 @@ impl CoreMetrics {
         self.turn_lag.merge(&other.turn_lag);
     }
 
+    /// Gives `self` an empty histogram for every message kind and handler
+    /// `other` has, so that adding such an interval to it allocates nothing.
+    fn include_names_of(&mut self, other: &CoreMetrics) {
+        self.delivery_by_kind
+            .include_names_of(&other.delivery_by_kind);
+        self.handler_time.include_names_of(&other.handler_time);
+    }
+
     /// Adds an interval the core recorded: like `merge`, but gauges take
     /// the interval's (newer) values and `delivery` also gathers every
     /// kind.

@@ -137,6 +137,13 @@ impl NamedHistograms {
         }
     }
 
+    /// Adds an empty histogram for every name of `other` this set lacks.
+    pub fn include_names_of(&mut self, other: &NamedHistograms) {
+        for (name, _) in other.iter() {
+            self.index_of(name);
+        }
+    }
+
     /// Empties every histogram that holds values; keeps the names.
     pub fn reset(&mut self) {
         for histogram in &mut self.histograms {

@@ -114,14 +114,19 @@ impl MetricsCell {
     /// Takes the interval published since the last take, leaving an empty
     /// one in its place.
     ///
-    /// The empty one is a reset copy of the interval taken before (made
-    /// then, on the reader's thread): it has a histogram for every message
-    /// kind and handler seen so far, so the core's next flush adds to them
-    /// instead of allocating new ones on the core's thread.
+    /// The empty one was made at the take before, on the reader's thread:
+    /// it has a histogram for every message kind and handler in the
+    /// intervals taken so far, so the core's next flush adds to them
+    /// instead of allocating new ones on the core's thread. Each spare
+    /// holds the names of the one before it as well as those of the
+    /// interval just taken, so a quiet interval (a kind that sent nothing
+    /// then) does not drop a name from the ones after it.
     pub(crate) fn take_interval(&self) -> Interval {
         let mut spare_slot = self.spare.lock();
         let mut spare = spare_slot.take().unwrap_or_default();
         spare.reset();
+        // Its names, passed on to the next spare below.
+        let mut next = spare.clone();
         let now = clock::now_ns();
         let mut published = self.published.lock();
         // Gauges are levels, not sums: the new interval starts from the
@@ -130,8 +135,7 @@ impl MetricsCell {
         let metrics = std::mem::replace(&mut published.interval, spare);
         let start_ns = std::mem::replace(&mut published.interval_start_ns, now);
         drop(published);
-        let mut next = metrics.clone();
-        next.reset();
+        next.include_names_of(&metrics);
         *spare_slot = Some(next);
         Interval {
             metrics,
@@ -362,6 +366,38 @@ mod tests {
         recorder.flush(3);
         assert_eq!(kinds_in_published_interval(&cell), [("Tick", 1)]);
         assert_eq!(cell.read().delivery.count(), 3);
+    }
+
+    /// A quiet interval (no message of a kind seen before) does not take
+    /// that kind out of the spares: the interval the core adds to after
+    /// it still has the kind, and the core's flush allocates nothing.
+    #[test]
+    fn a_quiet_interval_leaves_every_kind_in_the_next_spares() {
+        let cell = Arc::new(MetricsCell::default());
+        let mut recorder = Recorder::new(Arc::clone(&cell));
+        let kinds = |cell: &MetricsCell| {
+            let published = cell.published.lock();
+            let names: Vec<_> = published
+                .interval
+                .delivery_by_kind
+                .iter()
+                .map(|(kind, _)| kind)
+                .collect();
+            names
+        };
+        let handler = recorder.enter_message("Tick", 0, 10);
+        recorder.leave_handler(handler, 10, 20);
+        recorder.flush(1);
+        cell.take_interval();
+        // Quiet: nothing recorded in the interval the first take began.
+        recorder.flush(2);
+        let quiet = cell.take_interval();
+        assert_eq!(quiet.metrics.delivery.count(), 0);
+        for take in 3..8 {
+            assert_eq!(kinds(&cell), ["Tick"], "after take {take}");
+            recorder.flush(take);
+            cell.take_interval();
+        }
     }
 
     #[test]
