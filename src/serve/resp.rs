@@ -486,8 +486,9 @@ impl RequestParser {
             return Ok(Step::NeedMore);
         };
 
-        // Redis treats a null or empty array as a command to step over.
-        if text == b"-1" || text == b"0" {
+        // Redis steps over an array of no elements, or of a count below
+        // zero (`*-1`, null, among them), as a command of nothing.
+        if parse_integer(text).is_some_and(|count| count <= 0) {
             self.skip_command(self.cursor);
             return Ok(Step::Continue);
         }
@@ -959,7 +960,7 @@ mod tests {
 
     #[test]
     fn empty_commands_are_stepped_over() {
-        let input = b"*0\r\n*-1\r\n\r\n  \t \n\nPING\r\n";
+        let input = b"*0\r\n*-1\r\n*-5\r\n*-9223372036854775808\r\n\r\n  \t \n\nPING\r\n";
         let mut parser = RequestParser::default();
         let request = parser.parse(input).unwrap().unwrap();
         assert_eq!(owned(&request), args(&["PING"]));
@@ -967,6 +968,15 @@ mod tests {
 
         assert_eq!(one(b"*0\r\n"), Ok(None));
         assert_eq!(one(b"\r\n\r\n"), Ok(None));
+        // Counts Redis cannot read as an integer are still errors.
+        for bad in [&b"*-0\r\n"[..], b"*00\r\n", b"*+1\r\n", b"*-\r\n"] {
+            assert_eq!(
+                one(bad),
+                Err(ProtocolError::InvalidMultibulkLength),
+                "{}",
+                bad.escape_ascii()
+            );
+        }
     }
 
     #[test]
@@ -1006,7 +1016,6 @@ mod tests {
         for input in [
             &b"*\r\n"[..],
             b"*+1\r\n",
-            b"*-2\r\n",
             b"*01\r\n",
             b"*1a\r\n",
             b"* 1\r\n",
