@@ -1735,8 +1735,8 @@ fn config_get_reports_the_output_limit_in_force() {
 }
 
 /// CONFIG GET with no parameter is a wrong number of arguments, in Redis
-/// 7's words, not a CONFIG subcommand this server lacks; CONFIG SET is the
-/// one that is refused as read-only.
+/// 7's words, not a CONFIG subcommand this server lacks; CONFIG SET is
+/// refused as read-only, and a subcommand Redis has not either as unknown.
 #[test]
 fn config_get_without_a_parameter_is_short_of_arguments() {
     let _serial = serial();
@@ -1751,6 +1751,10 @@ fn config_get_without_a_parameter_is_short_of_arguments() {
         Resp::Error(
             "ERR CONFIG is read-only here: only CONFIG GET <parameter> is supported".into()
         )
+    );
+    assert_eq!(
+        raw.command("CONFIG FOO"),
+        Resp::Error("ERR unknown subcommand 'FOO'. Try CONFIG HELP.".into())
     );
     drop(raw);
     stop(server);

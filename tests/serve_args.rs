@@ -362,5 +362,23 @@ fn stat_with_a_count_of_zero_is_refused() {
         error.contains("invalid value '0' for '--count <COUNT>'"),
         "{error}"
     );
-    assert!(error.contains("1.."), "{error}");
+    assert!(
+        error.contains("give at least 1 (or leave --count out to refresh until interrupted)"),
+        "{error}"
+    );
+}
+
+/// A sync period of zero frames or milliseconds is refused with what to
+/// give instead, not taken silently as `each`.
+#[test]
+fn journal_sync_periods_of_zero_are_refused() {
+    for when in ["frames:0", "ms:0"] {
+        let error = serve_failing("127.0.0.1:0", "--journal-sync", when);
+        assert!(
+            error.contains(&format!(
+                "\"{when}\": N must be at least 1 (to sync after every frame, give each)"
+            )),
+            "{error}"
+        );
+    }
 }

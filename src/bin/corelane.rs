@@ -104,7 +104,7 @@ struct StatArgs {
     every: f64,
     /// Stop after this many refreshes, at least 1 (default: until
     /// interrupted).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = parse_count)]
     count: Option<u64>,
 }
 
@@ -231,10 +231,26 @@ fn segment_size(text: &str) -> Result<usize, String> {
     Ok(size)
 }
 
+/// `stat --count`: how many refreshes, at least one.
+fn parse_count(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(0) => Err("give at least 1 (or leave --count out to refresh until interrupted)".into()),
+        Ok(count) => Ok(count),
+        Err(error) => Err(format!("{text:?}: {error}")),
+    }
+}
+
 fn parse_durability(text: &str) -> Result<Durability, String> {
-    let number = |n: &str| {
-        n.parse::<u64>()
-            .map_err(|e| format!("{text:?}: {e} (expected none, each, frames:N or ms:N)"))
+    // N counts frames or milliseconds between syncs: 0 of either would
+    // mean `each` under another name, so it is refused as a likely slip.
+    let number = |n: &str| match n.parse::<u64>() {
+        Ok(0) => Err(format!(
+            "{text:?}: N must be at least 1 (to sync after every frame, give each)"
+        )),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!(
+            "{text:?}: {e} (expected none, each, frames:N or ms:N)"
+        )),
     };
     match text.split_once(':') {
         None if text == "none" => Ok(Durability::None),

@@ -536,10 +536,17 @@ impl ServeCore {
             return;
         }
         if sub != b"GET" {
-            reply::error(
-                out,
-                "ERR CONFIG is read-only here: only CONFIG GET <parameter> is supported",
-            );
+            // Redis's other subcommands are there but refused; a name Redis
+            // does not know either gets Redis's words for that.
+            let text = if matches!(sub.as_slice(), b"SET" | b"RESETSTAT" | b"REWRITE" | b"HELP") {
+                "ERR CONFIG is read-only here: only CONFIG GET <parameter> is supported".to_string()
+            } else {
+                format!(
+                    "ERR unknown subcommand '{}'. Try CONFIG HELP.",
+                    shown(request.arg(1))
+                )
+            };
+            reply::error(out, &text);
             return;
         }
         // Only subscribers are held to the limit (0: none, as in Redis).
