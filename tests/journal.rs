@@ -620,6 +620,16 @@ fn journal_inspect_reports_damage_with_a_failing_status() {
         )),
         "{text}"
     );
+    // The damaged segment is named as such, with where its valid frames
+    // end, not as a segment open for appends.
+    assert!(
+        text.contains(&format!(
+            "last {}  damaged, valid to {} bytes\n",
+            positions[1], positions[2]
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("open,"), "{text}");
 }
 
 /// `journal inspect` of a journal whose only segment was cut short (here

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use corelane::segment::journal::dir::list_segments;
-use corelane::segment::journal::{inspect, JournalFrame, SegmentSummary};
+use corelane::segment::journal::{inspect, JournalError, JournalFrame, SegmentSummary};
 use corelane::serve::Published;
 
 use crate::journal_follow::{core_dirs, TailError, TailSet, RESCAN};
@@ -103,8 +103,21 @@ fn inspect_command(dir: &Path) -> Result<ExitCode, TailError> {
             shown(last),
             segments.last().map_or(0, |s| s.end),
         );
+        // The segment the damage is in is not open for appends: the
+        // writer refuses the journal.
+        let damaged = match &inspection.damage {
+            Some(JournalError::Damaged { path, .. }) => Some(path.as_path()),
+            _ => None,
+        };
         for segment in segments {
-            let _ = writeln!(out, "  {}", segment_line(segment));
+            let state = if damaged == Some(segment.path.as_path()) {
+                format!("damaged, valid to {} bytes", segment.end - segment.base)
+            } else if segment.sealed {
+                "sealed".to_string()
+            } else {
+                format!("open, {} bytes used", segment.end - segment.base)
+            };
+            let _ = writeln!(out, "  {}  {state}", segment_line(segment));
             if let Some(tail) = &segment.torn_tail {
                 let why = tail
                     .damage
@@ -158,17 +171,12 @@ fn segment_line(segment: &SegmentSummary) -> String {
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     format!(
-        "{name}  base {}  capacity {}  frames {}  first {}  last {}  {}",
+        "{name}  base {}  capacity {}  frames {}  first {}  last {}",
         segment.base,
         segment.capacity,
         segment.frames,
         shown(segment.first),
         shown(segment.last),
-        if segment.sealed {
-            "sealed".to_string()
-        } else {
-            format!("open, {} bytes used", segment.end - segment.base)
-        }
     )
 }
 
