@@ -294,11 +294,16 @@ impl<R: Region> RingReader<R> {
             return Err(corrupt());
         };
         let occupied = aligned_len(frame_len);
-        // Frames stay in the ring until the drain ends, so one that would
-        // reach past a lap from `head` would reach frames read already.
-        let unread = self.capacity as u64 - (position - self.head);
-        if frame_len < HEADER_LEN || occupied > self.capacity - offset || occupied as u64 > unread {
+        if frame_len < HEADER_LEN || occupied > self.capacity - offset {
             return Err(corrupt());
+        }
+        // Frames read stay in the ring until the drain ends: a frame that
+        // reaches past a lap from `head` (no writer that keeps the protocol
+        // makes one) overlaps some of them. It waits for the next drain,
+        // which reads it over their zeroes, as a drain that zeroed as it
+        // went would have read it at once.
+        if occupied as u64 > self.capacity as u64 - (position - self.head) {
+            return Ok(None);
         }
 
         self.copy.resize(frame_len, 0);
@@ -367,6 +372,7 @@ mod tests {
     use rkyv::ser::allocator::Arena;
 
     use super::*;
+    use crate::frame::layout::TYPE_OFFSET;
     use crate::lane::frames::{self, region_len, ClaimError};
     use crate::lane::region::HeapRegion;
 
@@ -560,6 +566,37 @@ mod tests {
             4
         );
         assert_eq!(seen, [5, 6, 7, 8]);
+    }
+
+    /// A frame that overlaps frames read earlier in the same drain (only a
+    /// writer that breaks the protocol makes one) is read by the next
+    /// drain, over their zeroes, never reported as corrupt by one drain and
+    /// read by the next.
+    #[test]
+    fn a_frame_over_frames_just_read_waits_for_the_next_drain() {
+        let region = shared(256);
+        let frame = |at: usize, len: i32, byte: u8| {
+            put(&region, at, &[0; HEADER_LEN]);
+            put(&region, at + TYPE_OFFSET, &1u16.to_le_bytes());
+            put(&region, at + PAYLOAD_OFFSET, &vec![byte; len as usize - 32]);
+            put(&region, at, &len.to_le_bytes());
+        };
+        // Head at 128: frames there and at 192, then one at offset 0 that
+        // runs over the first.
+        put(&region, head_offset(256), &128u64.to_le_bytes());
+        put(&region, tail_offset(256), &128u64.to_le_bytes());
+        frame(0, 192, 3);
+        frame(128, 64, 1);
+        frame(192, 64, 2);
+        let mut reader = RingReader::attach(region.clone()).unwrap();
+        let mut seen = Vec::new();
+        let mut take = |frame: IpcFrame<'_>| seen.push(frame.payload().to_vec());
+        assert_eq!(reader.drain(8, &mut take).unwrap(), 2);
+        assert_eq!(reader.drain(8, &mut take).unwrap(), 1);
+        assert_eq!(reader.position(), 256 + 192);
+        let mut overlapping = vec![3; 160];
+        overlapping[96..].fill(0);
+        assert_eq!(seen, [vec![1; 32], vec![2; 32], overlapping]);
     }
 
     #[test]
