@@ -243,16 +243,15 @@ impl Responder {
     /// Lets go the clients whose deadline has passed.
     fn expire(&mut self) {
         let now = Instant::now();
-        let late: Vec<usize> = self
-            .clients
-            .iter()
-            .filter(|(_, client)| client.deadline <= now)
-            .map(|(key, _)| key)
-            .collect();
-        for key in late {
+        let registry = self.poll.registry();
+        self.clients.retain(|_, client| {
+            if client.deadline > now {
+                return true;
+            }
             log::debug!("metrics endpoint: a client ran out of time");
-            self.remove(key);
-        }
+            let _ = registry.deregister(&mut client.stream);
+            false
+        });
     }
 
     fn remove(&mut self, key: usize) {
