@@ -146,6 +146,8 @@ struct Client {
     deadline: Instant,
     head: Box<[u8]>,
     filled: usize,
+    /// Bytes of `head` searched for its end (and found to hold none).
+    scanned: usize,
     stage: Stage,
 }
 
@@ -235,6 +237,7 @@ impl Responder {
                 deadline: Instant::now() + CLIENT_TIMEOUT,
                 head: vec![0; MAX_REQUEST_HEAD].into_boxed_slice(),
                 filled: 0,
+                scanned: 0,
                 stage: Stage::Reading,
             });
         }
@@ -290,9 +293,11 @@ impl Client {
     /// the socket has no more for now.
     fn read_request(&mut self, snapshot: &impl Fn() -> Snapshot) -> io::Result<Step> {
         loop {
-            if let Some(request) = request(&self.head[..self.filled]) {
-                return Ok(Step::Next(answer(request, snapshot)));
+            let head = &self.head[..self.filled];
+            if let Some(end) = find_head_end_from(head, self.scanned) {
+                return Ok(Step::Next(answer(parse(&head[..end]), snapshot)));
             }
+            self.scanned = self.filled;
             if self.filled == self.head.len() {
                 let refused = Request::Refuse(431, "request head too large\n");
                 return Ok(Step::Next(answer(refused, snapshot)));
@@ -404,7 +409,16 @@ fn answer(request: Request<'_>, snapshot: &impl Fn() -> Snapshot) -> Stage {
 /// in part could end at a bare LF one that a later CRLF one overrides once
 /// more has arrived.
 fn find_head_end(bytes: &[u8]) -> Option<usize> {
-    (1..bytes.len())
+    find_head_end_from(bytes, 1)
+}
+
+/// As [`find_head_end`], for a blank line ending at `from` or later: a
+/// client's head is searched only where it grew. Searched from the start
+/// on every read, a head trickled a byte at a time costs the square of its
+/// length: 32 million byte comparisons for 8 KiB, for each of the clients
+/// served at once.
+fn find_head_end_from(bytes: &[u8], from: usize) -> Option<usize> {
+    (from.max(1)..bytes.len())
         .find(|&at| {
             bytes[at] == b'\n'
                 && (bytes[at - 1] == b'\n' || (at >= 2 && bytes[at - 2..at] == *b"\n\r"))
@@ -510,6 +524,25 @@ mod tests {
         });
         assert_eq!(request(&sent[..end]), get);
         assert_eq!(request(sent), get);
+    }
+
+    #[test]
+    fn a_head_searched_as_it_grows_ends_where_the_whole_one_does() {
+        let heads: [&[u8]; 4] = [
+            b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\nrest",
+            b"GET / HTTP/1.1\n\nX: y\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\nX",
+            b"no end here\r\n",
+        ];
+        for head in heads {
+            for cut in 0..=head.len() {
+                // The search that found nothing in the first `cut` bytes
+                // goes on from there once the rest arrives.
+                let early = find_head_end_from(&head[..cut], 0);
+                let resumed = early.or_else(|| find_head_end_from(head, cut));
+                assert_eq!(resumed, find_head_end(head), "{head:?} cut at {cut}");
+            }
+        }
     }
 
     #[test]
