@@ -397,6 +397,8 @@ impl<H: Handler> CoreLoop<H> {
             uses_io,
             timers,
             shared,
+            consumed,
+            count_consumed,
             ..
         } = self;
         let lane = match priority {
@@ -414,7 +416,15 @@ impl<H: Handler> CoreLoop<H> {
             _message: PhantomData,
         };
         let mut now = None;
+        let count_consumed = *count_consumed;
+        let consumed = &mut consumed[from];
         let drained = lane.drain(batch, |frame| {
+            // Counted before the handler runs: a frame whose handler
+            // panics is read all the same (see `FrameConsumer::drain`), and
+            // a host that catches the panic keeps the count right.
+            if count_consumed {
+                *consumed += 1;
+            }
             // SAFETY: lanes are heap memory of this process, written only by
             // `Context::send`; each frame is read once. The buffer goes back
             // to its pool when this closure returns.
@@ -455,7 +465,6 @@ impl<H: Handler> CoreLoop<H> {
             }
         };
         if self.count_consumed && count > 0 {
-            self.consumed[from] += count as u64;
             // Pairs with the Acquire load in the sender's `Shared::consumed`:
             // the frames counted here have been released.
             self.shared
