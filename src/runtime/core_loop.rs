@@ -292,18 +292,24 @@ impl<H: Handler> CoreLoop<H> {
         work
     }
 
-    /// Fires the timers that are due; returns how many fired.
+    /// Fires the timers that are due; returns how many it acted on.
     fn fire_timers(&mut self) -> usize {
-        if self.timers.wheel.is_empty() {
+        // Entries left in `fired` were due on an earlier turn whose
+        // `on_timer` panicked (a host driving the core caught it).
+        if self.timers.wheel.is_empty() && self.timers.fired.is_empty() {
             return 0;
         }
         let now = self.timers.source.now_ns();
-        if !self.timers.due(now) {
+        if !self.timers.due(now) && self.timers.fired.is_empty() {
             return 0;
         }
         let count = self.timers.fire(now);
-        let mut fired = std::mem::take(&mut self.timers.fired);
-        for entry in fired.drain(..) {
+        self.recorder.local.counters.timers_fired += count as u64;
+        // Taken one at a time, so that the rest stay in `fired` if a
+        // handler panics.
+        let mut acted = 0;
+        while let Some(entry) = self.timers.fired.pop() {
+            acted += 1;
             match entry.action {
                 TimerAction::Handler(timer) => {
                     with_context!(self, cx => self.handler.on_timer(cx, timer));
@@ -316,9 +322,7 @@ impl<H: Handler> CoreLoop<H> {
                 }
             }
         }
-        self.timers.fired = fired;
-        self.recorder.local.counters.timers_fired += count as u64;
-        count
+        acted
     }
 
     fn flush_overflow(&mut self) -> usize {
