@@ -78,6 +78,11 @@ pub(crate) struct CoreLoop<H: Handler> {
     pub(crate) handler: H,
     pub(crate) poll: Poll,
     pub(crate) events: Events,
+    /// Index in `events` of the first event not yet handed to `on_io`,
+    /// while the handler is hearing them; left set if it panicked (and a
+    /// host caught it), so that the next poll hands out the rest first:
+    /// sockets are polled edge-triggered and would not be reported again.
+    pub(crate) unheard: Option<usize>,
     /// Normal lanes from every core, by sender.
     pub(crate) inbound: Vec<FrameConsumer<HeapRegion>>,
     /// High-priority lanes from every core, by sender.
@@ -269,23 +274,33 @@ impl<H: Handler> CoreLoop<H> {
     /// Polls mio and hands each event to the handler; returns the number of
     /// I/O events (the waker's do not count as work).
     fn poll_io(&mut self, timeout: Option<Duration>) -> usize {
-        if let Err(error) = self.poll.poll(&mut self.events, timeout) {
-            if error.kind() != std::io::ErrorKind::Interrupted {
-                log::error!("core {}: poll failed: {error}", self.core);
+        // Events of the last poll that an unwound `on_io` left unheard go
+        // first, without polling (which would drop them).
+        let first = match self.unheard.take() {
+            Some(index) => index,
+            None => {
+                if let Err(error) = self.poll.poll(&mut self.events, timeout) {
+                    if error.kind() != std::io::ErrorKind::Interrupted {
+                        log::error!("core {}: poll failed: {error}", self.core);
+                    }
+                    return 0;
+                }
+                0
             }
-            return 0;
-        }
+        };
         let mut work = 0;
-        for event in self.events.iter() {
+        for (at, event) in self.events.iter().enumerate().skip(first) {
             if event.token() == WAKER_TOKEN {
                 continue;
             }
+            self.unheard = Some(at + 1);
             work += 1;
             let started = clock::now_ns();
             let index = self.recorder.enter_handler("on_io", started);
             with_context!(self, cx => self.handler.on_io(cx, event));
             self.recorder.leave_handler(index, started, clock::now_ns());
         }
+        self.unheard = None;
         if work > 0 {
             self.ring_doorbells();
         }
