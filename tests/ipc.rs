@@ -243,6 +243,24 @@ fn child_process_role() {
                 thread::sleep(Duration::from_secs(1));
             }
         }
+        // Opens the ring and, in the middle of a drain (while handling its
+        // third frame), says so and waits to be killed.
+        "stalled-subscriber" => {
+            let mut subscriber = open_when_ready(&path);
+            let mut seen = 0;
+            let stall = |_: IpcFrame<'_>| {
+                seen += 1;
+                if seen == 3 {
+                    println!("ipc-child: reading");
+                    std::io::stdout().flush().unwrap();
+                    loop {
+                        thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            };
+            subscriber.drain(64, stall).unwrap();
+            panic!("the drain stops at its third frame, {frames} frames published");
+        }
         other => panic!("unknown child role {other}"),
     }
 }
@@ -337,6 +355,50 @@ fn a_frame_half_written_by_a_killed_writer_is_reported_never_returned() {
             half_written: true
         }
     );
+}
+
+/// A subscriber process killed in the middle of a drain (say, in its
+/// handler) has not released the frames it was reading: a subscriber that
+/// opens the ring after it reads them all again, and the writer's later
+/// frames after them. Before, the drain zeroed each frame as it went and
+/// released them all at its end, so the kill left zeroes at the stored
+/// `head`: the next subscriber took them for "nothing published yet" and
+/// waited forever, and the writer, its ring never drained, as long.
+#[test]
+fn a_subscriber_killed_mid_drain_leaves_its_frames_to_the_next() {
+    let dir = Scratch::new("stalled");
+    let path = dir.path("ring");
+    let mut publisher = IpcPublisher::create(&path, 1 << 14).unwrap();
+    let mut arena = Arena::new();
+    for sequence in 0..10 {
+        assert!(publish(&mut publisher, &mut arena, sequence));
+    }
+    let mut child = spawn_child("stalled-subscriber", &path, 10);
+    await_line(&mut child, "reading");
+    child.kill().unwrap();
+    assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+
+    // The writer goes on, then goes: what the next subscriber reads is
+    // then fixed, and it ends with `WriterGone` rather than waiting.
+    for sequence in 10..15 {
+        assert!(publish(&mut publisher, &mut arena, sequence));
+    }
+    drop(publisher);
+    let mut next = IpcSubscriber::open(&path).unwrap();
+    assert_eq!(next.position(), 0, "the killed drain released nothing");
+    next.set_probe_every(1);
+    let mut sequence = 0;
+    let gone = loop {
+        match next.drain(64, |frame| {
+            check(&frame, sequence);
+            sequence += 1;
+        }) {
+            Ok(_) => {}
+            Err(IpcError::WriterGone(gone)) => break gone,
+            Err(error) => panic!("after frame {sequence}: {error}"),
+        }
+    };
+    assert_eq!((gone.frames, gone.half_written), (15, false));
 }
 
 // ---------------------------------------------------------------------------

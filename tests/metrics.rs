@@ -312,6 +312,51 @@ fn a_client_trickling_its_request_holds_the_endpoint_only_for_the_timeout() {
     trickle.join().unwrap();
 }
 
+/// Whether the endpoint has let `stream` go (closed or reset it), without
+/// waiting: a client it still holds, having asked nothing whole, has
+/// nothing to read yet.
+fn let_go(stream: &mut TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    match stream.read(&mut [0; 64]) {
+        Ok(0) => true,
+        Ok(read) => panic!("{read} bytes of an answer to no request"),
+        Err(error) => error.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+/// Clients that connect and say nothing (or half a request) do not queue a
+/// scrape behind them: it is answered while they are still held, and a
+/// crowd of them past the endpoint's limit pushes its oldest out rather
+/// than the newcomer. Before, the endpoint answered one connection at a
+/// time, each for up to its 2 s deadline: ten idle connections kept a
+/// scrape waiting 20 s, past `stat`'s 5 s and Prometheus's 10 s, and a
+/// connection every 2 s kept it from ever being answered.
+#[test]
+fn idle_clients_do_not_keep_a_scrape_waiting() {
+    let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), || Snapshot {
+        cores: Vec::new(),
+    })
+    .unwrap();
+    let addr = server.local_addr();
+    let mut idle: Vec<TcpStream> = (0..40)
+        .map(|client| {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            if client % 2 == 1 {
+                stream.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
+            }
+            stream
+        })
+        .collect();
+
+    let scrape = http(addr, b"GET /metrics HTTP/1.1\r\n\r\n");
+    assert!(scrape.starts_with("HTTP/1.1 200 OK"), "{scrape}");
+    let newest = idle.last_mut().unwrap();
+    assert!(!let_go(newest), "the scrape waited for the idle clients");
+    // Forty and the scrape are more than the endpoint holds at once: the
+    // oldest went to make room.
+    assert!(let_go(&mut idle[0]));
+}
+
 /// `stat`'s fetch gives up at its timeout even against an endpoint that
 /// trickles its answer a byte at a time, each byte inside the timeout: the
 /// timeout bounds the whole fetch, and the answer is still being sent when

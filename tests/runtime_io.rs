@@ -81,3 +81,65 @@ fn a_handler_hears_its_own_socket_through_the_reexported_mio() {
     assert_eq!(runtime.handler(0).tokens[0], SOCKET);
     runtime.shutdown().unwrap();
 }
+
+/// Two sockets; panics the first time it hears either.
+struct Touchy {
+    sockets: Vec<UnixStream>,
+    heard: Vec<Token>,
+    panicked: bool,
+}
+
+impl Handler for Touchy {
+    type Message = Unused;
+
+    fn on_message(&mut self, _: &mut Context<'_, Unused>, _: usize, _: &ArchivedUnused) {}
+
+    fn on_io(&mut self, _: &mut Context<'_, Unused>, event: &Event) {
+        if !std::mem::replace(&mut self.panicked, true) {
+            panic!("the handler fails on its first event");
+        }
+        self.heard.push(event.token());
+    }
+}
+
+/// A host that catches a panic in `on_io` still gets the other events of
+/// that poll on its next turn. Sockets are polled edge-triggered, so an
+/// event dropped is not raised again until more arrives: before, the
+/// unwind dropped the rest of the poll's events, and their sockets went
+/// unheard for good.
+#[test]
+fn a_caught_io_panic_keeps_the_other_events_of_its_poll() {
+    let (first, mut first_peer) = UnixStream::pair().unwrap();
+    let (second, mut second_peer) = UnixStream::pair().unwrap();
+    let mut slot = Some(vec![first, second]);
+    let mut runtime = Runtime::builder()
+        .cores(1)
+        .build()
+        .unwrap()
+        .start_manual(|_| Touchy {
+            sockets: slot.take().expect("one core"),
+            heard: Vec::new(),
+            panicked: false,
+        })
+        .unwrap();
+    runtime.with_context(0, |touchy, cx| {
+        for (token, socket) in touchy.sockets.iter_mut().enumerate() {
+            cx.registry()
+                .register(socket, Token(token), Interest::READABLE)
+                .unwrap();
+        }
+    });
+    first_peer.write_all(b"a").unwrap();
+    second_peer.write_all(b"b").unwrap();
+
+    // Both are readable before the first poll, so one poll reports both.
+    let turned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.turn()));
+    assert!(turned.is_err(), "the first event panics");
+    runtime.turn();
+    assert_eq!(
+        runtime.handler(0).heard.len(),
+        1,
+        "the other socket is heard"
+    );
+    runtime.shutdown().unwrap();
+}

@@ -754,6 +754,11 @@ impl<R: Region> FrameConsumer<R> {
     /// place; padding frames are skipped. The frames read are then zeroed
     /// and released to the producer with a single store of `head`.
     ///
+    /// If `on_frame` panics, the frame it was lent counts as read: it is
+    /// zeroed and released with those before it as the panic unwinds, so a
+    /// caller that catches the panic finds the lane going on with the next
+    /// frame (not stopped for good at zeroes nobody released).
+    ///
     /// Returns the number of (non-padding) frames read.
     ///
     /// # Errors
@@ -765,48 +770,83 @@ impl<R: Region> FrameConsumer<R> {
         max: usize,
         mut on_frame: impl FnMut(Frame<'_>),
     ) -> Result<usize, RingError> {
-        let mut position = self.head;
+        let mut release = Release {
+            position: self.head,
+            lent: 0,
+            consumer: self,
+        };
         let mut read = 0;
         let mut outcome = Ok(());
         while read < max {
-            let offset = self.shape.offset(position);
+            let shape = &release.consumer.shape;
+            let offset = shape.offset(release.position);
             // Pairs with the producer's Release store in `publish`.
-            let length = self.shape.length_word(offset).load(Ordering::Acquire);
+            let length = shape.length_word(offset).load(Ordering::Acquire);
             if length <= 0 {
-                prefetch_line_after(self.shape.data, offset, self.shape.capacity);
+                prefetch_line_after(shape.data, offset, shape.capacity);
                 break;
             }
             let occupied = aligned_len(length as usize);
-            if (length as usize) < HEADER_LEN || occupied > self.shape.capacity - offset {
+            if (length as usize) < HEADER_LEN || occupied > shape.capacity - offset {
+                let position = release.position;
                 outcome = Err(RingError::Corrupt { position, length });
                 break;
             }
             // SAFETY: the frame `[offset, offset + length)` is published
             // (Acquire above) and in bounds (checked above); the producer
             // does not touch it until `head` moves past it.
-            let bytes =
-                unsafe { std::slice::from_raw_parts(self.shape.ptr(offset), length as usize) };
+            let bytes = unsafe { std::slice::from_raw_parts(shape.ptr(offset), length as usize) };
             let meta = read_meta(bytes);
             if meta.msg_type != PADDING_TYPE {
+                release.lent = occupied;
                 on_frame(Frame {
-                    position,
+                    position: release.position,
                     meta,
                     header: &bytes[..HEADER_LEN],
                     payload: &bytes[PAYLOAD_OFFSET..],
                 });
+                release.lent = 0;
                 read += 1;
             }
             // SAFETY: as above; the borrow of `bytes` ended with `on_frame`.
-            unsafe { ptr::write_bytes(self.shape.ptr(offset), 0, occupied) };
-            position += occupied as u64;
-        }
-        if position != self.head {
-            self.head = position;
-            // Pairs with the producer's Acquire load in `has_room`: the
-            // zeroes written above are visible before the space is reused.
-            self.shape.head().store(position, Ordering::Release);
+            unsafe { ptr::write_bytes(shape.ptr(offset), 0, occupied) };
+            release.position += occupied as u64;
         }
         outcome.map(|()| read)
+    }
+}
+
+/// What a drain has read, released when the drain ends, by return or by
+/// a panic of its callback.
+struct Release<'c, R: Region> {
+    consumer: &'c mut FrameConsumer<R>,
+    /// Position after the frames read and zeroed.
+    position: u64,
+    /// Bytes of the frame lent to the callback now, if any.
+    lent: usize,
+}
+
+impl<R: Region> Drop for Release<'_, R> {
+    fn drop(&mut self) {
+        let consumer = &mut *self.consumer;
+        if self.lent > 0 {
+            // The callback panicked with this frame: it is read.
+            let offset = consumer.shape.offset(self.position);
+            // SAFETY: the frame lent lies in bounds at `offset` (checked
+            // before it was lent) and is ours until `head` moves past it;
+            // the callback that borrowed it has unwound.
+            unsafe { ptr::write_bytes(consumer.shape.ptr(offset), 0, self.lent) };
+            self.position += self.lent as u64;
+        }
+        if self.position != consumer.head {
+            consumer.head = self.position;
+            // Pairs with the producer's Acquire load in `has_room`: the
+            // zeroes written above are visible before the space is reused.
+            consumer
+                .shape
+                .head()
+                .store(self.position, Ordering::Release);
+        }
     }
 }
 
@@ -835,6 +875,27 @@ mod tests {
             .drain(usize::MAX, |frame| out.push(frame.payload().to_vec()))
             .unwrap();
         out
+    }
+
+    #[test]
+    fn a_frame_whose_callback_panics_is_read_and_released() {
+        let (mut producer, mut consumer) = heap_ring(256);
+        for byte in 1..=4u8 {
+            write(&mut producer, &[byte; 32]).unwrap();
+        }
+        assert!(matches!(
+            write(&mut producer, &[5; 32]),
+            Err(ClaimError::Full)
+        ));
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            consumer.drain(8, |frame| assert_ne!(frame.payload()[0], 2, "fails on 2"))
+        }));
+        assert!(panicked.is_err());
+        // Frames 1 and 2 were given back, zeroed: two more fit.
+        write(&mut producer, &[5; 32]).unwrap();
+        write(&mut producer, &[6; 32]).unwrap();
+        let rest: Vec<u8> = read_all(&mut consumer).iter().map(|p| p[0]).collect();
+        assert_eq!(rest, [3, 4, 5, 6]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Socket reads and writes bounded by one deadline for a whole exchange,
 //! not by a timeout per call: a peer that trickles a byte at a time cannot
-//! stretch the exchange past the deadline. The metrics endpoint and
-//! `corelane stat` both use them.
+//! stretch the exchange past the deadline. `corelane stat` uses them (the
+//! metrics endpoint polls nonblocking sockets against its own deadlines).
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;

@@ -78,6 +78,11 @@ pub(crate) struct CoreLoop<H: Handler> {
     pub(crate) handler: H,
     pub(crate) poll: Poll,
     pub(crate) events: Events,
+    /// Index in `events` of the first event not yet handed to `on_io`,
+    /// while the handler is hearing them; left set if it panicked (and a
+    /// host caught it), so that the next poll hands out the rest first:
+    /// sockets are polled edge-triggered and would not be reported again.
+    pub(crate) unheard: Option<usize>,
     /// Normal lanes from every core, by sender.
     pub(crate) inbound: Vec<FrameConsumer<HeapRegion>>,
     /// High-priority lanes from every core, by sender.
@@ -269,41 +274,57 @@ impl<H: Handler> CoreLoop<H> {
     /// Polls mio and hands each event to the handler; returns the number of
     /// I/O events (the waker's do not count as work).
     fn poll_io(&mut self, timeout: Option<Duration>) -> usize {
-        if let Err(error) = self.poll.poll(&mut self.events, timeout) {
-            if error.kind() != std::io::ErrorKind::Interrupted {
-                log::error!("core {}: poll failed: {error}", self.core);
+        // Events of the last poll that an unwound `on_io` left unheard go
+        // first, without polling (which would drop them).
+        let first = match self.unheard.take() {
+            Some(index) => index,
+            None => {
+                if let Err(error) = self.poll.poll(&mut self.events, timeout) {
+                    if error.kind() != std::io::ErrorKind::Interrupted {
+                        log::error!("core {}: poll failed: {error}", self.core);
+                    }
+                    return 0;
+                }
+                0
             }
-            return 0;
-        }
+        };
         let mut work = 0;
-        for event in self.events.iter() {
+        for (at, event) in self.events.iter().enumerate().skip(first) {
             if event.token() == WAKER_TOKEN {
                 continue;
             }
+            self.unheard = Some(at + 1);
             work += 1;
             let started = clock::now_ns();
             let index = self.recorder.enter_handler("on_io", started);
             with_context!(self, cx => self.handler.on_io(cx, event));
             self.recorder.leave_handler(index, started, clock::now_ns());
         }
+        self.unheard = None;
         if work > 0 {
             self.ring_doorbells();
         }
         work
     }
 
-    /// Fires the timers that are due; returns how many fired.
+    /// Fires the timers that are due; returns how many it acted on.
     fn fire_timers(&mut self) -> usize {
-        if self.timers.wheel.is_empty() {
+        // Entries left in `fired` were due on an earlier turn whose
+        // `on_timer` panicked (a host driving the core caught it).
+        if self.timers.wheel.is_empty() && self.timers.fired.is_empty() {
             return 0;
         }
         let now = self.timers.source.now_ns();
-        if !self.timers.due(now) {
+        if !self.timers.due(now) && self.timers.fired.is_empty() {
             return 0;
         }
         let count = self.timers.fire(now);
-        let mut fired = std::mem::take(&mut self.timers.fired);
-        for entry in fired.drain(..) {
+        self.recorder.local.counters.timers_fired += count as u64;
+        // Taken one at a time, so that the rest stay in `fired` if a
+        // handler panics.
+        let mut acted = 0;
+        while let Some(entry) = self.timers.fired.pop() {
+            acted += 1;
             match entry.action {
                 TimerAction::Handler(timer) => {
                     with_context!(self, cx => self.handler.on_timer(cx, timer));
@@ -316,9 +337,7 @@ impl<H: Handler> CoreLoop<H> {
                 }
             }
         }
-        self.timers.fired = fired;
-        self.recorder.local.counters.timers_fired += count as u64;
-        count
+        acted
     }
 
     fn flush_overflow(&mut self) -> usize {
@@ -397,6 +416,8 @@ impl<H: Handler> CoreLoop<H> {
             uses_io,
             timers,
             shared,
+            consumed,
+            count_consumed,
             ..
         } = self;
         let lane = match priority {
@@ -414,7 +435,15 @@ impl<H: Handler> CoreLoop<H> {
             _message: PhantomData,
         };
         let mut now = None;
+        let count_consumed = *count_consumed;
+        let consumed = &mut consumed[from];
         let drained = lane.drain(batch, |frame| {
+            // Counted before the handler runs: a frame whose handler
+            // panics is read all the same (see `FrameConsumer::drain`), and
+            // a host that catches the panic keeps the count right.
+            if count_consumed {
+                *consumed += 1;
+            }
             // SAFETY: lanes are heap memory of this process, written only by
             // `Context::send`; each frame is read once. The buffer goes back
             // to its pool when this closure returns.
@@ -455,7 +484,6 @@ impl<H: Handler> CoreLoop<H> {
             }
         };
         if self.count_consumed && count > 0 {
-            self.consumed[from] += count as u64;
             // Pairs with the Acquire load in the sender's `Shared::consumed`:
             // the frames counted here have been released.
             self.shared

@@ -671,6 +671,7 @@ impl CoreParts {
             handler,
             poll: self.poll,
             events: Events::with_capacity(1024),
+            unheard: None,
             inbound: self.inbound,
             inbound_high: self.inbound_high,
             recorder: Recorder::new(std::sync::Arc::clone(&self.shared.metrics[self.core]))

@@ -46,7 +46,10 @@ pub(crate) struct TimerEntry {
 pub(crate) struct Timers {
     pub(crate) wheel: Wheel<TimerEntry>,
     pub(crate) source: TimeSource,
-    /// Fired entries, kept between turns so firing does not allocate.
+    /// Fired entries not yet acted on, the earliest last (the core pops
+    /// them one at a time); kept between turns so firing does not
+    /// allocate, and so that entries due with an `on_timer` that panicked
+    /// are acted on by a later turn rather than dropped.
     pub(crate) fired: Vec<TimerEntry>,
     /// Timers scheduled so far: the next one's place in `order`.
     scheduled: u64,
@@ -75,12 +78,15 @@ impl Timers {
             .schedule(deadline_ns, TimerEntry { order, action })
     }
 
-    /// Fires what is due by `now_ns` into `self.fired`, in deadline order
-    /// and, within a tick, in the order scheduled; returns how many.
+    /// Fires what is due by `now_ns` into `self.fired`, which then holds
+    /// it (and anything left there) in reverse deadline order and, within
+    /// a tick, reverse order of scheduling, to be popped from the end;
+    /// returns how many fired now.
     pub(crate) fn fire(&mut self, now_ns: u64) -> usize {
         let count = self.wheel.advance(now_ns, &mut self.fired);
-        if count > 1 {
-            self.fired.sort_unstable_by_key(|entry| entry.order);
+        if self.fired.len() > 1 {
+            self.fired
+                .sort_unstable_by_key(|entry| std::cmp::Reverse(entry.order));
         }
         count
     }

@@ -25,9 +25,17 @@
 //! Consumed frames are zeroed whole before `head` is released (a `Release`
 //! store, pairing with the producer's `Acquire` load when it looks for
 //! room), which is what every producer of the lane protocol expects of its
-//! consumer. The reader is generic over [`Region`] so that its logic runs
-//! under Miri over heap memory; the IPC subscriber uses it over a mapped
-//! file.
+//! consumer. A drain zeroes its frames only once it has handed out the
+//! last of them, just before it releases them all: a zeroed length word at
+//! the stored `head` reads as "nothing published yet", so zeroing as it
+//! went would let a reader killed in its callback (or whose callback
+//! panicked) leave zeroes there, and the next reader would wait on them
+//! forever while the writer waited for room. Killed at any point but that
+//! last step, it leaves its frames whole for the next reader, which reads
+//! them again (at least once, never lost).
+//!
+//! The reader is generic over [`Region`] so that its logic runs under Miri
+//! over heap memory; the IPC subscriber uses it over a mapped file.
 
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicU8, Ordering};
@@ -166,7 +174,9 @@ impl<R: Region> RingReader<R> {
 
     /// Reads up to `max` frames in order, lending a private copy of each to
     /// `on_frame`; padding frames are skipped. The frames read are zeroed
-    /// in the ring and released with one store of `head`.
+    /// in the ring and released with one store of `head` once the last has
+    /// been handed out; if `on_frame` panics, none is, and the next drain
+    /// (of this reader or of one attached later) reads them again.
     ///
     /// Returns the number of frames delivered; zero means none is
     /// published at `head` yet.
@@ -186,7 +196,9 @@ impl<R: Region> RingReader<R> {
         let mut position = self.head;
         let mut read = 0;
         let mut outcome = Ok(());
-        while read < max {
+        // A whole lap read: the frame area holds nothing else until the
+        // frames read are released.
+        while read < max && position - self.head < self.capacity as u64 {
             match self.copy_frame(position) {
                 Ok(None) => break,
                 Ok(Some((occupied, meta))) => {
@@ -198,11 +210,6 @@ impl<R: Region> RingReader<R> {
                         });
                         read += 1;
                     }
-                    let offset = self.offset(position);
-                    // SAFETY: `copy_frame` checked that `occupied` bytes from
-                    // `offset` lie inside the frame area; the frame is
-                    // published and ours until `head` moves past it.
-                    unsafe { ptr::write_bytes(self.data.as_ptr().add(offset), 0, occupied) };
                     match position.checked_add(occupied as u64) {
                         Some(next) => position = next,
                         None => {
@@ -218,6 +225,7 @@ impl<R: Region> RingReader<R> {
             }
         }
         if position != self.head {
+            self.zero_read(position);
             self.head = position;
             self.delivered += read as u64;
             // Pairs with the producer's Acquire load of `head` when it looks
@@ -227,6 +235,28 @@ impl<R: Region> RingReader<R> {
                 .store(position, Ordering::Release);
         }
         outcome.map(|()| read)
+    }
+
+    /// Zeroes the frames read, from `head` to `end`, which may wrap past
+    /// the end of the frame area.
+    fn zero_read(&mut self, end: u64) {
+        let span = (end - self.head) as usize;
+        debug_assert!(
+            span <= self.capacity,
+            "read {span} bytes of {}",
+            self.capacity
+        );
+        let offset = self.offset(self.head);
+        let first = span.min(self.capacity - offset);
+        // SAFETY: `copy_frame` checked that every frame read lies inside the
+        // frame area and that together they span at most `capacity` bytes
+        // from `head`: `first` bytes from `offset` to at most the end, then
+        // the rest from the start. They are published and ours until `head`
+        // moves past them.
+        unsafe {
+            ptr::write_bytes(self.data.as_ptr().add(offset), 0, first);
+            ptr::write_bytes(self.data.as_ptr(), 0, span - first);
+        }
     }
 
     /// Whether the space at `head` holds bytes of a frame that was never
@@ -266,6 +296,14 @@ impl<R: Region> RingReader<R> {
         let occupied = aligned_len(frame_len);
         if frame_len < HEADER_LEN || occupied > self.capacity - offset {
             return Err(corrupt());
+        }
+        // Frames read stay in the ring until the drain ends: a frame that
+        // reaches past a lap from `head` (no writer that keeps the protocol
+        // makes one) overlaps some of them. It waits for the next drain,
+        // which reads it over their zeroes, as a drain that zeroed as it
+        // went would have read it at once.
+        if occupied as u64 > self.capacity as u64 - (position - self.head) {
+            return Ok(None);
         }
 
         self.copy.resize(frame_len, 0);
@@ -334,6 +372,7 @@ mod tests {
     use rkyv::ser::allocator::Arena;
 
     use super::*;
+    use crate::frame::layout::TYPE_OFFSET;
     use crate::lane::frames::{self, region_len, ClaimError};
     use crate::lane::region::HeapRegion;
 
@@ -453,6 +492,111 @@ mod tests {
             );
         }
         assert_eq!(reader.position(), 0);
+    }
+
+    /// Commits a frame of 32 payload bytes, each `byte`: 64 bytes in all.
+    fn commit_filled(producer: &mut frames::FrameProducer<Shared>, byte: u8) {
+        let mut claim = producer.claim(32).unwrap();
+        claim.payload_mut().fill(byte);
+        claim.commit(32, meta());
+    }
+
+    #[test]
+    fn a_drain_whose_callback_panics_releases_nothing() {
+        for fresh_reader in [false, true] {
+            let region = shared(256);
+            let (mut producer, _unused) = frames::ring(region.clone()).unwrap();
+            for byte in 1..=3 {
+                commit_filled(&mut producer, byte);
+            }
+            let mut reader = RingReader::attach(region.clone()).unwrap();
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                reader.drain(8, |frame| {
+                    if frame.payload()[0] == 2 {
+                        panic!("the handler fails on its second frame");
+                    }
+                })
+            }));
+            assert!(panicked.is_err());
+
+            // Neither this reader nor one attached later finds zeroes at
+            // `head` (which would read as "nothing yet" forever): both get
+            // every frame again.
+            if fresh_reader {
+                reader = RingReader::attach(region).unwrap();
+            }
+            assert_eq!(reader.position(), 0);
+            let mut seen = Vec::new();
+            let read = reader.drain(8, |frame| seen.push(frame.payload()[0]));
+            assert_eq!(read.unwrap(), 3);
+            assert_eq!(seen, [1, 2, 3]);
+        }
+    }
+
+    #[test]
+    fn a_ring_full_to_its_last_byte_is_read_once() {
+        let region = shared(256);
+        let (mut producer, _unused) = frames::ring(region.clone()).unwrap();
+        let mut reader = RingReader::attach(region.clone()).unwrap();
+        // Start a frame into the ring, so the full lap wraps.
+        commit_filled(&mut producer, 9);
+        assert_eq!(reader.drain(8, |_| ()).unwrap(), 1);
+        for byte in 1..=4 {
+            commit_filled(&mut producer, byte);
+        }
+        assert!(matches!(producer.claim(1), Err(ClaimError::Full)));
+        let mut seen = Vec::new();
+        assert_eq!(
+            reader
+                .drain(usize::MAX, |frame| seen.push(frame.payload()[0]))
+                .unwrap(),
+            4
+        );
+        assert_eq!(seen, [1, 2, 3, 4]);
+        assert_eq!(reader.position(), 64 + 256);
+        // Every byte was given back zeroed.
+        for byte in 5..=8 {
+            commit_filled(&mut producer, byte);
+        }
+        seen.clear();
+        assert_eq!(
+            reader
+                .drain(8, |frame| seen.push(frame.payload()[0]))
+                .unwrap(),
+            4
+        );
+        assert_eq!(seen, [5, 6, 7, 8]);
+    }
+
+    /// A frame that overlaps frames read earlier in the same drain (only a
+    /// writer that breaks the protocol makes one) is read by the next
+    /// drain, over their zeroes, never reported as corrupt by one drain and
+    /// read by the next.
+    #[test]
+    fn a_frame_over_frames_just_read_waits_for_the_next_drain() {
+        let region = shared(256);
+        let frame = |at: usize, len: i32, byte: u8| {
+            put(&region, at, &[0; HEADER_LEN]);
+            put(&region, at + TYPE_OFFSET, &1u16.to_le_bytes());
+            put(&region, at + PAYLOAD_OFFSET, &vec![byte; len as usize - 32]);
+            put(&region, at, &len.to_le_bytes());
+        };
+        // Head at 128: frames there and at 192, then one at offset 0 that
+        // runs over the first.
+        put(&region, head_offset(256), &128u64.to_le_bytes());
+        put(&region, tail_offset(256), &128u64.to_le_bytes());
+        frame(0, 192, 3);
+        frame(128, 64, 1);
+        frame(192, 64, 2);
+        let mut reader = RingReader::attach(region.clone()).unwrap();
+        let mut seen = Vec::new();
+        let mut take = |frame: IpcFrame<'_>| seen.push(frame.payload().to_vec());
+        assert_eq!(reader.drain(8, &mut take).unwrap(), 2);
+        assert_eq!(reader.drain(8, &mut take).unwrap(), 1);
+        assert_eq!(reader.position(), 256 + 192);
+        let mut overlapping = vec![3; 160];
+        overlapping[96..].fill(0);
+        assert_eq!(seen, [vec![1; 32], vec![2; 32], overlapping]);
     }
 
     #[test]
