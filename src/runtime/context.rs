@@ -338,6 +338,29 @@ impl<M: Message> Context<'_, M> {
         Ok(())
     }
 
+    /// Whether a send to core `to` may find room now: `false` only while
+    /// the last send refused there (its lane full, or its in-flight bound
+    /// reached) has seen nothing consumed since, so that a retry would be
+    /// refused again. One load of the destination's progress; nothing is
+    /// counted.
+    ///
+    /// For a handler that keeps refused messages itself and retries them
+    /// each turn: asking first keeps the retries (and the `refused` count)
+    /// to one per time the destination makes progress. A destination that
+    /// refused has frames waiting, so it makes progress as long as its core
+    /// runs.
+    pub fn may_have_room(&self, to: usize) -> bool {
+        let Some(&blocked) = self.outbox.blocked.get(to) else {
+            // No such core: the send says so.
+            return true;
+        };
+        blocked == 0
+            || (blocked & BLOCKED_NORMAL != 0 && self.outbox.lanes[to].consumer_moved())
+            || (blocked & BLOCKED_HIGH != 0 && self.outbox.high[to].consumer_moved())
+            || (blocked & BLOCKED_BOUND != 0
+                && self.shared.consumed(self.core, to) != self.outbox.flow.cached_consumed[to])
+    }
+
     /// Largest archived message a normal lane can carry. A high-priority
     /// lane carries at most half of `Builder::high_lane_capacity`, less a
     /// header.

@@ -771,6 +771,11 @@ impl ServeCore {
     fn drain_backlog(&mut self, cx: &mut Context<'_, ServerMsg>) -> bool {
         let mut moved = false;
         for target in 0..self.backlog.len() {
+            if self.backlog[target].is_empty() || !cx.may_have_room(target) {
+                // Nothing consumed there since the last refusal: a retry
+                // now would only be refused (and counted) again.
+                continue;
+            }
             while let Some(msg) = self.backlog[target].front() {
                 match cx.send(target, msg) {
                     Ok(()) => {}
@@ -1096,6 +1101,42 @@ mod tests {
             .unwrap();
         runtime.with_context(0, |core, _| core.remote[1].apply(channel, false, 1));
         runtime
+    }
+
+    /// Forwards waiting for a full lane are retried once per time the
+    /// receiver makes progress, not on every turn of the sender: the
+    /// `refused` count is of refusals, not of turns.
+    #[test]
+    fn waiting_forwards_are_not_retried_while_the_receiver_stands_still() {
+        let config = ServerConfig {
+            lane_capacity: 1024,
+            ..ServerConfig::default()
+        };
+        let mut runtime = two_cores(config, b"c", None);
+        let forwarded = runtime.with_context(0, |core, cx| {
+            for _ in 0..200 {
+                assert_eq!(core.forward(cx, b"c", b"payload"), 1);
+            }
+            200
+        });
+        assert!(!runtime.handler(0).backlog[1].is_empty());
+        let refused = |runtime: &mut ManualRuntime<ServeCore>| {
+            runtime.with_context(0, |_, cx| cx.metrics().cores[0].counters.refused)
+        };
+        // Core 1 stands still: turns of core 0 refuse nothing more.
+        let before = refused(&mut runtime);
+        assert_eq!(before, 1, "the forward that started the backlog");
+        for _ in 0..100 {
+            runtime.turn_core(0);
+        }
+        assert_eq!(refused(&mut runtime), before);
+
+        // Once it moves, the backlog drains, all of it delivered.
+        runtime.run_until_idle(100_000);
+        assert!(runtime.handler(0).backlog[1].is_empty());
+        let report = runtime.shutdown().unwrap();
+        assert_eq!(report.totals.delivered, forwarded);
+        assert!(report.totals.refused < 100, "{}", report.totals.refused);
     }
 
     /// Empty PUBLISHes hold almost no bytes, but each waiting forward
