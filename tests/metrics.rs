@@ -677,3 +677,48 @@ fn stat_shows_every_core_from_a_live_endpoint() {
         assert_eq!(row[7], "3", "{text}");
     }
 }
+
+/// Once a first scrape has worked, `stat` shows a scrape that fails (the
+/// server restarting) and goes on: here a mock endpoint answers, closes
+/// the next connection unanswered, then answers again.
+#[test]
+fn stat_goes_on_past_a_scrape_that_fails() {
+    use std::io::{Read, Write};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let endpoint = std::thread::spawn(move || {
+        let body = "corelane_messages_delivered_total{core=\"0\"} 5\n";
+        for answer in [true, false, true] {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
+                head.push(byte[0]);
+            }
+            if answer {
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                stream.write_all(response.as_bytes()).unwrap();
+            }
+        }
+    });
+    let mut out = Vec::new();
+    corelane::metrics::stat::watch(addr, Duration::from_millis(10), Some(2), &mut out).unwrap();
+    endpoint.join().unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!("corelane stat {addr}: no answer (")),
+        "{text}"
+    );
+    assert!(lines[0].ends_with("); trying again"), "{text}");
+    let rows: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|line| line.starts_with('0'))
+        .collect();
+    assert_eq!(rows.len(), 1, "one view after the failed scrape: {text}");
+}

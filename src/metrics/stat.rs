@@ -187,11 +187,13 @@ fn increase(now: f64, then: f64) -> f64 {
 }
 
 /// Scrapes `addr` every `every`, printing the view to `out`, `count`
-/// times (forever if `None`).
+/// times (forever if `None`). A scrape that fails after the first has
+/// worked is shown as a line saying so, counted as one of the `count`, and
+/// the next one is tried.
 ///
 /// # Errors
 ///
-/// The first scrape that fails or does not parse.
+/// The first scrape, if it fails or does not parse; a write to `out`.
 pub fn watch(
     addr: SocketAddr,
     every: Duration,
@@ -208,7 +210,21 @@ pub fn watch(
     let mut shown = 0;
     while count.is_none_or(|count| shown < count) {
         std::thread::sleep(every);
-        let after = scrape()?;
+        // Once a first scrape has worked, the server is the right one: a
+        // failed scrape (a restart, a moment's overload) is shown and the
+        // view goes on, with rates over the time since the last answer.
+        let after = match scrape() {
+            Ok(after) => after,
+            Err(error) => {
+                writeln!(
+                    out,
+                    "corelane stat {addr}: no answer ({error}); trying again"
+                )?;
+                out.flush()?;
+                shown += 1;
+                continue;
+            }
+        };
         let now = Instant::now();
         let view = render(&before, &after, now.duration_since(then).as_secs_f64());
         writeln!(out, "corelane stat {addr}\n{view}")?;
