@@ -1753,6 +1753,11 @@ fn config_get_without_a_parameter_is_short_of_arguments() {
         )
     );
     assert_eq!(
+        raw.command("COMMAND COUNT x"),
+        Resp::Error("ERR wrong number of arguments for 'command|count' command".into())
+    );
+    assert_eq!(raw.command("COMMAND COUNT"), Resp::Integer(0));
+    assert_eq!(
         raw.command("CONFIG FOO"),
         Resp::Error("ERR unknown subcommand 'FOO'. Try CONFIG HELP.".into())
     );

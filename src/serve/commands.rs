@@ -511,7 +511,11 @@ impl ServeCore {
             // No command table is published: clients fall back to their
             // defaults (redis-cli only loses hints and completion).
             None | Some(b"DOCS") | Some(b"INFO") | Some(b"LIST") => reply::array_header(out, 0),
-            Some(b"COUNT") => reply::integer(out, 0),
+            Some(b"COUNT") if request.len() == 2 => reply::integer(out, 0),
+            Some(b"COUNT") => reply::error(
+                out,
+                "ERR wrong number of arguments for 'command|count' command",
+            ),
             Some(_) => reply::error(
                 out,
                 &format!(
