@@ -584,3 +584,61 @@ fn views_of_borrowed_bytes_are_sent_after_a_delay_and_by_key() {
     assert_eq!(report.totals.delivered, 4);
     assert!(report.adds_up(), "{report}");
 }
+
+const FILL: u64 = 78;
+
+/// A handler whose own timer (FILL) fills the batch in the same tick as
+/// the batch's flush timer fires: the batch goes by size, and the flush
+/// timer's call that comes after must not take the next batch early.
+struct FilledByTimer {
+    batcher: Batcher<u64>,
+    batches: Vec<(Vec<u64>, u64)>,
+}
+
+impl Handler for FilledByTimer {
+    type Message = Note;
+
+    fn on_message(&mut self, _: &mut Context<'_, Note>, _: usize, _: &ArchivedNote) {}
+
+    fn on_timer(&mut self, cx: &mut Context<'_, Note>, timer: u64) {
+        if timer == FILL {
+            for id in 2..=5 {
+                if let Some(batch) = self.batcher.push(cx, id) {
+                    self.batches.push((batch, cx.now_ns()));
+                }
+            }
+        } else if let Some(batch) = self.batcher.on_timer(timer) {
+            self.batches.push((batch, cx.now_ns()));
+        }
+    }
+}
+
+#[test]
+fn a_batch_filled_as_its_flush_timer_fires_leaves_the_next_batch_its_own_deadline() {
+    const MS: u64 = 1_000_000;
+    let clock = VirtualClock::new();
+    let mut runtime = virtual_runtime(1, &clock)
+        .start_manual(|_| FilledByTimer {
+            batcher: Batcher::new(4, Duration::from_millis(3), FLUSH),
+            batches: Vec::new(),
+        })
+        .unwrap();
+    // FILL first, then the batch's first item and its flush timer: both
+    // due at 3 ms, FILL's handler runs first.
+    runtime.with_context(0, |handler, cx| {
+        cx.schedule_timer(Duration::from_millis(3), FILL);
+        assert!(handler.batcher.push(cx, 1).is_none());
+    });
+    clock.set(3 * MS);
+    runtime.run_until_idle(10);
+    let batches = &runtime.handler(0).batches;
+    assert_eq!(batches.len(), 1, "{batches:?}");
+    assert_eq!(batches[0].0, [1, 2, 3, 4]);
+    // Item 5 started a batch at 3 ms: it goes at 6 ms, not at once.
+    clock.set(6 * MS);
+    runtime.run_until_idle(10);
+    let batches = &runtime.handler(0).batches;
+    assert_eq!(batches.len(), 2, "{batches:?}");
+    assert_eq!(batches[1], (vec![5], 6 * MS));
+    runtime.shutdown().unwrap();
+}

@@ -83,6 +83,11 @@ pub struct Batcher<T> {
     timer_id: u64,
     /// The pending flush timer of the current batch.
     timer: Option<TimerHandle>,
+    /// Flush timers of earlier batches that had fired, their `on_timer`
+    /// still to come, when their batch was handed back by size (in the
+    /// same turn, by another timer's handler): those calls are ignored,
+    /// rather than taken for the current batch's.
+    stale: u32,
 }
 
 /// Items a batch reserves room for up front. A `max_items` far above any
@@ -102,6 +107,7 @@ impl<T> Batcher<T> {
             max_wait,
             timer_id,
             timer: None,
+            stale: 0,
         }
     }
 
@@ -125,16 +131,21 @@ impl<T> Batcher<T> {
         if self.items.len() < self.max_items {
             return None;
         }
-        if let Some(timer) = self.timer.take() {
-            cx.cancel_timer(timer);
-        }
+        self.cancel_timer(cx);
         Some(self.take())
     }
 
     /// Call from `on_timer`: returns the batch if `timer` is this
     /// batcher's flush timer and the batch is not empty.
     pub fn on_timer(&mut self, timer: u64) -> Option<Vec<T>> {
-        if timer != self.timer_id || self.timer.take().is_none() || self.items.is_empty() {
+        if timer != self.timer_id {
+            return None;
+        }
+        if self.stale > 0 {
+            self.stale -= 1;
+            return None;
+        }
+        if self.timer.take().is_none() || self.items.is_empty() {
             return None;
         }
         Some(self.take())
@@ -143,10 +154,18 @@ impl<T> Batcher<T> {
     /// Hands the current batch back now (at shutdown, say), cancelling its
     /// timer; `None` if it is empty.
     pub fn flush<M: Message>(&mut self, cx: &mut Context<'_, M>) -> Option<Vec<T>> {
-        if let Some(timer) = self.timer.take() {
-            cx.cancel_timer(timer);
-        }
+        self.cancel_timer(cx);
         (!self.items.is_empty()).then(|| self.take())
+    }
+
+    /// Cancels the current batch's flush timer; one that has fired
+    /// already (its `on_timer` comes later this turn) is counted stale.
+    fn cancel_timer<M: Message>(&mut self, cx: &mut Context<'_, M>) {
+        if let Some(timer) = self.timer.take() {
+            if !cx.cancel_timer(timer) {
+                self.stale += 1;
+            }
+        }
     }
 
     fn take(&mut self) -> Vec<T> {
