@@ -206,7 +206,15 @@ impl Raw {
     /// One read from the socket into the buffer; panics on a timeout.
     fn fill(&mut self) -> io::Result<usize> {
         let mut chunk = [0u8; 64 * 1024];
-        match self.stream.read(&mut chunk) {
+        let read = loop {
+            // A socket with a read timeout can see EINTR with no handler at
+            // all (a stop and continue of the process, signal(7)): read on.
+            match self.stream.read(&mut chunk) {
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                read => break read,
+            }
+        };
+        match read {
             Ok(n) => {
                 self.buffer.extend_from_slice(&chunk[..n]);
                 Ok(n)
