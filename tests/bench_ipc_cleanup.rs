@@ -39,7 +39,8 @@ fn a_ctrl_c_to_the_process_group_leaves_no_ring_files() {
     // Rings only, one round of 5 seconds each: long enough that the ring
     // files of a bench that kept them until the end would still be there
     // when the signal comes.
-    let mut bench = Command::new(env!("CARGO_BIN_EXE_corelane"))
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_corelane"));
+    bench
         .args([
             "bench",
             "--quick",
@@ -53,9 +54,21 @@ fn a_ctrl_c_to_the_process_group_leaves_no_ring_files() {
         .env("TMPDIR", &base)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .expect("run corelane bench");
+        .process_group(0);
+    // A test run started in the background by a shell without job control
+    // ignores SIGINT, and the bench would inherit that: it gets the default
+    // disposition back, as in a terminal.
+    // SAFETY: between fork and exec, `signal` is async-signal-safe and
+    // touches nothing shared with the parent.
+    unsafe {
+        bench.pre_exec(|| {
+            if libc::signal(libc::SIGINT, libc::SIG_DFL) == libc::SIG_ERR {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut bench = bench.spawn().expect("run corelane bench");
     let group = bench.id() as libc::pid_t;
 
     // The progress line of the first ring row comes as it starts; its
