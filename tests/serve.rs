@@ -648,6 +648,46 @@ fn client_list_larger_than_a_lane_frame_arrives_whole() {
     assert!(pieces > 2, "{pieces} pieces");
 }
 
+/// Several cores' lines of CLIENT LIST, each in several pieces, are put
+/// back together core by core: pieces from two cores that arrive
+/// interleaved (a lane of two frames holds a few pieces at a time) make
+/// no line out of two cores' halves.
+#[test]
+fn client_list_pieces_from_several_cores_are_not_mixed() {
+    let _serial = serial();
+    let server = start(ServerConfig {
+        lane_capacity: 1024,
+        ..config(3)
+    });
+    // Nine connections, three a core, each line about 400 bytes: every
+    // core's lines take several pieces.
+    let mut raws: Vec<Raw> = (0..9).map(|_| Raw::connect(&server)).collect();
+    let names: Vec<String> = (0..9).map(|n| format!("{n}{}", "x".repeat(300))).collect();
+    for (raw, name) in raws.iter_mut().zip(&names) {
+        raw.send(format!("CLIENT SETNAME {name}\r\n").as_bytes());
+        raw.expect(b"+OK\r\n");
+    }
+    for raw in &mut raws {
+        raw.send(b"CLIENT LIST\r\n");
+        let list = match raw.reply() {
+            Resp::Bulk(Some(list)) => String::from_utf8(list).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(list.lines().count(), 9, "{list}");
+        for line in list.lines() {
+            assert!(line.starts_with("id="), "{line}");
+            assert_eq!(line.matches("id=").count(), 1, "{line}");
+            assert_eq!(line.matches(" name=").count(), 1, "{line}");
+            assert_eq!(line.matches(" core=").count(), 1, "{line}");
+        }
+        for name in &names {
+            assert_eq!(list.matches(&format!(" name={name} ")).count(), 1, "{name}");
+        }
+    }
+    drop(raws);
+    stop(server);
+}
+
 /// CLIENT answers as Redis 7 does: HELP as an array of status lines,
 /// LIST and INFO as `field=value` lines, and Redis's own words for an
 /// unknown subcommand or a wrong number of arguments.

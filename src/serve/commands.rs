@@ -578,12 +578,14 @@ impl ServeCore {
     /// core's lines are in (see `client_lines_received`); the connection's
     /// further commands wait for it, so replies keep their order.
     fn list_clients(&mut self, cx: &mut Context<'_, ServerMsg>, key: usize) {
-        let lines = self.client_lines().into_bytes();
+        let own = self.client_lines().into_bytes();
         let conn = &mut self.conns[key];
         if cx.cores() == 1 {
-            reply::bulk(&mut conn.out, &sorted_by_id(&lines));
+            reply::bulk(&mut conn.out, &sorted_by_id(&own));
             return;
         }
+        let mut lines = vec![Vec::new(); cx.cores()];
+        lines[self.core] = own;
         conn.listing = Some(ClientListing {
             lines,
             waiting: cx.cores() - 1,
@@ -640,12 +642,13 @@ impl ServeCore {
         }
     }
 
-    /// Takes another core's [`ServerMsg::ClientLines`] for the connection
+    /// Takes core `from`'s [`ServerMsg::ClientLines`] for the connection
     /// (slab key, id) `waiter`; answers its CLIENT LIST once every core's
     /// last lines are in, and goes on with the commands that waited.
     pub(crate) fn client_lines_received(
         &mut self,
         cx: &mut Context<'_, ServerMsg>,
+        from: usize,
         waiter: (usize, u64),
         lines: &[u8],
         last: bool,
@@ -658,7 +661,7 @@ impl ServeCore {
         let Some(listing) = &mut conn.listing else {
             return;
         };
-        listing.lines.extend_from_slice(lines);
+        listing.lines[from].extend_from_slice(lines);
         if last {
             listing.waiting -= 1;
         }
@@ -666,7 +669,7 @@ impl ServeCore {
             return;
         }
         let listing = conn.listing.take().expect("a listing was checked above");
-        reply::bulk(&mut conn.out, &sorted_by_id(&listing.lines));
+        reply::bulk(&mut conn.out, &sorted_by_id(&listing.lines.concat()));
         self.mark_dirty(key);
         self.execute_input(cx, key);
         // The client sent all it will: close once every reply is out,

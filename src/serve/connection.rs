@@ -248,8 +248,11 @@ impl Connection {
 /// A CLIENT LIST being gathered from every core.
 #[derive(Debug, Default)]
 pub(crate) struct ClientListing {
-    /// Every core's lines received so far, this core's first.
-    pub(crate) lines: Vec<u8>,
+    /// Each core's lines received so far, by core. Kept apart because
+    /// two cores' pieces may arrive interleaved (one core's wait for room
+    /// in its lane while another's come in), and a line can be cut across
+    /// pieces.
+    pub(crate) lines: Vec<Vec<u8>>,
     /// Cores whose last lines have not come yet.
     pub(crate) waiting: usize,
 }

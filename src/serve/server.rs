@@ -953,7 +953,7 @@ impl Handler for ServeCore {
                 last,
             } => {
                 let waiter = (waiter.0.to_native() as usize, waiter.1.to_native());
-                self.client_lines_received(cx, waiter, lines.as_slice(), *last);
+                self.client_lines_received(cx, from, waiter, lines.as_slice(), *last);
             }
         }
     }
