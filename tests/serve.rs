@@ -688,6 +688,35 @@ fn client_list_pieces_from_several_cores_are_not_mixed() {
     stop(server);
 }
 
+/// A client that sends CLIENT LIST and commands whose replies pass the
+/// read pause, then shuts down its sending side before the list is in,
+/// still gets every reply: the end of its input is met again once the
+/// commands that waited have run, not taken as the end of its commands.
+#[test]
+fn half_closed_client_behind_a_client_list_gets_replies_past_the_read_pause() {
+    let _serial = serial();
+    let server = start(ServerConfig {
+        read_pause: 1024,
+        ..config(2)
+    });
+    let big = "y".repeat(4000);
+    for _ in 0..5 {
+        let mut raw = Raw::connect(&server);
+        raw.send(format!("CLIENT LIST\r\nECHO {big}\r\nECHO {big}\r\nECHO done\r\n").as_bytes());
+        raw.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        match raw.reply() {
+            Resp::Bulk(Some(list)) => assert!(list.starts_with(b"id="), "{}", shown(&list)),
+            other => panic!("{other:?}"),
+        }
+        for _ in 0..2 {
+            assert_eq!(raw.reply(), Resp::Bulk(Some(big.clone().into_bytes())));
+        }
+        assert_eq!(raw.reply(), Resp::Bulk(Some(b"done".to_vec())));
+        assert_eq!(raw.until_closed(), (Vec::new(), Ending::Eof));
+    }
+    stop(server);
+}
+
 /// CLIENT answers as Redis 7 does: HELP as an array of status lines,
 /// LIST and INFO as `field=value` lines, and Redis's own words for an
 /// unknown subcommand or a wrong number of arguments.

@@ -672,13 +672,11 @@ impl ServeCore {
         reply::bulk(&mut conn.out, &sorted_by_id(&listing.lines.concat()));
         self.mark_dirty(key);
         self.execute_input(cx, key);
-        // The client sent all it will: close once every reply is out,
-        // unless another CLIENT LIST in what it sent is waiting now.
-        if let Some(conn) = self.conns.get_mut(key) {
-            if conn.input_ended && conn.listing.is_none() {
-                conn.closing = true;
-            }
-        }
+        // Read again, as after any pause: a client that shut down its
+        // sending side meanwhile is met at the end of its input once the
+        // commands that waited have all run (they can stop short of it,
+        // at the read pause), and closed then.
+        self.mark_unread(key);
     }
 }
 

@@ -137,9 +137,6 @@ pub(crate) struct Connection {
     /// A CLIENT LIST waiting for other cores' lines; the connection's
     /// further commands wait (unparsed) until it is answered.
     pub(crate) listing: Option<ClientListing>,
-    /// The client shut down its sending side while a CLIENT LIST waited:
-    /// the connection closes once the commands that waited have run.
-    pub(crate) input_ended: bool,
     /// On the core's list of connections to flush this turn.
     pub(crate) dirty: bool,
     /// The socket may hold input we have not read (we stopped early for
@@ -171,7 +168,6 @@ impl Connection {
             closing: false,
             held: 0,
             listing: None,
-            input_ended: false,
             dirty: false,
             unread: false,
             read_paused: false,

@@ -497,7 +497,7 @@ impl ServeCore {
         self.mark_unread(key);
     }
 
-    fn mark_unread(&mut self, key: usize) {
+    pub(crate) fn mark_unread(&mut self, key: usize) {
         if let Some(conn) = self.conns.get_mut(key) {
             if !conn.unread {
                 conn.unread = true;
@@ -540,13 +540,13 @@ impl ServeCore {
                 Ok(ReadOutcome::Closed) => {
                     // The client may have only shut down its sending side
                     // and still wait for replies: write them, then close.
-                    // Commands waiting behind a CLIENT LIST run first.
+                    // Commands waiting behind a CLIENT LIST run first: its
+                    // answer reads again, and meets this end again.
                     if let Some(conn) = self.conns.get_mut(key) {
                         if conn.listing.is_some() {
-                            conn.input_ended = true;
-                        } else {
-                            conn.closing = true;
+                            return;
                         }
+                        conn.closing = true;
                     }
                     self.mark_dirty(key);
                     return;
