@@ -717,6 +717,32 @@ fn half_closed_client_behind_a_client_list_gets_replies_past_the_read_pause() {
     stop(server);
 }
 
+/// A client that sends commands whose replies pass the read pause and
+/// then shuts down its sending side gets every reply: the commands left
+/// at the pause run before the end of its input closes the connection,
+/// also when the write that makes room and the end of input come in one
+/// readiness event.
+#[test]
+fn half_closed_client_paused_at_the_read_pause_gets_every_reply() {
+    let _serial = serial();
+    let server = start(ServerConfig {
+        read_pause: 1024,
+        ..config(2)
+    });
+    let big = "y".repeat(700);
+    for _ in 0..10 {
+        let mut raw = Raw::connect(&server);
+        raw.send(format!("ECHO {big}\r\nECHO {big}\r\nECHO done\r\n").as_bytes());
+        raw.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        for _ in 0..2 {
+            assert_eq!(raw.reply(), Resp::Bulk(Some(big.clone().into_bytes())));
+        }
+        assert_eq!(raw.reply(), Resp::Bulk(Some(b"done".to_vec())));
+        assert_eq!(raw.until_closed(), (Vec::new(), Ending::Eof));
+    }
+    stop(server);
+}
+
 /// CLIENT answers as Redis 7 does: HELP as an array of status lines,
 /// LIST and INFO as `field=value` lines, and Redis's own words for an
 /// unknown subcommand or a wrong number of arguments.

@@ -540,10 +540,15 @@ impl ServeCore {
                 Ok(ReadOutcome::Closed) => {
                     // The client may have only shut down its sending side
                     // and still wait for replies: write them, then close.
-                    // Commands waiting behind a CLIENT LIST run first: its
-                    // answer reads again, and meets this end again.
+                    // Commands it sent may still wait in its input, left
+                    // at the read pause (the write that made room comes
+                    // in the same event as this end) or behind a CLIENT
+                    // LIST: they run first. Stopped again, the read that
+                    // resumes them meets this end again.
+                    self.execute_input(cx, key);
+                    let read_pause = self.config.read_pause;
                     if let Some(conn) = self.conns.get_mut(key) {
-                        if conn.listing.is_some() {
+                        if conn.listing.is_some() || conn.pending_out() > read_pause {
                             return;
                         }
                         conn.closing = true;
