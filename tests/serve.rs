@@ -743,6 +743,39 @@ fn half_closed_client_paused_at_the_read_pause_gets_every_reply() {
     stop(server);
 }
 
+/// A client that pipelines CLIENT LIST many times over is served like
+/// one that pipelines any other command: what it sends is not read ahead
+/// while a list waits for other cores, so its unparsed input stays small
+/// and does not reach the query buffer limit.
+#[test]
+fn pipelined_client_lists_do_not_pile_up_unparsed_input() {
+    const LISTS: usize = 20_000;
+    let _serial = serial();
+    let server = start(ServerConfig {
+        max_query_buffer: 64 * 1024,
+        ..config(2)
+    });
+    let mut raw = Raw::connect(&server);
+    // Sent from another thread while this one reads: 260 kB of commands,
+    // four times the limit.
+    let mut sender = raw.stream.try_clone().unwrap();
+    let sending = thread::spawn(move || {
+        sender
+            .write_all(&b"CLIENT LIST\r\n".repeat(LISTS))
+            .expect("send the pipeline");
+    });
+    for n in 0..LISTS {
+        match raw.reply() {
+            Resp::Bulk(Some(list)) => assert!(list.starts_with(b"id="), "{}", shown(&list)),
+            other => panic!("reply {n}: {other:?}"),
+        }
+    }
+    sending.join().unwrap();
+    raw.send(b"PING\r\n");
+    raw.expect(b"+PONG\r\n");
+    stop(server);
+}
+
 /// CLIENT answers as Redis 7 does: HELP as an array of status lines,
 /// LIST and INFO as `field=value` lines, and Redis's own words for an
 /// unknown subcommand or a wrong number of arguments.

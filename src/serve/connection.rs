@@ -135,7 +135,8 @@ pub(crate) struct Connection {
     /// output is held while non-zero.
     pub(crate) held: u32,
     /// A CLIENT LIST waiting for other cores' lines; the connection's
-    /// further commands wait (unparsed) until it is answered.
+    /// further commands wait (unparsed, and unread on the socket) until
+    /// it is answered.
     pub(crate) listing: Option<ClientListing>,
     /// On the core's list of connections to flush this turn.
     pub(crate) dirty: bool,

@@ -524,6 +524,13 @@ impl ServeCore {
             if conn.closing {
                 return;
             }
+            if conn.listing.is_some() {
+                // Nothing runs until the CLIENT LIST is answered: reading
+                // on would pile up unparsed input past the query buffer
+                // limit, since the read pause counts only output. The
+                // answer reads again.
+                return;
+            }
             if self.backlog_bytes > self.config.backlog_limit {
                 self.mark_unread(key);
                 return;
@@ -542,9 +549,9 @@ impl ServeCore {
                     // and still wait for replies: write them, then close.
                     // Commands it sent may still wait in its input, left
                     // at the read pause (the write that made room comes
-                    // in the same event as this end) or behind a CLIENT
-                    // LIST: they run first. Stopped again, the read that
-                    // resumes them meets this end again.
+                    // in the same event as this end): they run first.
+                    // Stopped again, at the pause or behind a CLIENT LIST,
+                    // the read that resumes them meets this end again.
                     self.execute_input(cx, key);
                     let read_pause = self.config.read_pause;
                     if let Some(conn) = self.conns.get_mut(key) {
