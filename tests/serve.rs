@@ -656,6 +656,134 @@ fn client_list_larger_than_a_lane_frame_arrives_whole() {
     assert!(pieces > 2, "{pieces} pieces");
 }
 
+/// Several cores' lines of CLIENT LIST, each in several pieces, are put
+/// back together core by core: pieces from two cores that arrive
+/// interleaved (a lane of two frames holds a few pieces at a time) make
+/// no line out of two cores' halves.
+#[test]
+fn client_list_pieces_from_several_cores_are_not_mixed() {
+    let _serial = serial();
+    let server = start(ServerConfig {
+        lane_capacity: 1024,
+        ..config(3)
+    });
+    // Nine connections, three a core, each line about 400 bytes: every
+    // core's lines take several pieces.
+    let mut raws: Vec<Raw> = (0..9).map(|_| Raw::connect(&server)).collect();
+    let names: Vec<String> = (0..9).map(|n| format!("{n}{}", "x".repeat(300))).collect();
+    for (raw, name) in raws.iter_mut().zip(&names) {
+        raw.send(format!("CLIENT SETNAME {name}\r\n").as_bytes());
+        raw.expect(b"+OK\r\n");
+    }
+    for raw in &mut raws {
+        raw.send(b"CLIENT LIST\r\n");
+        let list = match raw.reply() {
+            Resp::Bulk(Some(list)) => String::from_utf8(list).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(list.lines().count(), 9, "{list}");
+        for line in list.lines() {
+            assert!(line.starts_with("id="), "{line}");
+            assert_eq!(line.matches("id=").count(), 1, "{line}");
+            assert_eq!(line.matches(" name=").count(), 1, "{line}");
+            assert_eq!(line.matches(" core=").count(), 1, "{line}");
+        }
+        for name in &names {
+            assert_eq!(list.matches(&format!(" name={name} ")).count(), 1, "{name}");
+        }
+    }
+    drop(raws);
+    stop(server);
+}
+
+/// A client that sends CLIENT LIST and commands whose replies pass the
+/// read pause, then shuts down its sending side before the list is in,
+/// still gets every reply: the end of its input is met again once the
+/// commands that waited have run, not taken as the end of its commands.
+#[test]
+fn half_closed_client_behind_a_client_list_gets_replies_past_the_read_pause() {
+    let _serial = serial();
+    let server = start(ServerConfig {
+        read_pause: 1024,
+        ..config(2)
+    });
+    let big = "y".repeat(4000);
+    for _ in 0..5 {
+        let mut raw = Raw::connect(&server);
+        raw.send(format!("CLIENT LIST\r\nECHO {big}\r\nECHO {big}\r\nECHO done\r\n").as_bytes());
+        raw.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        match raw.reply() {
+            Resp::Bulk(Some(list)) => assert!(list.starts_with(b"id="), "{}", shown(&list)),
+            other => panic!("{other:?}"),
+        }
+        for _ in 0..2 {
+            assert_eq!(raw.reply(), Resp::Bulk(Some(big.clone().into_bytes())));
+        }
+        assert_eq!(raw.reply(), Resp::Bulk(Some(b"done".to_vec())));
+        assert_eq!(raw.until_closed(), (Vec::new(), Ending::Eof));
+    }
+    stop(server);
+}
+
+/// A client that sends commands whose replies pass the read pause and
+/// then shuts down its sending side gets every reply: the commands left
+/// at the pause run before the end of its input closes the connection,
+/// also when the write that makes room and the end of input come in one
+/// readiness event.
+#[test]
+fn half_closed_client_paused_at_the_read_pause_gets_every_reply() {
+    let _serial = serial();
+    let server = start(ServerConfig {
+        read_pause: 1024,
+        ..config(2)
+    });
+    let big = "y".repeat(700);
+    for _ in 0..10 {
+        let mut raw = Raw::connect(&server);
+        raw.send(format!("ECHO {big}\r\nECHO {big}\r\nECHO done\r\n").as_bytes());
+        raw.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        for _ in 0..2 {
+            assert_eq!(raw.reply(), Resp::Bulk(Some(big.clone().into_bytes())));
+        }
+        assert_eq!(raw.reply(), Resp::Bulk(Some(b"done".to_vec())));
+        assert_eq!(raw.until_closed(), (Vec::new(), Ending::Eof));
+    }
+    stop(server);
+}
+
+/// A client that pipelines CLIENT LIST many times over is served like
+/// one that pipelines any other command: what it sends is not read ahead
+/// while a list waits for other cores, so its unparsed input stays small
+/// and does not reach the query buffer limit.
+#[test]
+fn pipelined_client_lists_do_not_pile_up_unparsed_input() {
+    const LISTS: usize = 20_000;
+    let _serial = serial();
+    let server = start(ServerConfig {
+        max_query_buffer: 64 * 1024,
+        ..config(2)
+    });
+    let mut raw = Raw::connect(&server);
+    // Sent from another thread while this one reads: 260 kB of commands,
+    // four times the limit.
+    let mut sender = raw.stream.try_clone().unwrap();
+    let sending = thread::spawn(move || {
+        sender
+            .write_all(&b"CLIENT LIST\r\n".repeat(LISTS))
+            .expect("send the pipeline");
+    });
+    for n in 0..LISTS {
+        match raw.reply() {
+            Resp::Bulk(Some(list)) => assert!(list.starts_with(b"id="), "{}", shown(&list)),
+            other => panic!("reply {n}: {other:?}"),
+        }
+    }
+    sending.join().unwrap();
+    raw.send(b"PING\r\n");
+    raw.expect(b"+PONG\r\n");
+    stop(server);
+}
+
 /// CLIENT answers as Redis 7 does: HELP as an array of status lines,
 /// LIST and INFO as `field=value` lines, and Redis's own words for an
 /// unknown subcommand or a wrong number of arguments.

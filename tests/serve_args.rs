@@ -114,6 +114,21 @@ fn a_busy_metrics_port_fails_before_the_server_says_it_is_listening() {
     assert!(!error.contains("listening on"), "{error}");
 }
 
+/// The metrics endpoint at the server's own address is refused as such,
+/// not as a port that another server holds.
+#[test]
+fn a_metrics_address_that_is_the_bind_address_is_refused_as_such() {
+    let free = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap().to_string();
+    drop(free);
+    let error = serve_failing(&addr, "--metrics", &addr);
+    assert!(
+        error.contains(&format!("--metrics {addr} is the address --bind serves on")),
+        "{error}"
+    );
+    assert!(!error.contains("another server"), "{error}");
+}
+
 /// Runs `corelane args` until it says it is listening, then stops it with
 /// SIGTERM; returns all it wrote to stderr. It must exit with success.
 fn serve_until_listening(args: &[&str]) -> String {

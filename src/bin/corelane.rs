@@ -496,6 +496,17 @@ fn serve(args: ServeArgs) -> ExitCode {
     // Every other flag's resource is taken before the server starts, so
     // one that fails leaves nothing behind: no journal directory, no
     // segments reserved on disk.
+    if args.metrics == Some(args.bind) && args.bind.port() != 0 {
+        // Else the metrics endpoint takes the port first and the server
+        // is told another server holds it, which sends the user looking
+        // for a process that is not there.
+        eprintln!(
+            "corelane: --metrics {} is the address --bind serves on: give the metrics \
+             endpoint a port of its own",
+            args.bind
+        );
+        return ExitCode::FAILURE;
+    }
     let metrics_listener = match args.metrics {
         Some(addr) => match std::net::TcpListener::bind(addr) {
             Ok(listener) => Some(listener),

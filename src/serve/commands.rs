@@ -582,12 +582,14 @@ impl ServeCore {
     /// core's lines are in (see `client_lines_received`); the connection's
     /// further commands wait for it, so replies keep their order.
     fn list_clients(&mut self, cx: &mut Context<'_, ServerMsg>, key: usize) {
-        let lines = self.client_lines().into_bytes();
+        let own = self.client_lines().into_bytes();
         let conn = &mut self.conns[key];
         if cx.cores() == 1 {
-            reply::bulk(&mut conn.out, &sorted_by_id(&lines));
+            reply::bulk(&mut conn.out, &sorted_by_id(&own));
             return;
         }
+        let mut lines = vec![Vec::new(); cx.cores()];
+        lines[self.core] = own;
         conn.listing = Some(ClientListing {
             lines,
             waiting: cx.cores() - 1,
@@ -644,12 +646,13 @@ impl ServeCore {
         }
     }
 
-    /// Takes another core's [`ServerMsg::ClientLines`] for the connection
+    /// Takes core `from`'s [`ServerMsg::ClientLines`] for the connection
     /// (slab key, id) `waiter`; answers its CLIENT LIST once every core's
     /// last lines are in, and goes on with the commands that waited.
     pub(crate) fn client_lines_received(
         &mut self,
         cx: &mut Context<'_, ServerMsg>,
+        from: usize,
         waiter: (usize, u64),
         lines: &[u8],
         last: bool,
@@ -662,7 +665,7 @@ impl ServeCore {
         let Some(listing) = &mut conn.listing else {
             return;
         };
-        listing.lines.extend_from_slice(lines);
+        listing.lines[from].extend_from_slice(lines);
         if last {
             listing.waiting -= 1;
         }
@@ -670,16 +673,14 @@ impl ServeCore {
             return;
         }
         let listing = conn.listing.take().expect("a listing was checked above");
-        reply::bulk(&mut conn.out, &sorted_by_id(&listing.lines));
+        reply::bulk(&mut conn.out, &sorted_by_id(&listing.lines.concat()));
         self.mark_dirty(key);
         self.execute_input(cx, key);
-        // The client sent all it will: close once every reply is out,
-        // unless another CLIENT LIST in what it sent is waiting now.
-        if let Some(conn) = self.conns.get_mut(key) {
-            if conn.input_ended && conn.listing.is_none() {
-                conn.closing = true;
-            }
-        }
+        // Read again, as after any pause: a client that shut down its
+        // sending side meanwhile is met at the end of its input once the
+        // commands that waited have all run (they can stop short of it,
+        // at the read pause), and closed then.
+        self.mark_unread(key);
     }
 }
 

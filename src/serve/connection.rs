@@ -135,11 +135,9 @@ pub(crate) struct Connection {
     /// output is held while non-zero.
     pub(crate) held: u32,
     /// A CLIENT LIST waiting for other cores' lines; the connection's
-    /// further commands wait (unparsed) until it is answered.
+    /// further commands wait (unparsed, and unread on the socket) until
+    /// it is answered.
     pub(crate) listing: Option<ClientListing>,
-    /// The client shut down its sending side while a CLIENT LIST waited:
-    /// the connection closes once the commands that waited have run.
-    pub(crate) input_ended: bool,
     /// On the core's list of connections to flush this turn.
     pub(crate) dirty: bool,
     /// The socket may hold input we have not read (we stopped early for
@@ -171,7 +169,6 @@ impl Connection {
             closing: false,
             held: 0,
             listing: None,
-            input_ended: false,
             dirty: false,
             unread: false,
             read_paused: false,
@@ -248,8 +245,11 @@ impl Connection {
 /// A CLIENT LIST being gathered from every core.
 #[derive(Debug, Default)]
 pub(crate) struct ClientListing {
-    /// Every core's lines received so far, this core's first.
-    pub(crate) lines: Vec<u8>,
+    /// Each core's lines received so far, by core. Kept apart because
+    /// two cores' pieces may arrive interleaved (one core's wait for room
+    /// in its lane while another's come in), and a line can be cut across
+    /// pieces.
+    pub(crate) lines: Vec<Vec<u8>>,
     /// Cores whose last lines have not come yet.
     pub(crate) waiting: usize,
 }

@@ -497,7 +497,7 @@ impl ServeCore {
         self.mark_unread(key);
     }
 
-    fn mark_unread(&mut self, key: usize) {
+    pub(crate) fn mark_unread(&mut self, key: usize) {
         if let Some(conn) = self.conns.get_mut(key) {
             if !conn.unread {
                 conn.unread = true;
@@ -524,6 +524,13 @@ impl ServeCore {
             if conn.closing {
                 return;
             }
+            if conn.listing.is_some() {
+                // Nothing runs until the CLIENT LIST is answered: reading
+                // on would pile up unparsed input past the query buffer
+                // limit, since the read pause counts only output. The
+                // answer reads again.
+                return;
+            }
             if self.backlog_bytes > self.config.backlog_limit {
                 self.mark_unread(key);
                 return;
@@ -540,13 +547,18 @@ impl ServeCore {
                 Ok(ReadOutcome::Closed) => {
                     // The client may have only shut down its sending side
                     // and still wait for replies: write them, then close.
-                    // Commands waiting behind a CLIENT LIST run first.
+                    // Commands it sent may still wait in its input, left
+                    // at the read pause (the write that made room comes
+                    // in the same event as this end): they run first.
+                    // Stopped again, at the pause or behind a CLIENT LIST,
+                    // the read that resumes them meets this end again.
+                    self.execute_input(cx, key);
+                    let read_pause = self.config.read_pause;
                     if let Some(conn) = self.conns.get_mut(key) {
-                        if conn.listing.is_some() {
-                            conn.input_ended = true;
-                        } else {
-                            conn.closing = true;
+                        if conn.listing.is_some() || conn.pending_out() > read_pause {
+                            return;
                         }
+                        conn.closing = true;
                     }
                     self.mark_dirty(key);
                     return;
@@ -958,7 +970,7 @@ impl Handler for ServeCore {
                 last,
             } => {
                 let waiter = (waiter.0.to_native() as usize, waiter.1.to_native());
-                self.client_lines_received(cx, waiter, lines.as_slice(), *last);
+                self.client_lines_received(cx, from, waiter, lines.as_slice(), *last);
             }
         }
     }
