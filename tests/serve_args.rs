@@ -238,6 +238,24 @@ fn a_server_that_cannot_start_leaves_no_journal_and_no_latency_log() {
     }
     assert_eq!(std::fs::read(&earlier).unwrap(), b"an earlier run's log");
     assert!(!fresh.exists());
+
+    // A log path that is a symbolic link to nothing: the file made through
+    // it goes again, the link stays as it was.
+    let target = base.join("target.hlog");
+    let link = base.join("link.hlog");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let output = corelane(&[
+        "serve",
+        "--bind",
+        &taken,
+        "--cores",
+        "1",
+        "--latency-log",
+        link.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    assert!(!target.exists(), "{}", stderr(&output));
+    assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
     let _ = std::fs::remove_dir_all(&base);
 }
 

@@ -705,7 +705,8 @@ impl LatencyLog {
     /// refused at once (`ENXIO`) rather than waited on for ever with the
     /// server already serving; the writes after that block as usual.
     fn open(path: &std::path::Path) -> std::io::Result<LatencyLog> {
-        let created = path.symlink_metadata().is_err();
+        // Through symbolic links: one to nothing gets its file made here.
+        let created = std::fs::metadata(path).is_err();
         let file = open_latency_log(path)?;
         Ok(LatencyLog {
             path: path.to_owned(),
@@ -717,7 +718,9 @@ impl LatencyLog {
     /// The server did not start: a file this run created goes again.
     fn discard(self) {
         if self.created {
-            let _ = std::fs::remove_file(&self.path);
+            // The file made, not a symbolic link that led to it.
+            let made = std::fs::canonicalize(&self.path).unwrap_or(self.path);
+            let _ = std::fs::remove_file(made);
         }
     }
 

@@ -381,7 +381,11 @@ impl ServeCore {
         match resp::parse_integer(index).map(i32::try_from) {
             Some(Ok(0)) => reply::simple(out, "OK"),
             Some(Ok(_)) => reply::error(out, "ERR DB index is out of range"),
-            _ => reply::error(out, "ERR value is not an integer or out of range"),
+            Some(Err(_)) => reply::error(
+                out,
+                "ERR value is out of range, must be between -2147483648 and 2147483647",
+            ),
+            None => reply::error(out, "ERR value is not an integer or out of range"),
         }
     }
 
