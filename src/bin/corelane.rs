@@ -481,18 +481,18 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Whether the server is about to create the journal directory: said
-    // once it has, so that a mistyped path does not go unnoticed.
-    let mut creating_journal = false;
-    if let Some(dir) = &args.journal {
-        match check_journal_dir(dir) {
-            Ok(exists) => creating_journal = !exists,
+    // A journal directory the server is about to create: said once it
+    // has, so that a mistyped path does not go unnoticed.
+    let new_journal_dir = match &args.journal {
+        Some(dir) => match check_journal_dir(dir) {
+            Ok(exists) => (!exists).then_some(dir),
             Err(error) => {
                 eprintln!("corelane: --journal {}: {error}", dir.display());
                 return ExitCode::FAILURE;
             }
-        }
-    }
+        },
+        None => None,
+    };
     // Every other flag's resource is taken before the server starts, so
     // one that fails leaves nothing behind: no journal directory, no
     // segments reserved on disk.
@@ -592,7 +592,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     let _ = started.set(server.runtime());
-    if let (true, Some(dir)) = (creating_journal, &args.journal) {
+    if let Some(dir) = new_journal_dir {
         log::info!("created the journal directory {}", dir.display());
     }
     let _metrics_endpoint = match metrics_listener {

@@ -128,6 +128,14 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
+    /// Whether a lane to `to` that refused a send (its `blocked` bit set)
+    /// has had frames consumed since: its consumer's head moved.
+    pub(crate) fn refused_lane_moved(&self, to: usize) -> bool {
+        let blocked = self.blocked[to];
+        (blocked & BLOCKED_NORMAL != 0 && self.lanes[to].consumer_moved())
+            || (blocked & BLOCKED_HIGH != 0 && self.high[to].consumer_moved())
+    }
+
     pub(crate) fn new(
         lanes: Vec<FrameProducer<HeapRegion>>,
         high: Vec<FrameProducer<HeapRegion>>,
@@ -355,8 +363,7 @@ impl<M: Message> Context<'_, M> {
             return true;
         };
         blocked == 0
-            || (blocked & BLOCKED_NORMAL != 0 && self.outbox.lanes[to].consumer_moved())
-            || (blocked & BLOCKED_HIGH != 0 && self.outbox.high[to].consumer_moved())
+            || self.outbox.refused_lane_moved(to)
             || (blocked & BLOCKED_BOUND != 0
                 && self.shared.consumed(self.core, to) != self.outbox.flow.cached_consumed[to])
     }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use mio::{Events, Poll, Token};
 
-use super::context::{Context, Outbox, BLOCKED_BOUND, BLOCKED_HIGH, BLOCKED_NORMAL};
+use super::context::{Context, Outbox, BLOCKED_BOUND};
 use super::doorbell::fence_after_publish;
 use super::drain_budget::DrainBudget;
 use super::idle::{IdleAction, Idler};
@@ -507,9 +507,7 @@ impl<H: Handler> CoreLoop<H> {
             if blocked == 0 {
                 continue;
             }
-            let mut moved = (blocked & BLOCKED_NORMAL != 0
-                && self.outbox.lanes[to].consumer_moved())
-                || (blocked & BLOCKED_HIGH != 0 && self.outbox.high[to].consumer_moved());
+            let mut moved = self.outbox.refused_lane_moved(to);
             if blocked & BLOCKED_BOUND != 0 {
                 let consumed = self.shared.consumed(self.core, to);
                 if consumed != self.outbox.flow.cached_consumed[to] {

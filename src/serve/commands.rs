@@ -623,21 +623,17 @@ impl ServeCore {
         waiter: (u32, u64),
     ) {
         let text = self.client_lines();
+        let bytes = text.as_bytes();
         let piece = cx
             .max_payload()
             .saturating_sub(CLIENT_LINES_OVERHEAD)
             .max(1);
-        let mut pieces = text.as_bytes().chunks(piece).peekable();
-        if pieces.peek().is_none() {
-            let last = ServerMsgRef::ClientLines {
-                waiter,
-                lines: b"",
-                last: true,
-            };
-            self.send_ordered(cx, to, last);
-        }
-        while let Some(lines) = pieces.next() {
-            let last = pieces.peek().is_none();
+        // At least one piece, the last marked: no lines is one empty piece.
+        let mut start = 0;
+        loop {
+            let end = bytes.len().min(start + piece);
+            let last = end == bytes.len();
+            let lines = &bytes[start..end];
             self.send_ordered(
                 cx,
                 to,
@@ -647,6 +643,10 @@ impl ServeCore {
                     last,
                 },
             );
+            if last {
+                return;
+            }
+            start = end;
         }
     }
 
