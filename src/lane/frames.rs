@@ -839,13 +839,15 @@ impl<R: Region> Drop for Release<'_, R> {
             self.position += self.lent as u64;
         }
         if self.position != consumer.head {
-            consumer.head = self.position;
             // Pairs with the producer's Acquire load in `has_room`: the
             // zeroes written above are visible before the space is reused.
+            // Stored before the consumer's own copy, as the typed ring does
+            // (see "Store order" in `lane::typed`).
             consumer
                 .shape
                 .head()
                 .store(self.position, Ordering::Release);
+            consumer.head = self.position;
         }
     }
 }

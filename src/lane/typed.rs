@@ -47,6 +47,20 @@
 //! a value out of its slot, then stores the new head with `Release`; the
 //! producer loads the head with `Acquire` before it writes that slot again.
 //!
+//! # Store order
+//!
+//! Each half stores the shared count first and its own copy (and other
+//! fields of its own) after it, never before. On x86 stores leave the
+//! store buffer in program order, so a store to the half's own fields
+//! that waits for its line (which the hardware prefetchers of the other
+//! core may have pulled over, the halves' fields being near each other in
+//! memory) holds the publication back behind it. Measured in the lanes
+//! bench, one run, rounds interleaved: with the own copy stored first, the
+//! ring of 16 slots made a round trip in 475 ns against rtrb's 396 ns and
+//! moved 0.63x rtrb's values a second; stored after, 362 ns against 377 ns
+//! and 1.04x. The ring of 4096 slots went from 490 ns against 392 ns to
+//! 408 ns against 435 ns.
+//!
 //! Head and tail sit on cache lines of their own. Each half also keeps a
 //! *cached* view of the other half's count and loads the shared one only when
 //! its view says the ring is full (producer) or empty (consumer). The
@@ -391,16 +405,16 @@ impl<T> Slots<T> {
         index
     }
 
-    /// `count + 1`, and `wrap_at` moved on a lap if that count starts one:
-    /// one value pushed or taken.
+    /// `count + 1`, and whether that count starts a lap (so that the half's
+    /// `wrap_at` moves on by the capacity): one value pushed or taken.
+    ///
+    /// The caller moves `wrap_at` on itself, after its store of the shared
+    /// count (see "Store order" in the module doc), and only once a lap: a
+    /// `wrap_at` computed on every step was written back on every step.
     #[inline]
-    fn step(&self, count: usize, wrap_at: usize) -> (usize, usize) {
+    fn step(&self, count: usize, wrap_at: usize) -> (usize, bool) {
         let next = count.wrapping_add(1);
-        if next == wrap_at {
-            (next, wrap_at.wrapping_add(self.capacity))
-        } else {
-            (next, wrap_at)
-        }
+        (next, next == wrap_at)
     }
 
     /// `wrap_at` for a half whose count moved on to `count`, at most one
@@ -535,9 +549,11 @@ impl<T> Producer<T> {
         // the tail's index is the first of them.
         unsafe { self.slots.write(index, value) };
         self.prefetch_ahead(index);
-        let (tail, wrap_at) = self.slots.step(self.tail, self.wrap_at);
-        self.wrap_at = wrap_at;
+        let (tail, lap) = self.slots.step(self.tail, self.wrap_at);
         self.publish(tail);
+        if lap {
+            self.wrap_at = self.wrap_at.wrapping_add(self.slots.capacity);
+        }
         Ok(())
     }
 
@@ -721,11 +737,11 @@ impl<T> Producer<T> {
     /// Makes every value written before `tail` visible to the consumer.
     #[inline]
     fn publish(&mut self, tail: usize) {
-        self.tail = tail;
         // Pairs with the Acquire load of tail in `Consumer::available`: the
         // values written before this store are whole when the consumer reads
         // them.
         self.ring.tail.store(tail, Ordering::Release);
+        self.tail = tail;
     }
 }
 
@@ -974,23 +990,30 @@ impl<T> Consumer<T> {
     /// anyway, before it loads the tail again.
     #[inline]
     fn took_one(&mut self) {
-        let (head, wrap_at) = self.slots.step(self.head, self.wrap_at);
-        self.head = head;
-        self.wrap_at = wrap_at;
+        let (head, lap) = self.slots.step(self.head, self.wrap_at);
         if head.wrapping_sub(self.released) >= self.release_every || head == self.cached_tail {
-            self.release();
+            self.release_to(head);
+        }
+        self.head = head;
+        if lap {
+            self.wrap_at = self.wrap_at.wrapping_add(self.slots.capacity);
         }
     }
 
     /// Hands the slots of every value taken so far back to the producer.
     #[inline]
     fn release(&mut self) {
-        let head = self.head;
-        self.released = head;
+        self.release_to(self.head);
+    }
+
+    /// Hands the slots of every value before `head` back to the producer.
+    #[inline]
+    fn release_to(&mut self, head: usize) {
         // Pairs with the Acquire load of head in `Producer::free_slots`: the
         // values moved out of these slots are gone before the producer
         // writes the slots again.
         self.ring.head.store(head, Ordering::Release);
+        self.released = head;
     }
 }
 
@@ -1111,8 +1134,9 @@ impl<T> WriteChunk<'_, T> {
         if count > 0 {
             let producer = &mut *self.producer;
             let tail = producer.tail.wrapping_add(count);
-            producer.wrap_at = producer.slots.wrap_after(tail, producer.wrap_at);
+            let wrap_at = producer.slots.wrap_after(tail, producer.wrap_at);
             producer.publish(tail);
+            producer.wrap_at = wrap_at;
         }
         // The published values now belong to the consumer.
         self.filled = 0;
@@ -1328,13 +1352,15 @@ impl<T> iter::FusedIterator for ReadChunk<'_, T> {}
 impl<T> Drop for ReadChunk<'_, T> {
     fn drop(&mut self) {
         let consumer = &mut *self.consumer;
-        let uncounted = self.taken - self.counted;
-        if uncounted > 0 {
-            consumer.head = consumer.head.wrapping_add(uncounted);
-            consumer.wrap_at = consumer.slots.wrap_after(consumer.head, consumer.wrap_at);
+        let head = consumer.head.wrapping_add(self.taken - self.counted);
+        // The shared head first, then the consumer's own fields (see "Store
+        // order" in the module doc).
+        if consumer.released != head {
+            consumer.release_to(head);
         }
-        if consumer.released != consumer.head {
-            consumer.release();
+        if head != consumer.head {
+            consumer.wrap_at = consumer.slots.wrap_after(head, consumer.wrap_at);
+            consumer.head = head;
         }
     }
 }
