@@ -499,6 +499,11 @@ impl Shared {
         self.consumed_cell(from, to).load(Ordering::Acquire)
     }
 
+    /// Core `core`'s "handler running" slot, for its stall detector.
+    pub(crate) fn handler_slot(&self, core: usize) -> &crate::metrics::HandlerSlot {
+        &self.metrics[core].slot
+    }
+
     pub(crate) fn snapshot(&self) -> Snapshot {
         Snapshot {
             cores: self.metrics.iter().map(|cell| cell.read()).collect(),
