@@ -158,7 +158,7 @@ impl<H: Handler> CoreLoop<H> {
         if self.phase == Phase::Running && self.shared.stop_requested() {
             with_context!(self, cx => self.handler.on_stop(cx));
             self.ring_doorbells();
-            self.shared.core_stopping();
+            self.shared.core_stopping(self.core);
             self.phase = Phase::Stopping;
             return Step::Work(work);
         }
