@@ -5,7 +5,7 @@
 //! measure the scheduler, not corelane.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use corelane::frame::Message;
@@ -524,4 +524,89 @@ fn messages_held_by_handlers_at_exit_are_reported() {
     assert!(report
         .to_string()
         .contains("held by handlers at exit, never sent: 10 x queued Ball"));
+}
+
+/// One core of a three-core shutdown: core 1 is held in `on_stop` until
+/// the test lets it go, then sends core 2 a ball; core 0 fails on its first
+/// turn after its `on_stop`; core 2 reports what it heard when it exits.
+struct StopOrder {
+    core: usize,
+    gate: Arc<Mutex<mpsc::Receiver<()>>>,
+    report: mpsc::Sender<Vec<u64>>,
+    heard: Vec<u64>,
+    stopped: bool,
+}
+
+impl Handler for StopOrder {
+    type Message = Ball;
+
+    fn on_message(&mut self, _: &mut Context<'_, Ball>, _: usize, ball: &ArchivedBall) {
+        self.heard.push(ball.hits.to_native());
+    }
+
+    fn on_turn(&mut self, _: &mut Context<'_, Ball>) -> bool {
+        assert!(
+            !(self.core == 0 && self.stopped),
+            "core 0 fails after its on_stop"
+        );
+        false
+    }
+
+    fn on_stop(&mut self, cx: &mut Context<'_, Ball>) {
+        self.stopped = true;
+        if self.core == 1 {
+            self.gate.lock().unwrap().recv().unwrap();
+            let ball = Ball {
+                hits: 7,
+                trail: Vec::new(),
+            };
+            cx.send(2, &ball).unwrap();
+        }
+    }
+
+    fn on_exit(&mut self, _: &mut Context<'_, Ball>) {
+        if self.core == 2 {
+            let _ = self.report.send(std::mem::take(&mut self.heard));
+        }
+    }
+}
+
+/// A core whose handler panics after its `on_stop` counts once among the
+/// cores that have stopped, so the others still wait for every `on_stop`
+/// before their final drain and hear what was sent there. Before, the
+/// unwinding core counted itself a second time: with core 1 still in its
+/// `on_stop`, the count reached three of three, core 2 drained and exited
+/// without the ball core 1 then sent, and the ball was left undelivered.
+#[test]
+fn a_core_failing_after_on_stop_counts_once_as_stopping() {
+    let _serial = serial();
+    let (open_gate, gate) = mpsc::channel();
+    let gate = Arc::new(Mutex::new(gate));
+    let (report, reported) = mpsc::channel();
+    let running = Runtime::builder()
+        .cores(3)
+        .pin(false)
+        .idle(IdleStrategy::Park)
+        .build()
+        .unwrap()
+        .start(move |core| StopOrder {
+            core,
+            gate: Arc::clone(&gate),
+            report: report.clone(),
+            heard: Vec::new(),
+            stopped: false,
+        })
+        .unwrap();
+    running.handle().stop();
+
+    // Core 1 is held in `on_stop`: core 2 must not exit before it is let
+    // go. Give a wrongly counted core 2 the time to exit first.
+    let early = reported.recv_timeout(Duration::from_secs(1));
+    open_gate.send(()).unwrap();
+    let heard = early.unwrap_or_else(|_| reported.recv_timeout(Duration::from_secs(10)).unwrap());
+    assert_eq!(heard, [7], "core 2 heard core 1's on_stop");
+    match running.wait() {
+        Err(corelane::runtime::RuntimeError::CorePanicked { core, .. }) => assert_eq!(core, 0),
+        other => panic!("{other:?}"),
+    }
 }

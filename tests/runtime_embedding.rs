@@ -257,3 +257,55 @@ fn a_caught_timer_panic_keeps_what_was_due_with_it() {
     assert_eq!((report.totals.delayed, report.totals.sent), (1, 1));
     assert!(report.adds_up(), "{report}");
 }
+
+/// Panics in `on_turn` while `fail_turn` is set.
+#[derive(Default)]
+struct FragileTurn {
+    fail_turn: bool,
+}
+
+impl Handler for FragileTurn {
+    type Message = Ball;
+
+    fn on_message(&mut self, _: &mut Context<'_, Ball>, _: usize, _: &ArchivedBall) {}
+
+    fn on_turn(&mut self, _: &mut Context<'_, Ball>) -> bool {
+        assert!(!self.fail_turn, "the handler fails in on_turn");
+        false
+    }
+}
+
+/// A handler that unwinds is no longer running: once the host has caught
+/// the panic, the stall detector's slot says so at once, not on the next
+/// handler's return. Before, the slot kept the failed handler and its
+/// start, so a watcher saw it "running" (and, given time, stalled) for as
+/// long as the host waited before its next turn.
+#[test]
+fn a_caught_panic_leaves_no_handler_running() {
+    let mut runtime = Runtime::builder()
+        .cores(2)
+        .pin(false)
+        .build()
+        .unwrap()
+        .start_manual(|_| Fragile::default())
+        .unwrap();
+    runtime.with_context(0, |_, cx| cx.send(1, &Ball(2)).unwrap());
+    let turned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.turn_core(1)));
+    assert!(turned.is_err(), "ball 2 panics");
+    assert_eq!(runtime.handle().running_handlers(), [None, None]);
+    runtime.shutdown().unwrap();
+
+    let mut runtime = Runtime::builder()
+        .cores(1)
+        .pin(false)
+        .build()
+        .unwrap()
+        .start_manual(|_| FragileTurn::default())
+        .unwrap();
+    runtime.handler_mut(0).fail_turn = true;
+    let turned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.turn_core(0)));
+    assert!(turned.is_err(), "on_turn panics");
+    assert_eq!(runtime.handle().running_handlers(), [None]);
+    runtime.handler_mut(0).fail_turn = false;
+    runtime.shutdown().unwrap();
+}

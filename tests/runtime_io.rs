@@ -135,6 +135,8 @@ fn a_caught_io_panic_keeps_the_other_events_of_its_poll() {
     // Both are readable before the first poll, so one poll reports both.
     let turned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.turn()));
     assert!(turned.is_err(), "the first event panics");
+    // Unwound, the handler is no longer running for the stall detector.
+    assert_eq!(runtime.handle().running_handlers(), [None]);
     runtime.turn();
     assert_eq!(
         runtime.handler(0).heard.len(),

@@ -808,7 +808,14 @@ fn client_help_list_and_errors_read_as_redis_7s() {
         help[0],
         "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
     );
-    for sub in ["GETNAME", "ID", "INFO", "LIST", "SETNAME <name>", "HELP"] {
+    for sub in [
+        "GETNAME",
+        "ID",
+        "INFO",
+        "LIST [options ...]",
+        "SETNAME <name>",
+        "HELP",
+    ] {
         assert!(help.iter().any(|line| line == sub), "{sub} in {help:?}");
     }
     assert_eq!(
@@ -845,13 +852,19 @@ fn client_help_list_and_errors_read_as_redis_7s() {
         other.is_some_and(|line| line.contains(" flags=P ") && line.contains(" sub=1 ")),
         "{list}"
     );
+    // CLIENT INFO is the same line, but for the command just sent.
     let info: String = redis::cmd("CLIENT").arg("INFO").query(&mut con).unwrap();
-    assert_eq!(info.trim_end(), mine.trim_end());
+    assert!(mine.contains(" cmd=client|list "), "{mine}");
+    assert_eq!(
+        info.trim_end(),
+        mine.trim_end()
+            .replace(" cmd=client|list ", " cmd=client|info ")
+    );
 
     let mut raw = Raw::connect(&server);
     raw.send(b"CLIENT NOSUCH\r\nCLIENT LIST extra\r\nCLIENT SETNAME two words\r\n");
     raw.expect(b"-ERR unknown subcommand 'NOSUCH'. Try CLIENT HELP.\r\n");
-    raw.expect(b"-ERR wrong number of arguments for 'client|list' command\r\n");
+    raw.expect(b"-ERR syntax error\r\n");
     raw.expect(b"-ERR wrong number of arguments for 'client|setname' command\r\n");
     raw.send(b"CLIENT SETNAME a\x01b\r\nCLIENT GETNAME\r\n");
     raw.expect(
@@ -2111,4 +2124,223 @@ fn every_command_counts_as_a_request_on_its_core() {
         .map(|core| core.counters.requests)
         .collect();
     assert_eq!(requests.iter().sum::<u64>(), 5, "{requests:?}");
+}
+
+/// The ids of a CLIENT LIST reply's lines, in the order listed.
+fn listed_ids(reply: Resp) -> Vec<i64> {
+    let Resp::Bulk(Some(list)) = reply else {
+        panic!("CLIENT LIST replied {reply:?}");
+    };
+    let list = String::from_utf8(list).unwrap();
+    list.lines()
+        .map(|line| {
+            let id = line.strip_prefix("id=").unwrap_or_else(|| panic!("{line}"));
+            id.split(' ').next().unwrap().parse().unwrap()
+        })
+        .collect()
+}
+
+/// The value of `field` in a CLIENT LIST line.
+fn line_field<'a>(line: &'a str, field: &str) -> &'a str {
+    line.split(' ')
+        .find_map(|pair| pair.strip_prefix(field)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {field} in {line}"))
+}
+
+/// CLIENT LIST TYPE and CLIENT LIST ID filter every core's connections,
+/// whichever core serves the one asking: TYPE by kind (a subscriber is
+/// `pubsub`; this server has no replicas or masters), ID in the order the
+/// ids are given, repeats included, as Redis 7 lists them. Bad arguments
+/// get Redis 7's errors.
+#[test]
+fn client_list_filters_by_type_and_id_on_every_core() {
+    let _serial = serial();
+    let server = start(config(3));
+    // Six connections, two a core; the second and the last subscribe.
+    let mut raws: Vec<Raw> = (0..6).map(|_| Raw::connect(&server)).collect();
+    let mut ids = Vec::new();
+    for raw in &mut raws {
+        match raw.command("CLIENT ID") {
+            Resp::Integer(id) => ids.push(id),
+            other => panic!("{other:?}"),
+        }
+    }
+    for n in [1, 5] {
+        raws[n].send(b"SUBSCRIBE news\r\n");
+        raws[n].expect(&confirmation("subscribe", "news", 1));
+    }
+    let sorted = |mut ids: Vec<i64>| {
+        ids.sort_unstable();
+        ids
+    };
+    let subscribers = sorted(vec![ids[1], ids[5]]);
+    let others = sorted(vec![ids[0], ids[2], ids[3], ids[4]]);
+
+    for n in [0, 2, 4] {
+        let asker = &mut raws[n];
+        assert_eq!(
+            listed_ids(asker.command("CLIENT LIST TYPE pubsub")),
+            subscribers
+        );
+        assert_eq!(listed_ids(asker.command("CLIENT LIST TYPE normal")), others);
+        assert_eq!(listed_ids(asker.command("client list type NORMAL")), others);
+        for kind in ["replica", "slave", "master"] {
+            let empty = asker.command(&format!("CLIENT LIST TYPE {kind}"));
+            assert_eq!(empty, Resp::Bulk(Some(Vec::new())), "{kind}");
+        }
+        let wanted = format!(
+            "CLIENT LIST ID {} {} 0 -1 999999 {} {}",
+            ids[5], ids[2], ids[2], ids[n]
+        );
+        assert_eq!(
+            listed_ids(asker.command(&wanted)),
+            [ids[5], ids[2], ids[2], ids[n]]
+        );
+        assert_eq!(
+            listed_ids(asker.command("CLIENT LIST ID 999999")),
+            [0i64; 0]
+        );
+    }
+
+    let asker = &mut raws[3];
+    for (arguments, error) in [
+        ("TYPE bogus", "ERR Unknown client type 'bogus'"),
+        ("TYPE", "ERR syntax error"),
+        ("TYPE normal extra", "ERR syntax error"),
+        ("ID", "ERR syntax error"),
+        ("extra", "ERR syntax error"),
+        ("TYPE normal TYPE pubsub", "ERR syntax error"),
+        ("ID 1 x", "ERR Invalid client ID"),
+        ("ID +1", "ERR Invalid client ID"),
+        ("ID 1 TYPE normal", "ERR Invalid client ID"),
+        ("ID 99999999999999999999", "ERR Invalid client ID"),
+    ] {
+        let reply = asker.command(&format!("CLIENT LIST {arguments}"));
+        assert_eq!(
+            reply,
+            Resp::Error(error.to_string()),
+            "CLIENT LIST {arguments}"
+        );
+    }
+    assert_eq!(asker.command("PING"), Resp::Simple("PONG".to_string()));
+
+    drop(raws);
+    stop(server);
+}
+
+/// CLIENT LIST shows each connection's `idle` (whole seconds since its
+/// last command) and `cmd` (that command's name in lower case, a
+/// subcommand as `container|sub`, `NULL` before any command or after one
+/// the server does not know), placed as Redis 7 places them.
+#[test]
+fn client_list_shows_idle_time_and_last_command() {
+    let _serial = serial();
+    let server = start(config(2));
+    let mut asker = Raw::connect(&server);
+    let mut quiet = Raw::connect(&server);
+    let asker_id = match asker.command("CLIENT ID") {
+        Resp::Integer(id) => id,
+        other => panic!("{other:?}"),
+    };
+    // The quiet connection's id, without a command from it.
+    let listed = listed_ids(asker.command("CLIENT LIST"));
+    assert_eq!(listed.len(), 2);
+    let quiet_id = listed.into_iter().find(|&id| id != asker_id).unwrap();
+    let line_of = |asker: &mut Raw, id: i64| match asker.command(&format!("CLIENT LIST ID {id}")) {
+        Resp::Bulk(Some(line)) => String::from_utf8(line).unwrap(),
+        other => panic!("{other:?}"),
+    };
+
+    // Nothing sent yet: no command, idle since it connected.
+    std::thread::sleep(Duration::from_millis(1100));
+    let line = line_of(&mut asker, quiet_id);
+    assert_eq!(line_field(&line, "cmd"), "NULL", "{line}");
+    let idle: u64 = line_field(&line, "idle").parse().unwrap();
+    let age: u64 = line_field(&line, "age").parse().unwrap();
+    assert!(idle >= 1 && idle <= age, "{line}");
+    let fields: Vec<&str> = line
+        .trim_end()
+        .split(' ')
+        .map(|pair| pair.split('=').next().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "id", "addr", "laddr", "fd", "name", "age", "idle", "flags", "db", "sub", "psub",
+            "qbuf", "omem", "cmd", "resp", "core"
+        ]
+    );
+
+    for (command, name) in [
+        ("PING", "ping"),
+        ("client getname", "client|getname"),
+        ("CLIENT GETNAME extra", "client|getname"),
+        ("CONFIG GET maxmemory", "config|get"),
+        ("COMMAND DOCS", "command|docs"),
+        ("COMMAND", "command"),
+        ("Echo hi", "echo"),
+        ("GET key", "NULL"),
+        ("CLIENT NOSUCH", "NULL"),
+        ("SUBSCRIBE news", "subscribe"),
+        ("GET key", "NULL"),
+        ("ECHO refused", "echo"),
+    ] {
+        quiet.command(command);
+        let line = line_of(&mut asker, quiet_id);
+        assert_eq!(line_field(&line, "cmd"), name, "after {command}: {line}");
+    }
+    let line = line_of(&mut asker, quiet_id);
+    let idle: u64 = line_field(&line, "idle").parse().unwrap();
+    let age: u64 = line_field(&line, "age").parse().unwrap();
+    assert!(idle <= age, "{line}");
+
+    // The asker sees its own CLIENT LIST as its last command.
+    let Resp::Bulk(Some(list)) = asker.command("CLIENT LIST") else {
+        panic!("no list");
+    };
+    let list = String::from_utf8(list).unwrap();
+    let own = list
+        .lines()
+        .find(|line| line_field(line, "id") == asker_id.to_string())
+        .unwrap();
+    assert_eq!(line_field(own, "cmd"), "client|list", "{own}");
+    assert_eq!(line_field(own, "idle"), "0", "{own}");
+
+    drop((asker, quiet));
+    stop(server);
+}
+
+/// A CLIENT LIST ID with more ids than one lane frame holds asks the
+/// cores that own them in several requests, and still lists every match.
+#[test]
+fn client_list_of_more_ids_than_a_frame_holds_lists_them_all() {
+    let _serial = serial();
+    let server = start(ServerConfig {
+        lane_capacity: 1024,
+        ..config(2)
+    });
+    let mut asker = Raw::connect(&server);
+    let mut other = Raw::connect(&server);
+    let ids: Vec<i64> = [&mut asker, &mut other]
+        .into_iter()
+        .map(|raw| match raw.command("CLIENT ID") {
+            Resp::Integer(id) => id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    // Every id up to 400, highest first: each core owns half of them.
+    let wanted: Vec<String> = (1..=400).rev().map(|id| id.to_string()).collect();
+    let listed = listed_ids(asker.command(&format!("CLIENT LIST ID {}", wanted.join(" "))));
+    assert_eq!(listed, [ids[1].max(ids[0]), ids[1].min(ids[0])]);
+
+    drop((asker, other));
+    let report = server.shutdown().expect("no core panicked");
+    assert!(report.adds_up(), "{report}");
+    let requests = report
+        .metrics
+        .merged()
+        .delivery_by_kind
+        .get("client list request")
+        .map_or(0, |requests| requests.count());
+    assert!(requests > 1, "{requests} requests");
 }

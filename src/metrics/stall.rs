@@ -61,6 +61,17 @@ impl HandlerSlot {
         self.started_ns.store(IDLE, Ordering::Relaxed);
     }
 
+    /// A guard that marks the slot idle if the handler it is taken for
+    /// unwinds. A host driving a core (`start_manual`, `start_hosted`) may
+    /// catch the panic and wait long before its next turn: without this the
+    /// slot would go on naming the failed handler, and a watcher would see
+    /// a stall that is not there. A handler that returns is left through
+    /// the recorder as usual; the guard then does nothing.
+    #[inline]
+    pub(crate) fn leave_on_unwind(&self) -> LeaveOnUnwind<'_> {
+        LeaveOnUnwind { slot: self }
+    }
+
     /// The handler running now, if any. A handler that changes while this
     /// reads is reported as not running (the next look will see it).
     pub fn running(&self) -> Option<RunningHandler> {
@@ -79,6 +90,25 @@ impl HandlerSlot {
             name,
             started_ns: started - 1,
         })
+    }
+}
+
+/// Marks its [`HandlerSlot`] idle when dropped during a panic; made by
+/// [`HandlerSlot::leave_on_unwind`].
+#[derive(Debug)]
+#[must_use = "the slot is left on unwind only while the guard is held"]
+pub(crate) struct LeaveOnUnwind<'a> {
+    slot: &'a HandlerSlot,
+}
+
+impl Drop for LeaveOnUnwind<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // On a normal return the recorder has left the slot already (and
+        // timed the handler); only an unwind skips it.
+        if std::thread::panicking() {
+            self.slot.leave();
+        }
     }
 }
 
@@ -104,5 +134,23 @@ mod tests {
         assert_eq!(slot.running(), None);
         slot.enter(1, 7);
         assert_eq!(slot.running().map(|r| r.name), Some("?"));
+    }
+
+    #[test]
+    fn an_unwinding_handler_leaves_the_slot() {
+        let slot = HandlerSlot::default();
+        slot.learn(0, "Publish");
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            slot.enter(0, 5);
+            let _running = slot.leave_on_unwind();
+            panic!("the handler fails");
+        }));
+        assert!(unwound.is_err());
+        assert_eq!(slot.running(), None);
+
+        // Returning, the guard leaves the slot to the recorder.
+        slot.enter(0, 9);
+        drop(slot.leave_on_unwind());
+        assert_eq!(slot.running().map(|r| r.started_ns), Some(9));
     }
 }

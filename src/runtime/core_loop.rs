@@ -158,7 +158,7 @@ impl<H: Handler> CoreLoop<H> {
         if self.phase == Phase::Running && self.shared.stop_requested() {
             with_context!(self, cx => self.handler.on_stop(cx));
             self.ring_doorbells();
-            self.shared.core_stopping();
+            self.shared.core_stopping(self.core);
             self.phase = Phase::Stopping;
             return Step::Work(work);
         }
@@ -251,6 +251,7 @@ impl<H: Handler> CoreLoop<H> {
     fn run_on_turn(&mut self) -> bool {
         let started = clock::now_ns();
         let index = self.recorder.enter_handler("on_turn", started);
+        let _running = self.shared.handler_slot(self.core).leave_on_unwind();
         let worked = with_context!(self, cx => self.handler.on_turn(cx));
         if worked {
             self.recorder.leave_handler(index, started, clock::now_ns());
@@ -297,6 +298,7 @@ impl<H: Handler> CoreLoop<H> {
             work += 1;
             let started = clock::now_ns();
             let index = self.recorder.enter_handler("on_io", started);
+            let _running = self.shared.handler_slot(self.core).leave_on_unwind();
             with_context!(self, cx => self.handler.on_io(cx, event));
             self.recorder.leave_handler(index, started, clock::now_ns());
         }
@@ -424,6 +426,7 @@ impl<H: Handler> CoreLoop<H> {
             Priority::Normal => &mut inbound[from],
             Priority::High => &mut inbound_high[from],
         };
+        let slot = shared.handler_slot(*core);
         let cx = &mut Context {
             core: *core,
             outbox,
@@ -471,6 +474,7 @@ impl<H: Handler> CoreLoop<H> {
             let index = cx
                 .recorder
                 .enter_message(kind, frame.meta.timestamp_ns, started);
+            let _running = slot.leave_on_unwind();
             handler.on_message(cx, from, msg);
             let ended = clock::now_ns();
             cx.recorder.leave_handler(index, started, ended);

@@ -438,8 +438,14 @@ pub struct Runtime {
 /// cells, each written by one core or read-mostly.
 pub(crate) struct Shared {
     stop: AtomicBool,
-    /// Cores that have run `on_stop`.
+    /// Cores that have run `on_stop` (or unwound), each counted once.
     stopping: AtomicUsize,
+    /// `counted_stopping[core]`: `core` is in `stopping` already. A core
+    /// that panics after its `on_stop` reaches `core_stopping` twice (from
+    /// its loop, then from its `ExitGuard`); counted twice, it would let
+    /// the others start their final drain while some core's `on_stop` may
+    /// still be sending.
+    counted_stopping: Vec<AtomicBool>,
     doorbells: Vec<Doorbell>,
     /// `room_wanted[from * cores + to]`: core `from` is parked (or about
     /// to) waiting for room in its lane to `to`; set by `from`, cleared by
@@ -468,8 +474,14 @@ impl Shared {
         self.stop.load(Ordering::Relaxed)
     }
 
-    /// This core has run `on_stop`; the last one wakes everyone.
-    pub(crate) fn core_stopping(&self) {
+    /// Core `core` has run `on_stop` (or unwound); the last one wakes
+    /// everyone. A core is counted once, however often it says so.
+    pub(crate) fn core_stopping(&self, core: usize) {
+        // Only the thread driving `core` touches its flag: no ordering
+        // needed beyond the increment's.
+        if self.counted_stopping[core].swap(true, Ordering::Relaxed) {
+            return;
+        }
         let now = self.stopping.fetch_add(1, Ordering::AcqRel) + 1;
         if now == self.cores() {
             self.wake_all();
@@ -499,6 +511,11 @@ impl Shared {
         self.consumed_cell(from, to).load(Ordering::Acquire)
     }
 
+    /// Core `core`'s "handler running" slot, for its stall detector.
+    pub(crate) fn handler_slot(&self, core: usize) -> &crate::metrics::HandlerSlot {
+        &self.metrics[core].slot
+    }
+
     pub(crate) fn snapshot(&self) -> Snapshot {
         Snapshot {
             cores: self.metrics.iter().map(|cell| cell.read()).collect(),
@@ -525,9 +542,10 @@ impl Drop for ExitGuard {
     fn drop(&mut self) {
         if !self.finished {
             // The handler panicked: stop the runtime and count this core as
-            // stopping so the others do not wait for it forever.
+            // stopping (if its `on_stop` has not) so the others do not wait
+            // for it forever.
             self.shared.stop.store(true, Ordering::Relaxed);
-            self.shared.core_stopping();
+            self.shared.core_stopping(self.core);
             self.shared.wake_all();
         }
         self.shared.exited[self.core].store(true, Ordering::Release);
@@ -592,6 +610,7 @@ impl Runtime {
         let shared = std::sync::Arc::new(Shared {
             stop: AtomicBool::new(false),
             stopping: AtomicUsize::new(0),
+            counted_stopping: (0..n).map(|_| AtomicBool::new(false)).collect(),
             doorbells,
             room_wanted: (0..n * n).map(|_| AtomicBool::new(false)).collect(),
             metrics: (0..n).map(|_| Default::default()).collect(),

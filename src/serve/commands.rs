@@ -6,13 +6,14 @@
 //! GET, INFO. Anything else gets `-ERR unknown command`, never a dropped
 //! connection.
 
-use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-use super::connection::{ClientListing, Connection};
+use super::client_list::client_line;
+use super::command_name;
+use super::connection::Connection;
 use super::glob::Glob;
 use super::info;
-use super::message::{ServerMsg, ServerMsgRef};
+use super::message::ServerMsg;
 use super::reply;
 use super::resp::{self, Request};
 use super::server::ServeCore;
@@ -61,8 +62,12 @@ const CLIENT_HELP: &[&str] = &[
     "    Return the ID of this connection.",
     "INFO",
     "    Return this connection's line of CLIENT LIST.",
-    "LIST",
-    "    Return one line per connection, of every core, in the order of their IDs.",
+    "LIST [options ...]",
+    "    Return one line per connection, of every core, in the order of their IDs. Options:",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Return clients of specified type.",
+    "    * ID <client-id> [<client-id> ...]",
+    "      Return clients of specified IDs only, in that order.",
     "SETINFO <LIB-NAME|LIB-VER> <value>",
     "    Accepted for client libraries; the value is not kept.",
     "SETNAME <name>",
@@ -76,7 +81,7 @@ const CLIENT_HELP: &[&str] = &[
 const SHOWN_LEN: usize = 128;
 
 /// A client's name or argument as an error message shows it.
-fn shown(arg: &[u8]) -> std::borrow::Cow<'_, str> {
+pub(super) fn shown(arg: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(&arg[..arg.len().min(SHOWN_LEN)])
 }
 
@@ -117,7 +122,10 @@ impl ServeCore {
         self.stats.commands[self.core].store(self.commands, Ordering::Relaxed);
         let mut upper = [0u8; 16];
         let name = upper_name(request.arg(0), &mut upper);
-        let conn = &self.conns[key];
+        let conn = &mut self.conns[key];
+        // Named before any check, as Redis names it: a command refused
+        // for its arity or in subscribed mode is still the last one.
+        conn.last_command = command_name::full_name(name, request.get(1));
         if conn.is_subscriber() && !SUBSCRIBED_ALLOWED.contains(&name) {
             let text = format!(
                 "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / \
@@ -453,7 +461,9 @@ impl ServeCore {
         let sub = request.arg(1).to_ascii_uppercase();
         let arity_ok = match sub.as_slice() {
             b"SETNAME" => request.len() == 3,
-            b"GETNAME" | b"ID" | b"INFO" | b"LIST" | b"HELP" => request.len() == 2,
+            b"GETNAME" | b"ID" | b"INFO" | b"HELP" => request.len() == 2,
+            // Its options are read (and refused) by `list_clients`.
+            b"LIST" => true,
             b"SETINFO" => request.len() == 4,
             _ => {
                 // Redis 7's words for a subcommand it does not have.
@@ -475,12 +485,13 @@ impl ServeCore {
         }
         match sub.as_slice() {
             b"LIST" => {
-                self.list_clients(cx, key);
+                self.list_clients(cx, key, request);
                 return;
             }
             b"INFO" => {
                 let mut text = String::new();
-                client_line(&mut text, &self.conns[key], self.core);
+                let now = std::time::Instant::now();
+                client_line(&mut text, &self.conns[key], self.core, now);
                 reply::bulk(&mut self.conns[key].out, text.as_bytes());
                 return;
             }
@@ -578,158 +589,4 @@ impl ServeCore {
             reply::bulk(out, value.as_bytes());
         }
     }
-}
-
-impl ServeCore {
-    /// CLIENT LIST: this core's lines, then every other core's, asked for
-    /// with [`ServerMsg::ListClients`]. The answer goes out when the last
-    /// core's lines are in (see `client_lines_received`); the connection's
-    /// further commands wait for it, so replies keep their order.
-    fn list_clients(&mut self, cx: &mut Context<'_, ServerMsg>, key: usize) {
-        let own = self.client_lines().into_bytes();
-        let conn = &mut self.conns[key];
-        if cx.cores() == 1 {
-            reply::bulk(&mut conn.out, &sorted_by_id(&own));
-            return;
-        }
-        let mut lines = vec![Vec::new(); cx.cores()];
-        lines[self.core] = own;
-        conn.listing = Some(ClientListing {
-            lines,
-            waiting: cx.cores() - 1,
-        });
-        let waiter = (key as u32, conn.id);
-        let this = self.core;
-        for core in (0..cx.cores()).filter(|&core| core != this) {
-            self.send_ordered(cx, core, ServerMsgRef::ListClients { waiter });
-        }
-    }
-
-    /// This core's lines of CLIENT LIST, one per connection.
-    pub(crate) fn client_lines(&self) -> String {
-        let mut text = String::new();
-        for (_, conn) in &self.conns {
-            client_line(&mut text, conn, self.core);
-        }
-        text
-    }
-
-    /// Answers another core's [`ServerMsg::ListClients`] for its connection
-    /// `waiter`: this core's lines, in pieces that each fit a lane frame.
-    pub(crate) fn send_client_lines(
-        &mut self,
-        cx: &mut Context<'_, ServerMsg>,
-        to: usize,
-        waiter: (u32, u64),
-    ) {
-        let text = self.client_lines();
-        let bytes = text.as_bytes();
-        let piece = cx
-            .max_payload()
-            .saturating_sub(CLIENT_LINES_OVERHEAD)
-            .max(1);
-        // At least one piece, the last marked: no lines is one empty piece.
-        let mut start = 0;
-        loop {
-            let end = bytes.len().min(start + piece);
-            let last = end == bytes.len();
-            let lines = &bytes[start..end];
-            self.send_ordered(
-                cx,
-                to,
-                ServerMsgRef::ClientLines {
-                    waiter,
-                    lines,
-                    last,
-                },
-            );
-            if last {
-                return;
-            }
-            start = end;
-        }
-    }
-
-    /// Takes core `from`'s [`ServerMsg::ClientLines`] for the connection
-    /// (slab key, id) `waiter`; answers its CLIENT LIST once every core's
-    /// last lines are in, and goes on with the commands that waited.
-    pub(crate) fn client_lines_received(
-        &mut self,
-        cx: &mut Context<'_, ServerMsg>,
-        from: usize,
-        waiter: (usize, u64),
-        lines: &[u8],
-        last: bool,
-    ) {
-        let (key, id) = waiter;
-        let Some(conn) = self.conns.get_mut(key).filter(|conn| conn.id == id) else {
-            // The connection closed meanwhile.
-            return;
-        };
-        let Some(listing) = &mut conn.listing else {
-            return;
-        };
-        listing.lines[from].extend_from_slice(lines);
-        if last {
-            listing.waiting -= 1;
-        }
-        if listing.waiting > 0 {
-            return;
-        }
-        let listing = conn.listing.take().expect("a listing was checked above");
-        reply::bulk(&mut conn.out, &sorted_by_id(&listing.lines.concat()));
-        self.mark_dirty(key);
-        self.execute_input(cx, key);
-        // Read again, as after any pause: a client that shut down its
-        // sending side meanwhile is met at the end of its input once the
-        // commands that waited have all run (they can stop short of it,
-        // at the read pause), and closed then.
-        self.mark_unread(key);
-    }
-}
-
-/// Room for everything but the lines in an archived
-/// [`ServerMsg::ClientLines`]: the enum's tag, the waiter, the vector's
-/// header and the flag, padded, with margin.
-const CLIENT_LINES_OVERHEAD: usize = 64;
-
-/// CLIENT LIST's lines in the order of their ids, as Redis lists its
-/// clients (in the order they connected).
-fn sorted_by_id(text: &[u8]) -> Vec<u8> {
-    let id = |line: &[u8]| {
-        line.strip_prefix(b"id=")
-            .and_then(|rest| rest.split(|&b| b == b' ').next())
-            .and_then(|digits| std::str::from_utf8(digits).ok()?.parse::<u64>().ok())
-            .unwrap_or(u64::MAX)
-    };
-    let mut lines: Vec<&[u8]> = text.split_inclusive(|&b| b == b'\n').collect();
-    lines.sort_by_key(|line| id(line));
-    lines.concat()
-}
-
-/// Appends `conn`'s line of CLIENT LIST, in Redis's `field=value` form with
-/// the fields this server keeps: `flags` is `P` for a subscriber and `N`
-/// otherwise, `qbuf` the unparsed input and `omem` the unwritten output in
-/// bytes, and `core` (not in Redis) the core that serves it.
-fn client_line(text: &mut String, conn: &Connection, core: usize) {
-    let addr = |addr: std::io::Result<std::net::SocketAddr>| {
-        addr.map_or_else(|_| "?:0".to_string(), |addr| addr.to_string())
-    };
-    let name = conn.name.as_deref().map(String::from_utf8_lossy);
-    let _ = writeln!(
-        text,
-        "id={} addr={} laddr={} fd={} name={} age={} flags={} db=0 sub={} psub={} qbuf={} \
-         omem={} resp=2 core={core}",
-        conn.id,
-        addr(conn.stream.peer_addr()),
-        addr(conn.stream.local_addr()),
-        std::os::fd::AsRawFd::as_raw_fd(&conn.stream),
-        name.unwrap_or_default(),
-        conn.since.elapsed().as_secs(),
-        if conn.is_subscriber() { "P" } else { "N" },
-        conn.channels.len(),
-        conn.patterns.len(),
-        conn.input.len(),
-        conn.pending_out(),
-    );
 }

@@ -129,6 +129,14 @@ pub(crate) struct Connection {
     pub(crate) name: Option<Vec<u8>>,
     /// When the connection was adopted, for CLIENT LIST's `age`.
     pub(crate) since: std::time::Instant,
+    /// The last command's full name, for CLIENT LIST's `cmd` (see
+    /// `command_name`); `None` before any, or after one the server does
+    /// not know.
+    pub(crate) last_command: Option<&'static str>,
+    /// When the last command was taken in, for CLIENT LIST's `idle`: one
+    /// clock reading for the commands read together (a pipeline), set by
+    /// `ServeCore::execute_input`; `since` until the first.
+    pub(crate) last_command_at: std::time::Instant,
     /// Close once the output is written (QUIT, protocol error).
     pub(crate) closing: bool,
     /// Acknowledgements of subscriptions still awaited from other cores;
@@ -156,6 +164,7 @@ impl Connection {
         parser: RequestParser,
         out: OutputBuffer,
     ) -> Self {
+        let now = std::time::Instant::now();
         Connection {
             stream,
             id,
@@ -165,7 +174,9 @@ impl Connection {
             channels: HashSet::new(),
             patterns: HashSet::new(),
             name: None,
-            since: std::time::Instant::now(),
+            since: now,
+            last_command: None,
+            last_command_at: now,
             closing: false,
             held: 0,
             listing: None,
@@ -250,8 +261,12 @@ pub(crate) struct ClientListing {
     /// in its lane while another's come in), and a line can be cut across
     /// pieces.
     pub(crate) lines: Vec<Vec<u8>>,
-    /// Cores whose last lines have not come yet.
+    /// Requests to other cores whose last lines have not come yet (a core
+    /// asked for many ids may be asked more than once).
     pub(crate) waiting: usize,
+    /// For `CLIENT LIST ID`, the ids in the order given (repeats kept):
+    /// the order of the reply. `None`: in the order of the ids.
+    pub(crate) given: Option<Vec<u64>>,
 }
 
 #[cfg(test)]

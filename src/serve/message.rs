@@ -1,7 +1,8 @@
 //! What the server's cores say to each other through their lanes.
 
-use rkyv::with::AsVec;
+use rkyv::with::{AsVec, Inline};
 
+pub use super::client_list::{ArchivedClientFilter, ArchivedClientType, ClientFilter, ClientType};
 use crate::frame::Message;
 
 /// A message between the server's cores.
@@ -49,6 +50,8 @@ pub enum ServerMsg {
     ListClients {
         /// The asking connection on the sender.
         waiter: (u32, u64),
+        /// Which of the receiver's connections to list.
+        filter: ClientFilter,
     },
     /// Part of the receiver's lines of CLIENT LIST for the waiting
     /// connection: a core's lines may take several messages, each within
@@ -94,7 +97,11 @@ pub(crate) enum ServerMsgRef<'a> {
     /// [`ServerMsg::Ack`].
     Ack { waiter: (u32, u64) },
     /// [`ServerMsg::ListClients`].
-    ListClients { waiter: (u32, u64) },
+    ListClients {
+        waiter: (u32, u64),
+        #[rkyv(with = Inline)]
+        filter: &'a ClientFilter,
+    },
     /// [`ServerMsg::ClientLines`].
     ClientLines {
         waiter: (u32, u64),
@@ -130,7 +137,10 @@ impl ServerMsgRef<'_> {
                 waiter,
             },
             ServerMsgRef::Ack { waiter } => ServerMsg::Ack { waiter },
-            ServerMsgRef::ListClients { waiter } => ServerMsg::ListClients { waiter },
+            ServerMsgRef::ListClients { waiter, filter } => ServerMsg::ListClients {
+                waiter,
+                filter: filter.clone(),
+            },
             ServerMsgRef::ClientLines {
                 waiter,
                 lines,
@@ -146,8 +156,10 @@ impl ServerMsgRef<'_> {
 
 impl Message for ServerMsg {
     const TYPE_ID: u16 = 0x5250; // "RP"
-                                 // 2: CLIENT LIST gathered from every core.
-    const VERSION: u8 = 2;
+
+    // 2: CLIENT LIST gathered from every core.
+    // 3: CLIENT LIST's request carries its filter (TYPE, ID).
+    const VERSION: u8 = 3;
     const NAME: &'static str = "ServerMsg";
 
     fn kind(archived: &ArchivedServerMsg) -> &'static str {
@@ -182,7 +194,11 @@ impl ServerMsg {
             ServerMsg::Publish { channel, payload } => channel.len() + payload.len(),
             ServerMsg::Interest { name, .. } => name.len(),
             ServerMsg::ClientLines { lines, .. } => lines.len(),
-            ServerMsg::Adopt { .. } | ServerMsg::Ack { .. } | ServerMsg::ListClients { .. } => 0,
+            ServerMsg::ListClients { filter, .. } => match filter {
+                ClientFilter::Ids(ids) => ids.len() * std::mem::size_of::<u64>(),
+                ClientFilter::All | ClientFilter::Type(_) => 0,
+            },
+            ServerMsg::Adopt { .. } | ServerMsg::Ack { .. } => 0,
         }
     }
 }
@@ -201,6 +217,7 @@ mod tests {
     fn mirror_archives_as_server_msg() {
         let channel = b"news.sport".as_slice();
         let payload = b"\x00binary\xffpayload of some length".as_slice();
+        let ids = ClientFilter::Ids(vec![2, 5, u64::MAX]);
         let mirrors = [
             ServerMsgRef::Publish { channel, payload },
             ServerMsgRef::Publish {
@@ -219,6 +236,15 @@ mod tests {
             },
             ServerMsgRef::ListClients {
                 waiter: (9, u64::MAX),
+                filter: &ClientFilter::All,
+            },
+            ServerMsgRef::ListClients {
+                waiter: (9, 2),
+                filter: &ClientFilter::Type(ClientType::Pubsub),
+            },
+            ServerMsgRef::ListClients {
+                waiter: (1, 8),
+                filter: &ids,
             },
             ServerMsgRef::ClientLines {
                 waiter: (0, 1),

@@ -9,6 +9,8 @@
 //! These three touch no socket: the parser reads from a buffer the caller
 //! fills, and replies are appended to a buffer the caller writes out.
 
+mod client_list;
+mod command_name;
 mod commands;
 mod connection;
 pub mod glob;

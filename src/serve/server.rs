@@ -596,10 +596,15 @@ impl ServeCore {
             return;
         }
         let mut consumed = 0;
+        // One clock reading for the commands taken in together, for
+        // CLIENT LIST's `idle`: a pipeline of PUBLISHes reads it once.
+        let mut now = None;
         loop {
             match parser.parse(&input.data()[consumed..]) {
                 Ok(Some(request)) => {
                     consumed += request.consumed();
+                    let now = *now.get_or_insert_with(std::time::Instant::now);
+                    self.conns[key].last_command_at = now;
                     self.execute(cx, key, &request);
                     let stop = self.conns.get(key).is_none_or(|conn| {
                         conn.closing
@@ -960,9 +965,9 @@ impl Handler for ServeCore {
                     self.mark_dirty(key);
                 }
             }
-            ArchivedServerMsg::ListClients { waiter } => {
+            ArchivedServerMsg::ListClients { waiter, filter } => {
                 let waiter = (waiter.0.to_native(), waiter.1.to_native());
-                self.send_client_lines(cx, from, waiter);
+                self.send_client_lines(cx, from, waiter, filter);
             }
             ArchivedServerMsg::ClientLines {
                 waiter,
