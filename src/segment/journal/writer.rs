@@ -45,7 +45,7 @@ use rkyv::ser::allocator::Arena;
 use super::dir::{segment_name, segment_path, LOCK_FILE};
 use super::error::JournalError;
 use super::policy::{Durability, JournalConfig};
-use super::recovery::{recover, RecoveryReport};
+use super::recovery::{recover, RecoveryReport, Resume};
 use super::scan::frame_ptr;
 use super::sync_clock::SyncClock;
 use crate::frame::envelope::{encode_into, encoded_len};
@@ -154,6 +154,7 @@ impl JournalWriter {
     /// Opens the journal in `dir` for appending, creating the directory and
     /// a first segment if needed. Runs recovery first
     /// ([`super::recovery`]): every segment is checked, a torn tail cut,
+    /// segments at the end that hold no frame (left by a crash) removed,
     /// and appends resume after the last valid frame.
     ///
     /// # Errors
@@ -172,11 +173,8 @@ impl JournalWriter {
         remove_stale_prepared(dir)?;
         let (last, recovery) = recover(dir)?;
         let (segment, tail) = match last {
-            Some(found) => found,
-            None => {
-                let segment = create_segment(dir, &config, 0)?;
-                (segment, 0)
-            }
+            Resume::In(segment, tail) => (segment, tail),
+            Resume::New(base) => (create_segment(dir, &config, base)?, 0),
         };
         let clock = SyncClock::default();
         let mut writer = JournalWriter {
