@@ -409,12 +409,20 @@ impl JournalWriter {
     ///
     /// # Errors
     ///
-    /// [`JournalError::Segment`] if msync fails.
+    /// [`JournalError::Segment`] if msync fails, or if the segment's file
+    /// turns out truncated under the writer (the frames are then not all
+    /// in it; an append that meets this abandons the segment and goes on
+    /// in the next).
     pub fn sync(&mut self) -> Result<(), JournalError> {
         if self.synced < self.tail {
             let from = self.segment.layout().frames_offset() + self.synced;
             self.segment.sync_range(from, self.tail - self.synced)?;
             self.syncs += 1;
+            // A file cut inside a page leaves the rest of that page mapped:
+            // writes there fault nothing and reach no file, and msync does
+            // not say so. Ask the file's length, so that frames past the
+            // cut are never reported synced.
+            self.segment.check_length()?;
         }
         self.synced = self.tail;
         self.unsynced_frames = 0;
