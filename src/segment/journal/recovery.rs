@@ -40,8 +40,8 @@ use std::path::{Path, PathBuf};
 use super::dir::{list_segments, open_segment};
 use super::error::{Damage, JournalError};
 use super::scan::{
-    damaged_extent, first_nonzero, frame_ptr, last_nonzero, scan_segment, valid_frame_after,
-    Ending, FrameBuffer,
+    damaged_extent, first_nonzero, frame_ptr, last_nonzero, read_slot, scan_segment,
+    valid_frame_after, Ending, FrameBuffer, Slot,
 };
 use super::writer::MAX_SEGMENT_SIZE;
 use crate::frame::layout::FRAME_ALIGN;
@@ -325,14 +325,13 @@ fn frameless(
         segment.check_truncated()?;
         return Ok(zero.then_some(Trailing::Unreadable));
     }
-    // As `check_segment` decides for a last segment, from its first slot.
-    let scan = scan_segment(&segment, buffer);
-    let none = scan.frames == 0
-        && match scan.ending {
-            Ending::Open => valid_frame_after(&segment, FRAME_ALIGN, buffer) == Ok(None),
-            Ending::Damaged(damage) => torn_tail_at(&segment, 0, base, damage, buffer).is_some(),
-            Ending::Sealed | Ending::Full => false,
-        };
+    // As `check_segment` decides for a last segment whose scan stops at
+    // its first slot (only that slot is read when it holds a frame).
+    let none = match read_slot(&segment, 0, buffer) {
+        Ok(Slot::Unwritten) => valid_frame_after(&segment, FRAME_ALIGN, buffer) == Ok(None),
+        Err(damage) => torn_tail_at(&segment, 0, base, damage, buffer).is_some(),
+        Ok(Slot::Frame { .. } | Slot::EndMarker | Slot::AreaEnd) => false,
+    };
     segment.check_truncated()?;
     Ok(none.then_some(Trailing::Sound))
 }

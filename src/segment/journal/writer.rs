@@ -491,6 +491,11 @@ impl JournalWriter {
                 dir: self.dir.clone(),
                 position: self.position(),
             })?;
+        // The bytes after the marker, to the segment's end (the rest of
+        // its page and any pages after it), stay unused by design: a frame
+        // never spans two segments, so that a reader validates each frame
+        // in one mapping and one copy. At most one frame's length is left
+        // over, and the file keeps its size, so no byte of a frame is lost.
         if self.tail < capacity {
             let marker = FrameMeta {
                 msg_type: PADDING_TYPE,
