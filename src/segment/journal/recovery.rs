@@ -339,7 +339,7 @@ fn frameless(
 /// Whether every byte of the file at `path` past its header page is zero
 /// (and it is a regular file no longer than any segment a writer makes).
 fn zero_past_header(path: &Path) -> Result<bool, JournalError> {
-    let file = File::options()
+    let mut file = File::options()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
@@ -353,7 +353,6 @@ fn zero_past_header(path: &Path) -> Result<bool, JournalError> {
     }
     let mut chunk = vec![0u8; 1 << 16];
     let mut read = 0;
-    let mut file = file;
     loop {
         let n = match file.read(&mut chunk) {
             Ok(0) => return Ok(true),
