@@ -14,7 +14,7 @@ use corelane::segment::journal::{
     inspect, Damage, Durability, JournalConfig, JournalError, JournalReader, JournalWriter, Start,
 };
 use corelane::segment::layout::{HEADER_PAGE, INITIALISED_OFFSET};
-use corelane::segment::{SegmentError, SEGMENT_MODE};
+use corelane::segment::{Segment, SegmentError, SegmentKind, SEGMENT_MODE};
 use corelane::serve::Published;
 
 mod common;
@@ -424,7 +424,9 @@ fn bad_segment_files_give_clear_errors() {
     let mut short = Vec::new();
     {
         let dir = Scratch::new("good");
-        JournalWriter::open(&dir.0, config(8192)).unwrap();
+        let mut writer = JournalWriter::open(&dir.0, config(8192)).unwrap();
+        append_frames(&mut writer, 0..1);
+        drop(writer);
         let good = fs::read(segment_path(&dir.0, 0)).unwrap();
         short.extend_from_slice(&good[..good.len() - 100]);
     }
@@ -452,10 +454,19 @@ fn bad_segment_files_give_clear_errors() {
             }
             other => panic!("{name}: {other}"),
         };
-        check(JournalWriter::open(&dir.0, config(8192)).unwrap_err());
         let mut reader = JournalReader::open(&dir.0, Start::Beginning).unwrap();
         check(reader.next_frame().unwrap_err());
         check(inspect(&dir.0).unwrap().damage.unwrap());
+        if name == "empty" {
+            // It holds no frame: the writer's recovery removes it and
+            // starts the journal afresh.
+            let writer = JournalWriter::open(&dir.0, config(8192)).unwrap();
+            assert_eq!(writer.recovery().removed, std::slice::from_ref(&path));
+            assert_eq!(writer.position(), 0);
+            assert_eq!(fs::read(&path).unwrap().len(), HEADER_PAGE + 8192 + 256);
+            continue;
+        }
+        check(JournalWriter::open(&dir.0, config(8192)).unwrap_err());
         assert_eq!(fs::read(&path).unwrap(), bytes, "{name}: left untouched");
     }
 }
@@ -981,4 +992,155 @@ fn journal_tail_of_a_core_without_segments_fails_as_inspect_does() {
     let output = journal_command("tail", &dir.0);
     let printed = String::from_utf8_lossy(&output.stdout).lines().count();
     assert_eq!(printed, positions.len());
+}
+
+/// A journal of one open segment of 4096 bytes holding frames 0..5 (no end
+/// marker), as a writer killed before its roll left it; returns their
+/// positions, where they end and the path the next segment takes.
+fn open_segment_then(dir: &Path) -> (Vec<u64>, u64, std::path::PathBuf) {
+    let mut writer = JournalWriter::open(dir, config(4096)).unwrap();
+    let positions = append_frames(&mut writer, 0..5);
+    let end = writer.position();
+    drop(writer);
+    (positions, end, segment_path(dir, 4096))
+}
+
+/// Makes the segment based at 4096 in `dir` as `case` says a crash can
+/// leave one that holds no frame.
+fn frameless_segment(path: &Path, case: &str) {
+    let segment = Segment::create(path, SegmentKind::Journal, 4096, 4096).unwrap();
+    drop(segment);
+    let mut bytes = fs::read(path).unwrap();
+    match case {
+        "linked but never written" => {}
+        "its size lost" => bytes.clear(),
+        "its header lost" => bytes[..HEADER_PAGE].fill(0),
+        "its first frame torn" => {
+            // A length word and half a header: no checksum holds.
+            bytes[HEADER_PAGE..HEADER_PAGE + 4].copy_from_slice(&200i32.to_le_bytes());
+            bytes[HEADER_PAGE + 8..HEADER_PAGE + 24].fill(0x5a);
+        }
+        other => panic!("no case {other}"),
+    }
+    fs::write(path, &bytes).unwrap();
+}
+
+/// A segment at the end of the journal that holds no frame (left by a
+/// crash while cutting to it) after one that was never sealed: the
+/// writer once refused the journal ("ends without an end marker", "too
+/// short", "bad magic") until the file was moved aside by hand. Recovery
+/// removes it, says so, and appends resume after the last valid frame,
+/// in a segment made again at the same position when the first fills.
+#[test]
+fn a_segment_at_the_end_that_holds_no_frame_is_removed_on_open() {
+    for case in [
+        "linked but never written",
+        "its size lost",
+        "its header lost",
+        "its first frame torn",
+    ] {
+        let dir = Scratch::new("frameless-end");
+        let (mut positions, end, next) = open_segment_then(&dir.0);
+        frameless_segment(&next, case);
+        assert!(inspect(&dir.0).unwrap().damage.is_some(), "{case}");
+
+        let mut writer = JournalWriter::open(&dir.0, config(4096)).unwrap();
+        assert_eq!(
+            writer.recovery().removed,
+            std::slice::from_ref(&next),
+            "{case}"
+        );
+        assert_eq!(writer.recovery().frames, 5, "{case}");
+        assert_eq!(writer.position(), end, "{case}");
+        assert!(!next.exists(), "{case}");
+        positions.extend(append_frames(&mut writer, 5..40));
+        drop(writer);
+        assert!(positions.iter().any(|&p| p >= 4096), "{case}: it rolled");
+        assert_eq!(read_all(&dir.0).unwrap(), positions, "{case}");
+        assert!(inspect(&dir.0).unwrap().damage.is_none(), "{case}");
+    }
+}
+
+/// The same segment after a sealed one is what a writer killed just
+/// after its roll leaves: it is reused, not removed, if its header is
+/// sound (a torn first frame cut), and removed if it is not.
+#[test]
+fn a_segment_that_holds_no_frame_after_a_sealed_one_is_reused_if_sound() {
+    for (case, reused) in [
+        ("linked but never written", true),
+        ("its first frame torn", true),
+        ("its size lost", false),
+        ("its header lost", false),
+    ] {
+        let dir = Scratch::new("frameless-sealed");
+        let mut writer = JournalWriter::open(&dir.0, config(4096)).unwrap();
+        let mut positions = Vec::new();
+        let mut i = 0;
+        while positions.last() < Some(&4096) {
+            positions.extend(append_frames(&mut writer, i..i + 1));
+            i += 1;
+        }
+        drop(writer);
+        // Back to the moment after the roll, before the first frame.
+        let next = segment_path(&dir.0, 4096);
+        fs::remove_file(&next).unwrap();
+        positions.pop();
+        frameless_segment(&next, case);
+
+        let mut writer = JournalWriter::open(&dir.0, config(4096)).unwrap();
+        let removed = if reused { vec![] } else { vec![next.clone()] };
+        assert_eq!(writer.recovery().removed, removed, "{case}");
+        assert_eq!(writer.recovery().frames, positions.len() as u64, "{case}");
+        let n = positions.len() as u64;
+        positions.extend(append_frames(&mut writer, n..n + 3));
+        assert_eq!(positions[n as usize], 4096, "{case}");
+        drop(writer);
+        assert_eq!(read_all(&dir.0).unwrap(), positions, "{case}");
+    }
+}
+
+/// A segment at the end that holds a valid frame is never removed, even
+/// when the one before it is damaged, nor is one whose header is lost but
+/// whose frame area holds data: the writer refuses, and every byte stays.
+#[test]
+fn a_segment_at_the_end_that_holds_a_frame_is_never_removed() {
+    for case in [
+        "a valid frame after a missing end marker",
+        "a lost header over frames",
+    ] {
+        let dir = Scratch::new("framed-end");
+        let mut writer = JournalWriter::open(&dir.0, config(4096)).unwrap();
+        let mut i = 0;
+        while writer.position() < 4096 + 256 {
+            append_frames(&mut writer, i..i + 1);
+            i += 1;
+        }
+        drop(writer);
+        let first = segment_path(&dir.0, 0);
+        let second = segment_path(&dir.0, 4096);
+        let sealed_at = inspect(&dir.0).unwrap().segments[0].end as usize;
+        let (path, at) = match case {
+            "a valid frame after a missing end marker" => (&first, HEADER_PAGE + sealed_at),
+            _ => (&second, 0),
+        };
+        let mut bytes = fs::read(path).unwrap();
+        let len = if at == 0 { HEADER_PAGE } else { 32 };
+        bytes[at..at + len].fill(0);
+        fs::write(path, &bytes).unwrap();
+        let before = [fs::read(&first).unwrap(), fs::read(&second).unwrap()];
+
+        let error = JournalWriter::open(&dir.0, config(4096)).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                JournalError::Damaged {
+                    damage: Damage::MissingEndMarker,
+                    ..
+                } | JournalError::Segment(SegmentError::BadMagic { .. })
+            ),
+            "{case}: {error}"
+        );
+        let after = [fs::read(&first).unwrap(), fs::read(&second).unwrap()];
+        assert!(before == after, "{case}: a segment was changed");
+    }
 }

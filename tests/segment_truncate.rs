@@ -120,6 +120,11 @@ fn quiet_journal_writer_notices_a_cut_when_it_ticks() {
 }
 
 #[test]
+fn journal_writer_syncs_no_frame_past_a_cut_inside_a_page() {
+    assert_survived("journal-writer-mid-page");
+}
+
+#[test]
 fn ipc_subscriber_reports_a_ring_cut_under_it() {
     assert_survived("ipc-subscriber");
 }
@@ -149,6 +154,7 @@ fn child_scenario() {
         "journal-reader-waiting" => journal_reader_waiting(&dir),
         "journal-writer" => journal_writer(&dir),
         "journal-writer-quiet" => journal_writer_quiet(&dir),
+        "journal-writer-mid-page" => journal_writer_mid_page(&dir),
         "ipc-subscriber" => ipc_subscriber(&dir),
         "ipc-subscriber-waiting" => ipc_subscriber_waiting(&dir),
         "foreign-mapping" => foreign_mapping(&dir),
@@ -277,6 +283,57 @@ fn journal_writer_quiet(dir: &Path) {
     assert_eq!(writer.position(), next);
     assert_eq!(writer.append(&payload(1), meta(1)).unwrap(), next);
     assert_eq!(writer.abandoned().len(), 1);
+}
+
+/// A writer syncing each frame, whose segment is cut inside a page: the
+/// rest of that page stays mapped (nothing faults), but whatever is
+/// written there is past the file's end and reaches no file. The sync
+/// asks the file's length, so the frame that landed there is not reported
+/// synced: the segment is abandoned and the frame appended again in the
+/// next, as are those after it. (Frames written past the cut were once
+/// acknowledged as synced until the writer reached the next page.)
+fn journal_writer_mid_page(dir: &Path) {
+    let config = JournalConfig {
+        durability: Durability::EachFrame,
+        ..journal_config()
+    };
+    let mut writer = JournalWriter::open(dir, config).unwrap();
+    for i in 0..2 {
+        assert_eq!(
+            writer.append(&payload(i), meta(i)).unwrap(),
+            i * frame_len()
+        );
+    }
+    let path = segment_path(dir, 0);
+    let cut = 2 * frame_len() + 100;
+    truncate(&path, HEADER_PAGE as u64 + cut);
+
+    let next = config.segment_size as u64;
+    let positions: Vec<u64> = (2..6)
+        .map(|i| writer.append(&payload(i), meta(i)).unwrap())
+        .collect();
+    let expected: Vec<u64> = (0..4).map(|k| next + k * frame_len()).collect();
+    assert_eq!(positions, expected);
+    let lost = AbandonedSegment {
+        path: path.clone(),
+        base: 0,
+        end: 3 * frame_len(),
+        next,
+    };
+    assert_eq!(writer.abandoned(), [lost]);
+    drop(writer);
+
+    // Every frame acknowledged is in a file: two in the cut one (which
+    // keeps its first bytes), the rest in the next.
+    let on_disk = std::fs::read(&path).unwrap();
+    assert_eq!(on_disk.len() as u64, HEADER_PAGE as u64 + cut);
+    let second = HEADER_PAGE + frame_len() as usize + PAYLOAD_OFFSET;
+    assert_eq!(on_disk[second..second + 200], payload(1)[..]);
+    let mut reader = JournalReader::open(dir, Start::Position(next)).unwrap();
+    for i in 2..6 {
+        assert_eq!(reader.next_frame().unwrap().unwrap().payload, payload(i));
+    }
+    assert!(reader.next_frame().unwrap().is_none());
 }
 
 /// A subscriber with frames waiting, whose ring file is cut to its header

@@ -18,17 +18,35 @@
 //!   valid frame anywhere after it (whatever its length word claims: a
 //!   length flipped to zero or to the segment's size must not hide the
 //!   committed frames behind it), is damage, refused as above.
+//!
+//! Segments at the end of the directory that hold no frame are not
+//! damage to the writer: a crash can leave one behind (the next segment
+//! linked into place but never written, its size or header lost with the
+//! machine before they reached the disk, or its first frame torn). The
+//! writer's recovery reuses the first such segment when it is sound and
+//! the one before it is sealed, and removes the others, logging each, so
+//! appends resume after the last valid frame. "No frame" is decided as a
+//! torn tail is, from offset 0 (nothing valid anywhere in the segment);
+//! a segment whose header cannot be read must be zero past its header
+//! page. A segment that holds a valid frame is never removed: damage
+//! before it is refused as above. [`inspect`] and the readers are
+//! read-only and report such a directory as they find it.
 
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::dir::{list_segments, open_segment};
 use super::error::{Damage, JournalError};
 use super::scan::{
-    damaged_extent, first_nonzero, frame_ptr, last_nonzero, scan_segment, valid_frame_after,
-    Ending, FrameBuffer,
+    damaged_extent, first_nonzero, frame_ptr, last_nonzero, read_slot, scan_segment,
+    valid_frame_after, Ending, FrameBuffer, Slot,
 };
+use super::writer::MAX_SEGMENT_SIZE;
 use crate::frame::layout::FRAME_ALIGN;
-use crate::segment::{Access, Segment};
+use crate::segment::layout::HEADER_PAGE;
+use crate::segment::{sync_directory, Access, Segment, SegmentError};
 
 /// A torn tail: bytes after the last valid frame that were cut (or, from
 /// [`inspect`], would be cut by the writer's recovery).
@@ -90,6 +108,9 @@ pub struct RecoveryReport {
     pub frames: u64,
     /// The torn tail that was cut, if any.
     pub torn_tail: Option<TornTail>,
+    /// Segments at the end of the journal that held no frame and were
+    /// removed (see the module documentation), in position order.
+    pub removed: Vec<PathBuf>,
 }
 
 /// Checks every segment of the journal in `dir`, read-only, and reports
@@ -140,16 +161,25 @@ pub fn inspect(dir: &Path) -> Result<Inspection, JournalError> {
     Ok(inspection)
 }
 
+/// Where the writer appends after recovery.
+pub(crate) enum Resume {
+    /// In this segment (opened for writing), from this offset.
+    In(Segment, usize),
+    /// In a first segment to be made, based at this position.
+    New(u64),
+}
+
 /// The writer's recovery: checks every segment as [`inspect`] does, but
-/// refuses any damage, cuts a torn tail, and returns the last segment
-/// opened for writing with the offset where appends resume.
-pub(crate) fn recover(
-    dir: &Path,
-) -> Result<(Option<(Segment, usize)>, RecoveryReport), JournalError> {
-    let listed = list_segments(dir)?;
+/// refuses any damage, cuts a torn tail, removes segments at the end that
+/// hold no frame (all but one it can reuse), and says where appends
+/// resume.
+pub(crate) fn recover(dir: &Path) -> Result<(Resume, RecoveryReport), JournalError> {
+    let mut listed = list_segments(dir)?;
     let mut buffer = FrameBuffer::new();
+    let trailing = frameless_trailing(&listed, &mut buffer)?;
+    let frameless = listed.split_off(listed.len() - trailing.len());
     let mut report = RecoveryReport {
-        segments: listed.len(),
+        segments: listed.len() + frameless.len(),
         ..RecoveryReport::default()
     };
     let mut last = None;
@@ -157,14 +187,7 @@ pub(crate) fn recover(
     for (index, (base, path)) in listed.iter().enumerate() {
         if let Some(expected) = expected_base {
             if *base != expected {
-                return Err(JournalError::Damaged {
-                    path: path.clone(),
-                    position: expected,
-                    damage: Damage::Gap {
-                        expected,
-                        found: *base,
-                    },
-                });
+                return Err(gap(path, expected, *base));
             }
         }
         let is_last = index + 1 == listed.len();
@@ -180,26 +203,169 @@ pub(crate) fn recover(
         report.frames += summary.frames;
         expected_base = Some(summary.base.wrapping_add(summary.capacity as u64));
         if is_last {
-            let resume = (summary.end - summary.base) as usize;
-            if let Some(tail) = summary.torn_tail {
-                cut(&segment, resume)?;
-                log::warn!(
-                    "{}: cut a torn tail of {} bytes at position {}",
-                    path.display(),
-                    tail.bytes,
-                    tail.position
-                );
-                report.torn_tail = Some(tail);
-            }
-            let resume = if summary.sealed {
-                summary.capacity
-            } else {
-                resume
-            };
-            last = Some((segment, resume));
+            last = Some((summary, segment));
         }
     }
-    Ok((last, report))
+
+    // The first segment that holds no frame is reused if it is sound and
+    // follows a sealed one (as the writer left it, linked at a roll and
+    // never written); every other one would stand between the valid
+    // frames and the next append, and goes.
+    let sealed = last.as_ref().is_none_or(|(summary, _)| summary.sealed);
+    let reusable = match (frameless.first(), trailing.first()) {
+        (Some((base, path)), Some(Trailing::Sound))
+            if sealed && expected_base.is_none_or(|expected| expected == *base) =>
+        {
+            Some((*base, path))
+        }
+        _ => None,
+    };
+    let mut remove = frameless.as_slice();
+    if let Some((base, path)) = reusable {
+        let (summary, segment, damage) =
+            check_segment(path, base, Access::ReadWrite, true, &mut buffer)?;
+        if let Some(damage) = damage {
+            return Err(damage);
+        }
+        last = Some((summary, segment));
+        remove = &frameless[1..];
+    }
+    let first_base = frameless.first().map_or(0, |&(base, _)| base);
+    for (_, path) in remove.iter().rev() {
+        std::fs::remove_file(path).map_err(|e| JournalError::io(path, "unlink", e))?;
+        log::warn!(
+            "{}: removed a segment at the end of the journal that held no frame \
+             (left by a crash); appends resume after the last valid frame",
+            path.display()
+        );
+    }
+    if !remove.is_empty() {
+        sync_directory(dir)?;
+        report.removed = remove.iter().map(|(_, path)| path.clone()).collect();
+    }
+
+    let Some((summary, segment)) = last else {
+        return Ok((Resume::New(first_base), report));
+    };
+    let resume = (summary.end - summary.base) as usize;
+    if let Some(tail) = summary.torn_tail {
+        cut(&segment, resume)?;
+        log::warn!(
+            "{}: cut a torn tail of {} bytes at position {}",
+            summary.path.display(),
+            tail.bytes,
+            tail.position
+        );
+        report.torn_tail = Some(tail);
+    }
+    let resume = if summary.sealed {
+        summary.capacity
+    } else {
+        resume
+    };
+    Ok((Resume::In(segment, resume), report))
+}
+
+/// Damage: the segment at `path` is based at `found`, not `expected`.
+fn gap(path: &Path, expected: u64, found: u64) -> JournalError {
+    JournalError::Damaged {
+        path: path.to_path_buf(),
+        position: expected,
+        damage: Damage::Gap { expected, found },
+    }
+}
+
+/// A segment at the end of a journal that holds no frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Trailing {
+    /// Its header is sound: it could be appended to.
+    Sound,
+    /// Its header or length cannot be trusted; its bytes past the header
+    /// page are all zero.
+    Unreadable,
+}
+
+/// The run of segments at the end of `listed` that hold no frame, in
+/// position order (the last of `listed` last).
+fn frameless_trailing(
+    listed: &[(u64, PathBuf)],
+    buffer: &mut FrameBuffer,
+) -> Result<Vec<Trailing>, JournalError> {
+    let mut trailing = Vec::new();
+    for (base, path) in listed.iter().rev() {
+        match frameless(path, *base, buffer)? {
+            Some(kind) => trailing.push(kind),
+            None => break,
+        }
+    }
+    trailing.reverse();
+    Ok(trailing)
+}
+
+/// Whether the segment at `path` holds no frame, and of which kind; `None`
+/// if it holds one, or anything else that is not known to be nothing (a
+/// segment of another kind, open to others, or not a file).
+fn frameless(
+    path: &Path,
+    base: u64,
+    buffer: &mut FrameBuffer,
+) -> Result<Option<Trailing>, JournalError> {
+    let segment = match open_segment(path, Access::ReadOnly) {
+        Ok(segment) => segment,
+        Err(
+            SegmentError::TooShort { .. }
+            | SegmentError::SizeMismatch { .. }
+            | SegmentError::BadMagic { .. }
+            | SegmentError::NotInitialised { .. },
+        ) => return Ok(zero_past_header(path)?.then_some(Trailing::Unreadable)),
+        Err(_) => return Ok(None),
+    };
+    if segment.header().base_position != base {
+        let zero = first_nonzero(&segment, 0).is_none();
+        segment.check_truncated()?;
+        return Ok(zero.then_some(Trailing::Unreadable));
+    }
+    // As `check_segment` decides for a last segment whose scan stops at
+    // its first slot (only that slot is read when it holds a frame).
+    let none = match read_slot(&segment, 0, buffer) {
+        Ok(Slot::Unwritten) => valid_frame_after(&segment, FRAME_ALIGN, buffer) == Ok(None),
+        Err(damage) => torn_tail_at(&segment, 0, base, damage, buffer).is_some(),
+        Ok(Slot::Frame { .. } | Slot::EndMarker | Slot::AreaEnd) => false,
+    };
+    segment.check_truncated()?;
+    Ok(none.then_some(Trailing::Sound))
+}
+
+/// Whether every byte of the file at `path` past its header page is zero
+/// (and it is a regular file no longer than any segment a writer makes).
+fn zero_past_header(path: &Path) -> Result<bool, JournalError> {
+    let mut file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| JournalError::io(path, "open", e))?;
+    let metadata = file
+        .metadata()
+        .map_err(|e| JournalError::io(path, "fstat", e))?;
+    let largest = (HEADER_PAGE + MAX_SEGMENT_SIZE + HEADER_PAGE) as u64;
+    if !metadata.is_file() || metadata.len() > largest {
+        return Ok(false);
+    }
+    let mut chunk = vec![0u8; 1 << 16];
+    let mut read = 0;
+    loop {
+        let n = match file.read(&mut chunk) {
+            Ok(0) => return Ok(true),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(JournalError::io(path, "read", e)),
+        };
+        let skip = HEADER_PAGE.saturating_sub(read).min(n);
+        if chunk[skip..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        read += n;
+    }
 }
 
 /// Opens and scans one segment. A damaged sealed segment, or a damaged

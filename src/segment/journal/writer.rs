@@ -45,7 +45,7 @@ use rkyv::ser::allocator::Arena;
 use super::dir::{segment_name, segment_path, LOCK_FILE};
 use super::error::JournalError;
 use super::policy::{Durability, JournalConfig};
-use super::recovery::{recover, RecoveryReport};
+use super::recovery::{recover, RecoveryReport, Resume};
 use super::scan::frame_ptr;
 use super::sync_clock::SyncClock;
 use crate::frame::envelope::{encode_into, encoded_len};
@@ -154,6 +154,7 @@ impl JournalWriter {
     /// Opens the journal in `dir` for appending, creating the directory and
     /// a first segment if needed. Runs recovery first
     /// ([`super::recovery`]): every segment is checked, a torn tail cut,
+    /// segments at the end that hold no frame (left by a crash) removed,
     /// and appends resume after the last valid frame.
     ///
     /// # Errors
@@ -172,11 +173,8 @@ impl JournalWriter {
         remove_stale_prepared(dir)?;
         let (last, recovery) = recover(dir)?;
         let (segment, tail) = match last {
-            Some(found) => found,
-            None => {
-                let segment = create_segment(dir, &config, 0)?;
-                (segment, 0)
-            }
+            Resume::In(segment, tail) => (segment, tail),
+            Resume::New(base) => (create_segment(dir, &config, base)?, 0),
         };
         let clock = SyncClock::default();
         let mut writer = JournalWriter {
@@ -411,12 +409,20 @@ impl JournalWriter {
     ///
     /// # Errors
     ///
-    /// [`JournalError::Segment`] if msync fails.
+    /// [`JournalError::Segment`] if msync fails, or if the segment's file
+    /// turns out truncated under the writer (the frames are then not all
+    /// in it; an append that meets this abandons the segment and goes on
+    /// in the next).
     pub fn sync(&mut self) -> Result<(), JournalError> {
         if self.synced < self.tail {
             let from = self.segment.layout().frames_offset() + self.synced;
             self.segment.sync_range(from, self.tail - self.synced)?;
             self.syncs += 1;
+            // A file cut inside a page leaves the rest of that page mapped:
+            // writes there fault nothing and reach no file, and msync does
+            // not say so. Ask the file's length, so that frames past the
+            // cut are never reported synced.
+            self.segment.check_length()?;
         }
         self.synced = self.tail;
         self.unsynced_frames = 0;
@@ -485,6 +491,11 @@ impl JournalWriter {
                 dir: self.dir.clone(),
                 position: self.position(),
             })?;
+        // The bytes after the marker, to the segment's end (the rest of
+        // its page and any pages after it), stay unused by design: a frame
+        // never spans two segments, so that a reader validates each frame
+        // in one mapping and one copy. At most one frame's length is left
+        // over, and the file keeps its size, so no byte of a frame is lost.
         if self.tail < capacity {
             let marker = FrameMeta {
                 msg_type: PADDING_TYPE,
