@@ -1144,3 +1144,41 @@ fn a_segment_at_the_end_that_holds_a_frame_is_never_removed() {
         assert!(before == after, "{case}: a segment was changed");
     }
 }
+
+/// Something at the end of a journal named like a segment that is none (a
+/// directory, a link to a segment based elsewhere) is not taken for a
+/// frameless segment and removed, and the writer's refusal names it: it
+/// once blamed the segment before it, whose frames are fine, for "ending
+/// without an end marker but a later segment exists".
+#[test]
+fn a_non_segment_at_the_end_is_named_in_the_refusal() {
+    for case in ["a directory", "a link to a segment based elsewhere"] {
+        let dir = Scratch::new("non-segment-end");
+        let (_, _, next) = open_segment_then(&dir.0);
+        let first = segment_path(&dir.0, 0);
+        match case {
+            "a directory" => fs::create_dir(&next).unwrap(),
+            _ => std::os::unix::fs::symlink(&first, &next).unwrap(),
+        }
+        let before = fs::read(&first).unwrap();
+
+        let error = JournalWriter::open(&dir.0, config(4096)).unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains(&*next.to_string_lossy()),
+            "{case}: the refusal names {}: {text}",
+            next.display()
+        );
+        assert!(!text.contains("end marker"), "{case}: {text}");
+        let inspected = inspect(&dir.0).unwrap().damage.unwrap().to_string();
+        assert!(
+            inspected.contains(&*next.to_string_lossy()),
+            "{case}: {inspected}"
+        );
+        assert!(
+            fs::symlink_metadata(&next).is_ok(),
+            "{case}: it was removed"
+        );
+        assert_eq!(fs::read(&first).unwrap(), before, "{case}: first changed");
+    }
+}

@@ -346,9 +346,9 @@ fn only_plain_core_numbers_name_core_directories() {
 
 /// `tail --follow` that has read everything there is ends with the damage
 /// `inspect` would report once it finds some where it waits, instead of
-/// waiting for ever: a stray segment file named after a later position
-/// (the open segment should have been sealed before it), or a zeroed
-/// length word hiding the frames after it.
+/// waiting for ever: a stray file named after a later position that is no
+/// segment (named, with what is wrong with it: the open segment is fine),
+/// or a zeroed length word hiding the frames after it.
 #[test]
 fn follow_ends_with_the_damage_it_waits_at() {
     for case in ["stray segment", "symlink loop", "zeroed length"] {
@@ -368,24 +368,29 @@ fn follow_ends_with_the_damage_it_waits_at() {
             fs::write(&segment, &bytes).unwrap();
         }
         let tail = Tail::start(&dir.0);
-        let expected = if case == "zeroed length" {
-            "damaged frame at position 0: impossible frame length 0"
+        let stray = corelane::segment::journal::dir::segment_path(&dir.0, 1 << 20);
+        let (blamed, expected) = if case == "zeroed length" {
+            (
+                &segment,
+                "damaged frame at position 0: impossible frame length 0",
+            )
         } else {
             tail.wait_for(" chan three");
-            let stray = corelane::segment::journal::dir::segment_path(&dir.0, 1 << 20);
             if case == "symlink loop" {
                 std::os::unix::fs::symlink(&stray, &stray).unwrap();
+                (&stray, "")
             } else {
                 fs::File::create(&stray).unwrap();
+                (&stray, "0 bytes is too short for a segment")
             }
-            "segment ends without an end marker but a later segment exists"
         };
         let (status, stderr) = tail.wait_exit();
         assert_eq!(status.code(), Some(1), "{case}: {stderr}");
         assert!(
-            stderr.starts_with(&format!("corelane journal: {}: ", segment.display())),
+            stderr.starts_with(&format!("corelane journal: {}", blamed.display())),
             "{case}: {stderr}"
         );
+        assert!(!stderr.contains("end marker"), "{case}: {stderr}");
         assert!(stderr.contains(expected), "{case}: {stderr}");
     }
 }

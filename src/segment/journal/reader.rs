@@ -24,7 +24,7 @@ use rkyv::{rancor, Archived};
 
 use super::dir::{list_segments, open_segment, segment_path};
 use super::error::{Damage, JournalError};
-use super::recovery::{torn_tail_at, TornTail};
+use super::recovery::{blame_next, torn_tail_at, TornTail};
 use super::scan::{read_slot, valid_frame_after, FrameBuffer, Slot};
 use crate::frame::envelope::{access_untrusted, check_type};
 use crate::frame::layout::{aligned_len, FrameMeta, FRAME_ALIGN, PAYLOAD_OFFSET};
@@ -214,7 +214,10 @@ impl JournalReader {
                 let slot = read_slot(segment, self.offset, &mut self.buffer);
                 segment.check_truncated()?;
                 match slot.map_err(damaged)? {
-                    Slot::Unwritten => Err(damaged(Damage::MissingEndMarker)),
+                    Slot::Unwritten => Err(blame_next(
+                        Some((next, &segment_path(&self.dir, next))),
+                        damaged(Damage::MissingEndMarker),
+                    )),
                     Slot::Frame { meta, length } => Ok(Step::Frame { meta, length }),
                     Slot::EndMarker | Slot::AreaEnd => Ok(Step::NextSegment),
                 }
@@ -232,7 +235,9 @@ impl JournalReader {
     /// - a segment file named after a later position (whatever it is: an
     ///   empty file, a symlink loop, a directory): the current segment
     ///   should have been sealed before it was made, so its unwritten slot
-    ///   is [`Damage::MissingEndMarker`];
+    ///   is [`Damage::MissingEndMarker`], or, if that file is no segment
+    ///   of this journal at all, the error of that file (as
+    ///   [`inspect`](super::inspect) and the writer report it);
     /// - a valid frame further on in the current segment: the unwritten
     ///   slot hides frames written after it ([`Damage::BadLength`] of 0).
     ///
@@ -249,10 +254,7 @@ impl JournalReader {
     /// [`JournalError::Io`] if the directory cannot be listed.
     pub fn check_end(&mut self) -> Result<(), JournalError> {
         let listed = list_segments(&self.dir)?;
-        let later = listed
-            .iter()
-            .map(|&(base, _)| base)
-            .find(|&b| b > self.base);
+        let later = listed.iter().find(|&&(base, _)| base > self.base);
         if self.segment.is_none() && !self.open_current()? {
             // Nothing read yet (a reader opened on an empty directory), and
             // the journal that appeared since starts further on: read it
@@ -279,10 +281,11 @@ impl JournalReader {
             return Ok(());
         }
         segment.check_length()?;
-        if later.is_some() {
+        if let Some((base, path)) = later {
             // Listed before the slot was read: had the writer made that
             // segment, it would have sealed this one first.
-            return Err(damaged(Damage::MissingEndMarker));
+            let next = Some((*base, path.as_path()));
+            return Err(blame_next(next, damaged(Damage::MissingEndMarker)));
         }
         if self.checked_end == Some(position) {
             return Ok(());

@@ -134,8 +134,8 @@ pub fn inspect(dir: &Path) -> Result<Inspection, JournalError> {
             Ok((summary, _segment, damage)) => {
                 let next = summary.base.wrapping_add(summary.capacity as u64);
                 inspection.segments.push(summary);
-                if damage.is_some() {
-                    inspection.damage = damage;
+                if let Some(damage) = damage {
+                    inspection.damage = Some(blame_what_follows(&listed, index, damage));
                     break;
                 }
                 if let Some(&(found, _)) = listed.get(index + 1) {
@@ -198,7 +198,7 @@ pub(crate) fn recover(dir: &Path) -> Result<(Resume, RecoveryReport), JournalErr
         };
         let (summary, segment, damage) = check_segment(path, *base, access, is_last, &mut buffer)?;
         if let Some(damage) = damage {
-            return Err(damage);
+            return Err(blame_what_follows(&listed, index, damage));
         }
         report.frames += summary.frames;
         expected_base = Some(summary.base.wrapping_add(summary.capacity as u64));
@@ -264,6 +264,48 @@ pub(crate) fn recover(dir: &Path) -> Result<(Resume, RecoveryReport), JournalErr
         resume
     };
     Ok((Resume::In(segment, resume), report))
+}
+
+/// `damage`, found in the segment that the file at `next` (named for
+/// that base) follows, unless it is a missing end marker and that file is
+/// no segment of this journal at all (a directory, a symlink loop, a file
+/// that does not open as a journal segment, a link to a segment based
+/// elsewhere): then the error is that file's, since the segment's frames
+/// may all be fine and only the file after it is wrong.
+pub(crate) fn blame_next(next: Option<(u64, &Path)>, damage: JournalError) -> JournalError {
+    let (
+        JournalError::Damaged {
+            damage: Damage::MissingEndMarker,
+            ..
+        },
+        Some((base, path)),
+    ) = (&damage, next)
+    else {
+        return damage;
+    };
+    match open_segment(path, Access::ReadOnly) {
+        Err(error) => error.into(),
+        Ok(segment) if segment.header().base_position != base => JournalError::Damaged {
+            path: path.to_path_buf(),
+            position: base,
+            damage: Damage::WrongPosition {
+                found: segment.header().base_position,
+            },
+        },
+        Ok(_) => damage,
+    }
+}
+
+/// [`blame_next`] for segment `index` of `listed`.
+fn blame_what_follows(
+    listed: &[(u64, PathBuf)],
+    index: usize,
+    damage: JournalError,
+) -> JournalError {
+    let next = listed
+        .get(index + 1)
+        .map(|(base, path)| (*base, path.as_path()));
+    blame_next(next, damage)
 }
 
 /// Damage: the segment at `path` is based at `found`, not `expected`.
