@@ -266,3 +266,32 @@ fn a_consumer_that_took_all_it_saw_then_waits_elsewhere_holds_no_slot() {
         assert_eq!(received, [0, 1, 2]);
     });
 }
+
+/// A consumer that takes one value with `next` and the rest of the chunk
+/// with `fold` (counted only when the chunk goes, the shared head stored
+/// before the consumer's own), on a ring of three slots, so that its
+/// head and `wrap_at` cross a lap inside one chunk while the producer
+/// refills the slots it hands back.
+#[test]
+fn next_then_fold_across_the_wrap_of_an_odd_ring() {
+    check(3, || {
+        let count = 5;
+        let (mut producer, mut consumer) = ring::<usize>(3);
+        let sender = thread::spawn(move || push_all(&mut producer, 0..count));
+        let mut received = Vec::new();
+        while received.len() < count {
+            let mut chunk = consumer.read_chunk(3);
+            if let Some(value) = chunk.next() {
+                received.push(value);
+            }
+            // `for_each` moves the rest out through the chunk's `fold`.
+            chunk.for_each(|value| received.push(value));
+            if received.len() < count {
+                thread::yield_now();
+            }
+        }
+        sender.join().unwrap();
+        assert_eq!(received, (0..count).collect::<Vec<_>>());
+        assert!(consumer.is_empty());
+    });
+}
