@@ -1182,3 +1182,43 @@ fn a_non_segment_at_the_end_is_named_in_the_refusal() {
         assert_eq!(fs::read(&first).unwrap(), before, "{case}: first changed");
     }
 }
+
+/// A journal with no frame whose only file is a stray one named after a
+/// position near the top of the range (an empty file, as a crash leaves a
+/// segment it was creating): recovery removes frameless files and starts
+/// a new segment at the first one's position, so that positions go on
+/// from there, but no segment fits there. It once made one anyway, whose
+/// positions ran past `u64::MAX` (the first append's position overflowed);
+/// the writer now refuses, naming the file, and removes nothing.
+#[test]
+fn no_segment_is_started_where_its_positions_would_run_past_the_top() {
+    for base in [u64::MAX, u64::MAX - 100, u64::MAX - 4095] {
+        let dir = Scratch::new("frameless-top");
+        fs::create_dir_all(&dir.0).unwrap();
+        let stray = segment_path(&dir.0, base);
+        fs::File::create(&stray).unwrap();
+
+        let error = JournalWriter::open(&dir.0, config(4096)).unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                JournalError::Damaged {
+                    path,
+                    position,
+                    damage: Damage::PositionsWrap,
+                } if *path == stray && *position == base
+            ),
+            "{base:x}: {error}"
+        );
+        assert!(stray.exists(), "{base:x}: the file was removed");
+        assert_eq!(list_segments(&dir.0).unwrap().len(), 1, "{base:x}");
+    }
+    // Where a segment fits, it is made there, as before.
+    let dir = Scratch::new("frameless-high");
+    fs::create_dir_all(&dir.0).unwrap();
+    let base = u64::MAX - 8191;
+    fs::File::create(segment_path(&dir.0, base)).unwrap();
+    let mut writer = JournalWriter::open(&dir.0, config(4096)).unwrap();
+    assert_eq!(writer.position(), base);
+    assert_eq!(append_frames(&mut writer, 0..1), [base]);
+}

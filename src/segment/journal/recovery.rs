@@ -172,8 +172,11 @@ pub(crate) enum Resume {
 /// The writer's recovery: checks every segment as [`inspect`] does, but
 /// refuses any damage, cuts a torn tail, removes segments at the end that
 /// hold no frame (all but one it can reuse), and says where appends
-/// resume.
-pub(crate) fn recover(dir: &Path) -> Result<(Resume, RecoveryReport), JournalError> {
+/// resume; a new segment is made `segment_size` bytes long.
+pub(crate) fn recover(
+    dir: &Path,
+    segment_size: usize,
+) -> Result<(Resume, RecoveryReport), JournalError> {
     let mut listed = list_segments(dir)?;
     let mut buffer = FrameBuffer::new();
     let trailing = frameless_trailing(&listed, &mut buffer)?;
@@ -231,6 +234,19 @@ pub(crate) fn recover(dir: &Path) -> Result<(Resume, RecoveryReport), JournalErr
         remove = &frameless[1..];
     }
     let first_base = frameless.first().map_or(0, |&(base, _)| base);
+    if let (None, Some((_, path))) = (&last, frameless.first()) {
+        // Appends start in a new segment where the first removed one was,
+        // so that positions go on from there: refused, before anything is
+        // removed, where no segment fits (a stray file named after a
+        // position near the top of the range), as a roll there would be.
+        if first_base.checked_add(segment_size as u64).is_none() {
+            return Err(JournalError::Damaged {
+                path: path.clone(),
+                position: first_base,
+                damage: Damage::PositionsWrap,
+            });
+        }
+    }
     for (_, path) in remove.iter().rev() {
         std::fs::remove_file(path).map_err(|e| JournalError::io(path, "unlink", e))?;
         log::warn!(

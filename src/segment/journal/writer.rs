@@ -171,7 +171,7 @@ impl JournalWriter {
         std::fs::create_dir_all(dir).map_err(|e| JournalError::io(dir, "create directory", e))?;
         let lock = lock_directory(dir)?;
         remove_stale_prepared(dir)?;
-        let (last, recovery) = recover(dir)?;
+        let (last, recovery) = recover(dir, config.segment_size)?;
         let (segment, tail) = match last {
             Resume::In(segment, tail) => (segment, tail),
             Resume::New(base) => (create_segment(dir, &config, base)?, 0),
