@@ -461,6 +461,23 @@ fn connect_time_commands_get_well_formed_replies() {
         .query(&mut con)
         .unwrap();
     assert_eq!(ok, "OK");
+    // Redis 7.2 takes only these two attributes, and one word for each.
+    for (attribute, value, error) in [
+        ("lib-color", "red", "Unrecognized option 'lib-color'"),
+        (
+            "lib-ver",
+            "1 2",
+            "lib-ver cannot contain spaces, newlines or special characters.",
+        ),
+    ] {
+        let refused = redis::cmd("CLIENT")
+            .arg("SETINFO")
+            .arg(attribute)
+            .arg(value)
+            .query::<String>(&mut con)
+            .unwrap_err();
+        assert_eq!(refused.detail(), Some(error), "{refused}");
+    }
     let ok: String = redis::cmd("SELECT").arg(0).query(&mut con).unwrap();
     assert_eq!(ok, "OK");
     let refused = redis::cmd("SELECT")
