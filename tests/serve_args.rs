@@ -94,6 +94,37 @@ fn stat_at_a_port_that_answers_no_http_names_the_metrics_port() {
     assert!(error.contains("not the Redis port"), "{error}");
 }
 
+/// The server's Redis port answers `stat`'s request at once, with an error
+/// line and no HTTP: `stat` says so then, without waiting for the answer to
+/// end (the port keeps the connection open).
+#[test]
+fn stat_at_a_port_that_answers_in_resp_says_so_at_once() {
+    use std::io::Write;
+
+    let redis_like = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = redis_like.local_addr().unwrap().to_string();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let keep = std::thread::spawn(move || {
+        let (mut connection, _) = redis_like.accept().unwrap();
+        let answer = b"-ERR unknown command 'GET', with args beginning with: '/metrics'\r\n";
+        connection.write_all(answer).unwrap();
+        // Held open until the client has given up.
+        let _ = finished.recv();
+    });
+    let output = corelane(&["stat", &address, "--count", "1"]);
+    done.send(()).unwrap();
+    keep.join().unwrap();
+    assert!(!output.status.success());
+    let error = stderr(&output);
+    assert!(
+        error.contains(
+            "answered \"-ERR unknown command 'GET', with args beginning with: '/metrics'\", \
+             not HTTP (give the port of `serve --metrics`, not the Redis port)"
+        ),
+        "{error}"
+    );
+}
+
 /// Runs `serve` on one core at `bind` with `flag value`, expecting it to
 /// fail; returns what it wrote to stderr. A server that starts instead is
 /// stopped and the test fails, rather than waiting on it for ever.
