@@ -1846,9 +1846,19 @@ fn info_answers_every_section_named() {
         .unwrap();
     assert_eq!(info_sections(&two), ["Server", "Clients"], "{two}");
     assert!(two.contains("\r\nconnected_clients:1\r\n"), "{two}");
+    // One blank line between sections, none after the last, as Redis has.
+    assert!(two.contains("\r\n\r\n# Clients\r\n"), "{two}");
+    assert!(
+        two.ends_with("\r\n") && !two.ends_with("\r\n\r\n"),
+        "{two:?}"
+    );
 
     let one: String = redis::cmd("INFO").arg("pubsub").query(&mut con).unwrap();
     assert_eq!(info_sections(&one), ["Pubsub"], "{one}");
+    assert_eq!(
+        one,
+        "# Pubsub\r\npubsub_channels:0\r\npubsub_patterns:0\r\n"
+    );
 
     let every: String = redis::cmd("INFO")
         .arg("server")
