@@ -161,7 +161,9 @@ impl ServeCore {
             b"ECHO" => request.len() == 2,
             b"PUBLISH" => request.len() == 3,
             b"SUBSCRIBE" | b"PSUBSCRIBE" => request.len() >= 2,
-            b"QUIT" | b"RESET" => request.len() == 1,
+            // Redis 7 closes on QUIT whatever follows it.
+            b"QUIT" => true,
+            b"RESET" => request.len() == 1,
             b"SELECT" => request.len() == 2,
             b"CLIENT" | b"CONFIG" => request.len() >= 2,
             _ => true,
@@ -207,17 +209,21 @@ impl ServeCore {
         self.mark_dirty(key);
     }
 
+    /// Redis 7's words: each argument quoted and followed by a space, until
+    /// [`SHOWN_LEN`] bytes of them are shown (the last one cut to fit).
     fn unknown(&mut self, key: usize, request: &Request<'_>) {
-        let mut text = format!(
-            "ERR unknown command '{}', with args beginning with:",
+        let mut args = String::new();
+        for arg in request.args().skip(1) {
+            let Some(room) = SHOWN_LEN.checked_sub(args.len()).filter(|&room| room > 0) else {
+                break;
+            };
+            let arg = String::from_utf8_lossy(&arg[..arg.len().min(room)]);
+            args.push_str(&format!("'{arg}' "));
+        }
+        let text = format!(
+            "ERR unknown command '{}', with args beginning with: {args}",
             shown(request.arg(0))
         );
-        for arg in request.args().skip(1).take(8) {
-            text.push_str(&format!(
-                " '{}'",
-                String::from_utf8_lossy(&arg[..arg.len().min(64)])
-            ));
-        }
         reply::error(&mut self.conns[key].out, &text);
     }
 
