@@ -461,6 +461,23 @@ fn connect_time_commands_get_well_formed_replies() {
         .query(&mut con)
         .unwrap();
     assert_eq!(ok, "OK");
+    // Redis 7.2 takes only these two attributes, and one word for each.
+    for (attribute, value, error) in [
+        ("lib-color", "red", "Unrecognized option 'lib-color'"),
+        (
+            "lib-ver",
+            "1 2",
+            "lib-ver cannot contain spaces, newlines or special characters.",
+        ),
+    ] {
+        let refused = redis::cmd("CLIENT")
+            .arg("SETINFO")
+            .arg(attribute)
+            .arg(value)
+            .query::<String>(&mut con)
+            .unwrap_err();
+        assert_eq!(refused.detail(), Some(error), "{refused}");
+    }
     let ok: String = redis::cmd("SELECT").arg(0).query(&mut con).unwrap();
     assert_eq!(ok, "OK");
     let refused = redis::cmd("SELECT")
@@ -500,7 +517,16 @@ fn connect_time_commands_get_well_formed_replies() {
     raw.expect(b"*2\r\n$10\r\nappendonly\r\n$2\r\nno\r\n");
     raw.send(b"COMMAND DOCS\r\nHELLO 3\r\nNOSUCH\r\nPING\r\n");
     raw.expect(b"*0\r\n-NOPROTO this server speaks RESP2 only\r\n");
-    raw.expect(b"-ERR unknown command 'NOSUCH', with args beginning with:\r\n+PONG\r\n");
+    raw.expect(b"-ERR unknown command 'NOSUCH', with args beginning with: \r\n+PONG\r\n");
+    // Arguments as Redis 7 shows them: each quoted with a space after it,
+    // until 128 bytes of them are shown, the last cut to fit.
+    let long = [b'a'; 200];
+    raw.send(&multibulk(&[b"NOSUCH", b"x", b"", &long, b"never"]));
+    let shown = format!(
+        "-ERR unknown command 'NOSUCH', with args beginning with: 'x' '' '{}' \r\n",
+        "a".repeat(128 - "'x' '' ".len())
+    );
+    raw.expect(shown.as_bytes());
     // Integers read as Redis reads them: no leading zero, no sign but `-`.
     raw.send(b"HELLO 02\r\nHELLO abc\r\nHELLO -2\r\n");
     raw.expect(b"-ERR Protocol version is not an integer or out of range\r\n");
@@ -1803,6 +1829,13 @@ fn quit_replies_ok_and_closes() {
     raw.send(b"QUIT\r\nPING\r\n");
     let (got, _) = raw.until_closed();
     assert_eq!(got, b"+OK\r\n");
+
+    // Redis 7 quits whatever follows QUIT on its line.
+    let mut raw = Raw::connect(&server);
+    raw.send(b"QUIT now\r\nPING\r\n");
+    let (got, ending) = raw.until_closed();
+    assert_eq!(got, b"+OK\r\n");
+    assert_eq!(ending, Ending::Eof);
     stop(server);
 }
 
@@ -1829,9 +1862,19 @@ fn info_answers_every_section_named() {
         .unwrap();
     assert_eq!(info_sections(&two), ["Server", "Clients"], "{two}");
     assert!(two.contains("\r\nconnected_clients:1\r\n"), "{two}");
+    // One blank line between sections, none after the last, as Redis has.
+    assert!(two.contains("\r\n\r\n# Clients\r\n"), "{two}");
+    assert!(
+        two.ends_with("\r\n") && !two.ends_with("\r\n\r\n"),
+        "{two:?}"
+    );
 
     let one: String = redis::cmd("INFO").arg("pubsub").query(&mut con).unwrap();
     assert_eq!(info_sections(&one), ["Pubsub"], "{one}");
+    assert_eq!(
+        one,
+        "# Pubsub\r\npubsub_channels:0\r\npubsub_patterns:0\r\n"
+    );
 
     let every: String = redis::cmd("INFO")
         .arg("server")

@@ -8,7 +8,7 @@
 //! Everything listens on loopback only.
 
 use std::net::TcpListener;
-use std::process::{Command, Output};
+use std::process::{Command, ExitStatus, Output};
 
 fn corelane(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_corelane"))
@@ -94,12 +94,46 @@ fn stat_at_a_port_that_answers_no_http_names_the_metrics_port() {
     assert!(error.contains("not the Redis port"), "{error}");
 }
 
-/// Runs `serve` on one core at `bind` with `flag value`, expecting it to
-/// fail; returns what it wrote to stderr.
-fn serve_failing(bind: &str, flag: &str, value: &str) -> String {
-    let output = corelane(&["serve", "--bind", bind, "--cores", "1", flag, value]);
+/// The server's Redis port answers `stat`'s request at once, with an error
+/// line and no HTTP: `stat` says so then, without waiting for the answer to
+/// end (the port keeps the connection open).
+#[test]
+fn stat_at_a_port_that_answers_in_resp_says_so_at_once() {
+    use std::io::Write;
+
+    let redis_like = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = redis_like.local_addr().unwrap().to_string();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let keep = std::thread::spawn(move || {
+        let (mut connection, _) = redis_like.accept().unwrap();
+        let answer = b"-ERR unknown command 'GET', with args beginning with: '/metrics'\r\n";
+        connection.write_all(answer).unwrap();
+        // Held open until the client has given up.
+        let _ = finished.recv();
+    });
+    let output = corelane(&["stat", &address, "--count", "1"]);
+    done.send(()).unwrap();
+    keep.join().unwrap();
     assert!(!output.status.success());
-    stderr(&output)
+    let error = stderr(&output);
+    assert!(
+        error.contains(
+            "answered \"-ERR unknown command 'GET', with args beginning with: '/metrics'\", \
+             not HTTP (give the port of `serve --metrics`, not the Redis port)"
+        ),
+        "{error}"
+    );
+}
+
+/// Runs `serve` on one core at `bind` with `flag value`, expecting it to
+/// fail; returns what it wrote to stderr. A server that starts instead is
+/// stopped and the test fails, rather than waiting on it for ever.
+fn serve_failing(bind: &str, flag: &str, value: &str) -> String {
+    let args = ["serve", "--bind", bind, "--cores", "1", flag, value];
+    let (listening, status, log) = run_until_listening(&args);
+    assert!(!listening, "started instead of failing: {log}");
+    assert!(!status.success(), "{status}: {log}");
+    log
 }
 
 #[test]
@@ -129,9 +163,10 @@ fn a_metrics_address_that_is_the_bind_address_is_refused_as_such() {
     assert!(!error.contains("another server"), "{error}");
 }
 
-/// Runs `corelane args` until it says it is listening, then stops it with
-/// SIGTERM; returns all it wrote to stderr. It must exit with success.
-fn serve_until_listening(args: &[&str]) -> String {
+/// Runs `corelane args` until it exits or says it is listening; one that
+/// is listening is stopped with SIGTERM. Returns whether it was listening,
+/// how it exited and all it wrote to stderr.
+fn run_until_listening(args: &[&str]) -> (bool, ExitStatus, String) {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
@@ -152,16 +187,25 @@ fn serve_until_listening(args: &[&str]) -> String {
             break;
         }
     }
-    assert!(listening, "exited before listening: {log}");
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    // SAFETY: kill has no memory effects; the pid is our own child, which
-    // has not been waited for, so it cannot be another process.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    if listening {
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        // SAFETY: kill has no memory effects; the pid is our own child, which
+        // has not been waited for, so it cannot be another process.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    }
     for line in lines {
         log.push_str(&line.unwrap());
         log.push('\n');
     }
     let status = child.wait().unwrap();
+    (listening, status, log)
+}
+
+/// Runs `corelane args` until it says it is listening, then stops it with
+/// SIGTERM; returns all it wrote to stderr. It must exit with success.
+fn serve_until_listening(args: &[&str]) -> String {
+    let (listening, status, log) = run_until_listening(args);
+    assert!(listening, "exited before listening: {log}");
     assert!(status.success(), "{status}: {log}");
     log
 }
@@ -358,15 +402,30 @@ fn a_latency_log_on_a_named_pipe_without_a_reader_is_refused_at_once() {
     assert!(!error.contains("listening on"), "{error}");
 }
 
-/// A journal the writer will not append to (here a segment cut to its
-/// header page) stops the server with the error and what to do: inspect
-/// it, or move it aside.
+/// A journal the writer will not append to (here its first segment cut to
+/// its header page, with a segment of frames after it) stops the server
+/// with the error and what to do: inspect it, or move it aside. (A cut
+/// segment at the end of the journal, with no frame after it, is one a
+/// crash can leave: the writer recovers from it on its own.)
 #[test]
 fn a_damaged_journal_says_how_to_inspect_it_and_start_again() {
+    use corelane::frame::layout::FrameMeta;
+    use corelane::segment::journal::{Durability, JournalConfig, JournalWriter};
+
     let base = std::env::temp_dir().join(format!("corelane-journal-cut-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     let core = base.join("core-0");
-    std::fs::create_dir_all(&core).unwrap();
+    let config = JournalConfig {
+        segment_size: 4096,
+        durability: Durability::None,
+    };
+    let mut writer = JournalWriter::open(&core, config).unwrap();
+    // Frames of 3000 bytes: one to a segment, so the second starts the next.
+    let positions: Vec<u64> = (0..2)
+        .map(|_| writer.append(&[7; 3000], FrameMeta::default()).unwrap())
+        .collect();
+    assert_eq!(positions, [0, 4096]);
+    drop(writer);
     std::fs::write(core.join("0000000000000000.journal"), vec![0u8; 4096]).unwrap();
     let error = serve_failing("127.0.0.1:0", "--journal", base.to_str().unwrap());
     assert!(

@@ -458,10 +458,15 @@ fn stat(args: StatArgs) -> ExitCode {
                     " (is `corelane serve --metrics` listening there?)"
                 }
                 // A read timeout: something listens but sends no HTTP
-                // answer, as the server's own Redis port does.
+                // answer.
                 std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
                     " (no HTTP answer within 5 s: give the port of `serve --metrics`, \
                      not the Redis port)"
+                }
+                // An answer that is not HTTP, as the server's own Redis port
+                // gives (`-ERR unknown command 'GET'`).
+                std::io::ErrorKind::InvalidData => {
+                    " (give the port of `serve --metrics`, not the Redis port)"
                 }
                 _ => "",
             };

@@ -24,7 +24,8 @@ const MAX_RESPONSE: u64 = 16 << 20;
 /// # Errors
 ///
 /// Connection or read errors, a non-200 status, or a response over 16 MiB;
-/// [`io::ErrorKind::TimedOut`] (or `WouldBlock`, as the socket reports a
+/// [`io::ErrorKind::InvalidData`] as soon as the answer starts with
+/// anything but `HTTP/` (or is not UTF-8); [`io::ErrorKind::TimedOut`] (or `WouldBlock`, as the socket reports a
 /// read that timed out) if the answer is not complete within `timeout`.
 pub fn fetch(addr: SocketAddr, timeout: Duration) -> io::Result<String> {
     let deadline = Instant::now() + timeout;
@@ -49,10 +50,33 @@ pub fn fetch(addr: SocketAddr, timeout: Duration) -> io::Result<String> {
             )));
         }
         bytes.extend_from_slice(&chunk[..read]);
+        // Something that answers other than in HTTP (the server's Redis
+        // port says `-ERR unknown command 'GET'`) is not waited on.
+        let start = bytes.len().min(HTTP_START.len());
+        if bytes[..start] != HTTP_START[..start] {
+            return Err(not_http(&bytes));
+        }
     }
     let response = String::from_utf8(bytes)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "response is not UTF-8"))?;
     response_body(&response).map(str::to_string)
+}
+
+/// How every HTTP response starts.
+const HTTP_START: &[u8] = b"HTTP/";
+
+/// Longest part of an answer that is not HTTP repeated in the error.
+const SHOWN_ANSWER: usize = 80;
+
+/// The error for an answer that is not HTTP, showing its first line.
+fn not_http(answer: &[u8]) -> io::Error {
+    let line = answer.split(|&byte| byte == b'\r' || byte == b'\n').next();
+    let line = line.unwrap_or_default();
+    let shown = String::from_utf8_lossy(&line[..line.len().min(SHOWN_ANSWER)]);
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("answered {shown:?}, not HTTP"),
+    )
 }
 
 /// The body of a whole HTTP response, if its status is 200.

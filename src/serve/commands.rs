@@ -69,7 +69,7 @@ const CLIENT_HELP: &[&str] = &[
     "    * ID <client-id> [<client-id> ...]",
     "      Return clients of specified IDs only, in that order.",
     "SETINFO <LIB-NAME|LIB-VER> <value>",
-    "    Accepted for client libraries; the value is not kept.",
+    "    Accepted for client libraries (a value without spaces); the value is not kept.",
     "SETNAME <name>",
     "    Name this connection.",
     "HELP",
@@ -102,10 +102,31 @@ fn upper_name<'b>(name: &[u8], buffer: &'b mut [u8; 16]) -> &'b [u8] {
 /// end or any byte outside `!`..=`~`: a listing of clients writes each
 /// name as one word on one line.
 fn set_name(conn: &mut Connection, name: &[u8]) -> Result<(), &'static str> {
-    if name.iter().any(|&byte| !(b'!'..=b'~').contains(&byte)) {
+    if !is_one_word(name) {
         return Err("ERR Client names cannot contain spaces, newlines or special characters.");
     }
     conn.name = (!name.is_empty()).then(|| name.to_vec());
+    Ok(())
+}
+
+/// Whether `bytes` are all printable ASCII other than the space (`!`..=`~`).
+fn is_one_word(bytes: &[u8]) -> bool {
+    bytes.iter().all(|byte| (b'!'..=b'~').contains(byte))
+}
+
+/// Checks CLIENT SETINFO's attribute and value as Redis 7.2 does: the
+/// attribute is `LIB-NAME` or `LIB-VER` (in any case), and the value is
+/// one word, as a client name is. The value is not kept.
+fn check_lib_info(attribute: &[u8], value: &[u8]) -> Result<(), String> {
+    if !attribute.eq_ignore_ascii_case(b"LIB-NAME") && !attribute.eq_ignore_ascii_case(b"LIB-VER") {
+        return Err(format!("ERR Unrecognized option '{}'", shown(attribute)));
+    }
+    if !is_one_word(value) {
+        return Err(format!(
+            "ERR {} cannot contain spaces, newlines or special characters.",
+            shown(attribute)
+        ));
+    }
     Ok(())
 }
 
@@ -140,7 +161,9 @@ impl ServeCore {
             b"ECHO" => request.len() == 2,
             b"PUBLISH" => request.len() == 3,
             b"SUBSCRIBE" | b"PSUBSCRIBE" => request.len() >= 2,
-            b"QUIT" | b"RESET" => request.len() == 1,
+            // Redis 7 closes on QUIT whatever follows it.
+            b"QUIT" => true,
+            b"RESET" => request.len() == 1,
             b"SELECT" => request.len() == 2,
             b"CLIENT" | b"CONFIG" => request.len() >= 2,
             _ => true,
@@ -186,17 +209,21 @@ impl ServeCore {
         self.mark_dirty(key);
     }
 
+    /// Redis 7's words: each argument quoted and followed by a space, until
+    /// [`SHOWN_LEN`] bytes of them are shown (the last one cut to fit).
     fn unknown(&mut self, key: usize, request: &Request<'_>) {
-        let mut text = format!(
-            "ERR unknown command '{}', with args beginning with:",
+        let mut args = String::new();
+        for arg in request.args().skip(1) {
+            let Some(room) = SHOWN_LEN.checked_sub(args.len()).filter(|&room| room > 0) else {
+                break;
+            };
+            let arg = String::from_utf8_lossy(&arg[..arg.len().min(room)]);
+            args.push_str(&format!("'{arg}' "));
+        }
+        let text = format!(
+            "ERR unknown command '{}', with args beginning with: {args}",
             shown(request.arg(0))
         );
-        for arg in request.args().skip(1).take(8) {
-            text.push_str(&format!(
-                " '{}'",
-                String::from_utf8_lossy(&arg[..arg.len().min(64)])
-            ));
-        }
         reply::error(&mut self.conns[key].out, &text);
     }
 
@@ -509,7 +536,10 @@ impl ServeCore {
             },
             b"ID" => reply::integer(&mut conn.out, conn.id as i64),
             // Library name and version that clients announce; nothing to keep.
-            b"SETINFO" => reply::simple(&mut conn.out, "OK"),
+            b"SETINFO" => match check_lib_info(request.arg(2), request.arg(3)) {
+                Ok(()) => reply::simple(&mut conn.out, "OK"),
+                Err(text) => reply::error(&mut conn.out, &text),
+            },
             _ => {
                 reply::array_header(&mut conn.out, CLIENT_HELP.len());
                 for line in CLIENT_HELP {

@@ -61,6 +61,11 @@ pub(crate) fn render<'a>(
     if show("journal") {
         journal(core, &mut text);
     }
+    // Each section ends with a blank line; Redis has one between sections
+    // but none after the last.
+    if text.ends_with("\r\n\r\n") {
+        text.truncate(text.len() - 2);
+    }
     text
 }
 
