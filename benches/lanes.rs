@@ -41,7 +41,9 @@
 //! the frame ring and for the floor, and what share of each row's round
 //! trips that is (past 0.1%, p99.9 is a slow one); and how often the
 //! throughput runs found the typed ring and rtrb near empty, where each
-//! value costs cache-line transfers.
+//! value costs cache-line transfers. rtrb also runs twice, at 4096 and at
+//! 16 slots, the second time as "rtrb again": its ratio to the first is
+//! the spread that any "x rtrb" ratio carries in that run.
 //!
 //! The rows run interleaved for several rounds, after a short warm-up round
 //! that is not kept: a round measures every row's throughput (A B C ...),

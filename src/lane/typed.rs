@@ -52,14 +52,15 @@
 //! Each half stores the shared count first and its own copy (and other
 //! fields of its own) after it, never before. On x86 stores leave the
 //! store buffer in program order, so a store to the half's own fields
-//! that waits for its line (which the hardware prefetchers of the other
-//! core may have pulled over, the halves' fields being near each other in
-//! memory) holds the publication back behind it. Measured in the lanes
-//! bench, one run, rounds interleaved: with the own copy stored first, the
-//! ring of 16 slots made a round trip in 475 ns against rtrb's 396 ns and
-//! moved 0.63x rtrb's values a second; stored after, 362 ns against 377 ns
-//! and 1.04x. The ring of 4096 slots went from 490 ns against 392 ns to
-//! 408 ns against 435 ns.
+//! that waits for its line (presumably pulled over by the other core's
+//! hardware prefetchers, the halves' fields being near each other in
+//! memory) holds the publication back behind it. Measured with the lanes
+//! bench, the binaries before and after this order (and `wrap_at` moved on
+//! once a lap, not stored on every step) alternated four times
+//! each (`LANES_ROUNDS=3`, typed and rtrb rows): the round trip's p50 went
+//! from 1.01x to 1.21x rtrb's to 0.91x to 1.02x at 16 slots, and from
+//! 1.08x to 1.19x to 0.92x to 1.06x at 4096; the 16-slot ring's
+//! throughput from 0.57x to 0.77x rtrb's to 0.62x to 0.92x.
 //!
 //! Head and tail sit on cache lines of their own. Each half also keeps a
 //! *cached* view of the other half's count and loads the shared one only when
