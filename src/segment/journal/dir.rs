@@ -26,9 +26,15 @@ pub fn segment_path(dir: &Path, base: u64) -> PathBuf {
 }
 
 /// The base position a segment file name stands for, if it is one.
+///
+/// Only the names [`segment_name`] writes count: lower-case hex. With
+/// upper case taken too, `...a000.journal` and `...A000.journal` would both
+/// stand for one base, listed in whatever order the directory gave them,
+/// and recovery would keep one or the other from run to run.
 pub fn parse_segment_name(name: &str) -> Option<u64> {
     let hex = name.strip_suffix(SEGMENT_SUFFIX)?;
-    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    if hex.len() != 16 || !hex.bytes().all(lower_hex) {
         return None;
     }
     u64::from_str_radix(hex, 16).ok()
@@ -100,6 +106,7 @@ mod tests {
             "writer.lock",
             "10000.journal",
             "000000000001000g.journal",
+            "000000000000A000.journal",
             ".0000000000000000.journal.12.34.tmp",
             "0000000000000000.journa",
         ] {
