@@ -13,35 +13,17 @@ use std::sync::{Arc, Mutex};
 
 use corelane::lane::typed::ring;
 
+#[path = "common/tracked.rs"]
+mod tracked;
+
+use tracked::Tracked;
+
 /// Scales a count down under Miri.
 fn scaled(count: u64) -> u64 {
     if cfg!(miri) {
         (count / 500).max(20)
     } else {
         count
-    }
-}
-
-/// A value that counts how many of its kind are alive in its own counter.
-struct Tracked {
-    value: u64,
-    live: Arc<AtomicI64>,
-}
-
-impl Tracked {
-    fn new(value: u64, live: &Arc<AtomicI64>) -> Self {
-        live.fetch_add(1, Ordering::Relaxed);
-        Tracked {
-            value,
-            live: Arc::clone(live),
-        }
-    }
-}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        let before = self.live.fetch_sub(1, Ordering::Relaxed);
-        assert!(before > 0, "value {} dropped twice", self.value);
     }
 }
 

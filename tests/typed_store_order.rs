@@ -11,26 +11,10 @@ use std::thread;
 
 use corelane::lane::typed::ring;
 
-struct Tracked {
-    value: u64,
-    live: Arc<AtomicI64>,
-}
+#[path = "common/tracked.rs"]
+mod tracked;
 
-impl Tracked {
-    fn new(value: u64, live: &Arc<AtomicI64>) -> Self {
-        live.fetch_add(1, Ordering::Relaxed);
-        Tracked {
-            value,
-            live: Arc::clone(live),
-        }
-    }
-}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        self.live.fetch_sub(1, Ordering::Relaxed);
-    }
-}
+use tracked::Tracked;
 
 /// A small deterministic generator (xorshift).
 fn next_random(state: &mut u64) -> u64 {
