@@ -3,7 +3,7 @@
 //! strategy from `CORELANE_TEST_IDLE` (busy-spin or park), as CI runs both.
 
 use corelane::frame::Message;
-use corelane::runtime::{Context, Handler, IdleStrategy, Runtime, RuntimeError};
+use corelane::runtime::{Context, Handler, IdleStrategy, ManualRuntime, Runtime, RuntimeError};
 
 mod common;
 use common::{idle, serial};
@@ -167,6 +167,18 @@ impl Handler for Fragile {
     }
 }
 
+/// A runtime of `cores` unpinned cores that this thread turns, each with
+/// a handler from `make`.
+fn manual<H: Handler>(cores: usize, make: fn() -> H) -> ManualRuntime<H> {
+    Runtime::builder()
+        .cores(cores)
+        .pin(false)
+        .build()
+        .unwrap()
+        .start_manual(|_| make())
+        .unwrap()
+}
+
 /// A host that catches a handler's panic and goes on turning the core
 /// loses only the message the handler failed on: the lane goes on with the
 /// next, and the shutdown counts add up. Before, the lane stopped at the
@@ -174,13 +186,7 @@ impl Handler for Fragile {
 /// nor counted undelivered: sent 5, delivered 2, undelivered 0).
 #[test]
 fn a_caught_handler_panic_costs_only_its_own_message() {
-    let mut runtime = Runtime::builder()
-        .cores(2)
-        .pin(false)
-        .build()
-        .unwrap()
-        .start_manual(|_| Fragile::default())
-        .unwrap();
+    let mut runtime = manual(2, Fragile::default);
     runtime.with_context(0, |_, cx| {
         for ball in 1..=3 {
             cx.send(1, &Ball(ball)).unwrap();
@@ -282,26 +288,14 @@ impl Handler for FragileTurn {
 /// long as the host waited before its next turn.
 #[test]
 fn a_caught_panic_leaves_no_handler_running() {
-    let mut runtime = Runtime::builder()
-        .cores(2)
-        .pin(false)
-        .build()
-        .unwrap()
-        .start_manual(|_| Fragile::default())
-        .unwrap();
+    let mut runtime = manual(2, Fragile::default);
     runtime.with_context(0, |_, cx| cx.send(1, &Ball(2)).unwrap());
     let turned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.turn_core(1)));
     assert!(turned.is_err(), "ball 2 panics");
     assert_eq!(runtime.handle().running_handlers(), [None, None]);
     runtime.shutdown().unwrap();
 
-    let mut runtime = Runtime::builder()
-        .cores(1)
-        .pin(false)
-        .build()
-        .unwrap()
-        .start_manual(|_| FragileTurn::default())
-        .unwrap();
+    let mut runtime = manual(1, FragileTurn::default);
     runtime.handler_mut(0).fail_turn = true;
     let turned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.turn_core(0)));
     assert!(turned.is_err(), "on_turn panics");
