@@ -736,20 +736,33 @@ fn half_closed_client_behind_a_client_list_gets_replies_past_the_read_pause() {
     });
     let big = "y".repeat(4000);
     for _ in 0..5 {
-        let mut raw = Raw::connect(&server);
-        raw.send(format!("CLIENT LIST\r\nECHO {big}\r\nECHO {big}\r\nECHO done\r\n").as_bytes());
-        raw.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut raw = half_closed_after(&server, "CLIENT LIST\r\n", &big);
         match raw.reply() {
             Resp::Bulk(Some(list)) => assert!(list.starts_with(b"id="), "{}", shown(&list)),
             other => panic!("{other:?}"),
         }
-        for _ in 0..2 {
-            assert_eq!(raw.reply(), Resp::Bulk(Some(big.clone().into_bytes())));
-        }
-        assert_eq!(raw.reply(), Resp::Bulk(Some(b"done".to_vec())));
-        assert_eq!(raw.until_closed(), (Vec::new(), Ending::Eof));
+        expect_echoes_then_end(&mut raw, &big);
     }
     stop(server);
+}
+
+/// A connection that has sent `first`, then `ECHO big` twice and `ECHO
+/// done`, and shut down its sending side.
+fn half_closed_after(server: &Server, first: &str, big: &str) -> Raw {
+    let mut raw = Raw::connect(server);
+    raw.send(format!("{first}ECHO {big}\r\nECHO {big}\r\nECHO done\r\n").as_bytes());
+    raw.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    raw
+}
+
+/// The replies to [`half_closed_after`]'s ECHOs, then the end of the
+/// connection.
+fn expect_echoes_then_end(raw: &mut Raw, big: &str) {
+    for _ in 0..2 {
+        assert_eq!(raw.reply(), Resp::Bulk(Some(big.as_bytes().to_vec())));
+    }
+    assert_eq!(raw.reply(), Resp::Bulk(Some(b"done".to_vec())));
+    assert_eq!(raw.until_closed(), (Vec::new(), Ending::Eof));
 }
 
 /// A client that sends commands whose replies pass the read pause and
@@ -766,14 +779,8 @@ fn half_closed_client_paused_at_the_read_pause_gets_every_reply() {
     });
     let big = "y".repeat(700);
     for _ in 0..10 {
-        let mut raw = Raw::connect(&server);
-        raw.send(format!("ECHO {big}\r\nECHO {big}\r\nECHO done\r\n").as_bytes());
-        raw.stream.shutdown(std::net::Shutdown::Write).unwrap();
-        for _ in 0..2 {
-            assert_eq!(raw.reply(), Resp::Bulk(Some(big.clone().into_bytes())));
-        }
-        assert_eq!(raw.reply(), Resp::Bulk(Some(b"done".to_vec())));
-        assert_eq!(raw.until_closed(), (Vec::new(), Ending::Eof));
+        let mut raw = half_closed_after(&server, "", &big);
+        expect_echoes_then_end(&mut raw, &big);
     }
     stop(server);
 }
