@@ -14,6 +14,7 @@
 
 use std::fmt;
 
+mod aligned;
 pub mod frames;
 mod prefetch;
 pub mod region;

@@ -153,6 +153,7 @@ use std::iter;
 use std::mem::{self, MaybeUninit};
 use std::ptr::NonNull;
 
+use super::aligned::AlignedArray;
 use super::prefetch::{can_prefetch_write, prefetch_write};
 use super::Full;
 use crate::sync::{Arc, AtomicBool, AtomicUsize, CachePadded, Ordering, UnsafeCell};
@@ -280,10 +281,11 @@ struct Ring<T> {
     /// dropped: where the values left in the ring start, for the drop of the
     /// ring itself.
     head_index: AtomicUsize,
-    /// One slot per unit of capacity. The `tail - head` slots from the
-    /// consumer's slot index on (wrapping) hold values; the others are
-    /// uninitialised.
-    slots: Box<[Slot<T>]>,
+    /// One slot per unit of capacity, from a 128-byte boundary (see
+    /// [`AlignedArray`] for what that is worth). The `tail - head` slots
+    /// from the consumer's slot index on (wrapping) hold values; the others
+    /// are uninitialised.
+    slots: AlignedArray<Slot<T>>,
 }
 
 // SAFETY: a `Ring` is reached only through one `Producer` and one
@@ -302,16 +304,12 @@ impl<T> Ring<T> {
             tail: CachePadded(AtomicUsize::new(0)),
             abandoned: AtomicBool::new(false),
             head_index: AtomicUsize::new(0),
-            slots: {
-                // Reserved first, so that a failed allocation panics as the
-                // doc of `ring` says, rather than aborting the process.
-                let mut slots = Vec::new();
-                if let Err(error) = slots.try_reserve_exact(capacity) {
-                    panic!("cannot allocate a lane of {capacity} slots: {error}");
-                }
-                slots.extend((0..capacity).map(|_| UnsafeCell::new(MaybeUninit::uninit())));
-                slots.into_boxed_slice()
-            },
+            // A failed allocation panics as the doc of `ring` says, rather
+            // than aborting the process.
+            slots: AlignedArray::new(capacity, || UnsafeCell::new(MaybeUninit::uninit()))
+                .unwrap_or_else(|error| {
+                    panic!("cannot allocate a lane of {capacity} slots: {error}")
+                }),
         }
     }
 }
@@ -360,7 +358,7 @@ impl<T> Copy for Slots<T> {}
 impl<T> Slots<T> {
     fn of(ring: &Ring<T>) -> Self {
         Slots {
-            base: NonNull::from(&ring.slots[..]).cast(),
+            base: NonNull::from(&*ring.slots).cast(),
             capacity: ring.slots.len(),
         }
     }
@@ -1394,6 +1392,27 @@ mod tests {
         consumer.cached_tail = start;
         consumer.wrap_at = start.wrapping_add(capacity);
         (producer, consumer)
+    }
+
+    #[test]
+    fn both_halves_see_the_slots_from_a_128_byte_boundary() {
+        fn check<T: Send>(capacity: usize) {
+            let (producer, consumer) = ring::<T>(capacity);
+            let base = producer.slots.base.as_ptr() as usize;
+            assert_eq!(base % 128, 0, "{capacity} slots of {}", std::any::type_name::<T>());
+            assert_eq!(consumer.slots.base.as_ptr() as usize, base);
+            assert_eq!(producer.slots.capacity, capacity);
+            assert_eq!(consumer.slots.capacity, capacity);
+        }
+        // Small allocations in between move the allocator's next address.
+        for capacity in [1, 2, 15, 16, 17, 4096] {
+            let _moved = vec![0u8; capacity % 48 + 1];
+            check::<u64>(capacity);
+            let _moved = vec![0u8; capacity % 32 + 8];
+            check::<u8>(capacity);
+            check::<[u8; 24]>(capacity);
+            check::<String>(capacity);
+        }
     }
 
     #[test]
