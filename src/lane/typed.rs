@@ -70,6 +70,18 @@
 //! comparison. A cached view can only lag behind the real count, so it may
 //! under-count free slots or available values but never over-count them.
 //!
+//! # Where the slots are
+//!
+//! The slots start on a 128-byte boundary (see `AlignedArray`), so a ring
+//! of small values takes as few cache lines, and line pairs, as its bytes
+//! need. A `Box<[T]>` started where the allocator put it, often 16 bytes
+//! past a line: a 16-slot ring of `u64` then spans three lines instead of
+//! two, and each lap moves one line more between the cores. Measured with
+//! the lanes bench, the binaries before and after alternated three times
+//! (`LANES_FILTER='typed (16|rtrb (16' LANES_ROUNDS=9`): the 16-slot
+//! ring's throughput went from 0.68x, 0.68x and 0.68x rtrb's to 0.89x,
+//! 0.90x and 0.83x.
+//!
 //! # Handing slots back
 //!
 //! On rings of at least 16 cache lines, a busy consumer stores the head once
@@ -1399,7 +1411,12 @@ mod tests {
         fn check<T: Send>(capacity: usize) {
             let (producer, consumer) = ring::<T>(capacity);
             let base = producer.slots.base.as_ptr() as usize;
-            assert_eq!(base % 128, 0, "{capacity} slots of {}", std::any::type_name::<T>());
+            assert_eq!(
+                base % 128,
+                0,
+                "{capacity} slots of {}",
+                std::any::type_name::<T>()
+            );
             assert_eq!(consumer.slots.base.as_ptr() as usize, base);
             assert_eq!(producer.slots.capacity, capacity);
             assert_eq!(consumer.slots.capacity, capacity);
