@@ -595,16 +595,14 @@ impl ServeCore {
             self.mark_dirty(key);
             return;
         }
+        // What Redis would still hold in its query buffer while these
+        // commands run, for CLIENT LIST's `qbuf` (see `running_input`).
+        conn.running_input = input.len().saturating_sub(parser.parsed_len());
         let mut consumed = 0;
-        // One clock reading for the commands taken in together, for
-        // CLIENT LIST's `idle`: a pipeline of PUBLISHes reads it once.
-        let mut now = None;
         loop {
             match parser.parse(&input.data()[consumed..]) {
                 Ok(Some(request)) => {
                     consumed += request.consumed();
-                    let now = *now.get_or_insert_with(std::time::Instant::now);
-                    self.conns[key].last_command_at = now;
                     self.execute(cx, key, &request);
                     let stop = self.conns.get(key).is_none_or(|conn| {
                         conn.closing
@@ -637,6 +635,7 @@ impl ServeCore {
             input.consume(consumed);
             conn.input = input;
             conn.parser = parser;
+            conn.running_input = 0;
             if !conn.closing && conn.pending_out() > self.config.read_pause {
                 // Complete commands may remain (we stopped for output):
                 // `write_to` comes back to them once the client has read.
