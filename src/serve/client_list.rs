@@ -208,7 +208,7 @@ impl ServeCore {
         filter: &ClientFilter,
     ) -> usize {
         let ClientFilter::Ids(ids) = filter else {
-            self.send_ordered(cx, core, ServerMsgRef::ListClients { waiter, filter });
+            self.send_ahead(cx, core, ServerMsgRef::ListClients { waiter, filter });
             return 1;
         };
         let owned: Vec<u64> = ids
@@ -224,7 +224,7 @@ impl ServeCore {
                 waiter,
                 filter: &filter,
             };
-            self.send_ordered(cx, core, msg);
+            self.send_ahead(cx, core, msg);
             sent += 1;
         }
         sent
@@ -265,7 +265,7 @@ impl ServeCore {
             let end = bytes.len().min(start + piece);
             let last = end == bytes.len();
             let lines = &bytes[start..end];
-            self.send_ordered(
+            self.send_ahead(
                 cx,
                 to,
                 ServerMsgRef::ClientLines {
