@@ -646,6 +646,106 @@ fn snapshots_never_wait_and_the_stall_detector_names_a_slow_handler() {
     );
 }
 
+/// Blocks in `on_timer` (core 1 only) until the test lets it go.
+struct TimerHolder {
+    release: Option<mpsc::Receiver<()>>,
+    held: mpsc::Sender<()>,
+}
+
+impl Handler for TimerHolder {
+    type Message = Ping;
+
+    fn on_start(&mut self, cx: &mut Context<'_, Ping>) {
+        if self.release.is_some() {
+            cx.schedule_timer(Duration::ZERO, 1);
+        }
+    }
+
+    fn on_message(&mut self, _cx: &mut Context<'_, Ping>, _from: usize, _msg: &ArchivedPing) {}
+
+    fn on_timer(&mut self, _cx: &mut Context<'_, Ping>, _timer: u64) {
+        if let Some(release) = &self.release {
+            let _ = self.held.send(());
+            let _ = release.recv();
+        }
+    }
+}
+
+/// A timer handler that runs long is a stall like any other: the slot
+/// names `on_timer` while it runs, the watcher reports it, and its run
+/// time is kept under that name. Before, `on_timer` ran outside the slot:
+/// core 1 looked idle (`running_handlers` gave `None`) for as long as it
+/// was stuck, and no stall was ever reported.
+#[test]
+fn the_stall_detector_names_a_slow_timer_handler() {
+    let (release_tx, release_rx) = mpsc::channel();
+    let (held_tx, held_rx) = mpsc::channel();
+    let release = std::sync::Mutex::new(Some(release_rx));
+    let runtime = Runtime::builder().cores(2).idle(idle()).build().unwrap();
+    let before = corelane::clock::now_ns();
+    let running = runtime
+        .start(move |core| TimerHolder {
+            release: if core == 1 {
+                release.lock().unwrap().take()
+            } else {
+                None
+            },
+            held: held_tx.clone(),
+        })
+        .unwrap();
+    let handle = running.handle();
+    held_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+
+    let running_now = handle.running_handlers();
+    let on_timer = running_now[1].expect("core 1 is in on_timer");
+    assert_eq!(on_timer.name, "on_timer");
+    assert!(
+        on_timer.started_ns >= before,
+        "{on_timer:?} started before {before}"
+    );
+    assert!(on_timer.started_ns <= corelane::clock::now_ns());
+
+    let (alert_tx, alert_rx) = mpsc::channel();
+    let watcher = Watcher::start(
+        handle.clone(),
+        WatchConfig {
+            stall_after: Some(Duration::from_millis(1)),
+            stall_check: Duration::from_millis(1),
+            ..WatchConfig::default()
+        },
+        Box::new(move |alert| {
+            let _ = alert_tx.send(alert.clone());
+        }),
+        None,
+    )
+    .unwrap();
+    let alert = loop {
+        let alert = alert_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        if let Alert::Stall { core: 1, .. } = alert {
+            break alert;
+        }
+    };
+    assert!(
+        matches!(
+            alert,
+            Alert::Stall {
+                core: 1,
+                handler: "on_timer",
+                ..
+            }
+        ),
+        "{alert:?}"
+    );
+    drop(watcher);
+
+    release_tx.send(()).unwrap();
+    let report = running.shutdown().unwrap();
+    assert!(report.adds_up());
+    assert_eq!(report.totals.timers_fired, 1);
+    let merged = report.metrics.merged();
+    assert_eq!(merged.handler_time.get("on_timer").unwrap().count(), 1);
+}
+
 #[test]
 fn stat_shows_every_core_from_a_live_endpoint() {
     let mut core = CoreMetrics::default();

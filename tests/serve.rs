@@ -2278,8 +2278,8 @@ fn client_list_filters_by_type_and_id_on_every_core() {
     stop(server);
 }
 
-/// CLIENT LIST shows each connection's `idle` (whole seconds since its
-/// last command) and `cmd` (that command's name in lower case, a
+/// CLIENT LIST shows each connection's `idle` (whole seconds since the
+/// server last read from it or wrote to it) and `cmd` (that command's name in lower case, a
 /// subcommand as `container|sub`, `NULL` before any command or after one
 /// the server does not know), placed as Redis 7 places them.
 #[test]
@@ -2357,6 +2357,99 @@ fn client_list_shows_idle_time_and_last_command() {
     assert_eq!(line_field(own, "idle"), "0", "{own}");
 
     drop((asker, quiet));
+    stop(server);
+}
+
+/// The line of connection `id` in a CLIENT LIST that `asker` asks for.
+fn listed_line(asker: &mut Raw, id: i64) -> String {
+    match asker.command(&format!("CLIENT LIST ID {id}")) {
+        Resp::Bulk(Some(line)) => String::from_utf8(line).unwrap(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `qbuf` and `idle` read as redis-server 7.0 shows them: a partial
+/// command's whole arguments are parsed (3 bytes of its payload wait), a
+/// connection's own CLIENT LIST counts what was read with it (the 26
+/// bytes `redis-cli` sends, or a pipeline's 19), and bytes read from a
+/// client or written to it (a subscriber's messages) reset its idle
+/// time. Before, the asker saw `qbuf=0`, the partial command all its 33
+/// bytes, and only commands reset `idle`.
+#[test]
+fn client_list_shows_qbuf_and_idle_as_redis_7() {
+    let _serial = serial();
+    let server = start(config(2));
+    let mut asker = Raw::connect(&server);
+    let mut dribbler = Raw::connect(&server);
+    let mut subscriber = Raw::connect(&server);
+    let mut quiet = Raw::connect(&server);
+    let mut ids = Vec::new();
+    for raw in [&mut asker, &mut dribbler, &mut subscriber, &mut quiet] {
+        match raw.command("CLIENT ID") {
+            Resp::Integer(id) => ids.push(id),
+            other => panic!("{other:?}"),
+        }
+    }
+    let [asker_id, dribbler_id, subscriber_id, quiet_id] = ids[..] else {
+        unreachable!()
+    };
+    subscriber.send(b"SUBSCRIBE news\r\n");
+    subscriber.expect(&confirmation("subscribe", "news", 1));
+
+    let partial = b"*3\r\n$7\r\nPUBLISH\r\n$4\r\nnews\r\n$10\r\nhel";
+    dribbler.send(partial);
+    let qbuf_of = |asker: &mut Raw, id: i64| -> usize {
+        line_field(&listed_line(asker, id), "qbuf").parse().unwrap()
+    };
+    eventually(TIMEOUT, "the partial command read", || {
+        qbuf_of(&mut asker, dribbler_id) == 3
+    });
+
+    // The asker's own line, asked as redis-cli asks, then pipelined.
+    asker.send(&multibulk(&[b"CLIENT", b"LIST"]));
+    let Resp::Bulk(Some(list)) = asker.reply() else {
+        panic!("no list");
+    };
+    let list = String::from_utf8(list).unwrap();
+    let own = list
+        .lines()
+        .find(|line| line_field(line, "id") == asker_id.to_string())
+        .unwrap();
+    assert_eq!(line_field(own, "qbuf"), "26", "{own}");
+    assert_eq!(line_field(own, "cmd"), "client|list", "{own}");
+    asker.send(format!("CLIENT LIST ID {asker_id}\r\nPING\r\n").as_bytes());
+    let Resp::Bulk(Some(own)) = asker.reply() else {
+        panic!("no list");
+    };
+    let own = String::from_utf8(own).unwrap();
+    let pipelined = format!("CLIENT LIST ID {asker_id}\r\nPING\r\n").len();
+    assert_eq!(line_field(&own, "qbuf"), pipelined.to_string(), "{own}");
+    asker.expect(b"+PONG\r\n");
+    assert_eq!(qbuf_of(&mut asker, quiet_id), 0);
+
+    // A second on, the subscriber gets a message and the dribbler sends
+    // a byte more: both have interacted since; the quiet one has not.
+    thread::sleep(Duration::from_millis(1100));
+    assert_eq!(asker.command("PUBLISH news hello"), Resp::Integer(1));
+    subscriber.expect(&multibulk(&[b"message", b"news", b"hello"]));
+    dribbler.send(b"l");
+    eventually(TIMEOUT, "the byte read", || {
+        qbuf_of(&mut asker, dribbler_id) == 4
+    });
+    let idle = |asker: &mut Raw, id: i64| -> u64 {
+        line_field(&listed_line(asker, id), "idle").parse().unwrap()
+    };
+    assert_eq!(idle(&mut asker, subscriber_id), 0);
+    assert_eq!(idle(&mut asker, dribbler_id), 0);
+    assert!(idle(&mut asker, quiet_id) >= 1);
+
+    // The rest of the payload completes the command.
+    dribbler.send(b"o12345\r\n");
+    assert_eq!(dribbler.reply(), Resp::Integer(1));
+    subscriber.expect(&multibulk(&[b"message", b"news", b"hello12345"]));
+    assert_eq!(qbuf_of(&mut asker, dribbler_id), 0);
+
+    drop((asker, dribbler, subscriber, quiet));
     stop(server);
 }
 

@@ -149,7 +149,8 @@ pub struct CoreMetrics {
     /// Delivery latency by message kind ([`crate::frame::Message::kind`]).
     pub delivery_by_kind: NamedHistograms,
     /// How long each handler ran per call: by message kind for
-    /// `on_message`, and `on_io`, `on_turn` for the other callbacks.
+    /// `on_message`, and `on_io`, `on_timer`, `on_turn` for the other
+    /// callbacks.
     pub handler_time: NamedHistograms,
     /// Length of each loop turn that found work: how long a newly arrived
     /// message may wait for the loop to come round.

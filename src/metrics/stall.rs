@@ -29,7 +29,7 @@ pub struct HandlerSlot {
 /// A handler seen running by [`HandlerSlot::running`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RunningHandler {
-    /// The handler's name (a message kind, `on_io` or `on_turn`).
+    /// The handler's name (a message kind, `on_io`, `on_timer` or `on_turn`).
     pub name: &'static str,
     /// When it started, on [`crate::clock`].
     pub started_ns: u64,

@@ -120,7 +120,7 @@ pub enum Alert {
     Stall {
         /// The core.
         core: usize,
-        /// The handler's name (a message kind, `on_io`, `on_turn`).
+        /// The handler's name (a message kind, `on_io`, `on_timer`, `on_turn`).
         handler: &'static str,
         /// How long it has been running, ns.
         running_ns: u64,

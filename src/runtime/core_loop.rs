@@ -261,6 +261,16 @@ impl<H: Handler> CoreLoop<H> {
         worked
     }
 
+    /// Runs the handler's `on_timer` for `timer`, timed and marked running
+    /// for the stall detector, as the other handlers are.
+    fn run_on_timer(&mut self, timer: u64) {
+        let started = clock::now_ns();
+        let index = self.recorder.enter_handler("on_timer", started);
+        let _running = self.shared.handler_slot(self.core).leave_on_unwind();
+        with_context!(self, cx => self.handler.on_timer(cx, timer));
+        self.recorder.leave_handler(index, started, clock::now_ns());
+    }
+
     /// Publishes the core's metrics, with the bytes waiting in its lanes.
     fn publish_metrics(&mut self, now_ns: u64) {
         self.recorder.local.gauges.lane_backlog_bytes = self
@@ -328,9 +338,7 @@ impl<H: Handler> CoreLoop<H> {
         while let Some(entry) = self.timers.fired.pop() {
             acted += 1;
             match entry.action {
-                TimerAction::Handler(timer) => {
-                    with_context!(self, cx => self.handler.on_timer(cx, timer));
-                }
+                TimerAction::Handler(timer) => self.run_on_timer(timer),
                 TimerAction::Delayed(mut frame) => {
                     frame.timestamp_ns = clock::now_ns();
                     let counters = &mut self.recorder.local.counters;

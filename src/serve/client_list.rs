@@ -208,7 +208,7 @@ impl ServeCore {
         filter: &ClientFilter,
     ) -> usize {
         let ClientFilter::Ids(ids) = filter else {
-            self.send_ordered(cx, core, ServerMsgRef::ListClients { waiter, filter });
+            self.send_ahead(cx, core, ServerMsgRef::ListClients { waiter, filter });
             return 1;
         };
         let owned: Vec<u64> = ids
@@ -224,7 +224,7 @@ impl ServeCore {
                 waiter,
                 filter: &filter,
             };
-            self.send_ordered(cx, core, msg);
+            self.send_ahead(cx, core, msg);
             sent += 1;
         }
         sent
@@ -265,7 +265,7 @@ impl ServeCore {
             let end = bytes.len().min(start + piece);
             let last = end == bytes.len();
             let lines = &bytes[start..end];
-            self.send_ordered(
+            self.send_ahead(
                 cx,
                 to,
                 ServerMsgRef::ClientLines {
@@ -359,15 +359,19 @@ fn line_id(line: &[u8]) -> u64 {
 
 /// Appends `conn`'s line of CLIENT LIST, as of `now`, in Redis's
 /// `field=value` form with the fields this server keeps, in Redis 7's
-/// order: `idle` is whole seconds since the connection's last command
-/// (since it connected, before any), `flags` is `P` for a subscriber and
-/// `N` otherwise, `qbuf` the unparsed input and `omem` the unwritten
-/// output in bytes, `cmd` the last command's name (`NULL` before any, or
-/// after one this server does not know), and `core` (not in Redis) the
-/// core that serves it.
+/// order: `addr` and `laddr` as they were when the client connected (a
+/// client gone meanwhile keeps them; `?:0`, Redis's words for an address
+/// it cannot read, only if they could not be read then), `idle` is whole
+/// seconds since the server last read from or wrote to the client (since
+/// it connected, before either), `flags` is `P` for a subscriber and `N`
+/// otherwise, `qbuf` the query buffer (see
+/// [`Connection::query_buffer`]) and `omem` the unwritten output in
+/// bytes, `cmd` the last command's name (`NULL` before any, or after one
+/// this server does not know), and `core` (not in Redis) the core that
+/// serves it.
 pub(crate) fn client_line(text: &mut String, conn: &Connection, core: usize, now: Instant) {
-    let addr = |addr: std::io::Result<std::net::SocketAddr>| {
-        addr.map_or_else(|_| "?:0".to_string(), |addr| addr.to_string())
+    let addr = |addr: Option<std::net::SocketAddr>| {
+        addr.map_or_else(|| "?:0".to_string(), |addr| addr.to_string())
     };
     let seconds_since = |then: Instant| now.saturating_duration_since(then).as_secs();
     let name = conn.name.as_deref().map(String::from_utf8_lossy);
@@ -376,16 +380,16 @@ pub(crate) fn client_line(text: &mut String, conn: &Connection, core: usize, now
         "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub={} psub={} \
          qbuf={} omem={} cmd={} resp=2 core={core}",
         conn.id,
-        addr(conn.stream.peer_addr()),
-        addr(conn.stream.local_addr()),
+        addr(conn.peer_addr),
+        addr(conn.local_addr),
         std::os::fd::AsRawFd::as_raw_fd(&conn.stream),
         name.unwrap_or_default(),
         seconds_since(conn.since),
-        seconds_since(conn.last_command_at),
+        seconds_since(conn.last_interaction),
         if conn.is_subscriber() { "P" } else { "N" },
         conn.channels.len(),
         conn.patterns.len(),
-        conn.input.len(),
+        conn.query_buffer(),
         conn.pending_out(),
         conn.last_command.unwrap_or("NULL"),
     );
@@ -456,32 +460,185 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_line_counts_idle_from_the_last_command() {
-        use crate::pool::{Pool, PoolConfig};
+    /// A connection over a loopback socket of its own, with the client's
+    /// end of it.
+    fn connection(pool: &crate::pool::Pool) -> (Connection, std::net::TcpStream) {
         use crate::serve::output::{OutputBuffer, OutputPool};
         use crate::serve::resp::RequestParser;
 
-        let pool = Pool::new(&PoolConfig::default());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let _peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (stream, _) = listener.accept().unwrap();
+        stream.set_nonblocking(true).unwrap();
         let out = OutputBuffer::new(OutputPool::new(pool.lender()));
         let stream = mio::net::TcpStream::from_std(stream);
-        let mut conn = Connection::new(stream, 5, RequestParser::default(), out);
+        let conn = Connection::new(stream, 5, RequestParser::default(), out);
+        (conn, peer)
+    }
+
+    #[test]
+    fn a_line_counts_idle_from_the_last_interaction() {
+        use crate::pool::{Pool, PoolConfig};
+
+        let pool = Pool::new(&PoolConfig::default());
+        let (mut conn, _peer) = connection(&pool);
         let now = conn.since + std::time::Duration::from_secs(9);
 
-        // No command yet: idle since it connected.
+        // Nothing read or written yet: idle since it connected.
         let mut line = String::new();
         client_line(&mut line, &conn, 1, now);
         assert!(line.contains(" age=9 idle=9 flags=N "), "{line}");
         assert!(line.ends_with(" omem=0 cmd=NULL resp=2 core=1\n"), "{line}");
 
-        conn.last_command_at = conn.since + std::time::Duration::from_millis(4500);
+        conn.last_interaction = conn.since + std::time::Duration::from_millis(4500);
         conn.last_command = Some("client|list");
         line.clear();
         client_line(&mut line, &conn, 1, now);
         assert!(line.contains(" age=9 idle=4 flags=N "), "{line}");
         assert!(line.ends_with(" cmd=client|list resp=2 core=1\n"), "{line}");
+    }
+
+    /// Reads and writes of bytes, not only commands, are interactions, as
+    /// Redis counts them: a client sending a command a byte at a time, or
+    /// a subscriber that only receives messages, is not idle. Before,
+    /// only a command reset `idle`.
+    #[test]
+    fn reads_and_writes_reset_idle() {
+        use crate::pool::{Pool, PoolConfig};
+        use crate::serve::connection::ReadOutcome;
+        use std::io::{Read, Write};
+
+        let pool = Pool::new(&PoolConfig::default());
+        let (mut conn, mut peer) = connection(&pool);
+        let long_ago = conn.since;
+
+        conn.last_interaction = long_ago;
+        peer.write_all(b"*1\r\n$4\r\nPI").unwrap();
+        let read = loop {
+            match conn.read_chunk(&pool).unwrap() {
+                ReadOutcome::Drained => continue,
+                outcome => break outcome,
+            }
+        };
+        assert_eq!(read, ReadOutcome::Data);
+        assert!(conn.last_interaction > long_ago);
+
+        conn.last_interaction = long_ago;
+        reply::simple(&mut conn.out, "PONG");
+        assert!(conn.write_out().unwrap());
+        let mut pong = [0; 7];
+        peer.read_exact(&mut pong).unwrap();
+        assert_eq!(&pong, b"+PONG\r\n");
+        assert!(conn.last_interaction > long_ago);
+
+        // Nothing to write, nothing written: no interaction.
+        conn.last_interaction = long_ago;
+        assert!(conn.write_out().unwrap());
+        assert_eq!(conn.last_interaction, long_ago);
+    }
+
+    /// `qbuf` is what Redis 7 shows: the bytes not yet parsed, where the
+    /// whole arguments of a partial command are parsed (3 bytes of a
+    /// 10-byte payload wait here, as `redis-server` 7.0 shows it), and
+    /// while the connection's own commands run, every byte read with them
+    /// (its own CLIENT LIST sees the 26 bytes `redis-cli` sent). Before,
+    /// the running connection showed 0 and a partial command all its
+    /// bytes.
+    #[test]
+    fn qbuf_counts_the_query_buffer_as_redis_does() {
+        use crate::pool::{Pool, PoolConfig};
+
+        let pool = Pool::new(&PoolConfig::default());
+        let (mut conn, mut peer) = connection(&pool);
+        let qbuf = |conn: &Connection| {
+            let mut line = String::new();
+            client_line(&mut line, conn, 0, conn.since);
+            line_field::<usize>(&line, "qbuf")
+        };
+        assert_eq!(qbuf(&conn), 0);
+
+        let partial = b"*3\r\n$7\r\nPUBLISH\r\n$2\r\nch\r\n$10\r\nhel";
+        std::io::Write::write_all(&mut peer, partial).unwrap();
+        while conn.input.len() < partial.len() {
+            conn.read_chunk(&pool).unwrap();
+        }
+        assert_eq!(qbuf(&conn), partial.len());
+        assert!(conn.parser.parse(conn.input.data()).unwrap().is_none());
+        assert_eq!(qbuf(&conn), 3);
+
+        // Its commands running (the input taken out, as `execute_input`
+        // does), the connection's own line counts what was read with them.
+        let _input = std::mem::take(&mut conn.input);
+        let _parser = std::mem::take(&mut conn.parser);
+        conn.running_input = b"*2\r\n$6\r\nCLIENT\r\n$4\r\nLIST\r\n".len();
+        assert_eq!(qbuf(&conn), 26);
+    }
+
+    /// A client gone (its socket reset) while the server has not yet read
+    /// its end, as a connection waiting for its own CLIENT LIST reads
+    /// nothing, is listed with the addresses it had, as Redis lists a
+    /// client it has not yet found gone. Before, the socket was asked at
+    /// listing time, and a reset socket answered `addr=?:0 laddr=?:0`.
+    #[test]
+    fn a_client_gone_keeps_its_address() {
+        use crate::pool::{Pool, PoolConfig};
+
+        let pool = Pool::new(&PoolConfig::default());
+        let (conn, peer) = connection(&pool);
+        let client = peer.local_addr().unwrap().to_string();
+        let server = peer.peer_addr().unwrap().to_string();
+
+        // Closed with a zero linger time: the server's socket is reset.
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: `peer` is an open socket; `linger` is a live value whose
+        // size is passed with it.
+        let set = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&peer),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+        drop(peer);
+        let mut byte = [0; 1];
+        let reset = loop {
+            match std::io::Read::read(&mut &conn.stream, &mut byte) {
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                other => break other,
+            }
+        };
+        assert_eq!(
+            reset.map_err(|error| error.kind()),
+            Err(std::io::ErrorKind::ConnectionReset)
+        );
+        assert!(
+            conn.stream.peer_addr().is_err(),
+            "the socket forgot its peer"
+        );
+
+        let mut line = String::new();
+        client_line(&mut line, &conn, 0, conn.since);
+        assert_eq!(line_field::<String>(&line, "addr"), client, "{line}");
+        assert_eq!(line_field::<String>(&line, "laddr"), server, "{line}");
+    }
+
+    /// The value of `field` in a CLIENT LIST line.
+    fn line_field<T: std::str::FromStr>(line: &str, field: &str) -> T
+    where
+        T::Err: std::fmt::Debug,
+    {
+        let value = line
+            .split(' ')
+            .find_map(|pair| pair.strip_prefix(field)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {field} in {line}"));
+        value.parse().unwrap()
     }
 }

@@ -4,6 +4,8 @@
 
 use std::collections::HashSet;
 use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::time::Instant;
 
 use mio::net::TcpStream;
 
@@ -112,10 +114,20 @@ pub(crate) enum ReadOutcome {
 #[derive(Debug)]
 pub(crate) struct Connection {
     pub(crate) stream: TcpStream,
+    /// The client's address, for CLIENT LIST's `addr`, read when the
+    /// connection was made: once the client has gone (its socket reset),
+    /// the socket no longer knows it, and the connection may still be
+    /// listed before the server reads that end (a connection waiting for
+    /// its own CLIENT LIST reads nothing). `None` if it could not be read.
+    pub(crate) peer_addr: Option<SocketAddr>,
+    /// The server's address of the connection, for `laddr`, read with
+    /// `peer_addr`.
+    pub(crate) local_addr: Option<SocketAddr>,
     /// A number unique on the whole server and never reused, for
     /// `CLIENT ID` (never 0: an acknowledgement's waiter id 0 means none).
     pub(crate) id: u64,
-    /// Bytes received and not yet parsed into commands.
+    /// Bytes received and not yet parsed into commands. Taken out while
+    /// its commands run (see `running_input`).
     pub(crate) input: InputBuffer,
     pub(crate) parser: RequestParser,
     /// Replies and messages not yet written, in buffers from the core's
@@ -127,16 +139,24 @@ pub(crate) struct Connection {
     /// Patterns subscribed to, kept as `channels` is.
     pub(crate) patterns: Names,
     pub(crate) name: Option<Vec<u8>>,
+    /// While the commands in `input` run (it is taken out meanwhile),
+    /// the bytes a Redis query buffer would hold: all of them but what
+    /// the parser had taken in of a partial command before (the part
+    /// Redis has moved out). Redis trims its buffer only after running
+    /// what it read, so a command sees itself in its own CLIENT LIST's
+    /// `qbuf`, with the commands read together with it. 0 otherwise.
+    pub(crate) running_input: usize,
     /// When the connection was adopted, for CLIENT LIST's `age`.
-    pub(crate) since: std::time::Instant,
+    pub(crate) since: Instant,
     /// The last command's full name, for CLIENT LIST's `cmd` (see
     /// `command_name`); `None` before any, or after one the server does
     /// not know.
     pub(crate) last_command: Option<&'static str>,
-    /// When the last command was taken in, for CLIENT LIST's `idle`: one
-    /// clock reading for the commands read together (a pipeline), set by
-    /// `ServeCore::execute_input`; `since` until the first.
-    pub(crate) last_command_at: std::time::Instant,
+    /// When the server last read bytes from the client or wrote bytes to
+    /// it (replies, messages), for CLIENT LIST's `idle`, as Redis keeps
+    /// its `lastinteraction`: one clock reading per read or write that
+    /// moved bytes; `since` until the first.
+    pub(crate) last_interaction: Instant,
     /// Close once the output is written (QUIT, protocol error).
     pub(crate) closing: bool,
     /// Acknowledgements of subscriptions still awaited from other cores;
@@ -164,8 +184,10 @@ impl Connection {
         parser: RequestParser,
         out: OutputBuffer,
     ) -> Self {
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         Connection {
+            peer_addr: stream.peer_addr().ok(),
+            local_addr: stream.local_addr().ok(),
             stream,
             id,
             input: InputBuffer::default(),
@@ -174,9 +196,10 @@ impl Connection {
             channels: HashSet::new(),
             patterns: HashSet::new(),
             name: None,
+            running_input: 0,
             since: now,
             last_command: None,
-            last_command_at: now,
+            last_interaction: now,
             closing: false,
             held: 0,
             listing: None,
@@ -221,6 +244,17 @@ impl Connection {
         )
     }
 
+    /// The bytes of its query buffer, as Redis counts CLIENT LIST's
+    /// `qbuf`: received and not yet parsed (a partial command's whole
+    /// arguments are parsed), or while its commands run, what was read
+    /// with them (see `running_input`).
+    pub(crate) fn query_buffer(&self) -> usize {
+        if self.running_input > 0 {
+            return self.running_input;
+        }
+        self.input.len().saturating_sub(self.parser.parsed_len())
+    }
+
     /// Bytes waiting to be written.
     pub(crate) fn pending_out(&self) -> usize {
         self.out.pending()
@@ -237,7 +271,10 @@ impl Connection {
         loop {
             return match self.input.read_from(&mut self.stream, pool) {
                 Ok(0) => Ok(ReadOutcome::Closed),
-                Ok(_) => Ok(ReadOutcome::Data),
+                Ok(_) => {
+                    self.last_interaction = Instant::now();
+                    Ok(ReadOutcome::Data)
+                }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::Drained),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => Err(error),
@@ -249,7 +286,12 @@ impl Connection {
     /// written out go back to the pool. Returns whether everything was
     /// written.
     pub(crate) fn write_out(&mut self) -> io::Result<bool> {
-        self.out.write_to(&mut self.stream)
+        let pending = self.out.pending();
+        let written = self.out.write_to(&mut self.stream);
+        if self.out.pending() < pending {
+            self.last_interaction = Instant::now();
+        }
+        written
     }
 }
 

@@ -305,6 +305,35 @@ impl RequestParser {
         std::mem::take(&mut self.skipped)
     }
 
+    /// Bytes at the front of the buffer that the parser has already taken
+    /// in without completing a command: empty commands stepped over, and
+    /// the count line, argument headers and whole arguments of the
+    /// command in progress. The bytes after them are not parsed yet (a
+    /// partial line or argument). Zero after a call that ended a command.
+    ///
+    /// This is what Redis has moved out of a client's query buffer at
+    /// the same point, so `buf.len() - parsed_len()` is the query buffer
+    /// Redis would report.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use corelane::serve::resp::RequestParser;
+    ///
+    /// let mut parser = RequestParser::default();
+    /// // The name and its header are parsed; 3 bytes of the payload wait.
+    /// let buf = b"*2\r\n$4\r\nECHO\r\n$10\r\nhel";
+    /// assert!(parser.parse(buf)?.is_none());
+    /// assert_eq!(buf.len() - parser.parsed_len(), 3);
+    /// # Ok::<(), corelane::serve::resp::ProtocolError>(())
+    /// ```
+    pub fn parsed_len(&self) -> usize {
+        if self.ended {
+            return 0;
+        }
+        self.skipped + self.cursor
+    }
+
     /// Forgets the last command and trims buffers that a big one left large.
     fn reset(&mut self) {
         self.phase = Phase::Start;

@@ -10,6 +10,9 @@
 //! it to its own. A lane that is full does not lose or reorder a forward:
 //! it waits in a per-destination backlog, and while the backlog is over
 //! its bound the core stops reading from its clients (backpressure).
+//! CLIENT LIST's requests and lines go ahead of the forwards waiting
+//! there (see `send_ahead`): a list does not wait for a flood of
+//! PUBLISHes to drain.
 //!
 //! Output is written once per turn per connection, from a chain of buffers
 //! taken from the core's pool (see `output.rs`) that go back as they are
@@ -334,6 +337,9 @@ pub(crate) struct ServeCore {
     pub(crate) remote: Vec<RemoteInterest>,
     /// Messages waiting for room, per destination core, in order.
     backlog: Vec<VecDeque<ServerMsg>>,
+    /// How many messages at the front of each destination's backlog were
+    /// sent ahead of the rest (`send_ahead`), in the order sent.
+    ahead: Vec<usize>,
     /// What the backlog takes, by [`backlog_cost`].
     backlog_bytes: usize,
     /// Connections with output to write this turn.
@@ -378,6 +384,7 @@ impl ServeCore {
             subs: Subscriptions::default(),
             remote: (0..cores).map(|_| RemoteInterest::default()).collect(),
             backlog: (0..cores).map(|_| VecDeque::new()).collect(),
+            ahead: vec![0; cores],
             backlog_bytes: 0,
             dirty: Vec::new(),
             unread: Vec::new(),
@@ -595,16 +602,14 @@ impl ServeCore {
             self.mark_dirty(key);
             return;
         }
+        // What Redis would still hold in its query buffer while these
+        // commands run, for CLIENT LIST's `qbuf` (see `running_input`).
+        conn.running_input = input.len().saturating_sub(parser.parsed_len());
         let mut consumed = 0;
-        // One clock reading for the commands taken in together, for
-        // CLIENT LIST's `idle`: a pipeline of PUBLISHes reads it once.
-        let mut now = None;
         loop {
             match parser.parse(&input.data()[consumed..]) {
                 Ok(Some(request)) => {
                     consumed += request.consumed();
-                    let now = *now.get_or_insert_with(std::time::Instant::now);
-                    self.conns[key].last_command_at = now;
                     self.execute(cx, key, &request);
                     let stop = self.conns.get(key).is_none_or(|conn| {
                         conn.closing
@@ -637,6 +642,7 @@ impl ServeCore {
             input.consume(consumed);
             conn.input = input;
             conn.parser = parser;
+            conn.running_input = 0;
             if !conn.closing && conn.pending_out() > self.config.read_pause {
                 // Complete commands may remain (we stopped for output):
                 // `write_to` comes back to them once the client has read.
@@ -717,6 +723,36 @@ impl ServeCore {
         let msg = msg.to_msg();
         self.backlog_bytes += backlog_cost(&msg);
         self.backlog[target].push_back(msg);
+    }
+
+    /// Sends `msg` to core `target` ahead of the messages waiting for that
+    /// lane, behind only those sent ahead before it: for CLIENT LIST's
+    /// requests and lines, which wait on a client and depend on no other
+    /// message (a connection being handed over waits elsewhere, in
+    /// `pending_adopt`), so that a list does not wait for a backlog of
+    /// forwards (up to `backlog_limit`, seconds of them on small lanes).
+    /// What is already in the lane still goes first.
+    pub(crate) fn send_ahead(
+        &mut self,
+        cx: &mut Context<'_, ServerMsg>,
+        target: usize,
+        msg: ServerMsgRef<'_>,
+    ) {
+        if self.ahead[target] == 0 {
+            match cx.send(target, &msg) {
+                Ok(()) => return,
+                Err(SendError::Full(_)) => {}
+                Err(error) => {
+                    // Sizes are checked before sending; this is a bug.
+                    log::error!("cannot send to core {target}: {error}");
+                    return;
+                }
+            }
+        }
+        let msg = msg.to_msg();
+        self.backlog_bytes += backlog_cost(&msg);
+        self.backlog[target].insert(self.ahead[target], msg);
+        self.ahead[target] += 1;
     }
 
     /// Forwards a PUBLISH to every other core whose subscribers want it;
@@ -801,6 +837,7 @@ impl ServeCore {
                 }
                 let cost = backlog_cost(msg);
                 self.backlog[target].pop_front();
+                self.ahead[target] = self.ahead[target].saturating_sub(1);
                 self.backlog_bytes -= cost;
                 moved = true;
             }
@@ -1204,6 +1241,82 @@ mod tests {
             runtime.shutdown().unwrap().totals.delivered,
             forwarded as u64
         );
+    }
+
+    /// A CLIENT LIST asked while forwards wait for a full lane is
+    /// answered before they have all gone: its request, and the other
+    /// core's lines, go ahead of the backlog. Before, the request waited
+    /// behind every forward queued ahead of it (up to `backlog_limit`,
+    /// 16 MB by default: seconds on 1 KiB lanes).
+    #[test]
+    fn a_client_list_goes_ahead_of_waiting_forwards() {
+        let config = ServerConfig {
+            lane_capacity: 1024,
+            ..ServerConfig::default()
+        };
+        let mut runtime = two_cores(config, b"c", None);
+        let forwarded = runtime.with_context(0, |core, cx| {
+            for _ in 0..500 {
+                assert_eq!(core.forward(cx, b"c", b"payload"), 1);
+            }
+            500
+        });
+        let waiting = runtime.handler(0).backlog[1].len();
+        assert!(waiting > 400, "{waiting} forwards wait");
+
+        // A client on core 0 asks for the list.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (socket, _) = listener.accept().unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let key = runtime.with_context(0, |core, cx| {
+            let out = OutputBuffer::new(OutputPool::new(cx.pool().lender()));
+            let parser = RequestParser::new(Limits::default());
+            let conn = Connection::new(TcpStream::from_std(socket), 1, parser, out);
+            let key = core.conns.insert(conn);
+            let mut parser = RequestParser::new(Limits::default());
+            let request = parser.parse(b"CLIENT LIST\r\n").unwrap().unwrap();
+            core.list_clients(cx, key, &request);
+            key
+        });
+        assert!(runtime.handler(0).conns[key].listing.is_some());
+        assert!(matches!(
+            runtime.handler(0).backlog[1].front(),
+            Some(ServerMsg::ListClients { .. })
+        ));
+
+        // Each round, core 1 drains its lane and core 0 refills it.
+        let mut rounds = 0;
+        while runtime.handler(0).conns[key].listing.is_some() {
+            rounds += 1;
+            assert!(rounds < 1000, "the list is never answered");
+            runtime.turn_core(1);
+            runtime.turn_core(0);
+        }
+        let left = runtime.handler(0).backlog[1].len();
+        assert!(
+            left > waiting / 2,
+            "answered with {left} of {waiting} forwards left"
+        );
+        assert_eq!(runtime.handler(0).ahead, [0, 0]);
+
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut reply = [0; 64];
+        let read = std::io::Read::read(&mut client, &mut reply).unwrap();
+        let reply = String::from_utf8_lossy(&reply[..read]);
+        assert!(
+            reply.starts_with('$') && reply.contains("\r\nid=1 "),
+            "{reply}"
+        );
+
+        runtime.run_until_idle(100_000);
+        assert!(runtime.handler(0).backlog[1].is_empty());
+        let report = runtime.shutdown().unwrap();
+        // The forwards, the request and the one piece of lines.
+        assert_eq!(report.totals.delivered, forwarded + 2);
+        assert!(report.adds_up(), "{report}");
     }
 
     /// A connection accepted while the lane to its core is full waits on
