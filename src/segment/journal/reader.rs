@@ -432,6 +432,19 @@ impl JournalReader {
                 },
             });
         }
+        // As recovery refuses it: no writer makes a segment whose end does
+        // not fit in a u64.
+        if self
+            .base
+            .checked_add(segment.layout().capacity() as u64)
+            .is_none()
+        {
+            return Err(JournalError::Damaged {
+                path,
+                position: self.base,
+                damage: Damage::PositionsWrap,
+            });
+        }
         self.segment = Some(segment);
         Ok(true)
     }

@@ -447,6 +447,19 @@ fn check_segment(
             },
         });
     }
+    // No writer makes a segment whose positions, or the position where it
+    // ends, do not fit in a u64 (a planted one): every position computed
+    // in it would be a wrap or an overflow.
+    if base
+        .checked_add(segment.layout().capacity() as u64)
+        .is_none()
+    {
+        return Err(JournalError::Damaged {
+            path: path.to_path_buf(),
+            position: base,
+            damage: Damage::PositionsWrap,
+        });
+    }
     let scan = scan_segment(&segment, buffer);
     let end = base.wrapping_add(scan.end as u64);
     let damaged = |damage| {

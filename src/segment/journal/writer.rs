@@ -487,15 +487,10 @@ impl JournalWriter {
         // A segment recovered from a hostile directory may sit at the top
         // of the position space: refuse before sealing, so the segment stays
         // open and no wrapped-around base is ever created.
-        let next = self
-            .segment
-            .header()
-            .base_position
-            .checked_add(capacity as u64)
-            .ok_or(JournalError::PositionsExhausted {
-                dir: self.dir.clone(),
-                position: self.position(),
-            })?;
+        let next = self.next_base().ok_or(JournalError::PositionsExhausted {
+            dir: self.dir.clone(),
+            position: self.position(),
+        })?;
         // The bytes after the marker, to the segment's end (the rest of
         // its page and any pages after it), stay unused by design: a frame
         // never spans two segments, so that a reader validates each frame
@@ -546,12 +541,10 @@ impl JournalWriter {
     /// once per segment, however often starting the next one fails.
     fn abandon(&mut self) -> Result<(), JournalError> {
         let base = self.segment.header().base_position;
-        let next = base
-            .checked_add(self.segment.layout().capacity() as u64)
-            .ok_or(JournalError::PositionsExhausted {
-                dir: self.dir.clone(),
-                position: self.position(),
-            })?;
+        let next = self.next_base().ok_or(JournalError::PositionsExhausted {
+            dir: self.dir.clone(),
+            position: self.position(),
+        })?;
         let lost = AbandonedSegment {
             path: self.segment.path().to_path_buf(),
             base,
@@ -606,6 +599,17 @@ impl JournalWriter {
         Ok(())
     }
 
+    /// Where the segment after the current one starts, if one of the
+    /// configured size fits there: every position of a segment, and the
+    /// position where it ends, must fit in a `u64` (recovery refuses a
+    /// segment that runs past it).
+    fn next_base(&self) -> Option<u64> {
+        let base = self.segment.header().base_position;
+        let next = base.checked_add(self.segment.layout().capacity() as u64)?;
+        next.checked_add(self.config.segment_size as u64)?;
+        Some(next)
+    }
+
     /// Faults in the next [`POPULATE_AHEAD`] bytes of the frame area from
     /// the tail (or from where the last window ended, if further on).
     fn populate_ahead(&mut self) {
@@ -624,12 +628,7 @@ impl JournalWriter {
     fn prepare_next(&mut self) {
         // At the top of the position space there is no next segment; `roll`
         // refuses when it gets there.
-        let Some(base) = self
-            .segment
-            .header()
-            .base_position
-            .checked_add(self.segment.layout().capacity() as u64)
-        else {
+        let Some(base) = self.next_base() else {
             return;
         };
         let dir = self.dir.clone();
