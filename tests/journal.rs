@@ -1377,3 +1377,76 @@ fn a_reader_waits_before_a_leftover_segment_and_reads_what_comes_after() {
     reader.check_end().unwrap();
     assert_eq!(reader.leftover(), None);
 }
+
+/// A segment before the last cut short (truncated under a live writer,
+/// which abandoned it and appended on in the next): the writer once
+/// refused the journal at its next start ("too short", "file is N bytes
+/// but its header implies M") until the file was moved aside, which left
+/// a gap it refused too. It now goes on as the writer that found it did:
+/// the cut file is reported and left in place, no frame in any other
+/// segment is touched, and appends resume after the last one.
+#[test]
+fn a_segment_cut_short_before_the_last_does_not_stop_the_next_writer() {
+    for (segment, len) in [
+        (0, HEADER_PAGE as u64),
+        (4096, HEADER_PAGE as u64),
+        (4096, HEADER_PAGE as u64 + 1024),
+        (4096, 0),
+    ] {
+        let case = format!("segment {segment} cut to {len} bytes");
+        let dir = Scratch::new("cut-short-middle");
+        let positions = three_segments(&dir.0);
+        let cut = segment_path(&dir.0, segment);
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&cut)
+            .unwrap()
+            .set_len(len)
+            .unwrap();
+        let others: Vec<_> = list_segments(&dir.0)
+            .unwrap()
+            .into_iter()
+            .filter(|(base, _)| *base != segment)
+            .map(|(_, path)| (fs::read(&path).unwrap(), path))
+            .collect();
+        let end = positions.last().unwrap() + 64;
+
+        let mut writer = JournalWriter::open(&dir.0, config(4096)).unwrap();
+        assert_eq!(
+            writer.recovery().cut_short,
+            std::slice::from_ref(&cut),
+            "{case}"
+        );
+        assert!(writer.recovery().removed.is_empty(), "{case}");
+        let resumed = writer.position();
+        assert!(
+            resumed > *positions.last().unwrap() && resumed <= end,
+            "{case}"
+        );
+        let n = positions.len() as u64;
+        let appended = append_frames(&mut writer, n..n + 3);
+        assert_eq!(appended[0], resumed, "{case}");
+        drop(writer);
+
+        // Nothing else was changed but the frames appended after the last.
+        assert_eq!(fs::metadata(&cut).unwrap().len(), len, "{case}");
+        for (bytes, path) in &others[..others.len() - 1] {
+            assert_eq!(
+                &fs::read(path).unwrap(),
+                bytes,
+                "{case}: {}",
+                path.display()
+            );
+        }
+        // Readers still stop at the cut segment, and read past it when
+        // asked to start after it.
+        assert!(inspect(&dir.0).unwrap().damage.is_some(), "{case}");
+        let mut reader = JournalReader::open(&dir.0, Start::Position(8192)).unwrap();
+        let mut read = Vec::new();
+        while let Some(frame) = reader.next_frame().unwrap() {
+            read.push(frame.position);
+        }
+        let after: Vec<u64> = positions.iter().copied().filter(|&p| p >= 8192).collect();
+        assert_eq!(read, [after, appended].concat(), "{case}");
+    }
+}

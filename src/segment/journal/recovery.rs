@@ -19,6 +19,21 @@
 //!   length flipped to zero or to the segment's size must not hide the
 //!   committed frames behind it), is damage, refused as above.
 //!
+//! A segment before the last whose file is shorter than its header says
+//! (or than any segment) was cut short after it was made: truncated under
+//! a live writer, which abandoned it and went on in the next segment (see
+//! [`super::writer`]). What it lost is lost, and refusing to open would
+//! save none of it: the writer that found it already went on, and a
+//! writer appends only after the last segment, never touching the cut one
+//! or the frames after it. So recovery does as that writer did: it logs
+//! the segment, reports it ([`RecoveryReport::cut_short`]), leaves it in
+//! place, and appends resume after the last segment. It stays damage to
+//! [`inspect`] and to readers, which stop there (a reader reaches the
+//! frames after it when asked to start there); the segments after it are
+//! checked as any others. A cut-short *last* segment is not passed over
+//! this way: it is refused, or removed if nothing is left past its header
+//! page (below).
+//!
 //! Segments at the end of the directory that hold no frame are not
 //! damage to the writer: a crash can leave one behind (the next segment
 //! linked into place but never written, its size or header lost with the
@@ -134,6 +149,9 @@ pub struct RecoveryReport {
     /// Segments at the end of the journal that held no frame and were
     /// removed (see the module documentation), in position order.
     pub removed: Vec<PathBuf>,
+    /// Segments before the last that were found cut short (see the module
+    /// documentation): left in place, in position order.
+    pub cut_short: Vec<PathBuf>,
 }
 
 /// Checks every segment of the journal in `dir`, read-only, and reports
@@ -294,7 +312,21 @@ pub(crate) fn recover(
         } else {
             Access::ReadOnly
         };
-        let (summary, segment, damage) = check_segment(path, *base, access, is_last, &mut buffer)?;
+        let (summary, segment, damage) =
+            match check_segment(path, *base, access, is_last, &mut buffer) {
+                Err(JournalError::Segment(error)) if !is_last && is_cut_short(&error) => {
+                    log::error!(
+                        "{error}: the segment was cut short (truncated under its writer, which \
+                     abandoned it and went on in the next); the frames it lost are lost, \
+                     and readers from before it stop there as at any damage. Appends resume \
+                     after the last segment; the file is left in place"
+                    );
+                    report.cut_short.push(path.clone());
+                    expected_base = None;
+                    continue;
+                }
+                result => result?,
+            };
         if let Some(damage) = damage {
             return Err(blame_what_follows(&listed, index, damage));
         }
@@ -375,6 +407,19 @@ pub(crate) fn recover(
         resume
     };
     Ok((Resume::In(segment, resume), report))
+}
+
+/// Whether `error`, from opening a segment, says its file is shorter than
+/// any segment or than its header implies: a file truncated after it was
+/// made (every segment a writer makes has the length its header says).
+fn is_cut_short(error: &SegmentError) -> bool {
+    match error {
+        SegmentError::TooShort { .. } => true,
+        SegmentError::SizeMismatch {
+            file_len, expected, ..
+        } => file_len < expected,
+        _ => false,
+    }
 }
 
 /// `damage`, found in the segment that the file at `next` (named for

@@ -29,10 +29,11 @@
 //! writer cannot put it back. It *abandons* that segment: writes nothing
 //! more to it, logs once which positions it may have lost, and moves on to
 //! a new segment based where the abandoned one ends, so appends go on. The
-//! abandoned file stays where it is, as evidence: readers, `corelane
-//! journal inspect` and a later writer's recovery all report it as damage
-//! (nothing after it is read quietly past it), and a reader reaches the
-//! frames after it only when asked to start there.
+//! abandoned file stays where it is, as evidence: readers and `corelane
+//! journal inspect` report it as damage (nothing after it is read quietly
+//! past it), and a reader reaches the frames after it only when asked to
+//! start there. A later writer's recovery logs it and goes on after the
+//! last segment, as this writer did (see [`super::recovery`]).
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
