@@ -392,13 +392,14 @@ impl JournalReader {
     }
 
     /// The segment the journal ends in past the reader's position, if it is
-    /// a [`LeftoverSegment`](super::LeftoverSegment): a segment that holds
-    /// no frame, linked at a roll the segment the reader is in never got
-    /// (a crash came first). It is no damage, as
+    /// a [`LeftoverSegment`](super::LeftoverSegment): one that holds no
+    /// frame, linked at a roll from the segment the reader is in, with a
+    /// crash before its first frame. It is no damage, as
     /// [`inspect`](super::inspect) reports it: the next writer removes it
-    /// and appends where the reader stands. `None` anywhere else, or until
-    /// [`next_frame`](Self::next_frame), [`check_end`](Self::check_end) or
-    /// [`torn_tail`](Self::torn_tail) has stopped there.
+    /// and appends after the frames the reader has read. `None` anywhere
+    /// else, or until [`next_frame`](Self::next_frame),
+    /// [`check_end`](Self::check_end) or [`torn_tail`](Self::torn_tail) has
+    /// stopped there.
     pub fn leftover(&self) -> Option<PathBuf> {
         (self.leftover_at == Some(self.position()))
             .then(|| segment_path(&self.dir, self.next_base()))

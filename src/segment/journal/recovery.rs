@@ -235,12 +235,9 @@ fn leftover(
     buffer: &mut FrameBuffer,
 ) -> Result<Option<LeftoverSegment>, JournalError> {
     let trailing = frameless_trailing(listed, buffer)?;
-    let ([kind], [.., (base, path)]) = (trailing.as_slice(), listed) else {
+    let ([kind], [.., _, (base, path)]) = (trailing.as_slice(), listed) else {
         return Ok(None);
     };
-    if listed.len() < 2 {
-        return Ok(None);
-    }
     Ok(Some(LeftoverSegment {
         path: path.clone(),
         base: *base,
@@ -317,9 +314,9 @@ pub(crate) fn recover(
                 Err(JournalError::Segment(error)) if !is_last && is_cut_short(&error) => {
                     log::error!(
                         "{error}: the segment was cut short (truncated under its writer, which \
-                     abandoned it and went on in the next); the frames it lost are lost, \
-                     and readers from before it stop there as at any damage. Appends resume \
-                     after the last segment; the file is left in place"
+                         abandoned it and went on in the next); the frames it lost are lost, \
+                         and readers from before it stop there as at any damage. Appends resume \
+                         after the last segment; the file is left in place"
                     );
                     report.cut_short.push(path.clone());
                     expected_base = None;
