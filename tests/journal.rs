@@ -1042,7 +1042,17 @@ fn a_segment_at_the_end_that_holds_no_frame_is_removed_on_open() {
         let dir = Scratch::new("frameless-end");
         let (mut positions, end, next) = open_segment_then(&dir.0);
         frameless_segment(&next, case);
-        assert!(inspect(&dir.0).unwrap().damage.is_some(), "{case}");
+        // Not damage, and `inspect` says what the writer does with it.
+        let inspection = inspect(&dir.0).unwrap();
+        assert!(
+            inspection.damage.is_none(),
+            "{case}: {:?}",
+            inspection.damage
+        );
+        let leftover = inspection.leftover.expect("a leftover segment");
+        assert_eq!((&leftover.path, leftover.base), (&next, 4096), "{case}");
+        let sound = matches!(case, "linked but never written" | "its first frame torn");
+        assert_eq!(leftover.header_sound, sound, "{case}");
 
         let mut writer = JournalWriter::open(&dir.0, config(4096)).unwrap();
         assert_eq!(
@@ -1221,4 +1231,222 @@ fn no_segment_is_started_where_its_positions_would_run_past_the_top() {
     let mut writer = JournalWriter::open(&dir.0, config(4096)).unwrap();
     assert_eq!(writer.position(), base);
     assert_eq!(append_frames(&mut writer, 0..1), [base]);
+}
+
+/// `journal inspect` and `tail` of a journal that ends in a segment that
+/// holds no frame, linked at a roll and never written (a crash came
+/// first; the writer's recovery removes it): each says what it is, prints
+/// every frame before it, and exits 0. They once reported it as damage
+/// ("ends without an end marker", "too short", "bad magic").
+#[test]
+fn journal_commands_say_a_leftover_segment_is_no_damage() {
+    let cases = [
+        ("linked but never written", false),
+        ("its first frame torn", false),
+        ("its size lost", false),
+        ("its header lost", false),
+        ("its size lost", true),
+        ("its header lost", true),
+    ];
+    for (case, sealed) in cases {
+        let dir = Scratch::new("cli-leftover");
+        let positions = if sealed {
+            let mut writer = JournalWriter::open(&dir.0, config(4096)).unwrap();
+            let mut positions = Vec::new();
+            let mut i = 0;
+            while positions.last() < Some(&4096) {
+                positions.extend(append_frames(&mut writer, i..i + 1));
+                i += 1;
+            }
+            drop(writer);
+            fs::remove_file(segment_path(&dir.0, 4096)).unwrap();
+            positions.pop();
+            positions
+        } else {
+            open_segment_then(&dir.0).0
+        };
+        let next = segment_path(&dir.0, 4096);
+        frameless_segment(&next, case);
+        let label = format!("{case}, after a sealed segment: {sealed}");
+
+        let inspected = journal_command("inspect", &dir.0);
+        let stdout = String::from_utf8_lossy(&inspected.stdout);
+        assert_eq!(inspected.status.code(), Some(0), "{label}: {stdout}");
+        assert!(stdout.contains("  no damage\n"), "{label}: {stdout}");
+        assert!(!stdout.contains("DAMAGE"), "{label}: {stdout}");
+        assert!(
+            stdout.contains(&format!(
+                ": 1 segment, {} frames, first position 0, last position {},",
+                positions.len(),
+                positions.last().unwrap()
+            )),
+            "{label}: {stdout}"
+        );
+        let lost = if case.contains("lost") {
+            ", its header or size not on the disk"
+        } else {
+            ""
+        };
+        assert!(
+            stdout.contains(&format!(
+                "  0000000000001000.journal  base 4096  empty (linked at a roll, then a crash \
+                 before its first frame{lost}); not damage: the next writer removes it and \
+                 appends after the last frame\n"
+            )),
+            "{label}: {stdout}"
+        );
+
+        let tailed = journal_command("tail", &dir.0);
+        let stderr = String::from_utf8_lossy(&tailed.stderr);
+        assert_eq!(tailed.status.code(), Some(0), "{label}: {stderr}");
+        let printed: Vec<u64> = String::from_utf8_lossy(&tailed.stdout)
+            .lines()
+            .map(|line| line.split(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(printed, positions, "{label}");
+        assert!(
+            stderr.contains(&format!(
+                "{} after it is empty (linked at a roll, then a crash before its first \
+                 frame): not damage, the next writer removes it",
+                next.display()
+            )),
+            "{label}: {stderr}"
+        );
+        assert!(next.exists(), "{label}: read-only commands removed it");
+    }
+}
+
+/// A segment that holds no frame but is not where the journal's last one
+/// ends, or follows a damaged one, is still reported as damage.
+#[test]
+fn journal_inspect_still_reports_damage_around_an_empty_segment() {
+    for case in ["not where the last segment ends", "after a damaged frame"] {
+        let dir = Scratch::new("cli-leftover-damage");
+        let (positions, _, next) = open_segment_then(&dir.0);
+        let (stray, base) = match case {
+            "not where the last segment ends" => (segment_path(&dir.0, 3 * 4096), 3 * 4096),
+            _ => {
+                let path = segment_path(&dir.0, 0);
+                let mut bytes = fs::read(&path).unwrap();
+                bytes[HEADER_PAGE + positions[1] as usize + PAYLOAD_OFFSET] ^= 1;
+                fs::write(&path, &bytes).unwrap();
+                (next, 4096)
+            }
+        };
+        drop(Segment::create(&stray, SegmentKind::Journal, 4096, base).unwrap());
+        let inspection = inspect(&dir.0).unwrap();
+        assert!(inspection.leftover.is_none(), "{case}");
+        let damage = inspection.damage.expect("damage");
+        assert!(
+            matches!(damage, JournalError::Damaged { .. }),
+            "{case}: {damage}"
+        );
+        for command in ["inspect", "tail"] {
+            let output = journal_command(command, &dir.0);
+            assert_eq!(output.status.code(), Some(1), "{case}: {command}");
+        }
+    }
+}
+
+/// A reader that stops before a leftover segment waits there, as at the
+/// end of any journal, and reads on once a writer has removed it and
+/// appended, across the writer's next roll too.
+#[test]
+fn a_reader_waits_before_a_leftover_segment_and_reads_what_comes_after() {
+    let dir = Scratch::new("reader-leftover");
+    let (mut positions, _, next) = open_segment_then(&dir.0);
+    frameless_segment(&next, "linked but never written");
+    let mut reader = JournalReader::open(&dir.0, Start::Beginning).unwrap();
+    let mut read = Vec::new();
+    while let Some(frame) = reader.next_frame().unwrap() {
+        read.push(frame.position);
+    }
+    assert_eq!(read, positions);
+    reader.check_end().unwrap();
+    assert_eq!(reader.leftover(), Some(next.clone()));
+    assert!(reader.next_frame().unwrap().is_none());
+
+    let mut writer = JournalWriter::open(&dir.0, config(4096)).unwrap();
+    assert_eq!(writer.recovery().removed, std::slice::from_ref(&next));
+    positions.extend(append_frames(&mut writer, 5..40));
+    assert!(positions.iter().any(|&p| p > 4096), "it rolled");
+    while let Some(frame) = reader.next_frame().unwrap() {
+        read.push(frame.position);
+    }
+    assert_eq!(read, positions);
+    reader.check_end().unwrap();
+    assert_eq!(reader.leftover(), None);
+}
+
+/// A segment before the last cut short (truncated under a live writer,
+/// which abandoned it and appended on in the next): the writer once
+/// refused the journal at its next start ("too short", "file is N bytes
+/// but its header implies M") until the file was moved aside, which left
+/// a gap it refused too. It now goes on as the writer that found it did:
+/// the cut file is reported and left in place, no frame in any other
+/// segment is touched, and appends resume after the last one.
+#[test]
+fn a_segment_cut_short_before_the_last_does_not_stop_the_next_writer() {
+    for (segment, len) in [
+        (0, HEADER_PAGE as u64),
+        (4096, HEADER_PAGE as u64),
+        (4096, HEADER_PAGE as u64 + 1024),
+        (4096, 0),
+    ] {
+        let case = format!("segment {segment} cut to {len} bytes");
+        let dir = Scratch::new("cut-short-middle");
+        let positions = three_segments(&dir.0);
+        let cut = segment_path(&dir.0, segment);
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&cut)
+            .unwrap()
+            .set_len(len)
+            .unwrap();
+        let others: Vec<_> = list_segments(&dir.0)
+            .unwrap()
+            .into_iter()
+            .filter(|(base, _)| *base != segment)
+            .map(|(_, path)| (fs::read(&path).unwrap(), path))
+            .collect();
+        let end = positions.last().unwrap() + 64;
+
+        let mut writer = JournalWriter::open(&dir.0, config(4096)).unwrap();
+        assert_eq!(
+            writer.recovery().cut_short,
+            std::slice::from_ref(&cut),
+            "{case}"
+        );
+        assert!(writer.recovery().removed.is_empty(), "{case}");
+        let resumed = writer.position();
+        assert!(
+            resumed > *positions.last().unwrap() && resumed <= end,
+            "{case}"
+        );
+        let n = positions.len() as u64;
+        let appended = append_frames(&mut writer, n..n + 3);
+        assert_eq!(appended[0], resumed, "{case}");
+        drop(writer);
+
+        // Nothing else was changed but the frames appended after the last.
+        assert_eq!(fs::metadata(&cut).unwrap().len(), len, "{case}");
+        for (bytes, path) in &others[..others.len() - 1] {
+            assert_eq!(
+                &fs::read(path).unwrap(),
+                bytes,
+                "{case}: {}",
+                path.display()
+            );
+        }
+        // Readers still stop at the cut segment, and read past it when
+        // asked to start after it.
+        assert!(inspect(&dir.0).unwrap().damage.is_some(), "{case}");
+        let mut reader = JournalReader::open(&dir.0, Start::Position(8192)).unwrap();
+        let mut read = Vec::new();
+        while let Some(frame) = reader.next_frame().unwrap() {
+            read.push(frame.position);
+        }
+        let after: Vec<u64> = positions.iter().copied().filter(|&p| p >= 8192).collect();
+        assert_eq!(read, [after, appended].concat(), "{case}");
+    }
 }

@@ -121,7 +121,9 @@ const FRAME_SPACE: u64 = aligned_len(HEADER_LEN + 100) as u64;
 #[test]
 fn segment_at_the_top_of_the_position_space_does_not_overflow_a_roll() {
     let scratch = Scratch::new("top");
-    let base = u64::MAX - 4095;
+    // The highest segment of 4096 bytes that leaves room for no other:
+    // the next would end at 2^64, past every position.
+    let base = u64::MAX - 8191;
     drop(
         Segment::create(
             &segment_path(&scratch.0, base),
@@ -132,8 +134,8 @@ fn segment_at_the_top_of_the_position_space_does_not_overflow_a_roll() {
         .unwrap(),
     );
 
-    // The writer resumes there; a roll would need a position past u64::MAX,
-    // so the append that needs one fails cleanly instead.
+    // The writer resumes there; a roll would need a segment that ends past
+    // u64::MAX, so the append that needs one fails cleanly instead.
     let mut writer = JournalWriter::open(&scratch.0, config(4096)).unwrap();
     let mut appended = 0u64;
     let error = loop {
@@ -156,6 +158,7 @@ fn segment_at_the_top_of_the_position_space_does_not_overflow_a_roll() {
         "{error}"
     );
     drop(writer);
+    assert!(!segment_path(&scratch.0, base + 4096).exists());
 
     // Nothing was created at position zero, and the frames read back.
     assert!(!segment_path(&scratch.0, 0).exists());
@@ -231,4 +234,67 @@ fn a_sparse_segment_claiming_more_than_any_writer_makes_is_refused_at_once() {
     let mut reader = JournalReader::open(&scratch.0, Start::Beginning).unwrap();
     let error = reader.next_frame().unwrap_err();
     assert!(refused(&error), "{error}");
+}
+
+/// Writes a valid frame of `payload` at `offset` of the segment at `path`
+/// (based at `base`), checksummed as a writer makes it.
+fn plant_frame(path: &std::path::Path, base: u64, offset: usize, payload: &[u8]) {
+    use corelane::frame::layout::{checksum, write_meta, FLAG_CHECKSUM};
+    use std::os::unix::fs::FileExt;
+
+    let length = HEADER_LEN + payload.len();
+    let meta = FrameMeta {
+        flags: FLAG_CHECKSUM,
+        sequence: base.wrapping_add(offset as u64),
+        ..meta(0)
+    };
+    let mut frame = vec![0u8; length];
+    write_meta(&mut frame[..HEADER_LEN], &meta, 0);
+    let sum = checksum(&frame[..HEADER_LEN], payload);
+    write_meta(&mut frame[..HEADER_LEN], &meta, sum);
+    frame[..4].copy_from_slice(&(length as i32).to_le_bytes());
+    frame[HEADER_LEN..].copy_from_slice(payload);
+    let at = corelane::segment::layout::HEADER_PAGE + offset;
+    let file = fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.write_all_at(&frame, at as u64).unwrap();
+}
+
+/// A sound segment planted near the top of the position space, whose
+/// positions would run past `u64::MAX` (or end exactly at 2^64), with a
+/// valid frame in it or none: the writer once opened it and appended, its
+/// positions overflowing (a panic, or a wrap in a release build). It is
+/// refused, naming the file, by the writer, `inspect` and a reader, and
+/// left as it was.
+#[test]
+fn a_segment_whose_positions_run_past_the_top_is_refused_naming_it() {
+    for base in [u64::MAX - 100, u64::MAX - 4095, u64::MAX - 4096 + 64] {
+        for framed in [true, false] {
+            let scratch = Scratch::new("past-top");
+            let path = segment_path(&scratch.0, base);
+            drop(Segment::create(&path, SegmentKind::Journal, 4096, base).unwrap());
+            if framed {
+                plant_frame(&path, base, 0, b"planted");
+            }
+            let before = fs::read(&path).unwrap();
+            let refused = |error: &JournalError| {
+                matches!(
+                    error,
+                    JournalError::Damaged {
+                        path: p,
+                        position,
+                        damage: Damage::PositionsWrap,
+                    } if *p == path && *position == base
+                ) && error.to_string().contains(&*path.to_string_lossy())
+            };
+
+            let error = JournalWriter::open(&scratch.0, config(4096)).unwrap_err();
+            assert!(refused(&error), "{base:x} framed {framed}: {error}");
+            let damage = inspect(&scratch.0).unwrap().damage.expect("damage");
+            assert!(refused(&damage), "{base:x} framed {framed}: {damage}");
+            let mut reader = JournalReader::open(&scratch.0, Start::Beginning).unwrap();
+            let error = reader.next_frame().unwrap_err();
+            assert!(refused(&error), "{base:x} framed {framed}: {error}");
+            assert_eq!(fs::read(&path).unwrap(), before, "{base:x} framed {framed}");
+        }
+    }
 }

@@ -257,6 +257,17 @@ fn journal_writer(dir: &Path) {
         matches!(&error, JournalError::Segment(SegmentError::TooShort { path: p, .. }) if *p == path),
         "{error}"
     );
+
+    // The next writer goes on after the frames that went on, as this one
+    // did, leaving the cut segment where it is.
+    let mut writer = JournalWriter::open(dir, journal_config()).unwrap();
+    assert_eq!(writer.recovery().cut_short, std::slice::from_ref(&path));
+    assert_eq!(writer.position(), next + 2 * frame_len());
+    assert_eq!(
+        writer.append(&payload(12), meta(12)).unwrap(),
+        next + 2 * frame_len()
+    );
+    assert!(path.exists());
 }
 
 /// A writer gone quiet, whose segment is cut where nothing faults (the

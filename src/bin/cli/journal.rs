@@ -10,7 +10,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use corelane::segment::journal::dir::list_segments;
-use corelane::segment::journal::{inspect, JournalError, JournalFrame, SegmentSummary};
+use corelane::segment::journal::{
+    inspect, JournalError, JournalFrame, LeftoverSegment, SegmentSummary,
+};
 use corelane::serve::Published;
 
 use crate::journal_follow::{core_dirs, TailError, TailSet, RESCAN};
@@ -114,6 +116,8 @@ fn inspect_command(dir: &Path) -> Result<ExitCode, TailError> {
                 format!("damaged, valid to {} bytes", segment.end - segment.base)
             } else if segment.sealed {
                 "sealed".to_string()
+            } else if segment.frames == 0 && segment.torn_tail.is_none() {
+                "empty, the next frame goes here".to_string()
             } else {
                 format!("open, {} bytes used", segment.end - segment.base)
             };
@@ -129,6 +133,9 @@ fn inspect_command(dir: &Path) -> Result<ExitCode, TailError> {
                     tail.position, tail.bytes
                 );
             }
+        }
+        if let Some(leftover) = &inspection.leftover {
+            let _ = writeln!(out, "  {}", leftover_line(leftover));
         }
         match &inspection.damage {
             Some(error) => {
@@ -177,6 +184,25 @@ fn segment_line(segment: &SegmentSummary) -> String {
         segment.frames,
         shown(segment.first),
         shown(segment.last),
+    )
+}
+
+/// What a leftover segment is, in plain words: no damage, and what the
+/// next writer does with it.
+fn leftover_line(leftover: &LeftoverSegment) -> String {
+    let name = leftover
+        .path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let lost = if leftover.header_sound {
+        ""
+    } else {
+        ", its header or size not on the disk"
+    };
+    format!(
+        "{name}  base {}  empty (linked at a roll, then a crash before its first frame{lost}); \
+         not damage: the next writer removes it and appends after the last frame",
+        leftover.base
     )
 }
 

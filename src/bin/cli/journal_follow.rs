@@ -94,6 +94,9 @@ struct Tailed {
     rested_at: Option<u64>,
     /// Where its reader stopped at a torn tail (said once on stderr).
     torn_at: Option<u64>,
+    /// Where its reader stopped before a leftover segment (said once on
+    /// stderr).
+    leftover_at: Option<u64>,
 }
 
 /// What the directory given to `tail` turned out to be.
@@ -268,6 +271,7 @@ impl TailSet {
                 reader,
                 rested_at: None,
                 torn_at: None,
+                leftover_at: None,
             },
         );
         Ok(())
@@ -277,7 +281,10 @@ impl TailSet {
 /// Checks that `tailed`'s journal ends where its reader stands.
 fn check_end(tailed: &mut Tailed) -> Result<(), TailError> {
     match tailed.reader.check_end() {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            say_leftover(tailed);
+            Ok(())
+        }
         Err(error) => match gone(&tailed.dir, tailed.id) {
             Some(gone) => Err(gone),
             None if at_torn_tail(tailed, &error)? => Ok(()),
@@ -311,6 +318,26 @@ fn at_torn_tail(tailed: &mut Tailed, error: &JournalError) -> Result<bool, TailE
         );
     }
     Ok(true)
+}
+
+/// Says on stderr, once per position, that `tailed`'s journal ends past
+/// its reader in a segment that holds no frame, left by a crash, as
+/// `inspect` says it: not damage, removed by the next writer.
+fn say_leftover(tailed: &mut Tailed) {
+    let position = tailed.reader.position();
+    let Some(path) = tailed.reader.leftover() else {
+        return;
+    };
+    if tailed.leftover_at != Some(position) {
+        tailed.leftover_at = Some(position);
+        eprintln!(
+            "corelane journal: {}: the journal ends at position {position}; {} after it is \
+             empty (linked at a roll, then a crash before its first frame): not damage, the \
+             next writer removes it",
+            tailed.dir.display(),
+            path.display()
+        );
+    }
 }
 
 /// The `core-N` subdirectories of `root`, in core order.

@@ -35,5 +35,7 @@ pub mod writer;
 pub use error::{Damage, JournalError};
 pub use policy::{Durability, JournalConfig};
 pub use reader::{JournalFrame, JournalReader, Start};
-pub use recovery::{inspect, Inspection, RecoveryReport, SegmentSummary, TornTail};
+pub use recovery::{
+    inspect, Inspection, LeftoverSegment, RecoveryReport, SegmentSummary, TornTail,
+};
 pub use writer::{AbandonedSegment, JournalWriter};

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 /// When appended frames are written through to the disk (msync of the bytes
-/// written since the last sync; the directory is fsynced when a segment is
-/// added, for every policy but [`Durability::None`]).
+/// written since the last sync). For every policy but [`Durability::None`],
+/// a new segment's header is fsynced before the segment is linked into
+/// place, and the directory after.
 ///
 /// Frames reach the page cache as they are appended, so a crash of the
 /// writing *process* loses nothing under any policy: the policy only bounds

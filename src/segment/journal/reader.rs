@@ -24,7 +24,7 @@ use rkyv::{rancor, Archived};
 
 use super::dir::{list_segments, open_segment, segment_path};
 use super::error::{Damage, JournalError};
-use super::recovery::{blame_next, torn_tail_at, TornTail};
+use super::recovery::{blame_next, ends_in_leftover, torn_tail_at, TornTail};
 use super::scan::{read_slot, valid_frame_after, FrameBuffer, Slot};
 use crate::frame::envelope::{access_untrusted, check_type};
 use crate::frame::layout::{aligned_len, FrameMeta, FRAME_ALIGN, PAYLOAD_OFFSET};
@@ -92,6 +92,10 @@ pub struct JournalReader {
     /// The torn tail [`torn_tail`](JournalReader::torn_tail) last found,
     /// kept for the same reason.
     torn: Option<TornTail>,
+    /// The position where the reader last found the journal ending in a
+    /// leftover segment (see [`leftover`](JournalReader::leftover)), so
+    /// that a reader resting there does not check it again and again.
+    leftover_at: Option<u64>,
 }
 
 /// What one step of reading found, before the frame is lent out.
@@ -120,6 +124,7 @@ impl JournalReader {
             buffer: FrameBuffer::new(),
             checked_end: None,
             torn: None,
+            leftover_at: None,
         };
         if let Start::Position(position) = start {
             // An empty journal ends at position 0: reading from there waits
@@ -161,11 +166,21 @@ impl JournalReader {
         loop {
             match self.step()? {
                 Step::NoMoreYet => return Ok(None),
-                Step::NextSegment => {
-                    if !self.advance_segment()? {
-                        return Ok(None);
+                Step::NextSegment => match self.advance_segment() {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(None),
+                    // A sealed segment's successor whose header or size
+                    // never reached the disk: the next writer removes it
+                    // and makes it again.
+                    Err(error) => {
+                        let next = self.next_base();
+                        let (dir, base, offset) = (&self.dir, self.base, self.offset);
+                        if Self::at_leftover(dir, base, offset, next, &mut self.leftover_at)? {
+                            return Ok(None);
+                        }
+                        return Err(error);
                     }
-                }
+                },
                 Step::Frame { meta, length } => {
                     let position = self.position();
                     self.offset += aligned_len(length);
@@ -214,6 +229,17 @@ impl JournalReader {
                 let slot = read_slot(segment, self.offset, &mut self.buffer);
                 segment.check_truncated()?;
                 match slot.map_err(damaged)? {
+                    Slot::Unwritten
+                        if Self::at_leftover(
+                            &self.dir,
+                            self.base,
+                            self.offset,
+                            next,
+                            &mut self.leftover_at,
+                        )? =>
+                    {
+                        Ok(Step::NoMoreYet)
+                    }
                     Slot::Unwritten => Err(blame_next(
                         Some((next, &segment_path(&self.dir, next))),
                         damaged(Damage::MissingEndMarker),
@@ -265,6 +291,7 @@ impl JournalReader {
             return Ok(());
         }
         let position = self.position();
+        let next = self.next_base();
         let segment = self.segment.as_ref().expect("opened just above");
         let damaged = |damage| JournalError::Damaged {
             path: segment.path().to_path_buf(),
@@ -281,6 +308,20 @@ impl JournalReader {
             return Ok(());
         }
         segment.check_length()?;
+        let later = match later {
+            Some(_)
+                if Self::at_leftover(
+                    &self.dir,
+                    self.base,
+                    self.offset,
+                    next,
+                    &mut self.leftover_at,
+                )? =>
+            {
+                None
+            }
+            later => later,
+        };
         if let Some((base, path)) = later {
             // Listed before the slot was read: had the writer made that
             // segment, it would have sealed this one first.
@@ -319,6 +360,7 @@ impl JournalReader {
     /// [`JournalError::Segment`] if the segment was truncated.
     pub fn torn_tail(&mut self) -> Result<Option<TornTail>, JournalError> {
         let position = self.position();
+        let next = self.next_base();
         let Some(segment) = &self.segment else {
             return Ok(None);
         };
@@ -330,6 +372,13 @@ impl JournalReader {
         if list_segments(&self.dir)?
             .iter()
             .any(|&(b, _)| b > self.base)
+            && !Self::at_leftover(
+                &self.dir,
+                self.base,
+                self.offset,
+                next,
+                &mut self.leftover_at,
+            )?
         {
             return Ok(None);
         }
@@ -340,6 +389,49 @@ impl JournalReader {
         segment.check_truncated()?;
         self.torn.clone_from(&torn);
         Ok(torn)
+    }
+
+    /// The segment the journal ends in past the reader's position, if it is
+    /// a [`LeftoverSegment`](super::LeftoverSegment): one that holds no
+    /// frame, linked at a roll from the segment the reader is in, with a
+    /// crash before its first frame. It is no damage, as
+    /// [`inspect`](super::inspect) reports it: the next writer removes it
+    /// and appends after the frames the reader has read. `None` anywhere
+    /// else, or until [`next_frame`](Self::next_frame),
+    /// [`check_end`](Self::check_end) or [`torn_tail`](Self::torn_tail) has
+    /// stopped there.
+    pub fn leftover(&self) -> Option<PathBuf> {
+        (self.leftover_at == Some(self.position()))
+            .then(|| segment_path(&self.dir, self.next_base()))
+    }
+
+    /// Whether the journal in `dir` ends in a leftover segment past
+    /// `offset` of the segment based at `base`, which ends at `next` (see
+    /// [`leftover`](Self::leftover)); checked once per position, the last
+    /// one found kept in `found_at`. Only a segment that holds frames
+    /// before `offset` can be the one before a leftover.
+    fn at_leftover(
+        dir: &Path,
+        base: u64,
+        offset: usize,
+        next: u64,
+        found_at: &mut Option<u64>,
+    ) -> Result<bool, JournalError> {
+        let position = base.wrapping_add(offset as u64);
+        if *found_at == Some(position) {
+            return Ok(true);
+        }
+        if offset == 0 {
+            return Ok(false);
+        }
+        // A buffer of its own: the reader's may hold the frame it lent out
+        // last, and this is seldom asked (only where a later segment is
+        // named while the reader's slot is unwritten).
+        let found = ends_in_leftover(dir, base, next, &mut FrameBuffer::new())?;
+        if found {
+            *found_at = Some(position);
+        }
+        Ok(found)
     }
 
     fn next_base(&self) -> u64 {
@@ -430,6 +522,19 @@ impl JournalReader {
                 damage: Damage::WrongPosition {
                     found: segment.header().base_position,
                 },
+            });
+        }
+        // As recovery refuses it: no writer makes a segment whose end does
+        // not fit in a u64.
+        if self
+            .base
+            .checked_add(segment.layout().capacity() as u64)
+            .is_none()
+        {
+            return Err(JournalError::Damaged {
+                path,
+                position: self.base,
+                damage: Damage::PositionsWrap,
             });
         }
         self.segment = Some(segment);

@@ -19,6 +19,21 @@
 //!   length flipped to zero or to the segment's size must not hide the
 //!   committed frames behind it), is damage, refused as above.
 //!
+//! A segment before the last whose file is shorter than its header says
+//! (or than any segment) was cut short after it was made: truncated under
+//! a live writer, which abandoned it and went on in the next segment (see
+//! [`super::writer`]). What it lost is lost, and refusing to open would
+//! save none of it: the writer that found it already went on, and a
+//! writer appends only after the last segment, never touching the cut one
+//! or the frames after it. So recovery does as that writer did: it logs
+//! the segment, reports it ([`RecoveryReport::cut_short`]), leaves it in
+//! place, and appends resume after the last segment. It stays damage to
+//! [`inspect`] and to readers, which stop there (a reader reaches the
+//! frames after it when asked to start there); the segments after it are
+//! checked as any others. A cut-short *last* segment is not passed over
+//! this way: it is refused, or removed if nothing is left past its header
+//! page (below).
+//!
 //! Segments at the end of the directory that hold no frame are not
 //! damage to the writer: a crash can leave one behind (the next segment
 //! linked into place but never written, its size or header lost with the
@@ -30,7 +45,10 @@
 //! a segment whose header cannot be read must be zero past its header
 //! page. A segment that holds a valid frame is never removed: damage
 //! before it is refused as above. [`inspect`] and the readers are
-//! read-only and report such a directory as they find it.
+//! read-only: they leave such a segment where it is, and report one that
+//! a crash between a roll and the first frame after it leaves (a
+//! [`LeftoverSegment`]: the only one at the end, right where the journal's
+//! last segment ends) as what it is, not as damage.
 
 use std::fs::File;
 use std::io::Read;
@@ -83,6 +101,23 @@ pub struct SegmentSummary {
     pub torn_tail: Option<TornTail>,
 }
 
+/// A segment at the end of a journal, right where the segment before it
+/// ends, that holds no frame, after a segment that was not sealed (or with
+/// a header that cannot be read): what a crash between linking a segment
+/// at a roll and writing its first frame leaves behind (see the module
+/// documentation). Not damage: the next writer's recovery removes it and
+/// appends in the segment before it, whose frames are all there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeftoverSegment {
+    /// The file.
+    pub path: PathBuf,
+    /// The position its name stands for.
+    pub base: u64,
+    /// Whether its header is sound; if not, its header or its size did not
+    /// reach the disk before the crash.
+    pub header_sound: bool,
+}
+
 /// What [`inspect`] found in a journal directory.
 #[derive(Debug)]
 pub struct Inspection {
@@ -90,6 +125,9 @@ pub struct Inspection {
     pub segments: Vec<SegmentSummary>,
     /// The first damage found; segments after it were not checked.
     pub damage: Option<JournalError>,
+    /// A segment after the last one in `segments` that holds no frame and
+    /// that the next writer removes (not damage).
+    pub leftover: Option<LeftoverSegment>,
 }
 
 impl Inspection {
@@ -111,12 +149,19 @@ pub struct RecoveryReport {
     /// Segments at the end of the journal that held no frame and were
     /// removed (see the module documentation), in position order.
     pub removed: Vec<PathBuf>,
+    /// Segments before the last that were found cut short (see the module
+    /// documentation): left in place, in position order.
+    pub cut_short: Vec<PathBuf>,
 }
 
 /// Checks every segment of the journal in `dir`, read-only, and reports
 /// what it holds. Stops at the first damage (or unreadable segment) and
 /// reports it in [`Inspection::damage`]; a torn tail in the last segment is
-/// not damage (the writer's recovery cuts it) and is reported as such.
+/// not damage (the writer's recovery cuts it) and is reported as such, nor
+/// is a [`LeftoverSegment`] after it, reported in
+/// [`Inspection::leftover`]. A segment that holds no frame after a sealed
+/// one, with a sound header, is the journal's last segment, listed with
+/// the others: the next frame goes there.
 ///
 /// # Errors
 ///
@@ -124,18 +169,39 @@ pub struct RecoveryReport {
 pub fn inspect(dir: &Path) -> Result<Inspection, JournalError> {
     let listed = list_segments(dir)?;
     let mut buffer = FrameBuffer::new();
+    if let Some(leftover) = leftover(&listed, &mut buffer)? {
+        // Checked as the writer's recovery checks it: without the
+        // leftover, the segment before it is the last.
+        let framed = &listed[..listed.len() - 1];
+        let mut inspection = inspect_listed(framed, &mut buffer);
+        let last = inspection.segments.last().filter(|last| {
+            last.base.checked_add(last.capacity as u64) == Some(leftover.base)
+                && !(last.sealed && leftover.header_sound)
+        });
+        if inspection.damage.is_none() && last.is_some() {
+            inspection.leftover = Some(leftover);
+            return Ok(inspection);
+        }
+    }
+    Ok(inspect_listed(&listed, &mut buffer))
+}
+
+/// [`inspect`] of the segments `listed`, every one of them part of the
+/// journal.
+fn inspect_listed(listed: &[(u64, PathBuf)], buffer: &mut FrameBuffer) -> Inspection {
     let mut inspection = Inspection {
         segments: Vec::new(),
         damage: None,
+        leftover: None,
     };
     for (index, (base, path)) in listed.iter().enumerate() {
         let is_last = index + 1 == listed.len();
-        match check_segment(path, *base, Access::ReadOnly, is_last, &mut buffer) {
+        match check_segment(path, *base, Access::ReadOnly, is_last, buffer) {
             Ok((summary, _segment, damage)) => {
                 let next = summary.base.wrapping_add(summary.capacity as u64);
                 inspection.segments.push(summary);
                 if let Some(damage) = damage {
-                    inspection.damage = Some(blame_what_follows(&listed, index, damage));
+                    inspection.damage = Some(blame_what_follows(listed, index, damage));
                     break;
                 }
                 if let Some(&(found, _)) = listed.get(index + 1) {
@@ -158,7 +224,51 @@ pub fn inspect(dir: &Path) -> Result<Inspection, JournalError> {
             }
         }
     }
-    Ok(inspection)
+    inspection
+}
+
+/// The last segment of `listed`, if it holds no frame and the one before
+/// it does (as [`LeftoverSegment`] says a crash leaves one; whether it
+/// sits where that one ends is for the caller to check).
+fn leftover(
+    listed: &[(u64, PathBuf)],
+    buffer: &mut FrameBuffer,
+) -> Result<Option<LeftoverSegment>, JournalError> {
+    let trailing = frameless_trailing(listed, buffer)?;
+    let ([kind], [.., _, (base, path)]) = (trailing.as_slice(), listed) else {
+        return Ok(None);
+    };
+    Ok(Some(LeftoverSegment {
+        path: path.clone(),
+        base: *base,
+        header_sound: *kind == Trailing::Sound,
+    }))
+}
+
+/// Whether the journal in `dir` ends, past the segment based at `base`
+/// that holds frames, in a segment based at `next` (where that one ends)
+/// that holds no frame: listed last, right after it. For a reader stopped
+/// at the unwritten slot of an unsealed segment, or at the end of a
+/// sealed one whose successor cannot be opened: either way a
+/// [`LeftoverSegment`].
+///
+/// # Errors
+///
+/// [`JournalError::Io`] if the directory cannot be listed or a file read.
+pub(crate) fn ends_in_leftover(
+    dir: &Path,
+    base: u64,
+    next: u64,
+    buffer: &mut FrameBuffer,
+) -> Result<bool, JournalError> {
+    let listed = list_segments(dir)?;
+    let [.., (before, _), (last, path)] = listed.as_slice() else {
+        return Ok(false);
+    };
+    if (*before, *last) != (base, next) {
+        return Ok(false);
+    }
+    Ok(frameless(path, next, buffer)?.is_some())
 }
 
 /// Where the writer appends after recovery.
@@ -199,7 +309,21 @@ pub(crate) fn recover(
         } else {
             Access::ReadOnly
         };
-        let (summary, segment, damage) = check_segment(path, *base, access, is_last, &mut buffer)?;
+        let (summary, segment, damage) =
+            match check_segment(path, *base, access, is_last, &mut buffer) {
+                Err(JournalError::Segment(error)) if !is_last && is_cut_short(&error) => {
+                    log::error!(
+                        "{error}: the segment was cut short (truncated under its writer, which \
+                         abandoned it and went on in the next); the frames it lost are lost, \
+                         and readers from before it stop there as at any damage. Appends resume \
+                         after the last segment; the file is left in place"
+                    );
+                    report.cut_short.push(path.clone());
+                    expected_base = None;
+                    continue;
+                }
+                result => result?,
+            };
         if let Some(damage) = damage {
             return Err(blame_what_follows(&listed, index, damage));
         }
@@ -280,6 +404,19 @@ pub(crate) fn recover(
         resume
     };
     Ok((Resume::In(segment, resume), report))
+}
+
+/// Whether `error`, from opening a segment, says its file is shorter than
+/// any segment or than its header implies: a file truncated after it was
+/// made (every segment a writer makes has the length its header says).
+fn is_cut_short(error: &SegmentError) -> bool {
+    match error {
+        SegmentError::TooShort { .. } => true,
+        SegmentError::SizeMismatch {
+            file_len, expected, ..
+        } => file_len < expected,
+        _ => false,
+    }
 }
 
 /// `damage`, found in the segment that the file at `next` (named for
@@ -445,6 +582,19 @@ fn check_segment(
             damage: Damage::WrongPosition {
                 found: segment.header().base_position,
             },
+        });
+    }
+    // No writer makes a segment whose positions, or the position where it
+    // ends, do not fit in a u64 (a planted one): every position computed
+    // in it would be a wrap or an overflow.
+    if base
+        .checked_add(segment.layout().capacity() as u64)
+        .is_none()
+    {
+        return Err(JournalError::Damaged {
+            path: path.to_path_buf(),
+            position: base,
+            damage: Damage::PositionsWrap,
         });
     }
     let scan = scan_segment(&segment, buffer);

@@ -10,11 +10,13 @@
 //!
 //! The next segment is prepared ahead, on a thread of its own: created
 //! under a private name (`<name>.next`, which readers and recovery ignore),
-//! its first pages faulted in for writing, and renamed into place at the
-//! roll. First writes to fresh pages of a fallocated file are expensive (a
-//! page fault each, and the filesystem marking the space written), so the
-//! writer faults pages in ahead of its tail, [`POPULATE_AHEAD`] bytes at a
-//! time in one call, rather than one fault per page inside appends.
+//! its header synced to the disk (unless the policy is
+//! [`Durability::None`]), its first pages faulted in for writing, and
+//! renamed into place at the roll, the directory synced after it. First
+//! writes to fresh pages of a fallocated file are expensive (a page fault
+//! each, and the filesystem marking the space written), so the writer
+//! faults pages in ahead of its tail, [`POPULATE_AHEAD`] bytes at a time
+//! in one call, rather than one fault per page inside appends.
 //!
 //! Only that window is faulted in, never a whole segment: faulted-in pages
 //! of the mapping are resident, and a server with many cores opens one
@@ -27,10 +29,11 @@
 //! writer cannot put it back. It *abandons* that segment: writes nothing
 //! more to it, logs once which positions it may have lost, and moves on to
 //! a new segment based where the abandoned one ends, so appends go on. The
-//! abandoned file stays where it is, as evidence: readers, `corelane
-//! journal inspect` and a later writer's recovery all report it as damage
-//! (nothing after it is read quietly past it), and a reader reaches the
-//! frames after it only when asked to start there.
+//! abandoned file stays where it is, as evidence: readers and `corelane
+//! journal inspect` report it as damage (nothing after it is read quietly
+//! past it), and a reader reaches the frames after it only when asked to
+//! start there. A later writer's recovery logs it and goes on after the
+//! last segment, as this writer did (see [`super::recovery`]).
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -174,7 +177,10 @@ impl JournalWriter {
         let (last, recovery) = recover(dir, config.segment_size)?;
         let (segment, tail) = match last {
             Resume::In(segment, tail) => (segment, tail),
-            Resume::New(base) => (create_segment(dir, &config, base)?, 0),
+            Resume::New(base) => {
+                let segment = prepare_segment(dir, &config, base, false)?;
+                (link_segment(segment, dir, &config, base)?, 0)
+            }
         };
         let clock = SyncClock::default();
         let mut writer = JournalWriter {
@@ -482,15 +488,10 @@ impl JournalWriter {
         // A segment recovered from a hostile directory may sit at the top
         // of the position space: refuse before sealing, so the segment stays
         // open and no wrapped-around base is ever created.
-        let next = self
-            .segment
-            .header()
-            .base_position
-            .checked_add(capacity as u64)
-            .ok_or(JournalError::PositionsExhausted {
-                dir: self.dir.clone(),
-                position: self.position(),
-            })?;
+        let next = self.next_base().ok_or(JournalError::PositionsExhausted {
+            dir: self.dir.clone(),
+            position: self.position(),
+        })?;
         // The bytes after the marker, to the segment's end (the rest of
         // its page and any pages after it), stay unused by design: a frame
         // never spans two segments, so that a reader validates each frame
@@ -541,12 +542,10 @@ impl JournalWriter {
     /// once per segment, however often starting the next one fails.
     fn abandon(&mut self) -> Result<(), JournalError> {
         let base = self.segment.header().base_position;
-        let next = base
-            .checked_add(self.segment.layout().capacity() as u64)
-            .ok_or(JournalError::PositionsExhausted {
-                dir: self.dir.clone(),
-                position: self.position(),
-            })?;
+        let next = self.next_base().ok_or(JournalError::PositionsExhausted {
+            dir: self.dir.clone(),
+            position: self.position(),
+        })?;
         let lost = AbandonedSegment {
             path: self.segment.path().to_path_buf(),
             base,
@@ -574,7 +573,6 @@ impl JournalWriter {
     /// Makes the segment based at `next` (the one prepared ahead, or a new
     /// one) the current segment, and starts preparing the one after it.
     fn start_segment(&mut self, next: u64) -> Result<(), JournalError> {
-        let durable = self.config.durability != Durability::None;
         let prepared = self
             .next
             .take()
@@ -582,26 +580,35 @@ impl JournalWriter {
             .and_then(Result::ok)
             .filter(|segment| segment.header().base_position == next);
         // A prepared segment comes with its first window faulted in.
-        (self.segment, self.populated) = match prepared {
-            Some(mut segment) => {
-                segment.rename_to(&segment_path(&self.dir, next))?;
+        let (segment, populated) = match prepared {
+            Some(segment) => {
                 let populated = POPULATE_AHEAD.min(segment.layout().capacity());
                 (segment, populated)
             }
             // The preparation failed (a full disk, say): try again here,
             // to report the error.
-            None => (create_segment(&self.dir, &self.config, next)?, 0),
+            None => (prepare_segment(&self.dir, &self.config, next, false)?, 0),
         };
+        self.segment = link_segment(segment, &self.dir, &self.config, next)?;
+        self.populated = populated;
         self.tail = 0;
         self.synced = 0;
         if self.populated == 0 {
             self.populate_ahead();
         }
-        if durable {
-            sync_directory(&self.dir)?;
-        }
         self.prepare_next();
         Ok(())
+    }
+
+    /// Where the segment after the current one starts, if one of the
+    /// configured size fits there: every position of a segment, and the
+    /// position where it ends, must fit in a `u64` (recovery refuses a
+    /// segment that runs past it).
+    fn next_base(&self) -> Option<u64> {
+        let base = self.segment.header().base_position;
+        let next = base.checked_add(self.segment.layout().capacity() as u64)?;
+        next.checked_add(self.config.segment_size as u64)?;
+        Some(next)
     }
 
     /// Faults in the next [`POPULATE_AHEAD`] bytes of the frame area from
@@ -622,25 +629,14 @@ impl JournalWriter {
     fn prepare_next(&mut self) {
         // At the top of the position space there is no next segment; `roll`
         // refuses when it gets there.
-        let Some(base) = self
-            .segment
-            .header()
-            .base_position
-            .checked_add(self.segment.layout().capacity() as u64)
-        else {
+        let Some(base) = self.next_base() else {
             return;
         };
         let dir = self.dir.clone();
-        let size = self.config.segment_size;
+        let config = self.config;
         let thread = std::thread::Builder::new()
             .name("journal-prepare".into())
-            .spawn(move || {
-                let path = prepared_path(&dir, base);
-                let segment = Segment::create(&path, SegmentKind::Journal, size, base)?;
-                let layout = segment.layout();
-                segment.populate(layout.frames_offset(), POPULATE_AHEAD);
-                Ok(segment)
-            });
+            .spawn(move || prepare_segment(&dir, &config, base, true));
         match thread {
             Ok(thread) => self.next = Some(thread),
             Err(error) => log::warn!("journal: cannot start preparing a segment: {error}"),
@@ -712,14 +708,89 @@ fn write_frame_header(segment: &Segment, offset: usize, length: usize, meta: &Fr
     word.store(length, Ordering::Release);
 }
 
-/// Creates the segment based at `base`.
-fn create_segment(dir: &Path, config: &JournalConfig, base: u64) -> Result<Segment, JournalError> {
-    Ok(Segment::create(
-        &segment_path(dir, base),
-        SegmentKind::Journal,
-        config.segment_size,
-        base,
-    )?)
+/// Creates the segment based at `base` under its private name
+/// ([`prepared_path`]), its first [`POPULATE_AHEAD`] bytes faulted in if
+/// `populate`. Unless the policy is [`Durability::None`], its header and
+/// size are on the disk before this returns (fsync), so that once
+/// [`link_segment`] has put it in place no crash can leave a linked
+/// segment whose header is zeros behind frames synced into it.
+fn prepare_segment(
+    dir: &Path,
+    config: &JournalConfig,
+    base: u64,
+    populate: bool,
+) -> Result<Segment, JournalError> {
+    let path = prepared_path(dir, base);
+    // Left by a roll that failed after its preparation (a full disk, say):
+    // never part of the journal, so made again.
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(JournalError::io(&path, "unlink", e))
+        }
+        _ => {}
+    }
+    let segment = Segment::create(&path, SegmentKind::Journal, config.segment_size, base)?;
+    // Before the window is faulted in: those pages are dirtied by the
+    // fault, and need not reach the disk until frames are written there.
+    if config.durability != Durability::None {
+        segment.sync()?;
+        steps::record(steps::Step::HeaderSynced, segment.path());
+    }
+    if populate {
+        segment.populate(segment.layout().frames_offset(), POPULATE_AHEAD);
+    }
+    Ok(segment)
+}
+
+/// Puts a segment made by [`prepare_segment`] in place as the segment
+/// based at `base`, then (unless the policy is [`Durability::None`])
+/// makes the new name durable with an fsync of the directory.
+fn link_segment(
+    mut segment: Segment,
+    dir: &Path,
+    config: &JournalConfig,
+    base: u64,
+) -> Result<Segment, JournalError> {
+    segment.rename_to(&segment_path(dir, base))?;
+    steps::record(steps::Step::Linked, segment.path());
+    if config.durability != Durability::None {
+        sync_directory(dir)?;
+        steps::record(steps::Step::DirectorySynced, segment.path());
+    }
+    Ok(segment)
+}
+
+/// The steps that make a new segment durable, recorded in the order they
+/// were taken, so that a unit test can check that order (a power loss
+/// between them cannot be shown in a test). Records nothing outside tests.
+mod steps {
+    use std::path::Path;
+
+    /// One step of making a new segment durable.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(super) enum Step {
+        /// Its header and size were synced (under its private name).
+        HeaderSynced,
+        /// It was linked under its segment name.
+        Linked,
+        /// The directory was synced after the link.
+        DirectorySynced,
+    }
+
+    #[cfg(test)]
+    pub(super) static TAKEN: std::sync::Mutex<Vec<(Step, std::path::PathBuf)>> =
+        std::sync::Mutex::new(Vec::new());
+
+    /// Notes that `step` was taken for the segment file at `path`.
+    pub(super) fn record(step: Step, path: &Path) {
+        #[cfg(test)]
+        TAKEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((step, path.to_path_buf()));
+        #[cfg(not(test))]
+        let _ = (step, path);
+    }
 }
 
 /// How long opening a writer waits out a directory lock that another
@@ -765,5 +836,86 @@ fn lock_directory(dir: &Path) -> Result<File, JournalError> {
             std::io::ErrorKind::Interrupted => {}
             _ => return Err(JournalError::io(&path, "flock", error)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::steps::{Step, TAKEN};
+    use super::*;
+
+    /// The steps recorded for the segment based at `base` in `dir`, under
+    /// its private name or its own.
+    fn steps_for(dir: &Path, base: u64) -> Vec<(Step, PathBuf)> {
+        let names = [prepared_path(dir, base), segment_path(dir, base)];
+        TAKEN
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, path)| names.contains(path))
+            .cloned()
+            .collect()
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("corelane-writer-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// A new segment's header is synced before the segment is linked in
+    /// place, and the directory after: a power loss can never leave a
+    /// linked segment whose header is zeros behind synced frames. Both the
+    /// first segment and one made at a roll.
+    #[test]
+    fn a_new_segment_is_synced_before_it_is_linked_and_the_directory_after() {
+        let dir = scratch("durable-roll");
+        let config = JournalConfig {
+            segment_size: 4096,
+            durability: Durability::EachFrame,
+        };
+        let mut writer = JournalWriter::open(&dir, config).unwrap();
+        let meta = FrameMeta::default();
+        while writer.position() < 4096 + 64 {
+            writer.append(&[7; 200], meta).unwrap();
+        }
+        drop(writer);
+        for base in [0, 4096] {
+            assert_eq!(
+                steps_for(&dir, base),
+                [
+                    (Step::HeaderSynced, prepared_path(&dir, base)),
+                    (Step::Linked, segment_path(&dir, base)),
+                    (Step::DirectorySynced, segment_path(&dir, base)),
+                ],
+                "segment {base}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Under [`Durability::None`] nothing is synced: the segment is only
+    /// linked.
+    #[test]
+    fn a_new_segment_is_only_linked_without_durability() {
+        let dir = scratch("none-roll");
+        let config = JournalConfig {
+            segment_size: 4096,
+            durability: Durability::None,
+        };
+        let mut writer = JournalWriter::open(&dir, config).unwrap();
+        while writer.position() < 4096 + 64 {
+            writer.append(&[7; 200], FrameMeta::default()).unwrap();
+        }
+        drop(writer);
+        for base in [0, 4096] {
+            assert_eq!(
+                steps_for(&dir, base),
+                [(Step::Linked, segment_path(&dir, base))],
+                "segment {base}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
