@@ -2022,6 +2022,36 @@ fn oversized_publish_is_refused_everywhere() {
     stop(server);
 }
 
+/// A lane raised past 16 MiB carries a PUBLISH larger than the default
+/// 8 MiB bulk-string cap: the cap follows the lane (half of it), so the
+/// message the lanes promise is delivered rather than refused as a
+/// protocol error that closes the connection.
+#[test]
+fn a_larger_lane_raises_the_bulk_string_limit_with_it() {
+    let _serial = serial();
+    let mut config = config(2);
+    config.lane_capacity = 32 << 20;
+    let server = start(config);
+    let mut local = Raw::connect(&server);
+    let mut remote = Raw::connect(&server);
+    let mut publisher = Raw::connect(&server);
+    assert_eq!((local.core(), remote.core(), publisher.core()), (0, 1, 0));
+    for sub in [&mut local, &mut remote] {
+        sub.send(b"SUBSCRIBE big\r\n");
+        sub.expect(&confirmation("subscribe", "big", 1));
+    }
+
+    let payload = vec![b'b'; 12 << 20];
+    publisher.send(&multibulk(&[b"PUBLISH", b"big", &payload]));
+    publisher.expect(b":2\r\n");
+    for sub in [&mut local, &mut remote] {
+        sub.expect(&multibulk(&[b"message", b"big", &payload]));
+    }
+    publisher.send(b"PING\r\n");
+    publisher.expect(b"+PONG\r\n");
+    stop(server);
+}
+
 /// Clients that vanish mid-command, with replies unread, or right after
 /// connecting leave nothing behind: the server keeps serving, their
 /// subscriptions are forgotten and the client count returns to zero.
