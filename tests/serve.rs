@@ -536,7 +536,8 @@ fn connect_time_commands_get_well_formed_replies() {
     for _ in 0..2 {
         raw.expect(b"-ERR value is not an integer or out of range\r\n");
     }
-    raw.expect(b"-ERR value is out of range, must be between -2147483648 and 2147483647\r\n");
+    // Redis 7's own words, "value must between" as it writes them.
+    raw.expect(b"-ERR value is out of range, value must between -2147483648 and 2147483647\r\n");
     raw.expect(b"-ERR DB index is out of range\r\n");
 
     // Names are cut at 128 bytes in errors, as Redis cuts them, rather

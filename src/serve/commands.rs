@@ -418,7 +418,8 @@ impl ServeCore {
             Some(Ok(_)) => reply::error(out, "ERR DB index is out of range"),
             Some(Err(_)) => reply::error(
                 out,
-                "ERR value is out of range, must be between -2147483648 and 2147483647",
+                // Redis's words, its grammar included.
+                "ERR value is out of range, value must between -2147483648 and 2147483647",
             ),
             None => reply::error(out, "ERR value is not an integer or out of range"),
         }
