@@ -1966,6 +1966,109 @@ fn config_get_without_a_parameter_is_short_of_arguments() {
     stop(server);
 }
 
+/// A subscribed connection's request is checked in Redis 7's order: a
+/// command or subcommand the server does not know is unknown, then the
+/// arity, then subscribed mode; the errors name a subcommand as
+/// `client|id`, as Redis names it.
+#[test]
+fn subscribed_mode_is_checked_after_the_name_and_the_arity() {
+    let _serial = serial();
+    let server = start(config(2));
+    let mut sub = Raw::connect(&server);
+    sub.send(b"SUBSCRIBE news\r\n");
+    sub.expect(&confirmation("subscribe", "news", 1));
+    let unknown = |text: &str| Resp::Error(text.into());
+    let arity = |name: &str| {
+        Resp::Error(format!(
+            "ERR wrong number of arguments for '{name}' command"
+        ))
+    };
+    let subscribed = |name: &str| {
+        let text = subscribed_mode_error(name);
+        Resp::Error(text[1..text.len() - 2].into())
+    };
+    let cases = [
+        (
+            "NOSUCH x",
+            unknown("ERR unknown command 'NOSUCH', with args beginning with: 'x' "),
+        ),
+        (
+            "CLIENT KILL",
+            unknown("ERR unknown subcommand 'KILL'. Try CLIENT HELP."),
+        ),
+        (
+            "COMMAND NOSUCH",
+            unknown("ERR unknown subcommand 'NOSUCH'. Try COMMAND HELP."),
+        ),
+        ("PUBLISH news", arity("publish")),
+        ("PING a b", arity("ping")),
+        ("CLIENT", arity("client")),
+        ("CLIENT ID x", arity("client|id")),
+        ("CONFIG GET", arity("config|get")),
+        ("COMMAND COUNT x", arity("command|count")),
+        ("RESET x", arity("reset")),
+        ("PUBLISH news hi", subscribed("publish")),
+        ("CLIENT ID", subscribed("client|id")),
+        ("CONFIG GET save", subscribed("config|get")),
+        ("COMMAND", subscribed("command")),
+    ];
+    for (line, expected) in cases {
+        assert_eq!(sub.command(line), expected, "{line}");
+    }
+    // Still subscribed, and still served.
+    sub.send(b"PING\r\n");
+    sub.expect(b"*2\r\n$4\r\npong\r\n$0\r\n\r\n");
+    drop(sub);
+    stop(server);
+}
+
+/// The HELP that an unknown subcommand's error points to is there for
+/// COMMAND and CONFIG as for CLIENT: status lines that name the
+/// subcommands this server answers.
+#[test]
+fn help_subcommands_answer() {
+    let _serial = serial();
+    let server = start(config(1));
+    let mut raw = Raw::connect(&server);
+    for (command, first, names) in [
+        (
+            "COMMAND HELP",
+            "COMMAND <subcommand>",
+            &["COUNT", "DOCS", "INFO", "HELP"][..],
+        ),
+        (
+            "CONFIG HELP",
+            "CONFIG <subcommand>",
+            &["GET <pattern>", "HELP"][..],
+        ),
+        (
+            "CLIENT HELP",
+            "CLIENT <subcommand>",
+            &["GETNAME", "LIST", "HELP"][..],
+        ),
+    ] {
+        let Resp::Array(Some(lines)) = raw.command(command) else {
+            panic!("{command}: not an array");
+        };
+        let lines: Vec<String> = lines
+            .into_iter()
+            .map(|line| match line {
+                Resp::Simple(text) => text,
+                other => panic!("{command}: {other:?} is not a status line"),
+            })
+            .collect();
+        assert!(lines[0].starts_with(first), "{command}: {lines:?}");
+        for name in names {
+            assert!(
+                lines.iter().any(|line| line.starts_with(name)),
+                "{command} names no {name}: {lines:?}"
+            );
+        }
+    }
+    drop(raw);
+    stop(server);
+}
+
 /// A PUBLISH larger than a lane can carry is refused before any core
 /// delivers it; the largest that fits reaches every core; the connection
 /// stays usable.
