@@ -2022,6 +2022,23 @@ fn subscribed_mode_is_checked_after_the_name_and_the_arity() {
     stop(server);
 }
 
+/// COMMAND INFO answers one entry per name asked, nil for each (this
+/// server publishes no command table), as Redis answers for a command it
+/// does not have; with no name, an empty list.
+#[test]
+fn command_info_has_a_nil_per_name() {
+    let _serial = serial();
+    let server = start(config(1));
+    let mut raw = Raw::connect(&server);
+    assert_eq!(
+        raw.command("COMMAND INFO publish nosuch"),
+        Resp::Array(Some(vec![Resp::Bulk(None), Resp::Bulk(None)]))
+    );
+    assert_eq!(raw.command("COMMAND INFO"), Resp::Array(Some(vec![])));
+    drop(raw);
+    stop(server);
+}
+
 /// The HELP that an unknown subcommand's error points to is there for
 /// COMMAND and CONFIG as for CLIENT: status lines that name the
 /// subcommands this server answers.

@@ -86,7 +86,7 @@ const COMMAND_HELP: &[&str] = &[
     "DOCS [<command-name> ...]",
     "    Return an empty list.",
     "INFO [<command-name> ...]",
-    "    Return an empty list.",
+    "    Return a nil for each command named (an empty list if none is).",
     "LIST [FILTERBY (MODULE <module-name>|ACLCAT <category>|PATTERN <pattern>)]",
     "    Return an empty list.",
     "HELP",
@@ -587,7 +587,16 @@ impl ServeCore {
         match sub.as_deref() {
             // No command table is published: clients fall back to their
             // defaults (redis-cli only loses hints and completion).
-            None | Some(b"DOCS") | Some(b"INFO") | Some(b"LIST") => reply::array_header(out, 0),
+            None | Some(b"DOCS") | Some(b"LIST") => reply::array_header(out, 0),
+            // One entry per name asked, nil for each as for a command Redis
+            // does not have: a client pairs the entries with its names.
+            Some(b"INFO") => {
+                let names = request.len() - 2;
+                reply::array_header(out, names);
+                for _ in 0..names {
+                    reply::null_bulk(out);
+                }
+            }
             // Its arity is checked by `execute`.
             Some(b"COUNT") => reply::integer(out, 0),
             Some(b"HELP") => help(out, COMMAND_HELP),
