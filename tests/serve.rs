@@ -2022,6 +2022,36 @@ fn subscribed_mode_is_checked_after_the_name_and_the_arity() {
     stop(server);
 }
 
+/// CONFIG GET answers each setting once, under the name it was first
+/// asked by: a plain name spelled as the client gave it (`SAVE`), as Redis
+/// 7 answers, so a client that looks up the name it asked for finds it;
+/// a pattern's matches as the settings are named.
+#[test]
+fn config_get_answers_a_plain_name_as_it_was_asked() {
+    let _serial = serial();
+    let server = start(config(1));
+    let mut raw = Raw::connect(&server);
+    let pairs = |pairs: &[(&str, &str)]| {
+        let mut items = Vec::new();
+        for (name, value) in pairs {
+            items.push(Resp::Bulk(Some(name.as_bytes().to_vec())));
+            items.push(Resp::Bulk(Some(value.as_bytes().to_vec())));
+        }
+        Resp::Array(Some(items))
+    };
+    assert_eq!(
+        raw.command("CONFIG GET MaxMemory"),
+        pairs(&[("MaxMemory", "0")])
+    );
+    assert_eq!(
+        raw.command("CONFIG GET SAVE sav* save"),
+        pairs(&[("SAVE", "")])
+    );
+    assert_eq!(raw.command("CONFIG GET SAV* SAVE"), pairs(&[("save", "")]));
+    drop(raw);
+    stop(server);
+}
+
 /// COMMAND INFO answers one entry per name asked, nil for each (this
 /// server publishes no command table), as Redis answers for a command it
 /// does not have; with no name, an empty list.

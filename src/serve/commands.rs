@@ -637,18 +637,28 @@ impl ServeCore {
             .iter()
             .copied()
             .chain([("client-output-buffer-limit", output_limit.as_str())]);
-        let mut found = Vec::new();
+        // Each setting once, under the name it was first asked by: as
+        // Redis 7 answers, a plain name comes back spelled as given
+        // (`SAVE`), a pattern's matches as the settings are named.
+        let mut found: Vec<(&str, &[u8], &str)> = Vec::new();
         for pattern in request.args().skip(2) {
+            let plain = !pattern.iter().any(|byte| b"[*?".contains(byte));
             let glob = Glob::new(&pattern.to_ascii_lowercase());
             for (name, value) in settings.clone() {
-                if glob.matches(name.as_bytes()) && !found.iter().any(|&(seen, _)| seen == name) {
-                    found.push((name, value));
+                let matches = if plain {
+                    pattern.eq_ignore_ascii_case(name.as_bytes())
+                } else {
+                    glob.matches(name.as_bytes())
+                };
+                if matches && !found.iter().any(|&(seen, _, _)| seen == name) {
+                    let shown = if plain { pattern } else { name.as_bytes() };
+                    found.push((name, shown, value));
                 }
             }
         }
         reply::array_header(out, found.len() * 2);
-        for (name, value) in found {
-            reply::bulk(out, name.as_bytes());
+        for (_, shown, value) in found {
+            reply::bulk(out, shown);
             reply::bulk(out, value.as_bytes());
         }
     }
