@@ -198,7 +198,9 @@ mod tests {
     fn sizes_past_the_address_space_are_errors() {
         assert_eq!(
             AlignedArray::new(usize::MAX / 4, || 0u64).err(),
-            Some(ArrayAllocError { len: usize::MAX / 4 })
+            Some(ArrayAllocError {
+                len: usize::MAX / 4
+            })
         );
     }
 }

@@ -1399,7 +1399,12 @@ mod tests {
         fn check<T: Send>(capacity: usize) {
             let (producer, consumer) = ring::<T>(capacity);
             let base = producer.slots.base.as_ptr() as usize;
-            assert_eq!(base % 128, 0, "{capacity} slots of {}", std::any::type_name::<T>());
+            assert_eq!(
+                base % 128,
+                0,
+                "{capacity} slots of {}",
+                std::any::type_name::<T>()
+            );
             assert_eq!(consumer.slots.base.as_ptr() as usize, base);
             assert_eq!(producer.slots.capacity, capacity);
             assert_eq!(consumer.slots.capacity, capacity);
