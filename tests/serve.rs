@@ -2006,6 +2006,8 @@ fn subscribed_mode_is_checked_after_the_name_and_the_arity() {
         ("CLIENT ID x", arity("client|id")),
         ("CONFIG GET", arity("config|get")),
         ("COMMAND COUNT x", arity("command|count")),
+        ("COMMAND HELP x", arity("command|help")),
+        ("CONFIG HELP x", arity("config|help")),
         ("RESET x", arity("reset")),
         ("PUBLISH news hi", subscribed("publish")),
         ("CLIENT ID", subscribed("client|id")),

@@ -179,6 +179,7 @@ fn arity_ok(full_name: &str, len: usize) -> bool {
         "reset" => len == 1,
         "client|setname" => len == 3,
         "client|getname" | "client|id" | "client|info" | "client|help" => len == 2,
+        "command|help" | "config|help" => len == 2,
         "client|setinfo" => len == 4,
         "command|count" => len == 2,
         "config|get" => len >= 3,
