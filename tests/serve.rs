@@ -536,7 +536,8 @@ fn connect_time_commands_get_well_formed_replies() {
     for _ in 0..2 {
         raw.expect(b"-ERR value is not an integer or out of range\r\n");
     }
-    raw.expect(b"-ERR value is out of range, must be between -2147483648 and 2147483647\r\n");
+    // Redis 7's own words, "value must between" as it writes them.
+    raw.expect(b"-ERR value is out of range, value must between -2147483648 and 2147483647\r\n");
     raw.expect(b"-ERR DB index is out of range\r\n");
 
     // Names are cut at 128 bytes in errors, as Redis cuts them, rather
@@ -1965,6 +1966,158 @@ fn config_get_without_a_parameter_is_short_of_arguments() {
     stop(server);
 }
 
+/// A subscribed connection's request is checked in Redis 7's order: a
+/// command or subcommand the server does not know is unknown, then the
+/// arity, then subscribed mode; the errors name a subcommand as
+/// `client|id`, as Redis names it.
+#[test]
+fn subscribed_mode_is_checked_after_the_name_and_the_arity() {
+    let _serial = serial();
+    let server = start(config(2));
+    let mut sub = Raw::connect(&server);
+    sub.send(b"SUBSCRIBE news\r\n");
+    sub.expect(&confirmation("subscribe", "news", 1));
+    let unknown = |text: &str| Resp::Error(text.into());
+    let arity = |name: &str| {
+        Resp::Error(format!(
+            "ERR wrong number of arguments for '{name}' command"
+        ))
+    };
+    let subscribed = |name: &str| {
+        let text = subscribed_mode_error(name);
+        Resp::Error(text[1..text.len() - 2].into())
+    };
+    let cases = [
+        (
+            "NOSUCH x",
+            unknown("ERR unknown command 'NOSUCH', with args beginning with: 'x' "),
+        ),
+        (
+            "CLIENT KILL",
+            unknown("ERR unknown subcommand 'KILL'. Try CLIENT HELP."),
+        ),
+        (
+            "COMMAND NOSUCH",
+            unknown("ERR unknown subcommand 'NOSUCH'. Try COMMAND HELP."),
+        ),
+        ("PUBLISH news", arity("publish")),
+        ("PING a b", arity("ping")),
+        ("CLIENT", arity("client")),
+        ("CLIENT ID x", arity("client|id")),
+        ("CONFIG GET", arity("config|get")),
+        ("COMMAND COUNT x", arity("command|count")),
+        ("COMMAND HELP x", arity("command|help")),
+        ("CONFIG HELP x", arity("config|help")),
+        ("RESET x", arity("reset")),
+        ("PUBLISH news hi", subscribed("publish")),
+        ("CLIENT ID", subscribed("client|id")),
+        ("CONFIG GET save", subscribed("config|get")),
+        ("COMMAND", subscribed("command")),
+    ];
+    for (line, expected) in cases {
+        assert_eq!(sub.command(line), expected, "{line}");
+    }
+    // Still subscribed, and still served.
+    sub.send(b"PING\r\n");
+    sub.expect(b"*2\r\n$4\r\npong\r\n$0\r\n\r\n");
+    drop(sub);
+    stop(server);
+}
+
+/// CONFIG GET answers each setting once, under the name it was first
+/// asked by: a plain name spelled as the client gave it (`SAVE`), as Redis
+/// 7 answers, so a client that looks up the name it asked for finds it;
+/// a pattern's matches as the settings are named.
+#[test]
+fn config_get_answers_a_plain_name_as_it_was_asked() {
+    let _serial = serial();
+    let server = start(config(1));
+    let mut raw = Raw::connect(&server);
+    let pairs = |pairs: &[(&str, &str)]| {
+        let mut items = Vec::new();
+        for (name, value) in pairs {
+            items.push(Resp::Bulk(Some(name.as_bytes().to_vec())));
+            items.push(Resp::Bulk(Some(value.as_bytes().to_vec())));
+        }
+        Resp::Array(Some(items))
+    };
+    assert_eq!(
+        raw.command("CONFIG GET MaxMemory"),
+        pairs(&[("MaxMemory", "0")])
+    );
+    assert_eq!(
+        raw.command("CONFIG GET SAVE sav* save"),
+        pairs(&[("SAVE", "")])
+    );
+    assert_eq!(raw.command("CONFIG GET SAV* SAVE"), pairs(&[("save", "")]));
+    drop(raw);
+    stop(server);
+}
+
+/// COMMAND INFO answers one entry per name asked, nil for each (this
+/// server publishes no command table), as Redis answers for a command it
+/// does not have; with no name, an empty list.
+#[test]
+fn command_info_has_a_nil_per_name() {
+    let _serial = serial();
+    let server = start(config(1));
+    let mut raw = Raw::connect(&server);
+    assert_eq!(
+        raw.command("COMMAND INFO publish nosuch"),
+        Resp::Array(Some(vec![Resp::Bulk(None), Resp::Bulk(None)]))
+    );
+    assert_eq!(raw.command("COMMAND INFO"), Resp::Array(Some(vec![])));
+    drop(raw);
+    stop(server);
+}
+
+/// The HELP that an unknown subcommand's error points to is there for
+/// COMMAND and CONFIG as for CLIENT: status lines that name the
+/// subcommands this server answers.
+#[test]
+fn help_subcommands_answer() {
+    let _serial = serial();
+    let server = start(config(1));
+    let mut raw = Raw::connect(&server);
+    for (command, first, names) in [
+        (
+            "COMMAND HELP",
+            "COMMAND <subcommand>",
+            &["COUNT", "DOCS", "INFO", "HELP"][..],
+        ),
+        (
+            "CONFIG HELP",
+            "CONFIG <subcommand>",
+            &["GET <pattern>", "HELP"][..],
+        ),
+        (
+            "CLIENT HELP",
+            "CLIENT <subcommand>",
+            &["GETNAME", "LIST", "HELP"][..],
+        ),
+    ] {
+        let Resp::Array(Some(lines)) = raw.command(command) else {
+            panic!("{command}: not an array");
+        };
+        let lines: Vec<String> = lines
+            .into_iter()
+            .map(|line| match line {
+                Resp::Simple(text) => text,
+                other => panic!("{command}: {other:?} is not a status line"),
+            })
+            .collect();
+        assert!(lines[0].starts_with(first), "{command}: {lines:?}");
+        for name in names {
+            assert!(
+                lines.iter().any(|line| line.starts_with(name)),
+                "{command} names no {name}: {lines:?}"
+            );
+        }
+    }
+    drop(raw);
+    stop(server);
+}
+
 /// A PUBLISH larger than a lane can carry is refused before any core
 /// delivers it; the largest that fits reaches every core; the connection
 /// stays usable.
@@ -2019,6 +2172,36 @@ fn oversized_publish_is_refused_everywhere() {
         sub.expect(&multibulk(&[b"message", b"big", b"after"]));
         sub.quiet();
     }
+    stop(server);
+}
+
+/// A lane raised past 16 MiB carries a PUBLISH larger than the default
+/// 8 MiB bulk-string cap: the cap follows the lane (half of it), so the
+/// message the lanes promise is delivered rather than refused as a
+/// protocol error that closes the connection.
+#[test]
+fn a_larger_lane_raises_the_bulk_string_limit_with_it() {
+    let _serial = serial();
+    let mut config = config(2);
+    config.lane_capacity = 32 << 20;
+    let server = start(config);
+    let mut local = Raw::connect(&server);
+    let mut remote = Raw::connect(&server);
+    let mut publisher = Raw::connect(&server);
+    assert_eq!((local.core(), remote.core(), publisher.core()), (0, 1, 0));
+    for sub in [&mut local, &mut remote] {
+        sub.send(b"SUBSCRIBE big\r\n");
+        sub.expect(&confirmation("subscribe", "big", 1));
+    }
+
+    let payload = vec![b'b'; 12 << 20];
+    publisher.send(&multibulk(&[b"PUBLISH", b"big", &payload]));
+    publisher.expect(b":2\r\n");
+    for sub in [&mut local, &mut remote] {
+        sub.expect(&multibulk(&[b"message", b"big", &payload]));
+    }
+    publisher.send(b"PING\r\n");
+    publisher.expect(b"+PONG\r\n");
     stop(server);
 }
 

@@ -127,8 +127,9 @@ struct ServeArgs {
     cores: Option<usize>,
     /// Bytes of frames per lane between two cores: a power of two from
     /// 1024 to 1 GiB. The largest publishable message is about half of it
-    /// (with more than one core); all lanes together take cores x cores x
-    /// this (committed as used), which may not pass 4 GiB.
+    /// (with more than one core), and a request's bulk strings may hold
+    /// half of it too (8 MiB at least); all lanes together take cores x
+    /// cores x this (committed as used), which may not pass 4 GiB.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     lane_capacity: usize,
     /// How idle cores wait for work.

@@ -21,6 +21,7 @@ const CLIENT: &[&str] = &[
 const COMMAND: &[&str] = &[
     "command|count",
     "command|docs",
+    "command|help",
     "command|info",
     "command|list",
 ];

@@ -76,6 +76,35 @@ const CLIENT_HELP: &[&str] = &[
     "    Print this help.",
 ];
 
+/// `COMMAND HELP`, laid out as [`CLIENT_HELP`] is.
+const COMMAND_HELP: &[&str] = &[
+    "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "(no subcommand)",
+    "    Return an empty list: this server publishes no command table.",
+    "COUNT",
+    "    Return 0.",
+    "DOCS [<command-name> ...]",
+    "    Return an empty list.",
+    "INFO [<command-name> ...]",
+    "    Return a nil for each command named (an empty list if none is).",
+    "LIST [FILTERBY (MODULE <module-name>|ACLCAT <category>|PATTERN <pattern>)]",
+    "    Return an empty list.",
+    "HELP",
+    "    Print this help.",
+];
+
+/// `CONFIG HELP`, laid out as [`CLIENT_HELP`] is.
+const CONFIG_HELP: &[&str] = &[
+    "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GET <pattern> [<pattern> ...]",
+    "    Return parameters matching the glob-like <pattern> and their values, of save,",
+    "    appendonly, databases, maxmemory and client-output-buffer-limit.",
+    "SET, RESETSTAT, REWRITE",
+    "    Refused: the configuration is read-only (set by corelane serve's flags).",
+    "HELP",
+    "    Print this help.",
+];
+
 /// Longest name or argument an error message repeats; the rest is cut, as
 /// Redis cuts it, so that a client cannot have megabytes echoed back.
 const SHOWN_LEN: usize = 128;
@@ -109,6 +138,14 @@ fn set_name(conn: &mut Connection, name: &[u8]) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// A HELP reply: an array of status lines, as Redis sends its help.
+fn help(out: &mut impl reply::ReplyBuf, lines: &[&str]) {
+    reply::array_header(out, lines.len());
+    for line in lines {
+        reply::simple(out, line);
+    }
+}
+
 /// Whether `bytes` are all printable ASCII other than the space (`!`..=`~`).
 fn is_one_word(bytes: &[u8]) -> bool {
     bytes.iter().all(|byte| (b'!'..=b'~').contains(byte))
@@ -130,6 +167,28 @@ fn check_lib_info(attribute: &[u8], value: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a request of `len` words (the command's name included) has
+/// the arguments the command `full_name` takes, as Redis 7 counts them.
+/// CONFIG's refused subcommands take any number: they are refused anyway.
+fn arity_ok(full_name: &str, len: usize) -> bool {
+    match full_name {
+        "ping" => len <= 2,
+        "echo" | "select" => len == 2,
+        "publish" => len == 3,
+        "subscribe" | "psubscribe" | "client" | "config" => len >= 2,
+        "reset" => len == 1,
+        "client|setname" => len == 3,
+        "client|getname" | "client|id" | "client|info" | "client|help" => len == 2,
+        "command|help" | "config|help" => len == 2,
+        "client|setinfo" => len == 4,
+        "command|count" => len == 2,
+        "config|get" => len >= 3,
+        // QUIT closes whatever follows it, as in Redis 7; the others read
+        // (and refuse) their own options.
+        _ => true,
+    }
+}
+
 impl ServeCore {
     /// Executes one request from connection `key`, appending its reply.
     pub(crate) fn execute(
@@ -147,34 +206,25 @@ impl ServeCore {
         // Named before any check, as Redis names it: a command refused
         // for its arity or in subscribed mode is still the last one.
         conn.last_command = command_name::full_name(name, request.get(1));
-        if conn.is_subscriber() && !SUBSCRIBED_ALLOWED.contains(&name) {
-            let text = format!(
-                "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / \
-                 RESET are allowed in this context",
-                shown(request.arg(0)).to_lowercase()
-            );
-            self.reply_error(key, &text);
-            return;
-        }
-        let arity_ok = match name {
-            b"PING" => request.len() <= 2,
-            b"ECHO" => request.len() == 2,
-            b"PUBLISH" => request.len() == 3,
-            b"SUBSCRIBE" | b"PSUBSCRIBE" => request.len() >= 2,
-            // Redis 7 closes on QUIT whatever follows it.
-            b"QUIT" => true,
-            b"RESET" => request.len() == 1,
-            b"SELECT" => request.len() == 2,
-            b"CLIENT" | b"CONFIG" => request.len() >= 2,
-            _ => true,
-        };
-        if !arity_ok {
-            let text = format!(
-                "ERR wrong number of arguments for '{}' command",
-                shown(request.arg(0)).to_lowercase()
-            );
-            self.reply_error(key, &text);
-            return;
+        // Checked in Redis 7's order: a command (or subcommand) this server
+        // does not know is refused as unknown by the dispatch below, even
+        // in subscribed mode; then the arity; then subscribed mode. The
+        // errors name a subcommand as `client|id`, as Redis does.
+        if let Some(full_name) = conn.last_command {
+            let subscribed = conn.is_subscriber();
+            if !arity_ok(full_name, request.len()) {
+                let text = format!("ERR wrong number of arguments for '{full_name}' command");
+                self.reply_error(key, &text);
+                return;
+            }
+            if subscribed && !SUBSCRIBED_ALLOWED.contains(&name) {
+                let text = format!(
+                    "ERR Can't execute '{full_name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / \
+                     PING / QUIT / RESET are allowed in this context"
+                );
+                self.reply_error(key, &text);
+                return;
+            }
         }
         match name {
             b"PING" => self.ping(key, request.get(1)),
@@ -418,7 +468,8 @@ impl ServeCore {
             Some(Ok(_)) => reply::error(out, "ERR DB index is out of range"),
             Some(Err(_)) => reply::error(
                 out,
-                "ERR value is out of range, must be between -2147483648 and 2147483647",
+                // Redis's words, its grammar included.
+                "ERR value is out of range, value must between -2147483648 and 2147483647",
             ),
             None => reply::error(out, "ERR value is not an integer or out of range"),
         }
@@ -486,26 +537,13 @@ impl ServeCore {
 
     fn client(&mut self, cx: &mut Context<'_, ServerMsg>, key: usize, request: &Request<'_>) {
         let sub = request.arg(1).to_ascii_uppercase();
-        let arity_ok = match sub.as_slice() {
-            b"SETNAME" => request.len() == 3,
-            b"GETNAME" | b"ID" | b"INFO" | b"HELP" => request.len() == 2,
-            // Its options are read (and refused) by `list_clients`.
-            b"LIST" => true,
-            b"SETINFO" => request.len() == 4,
-            _ => {
-                // Redis 7's words for a subcommand it does not have.
-                let text = format!(
-                    "ERR unknown subcommand '{}'. Try CLIENT HELP.",
-                    shown(request.arg(1))
-                );
-                reply::error(&mut self.conns[key].out, &text);
-                return;
-            }
-        };
-        if !arity_ok {
+        // A subcommand this server answers has a full name, and `execute`
+        // has checked its arity.
+        if self.conns[key].last_command.is_none() {
+            // Redis 7's words for a subcommand it does not have.
             let text = format!(
-                "ERR wrong number of arguments for 'client|{}' command",
-                shown(request.arg(1)).to_lowercase()
+                "ERR unknown subcommand '{}'. Try CLIENT HELP.",
+                shown(request.arg(1))
             );
             reply::error(&mut self.conns[key].out, &text);
             return;
@@ -540,12 +578,7 @@ impl ServeCore {
                 Ok(()) => reply::simple(&mut conn.out, "OK"),
                 Err(text) => reply::error(&mut conn.out, &text),
             },
-            _ => {
-                reply::array_header(&mut conn.out, CLIENT_HELP.len());
-                for line in CLIENT_HELP {
-                    reply::simple(&mut conn.out, line);
-                }
-            }
+            _ => help(&mut conn.out, CLIENT_HELP),
         }
     }
 
@@ -555,12 +588,19 @@ impl ServeCore {
         match sub.as_deref() {
             // No command table is published: clients fall back to their
             // defaults (redis-cli only loses hints and completion).
-            None | Some(b"DOCS") | Some(b"INFO") | Some(b"LIST") => reply::array_header(out, 0),
-            Some(b"COUNT") if request.len() == 2 => reply::integer(out, 0),
-            Some(b"COUNT") => reply::error(
-                out,
-                "ERR wrong number of arguments for 'command|count' command",
-            ),
+            None | Some(b"DOCS") | Some(b"LIST") => reply::array_header(out, 0),
+            // One entry per name asked, nil for each as for a command Redis
+            // does not have: a client pairs the entries with its names.
+            Some(b"INFO") => {
+                let names = request.len() - 2;
+                reply::array_header(out, names);
+                for _ in 0..names {
+                    reply::null_bulk(out);
+                }
+            }
+            // Its arity is checked by `execute`.
+            Some(b"COUNT") => reply::integer(out, 0),
+            Some(b"HELP") => help(out, COMMAND_HELP),
             Some(_) => reply::error(
                 out,
                 &format!(
@@ -574,20 +614,14 @@ impl ServeCore {
     fn config(&mut self, key: usize, request: &Request<'_>) {
         let out = &mut self.conns[key].out;
         let sub = request.arg(1).to_ascii_uppercase();
-        // A CONFIG GET that names no parameter is a GET short of arguments,
-        // not an attempt at a command this server lacks: say so, as Redis 7
-        // does.
-        if sub == b"GET" && request.len() < 3 {
-            reply::error(
-                out,
-                "ERR wrong number of arguments for 'config|get' command",
-            );
+        if sub == b"HELP" {
+            help(out, CONFIG_HELP);
             return;
         }
         if sub != b"GET" {
             // Redis's other subcommands are there but refused; a name Redis
             // does not know either gets Redis's words for that.
-            let text = if matches!(sub.as_slice(), b"SET" | b"RESETSTAT" | b"REWRITE" | b"HELP") {
+            let text = if matches!(sub.as_slice(), b"SET" | b"RESETSTAT" | b"REWRITE") {
                 "ERR CONFIG is read-only here: only CONFIG GET <parameter> is supported".to_string()
             } else {
                 format!(
@@ -604,18 +638,28 @@ impl ServeCore {
             .iter()
             .copied()
             .chain([("client-output-buffer-limit", output_limit.as_str())]);
-        let mut found = Vec::new();
+        // Each setting once, under the name it was first asked by: as
+        // Redis 7 answers, a plain name comes back spelled as given
+        // (`SAVE`), a pattern's matches as the settings are named.
+        let mut found: Vec<(&str, &[u8], &str)> = Vec::new();
         for pattern in request.args().skip(2) {
+            let plain = !pattern.iter().any(|byte| b"[*?".contains(byte));
             let glob = Glob::new(&pattern.to_ascii_lowercase());
             for (name, value) in settings.clone() {
-                if glob.matches(name.as_bytes()) && !found.iter().any(|&(seen, _)| seen == name) {
-                    found.push((name, value));
+                let matches = if plain {
+                    pattern.eq_ignore_ascii_case(name.as_bytes())
+                } else {
+                    glob.matches(name.as_bytes())
+                };
+                if matches && !found.iter().any(|&(seen, _, _)| seen == name) {
+                    let shown = if plain { pattern } else { name.as_bytes() };
+                    found.push((name, shown, value));
                 }
             }
         }
         reply::array_header(out, found.len() * 2);
-        for (name, value) in found {
-            reply::bulk(out, name.as_bytes());
+        for (_, shown, value) in found {
+            reply::bulk(out, shown);
             reply::bulk(out, value.as_bytes());
         }
     }

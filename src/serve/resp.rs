@@ -39,7 +39,8 @@ const RETAINED_SCRATCH: usize = 4 * 1024;
 /// Size limits a request must respect.
 ///
 /// The defaults are Redis's own: `proto-max-bulk-len` of 512 MiB, at most
-/// 1024 × 1024 arguments, and 64 KiB for an inline line or a header line.
+/// 1024 × 1024 arguments (Redis 6's limit; Redis 7 takes up to 2^31-1), and
+/// 64 KiB for an inline line or a header line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// The longest bulk string accepted, in bytes.

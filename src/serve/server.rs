@@ -96,11 +96,14 @@ pub struct ServerConfig {
     /// clients. Default 16 MiB.
     pub backlog_limit: usize,
     /// Request size limits. Default: Redis's, with bulk strings capped at
-    /// 8 MiB (no message larger than a lane frame can be published).
+    /// 8 MiB (no larger message fits the frame of a lane of 16 MiB or
+    /// less). A server whose lanes carry more raises the cap to half of
+    /// `lane_capacity`, so a PUBLISH the lanes would carry is not refused
+    /// as a protocol error first.
     pub limits: Limits,
     /// Unparsed input a client may accumulate (one huge or never-ending
     /// command) before it gets an error and is disconnected. Default
-    /// 64 MiB.
+    /// 64 MiB; at least twice the bulk-string cap once the lanes raise it.
     pub max_query_buffer: usize,
     /// Journal every PUBLISH under this directory, one journal per core
     /// (`core-N`, see [`super::journal`]). Default none.
@@ -114,6 +117,19 @@ pub struct ServerConfig {
     /// The clock the cores' timers (and the journals' sync periods) run
     /// on. Default the monotonic clock; tests use a virtual one.
     pub time_source: TimeSource,
+}
+
+impl ServerConfig {
+    /// Raises the bulk-string cap to the largest message a lane carries
+    /// (half of `lane_capacity`), where that is more, and the query
+    /// buffer to hold two such commands.
+    fn fit_limits_to_lanes(&mut self) {
+        let lane_message = self.lane_capacity / 2;
+        if lane_message > self.limits.max_bulk_len {
+            self.limits.max_bulk_len = lane_message;
+            self.max_query_buffer = self.max_query_buffer.max(2 * lane_message);
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -228,7 +244,8 @@ impl Server {
     ///
     /// [`ServeError::Bind`] if the address cannot be bound (in use, not
     /// local); [`ServeError::Runtime`] if the runtime cannot start.
-    pub fn start(config: ServerConfig) -> Result<Server, ServeError> {
+    pub fn start(mut config: ServerConfig) -> Result<Server, ServeError> {
+        config.fit_limits_to_lanes();
         let listener =
             TcpListener::bind(config.bind).map_err(|error| ServeError::Bind(config.bind, error))?;
         let addr = listener
