@@ -15,7 +15,7 @@
 use std::alloc::{self, Layout};
 use std::fmt;
 use std::ops::Deref;
-use std::ptr::NonNull;
+use std::ptr::{self, NonNull};
 
 use super::region::REGION_ALIGN;
 
@@ -63,7 +63,11 @@ impl<T> AlignedArray<T> {
         let (base, layout) = if layout.size() == 0 {
             // Zero-sized values, or none: nothing to allocate, and any
             // well-aligned address will do for reads and writes of no bytes.
-            (NonNull::<T>::dangling(), None)
+            // The layout's alignment, as an address, is one on the boundary,
+            // as the type's doc says (and never 0: the error is never
+            // returned).
+            let base = NonNull::new(ptr::without_provenance_mut::<T>(layout.align()));
+            (base.ok_or(error)?, None)
         } else {
             // SAFETY: the layout's size is not zero.
             let allocation = unsafe { alloc::alloc(layout) };
@@ -77,8 +81,8 @@ impl<T> AlignedArray<T> {
         };
         while array.len < len {
             // SAFETY: `array.len < len`, so the address is inside the
-            // allocation (or the dangling base, for zero-sized values), and
-            // nothing is there yet.
+            // allocation (or is the aligned base of no bytes, for zero-sized
+            // values), and nothing is there yet.
             unsafe { array.base.as_ptr().add(array.len).write(make()) };
             array.len += 1;
         }
@@ -192,6 +196,22 @@ mod tests {
         }));
         assert!(result.is_err());
         assert_eq!(dropped.get(), 3);
+    }
+
+    #[test]
+    fn arrays_of_no_bytes_start_on_the_boundary_too() {
+        #[repr(align(256))]
+        struct WideUnit;
+
+        let none = AlignedArray::new(0, || 7u64).unwrap();
+        assert_eq!(address(&none) % ARRAY_ALIGN, 0, "no u64s");
+        for len in [0, 1, 3] {
+            let units = AlignedArray::new(len, || ()).unwrap();
+            assert_eq!(address(&units) % ARRAY_ALIGN, 0, "{len} units");
+            let wide = AlignedArray::new(len, || WideUnit).unwrap();
+            assert_eq!(address(&wide) % 256, 0, "{len} units aligned to 256");
+            assert_eq!(wide.len(), len);
+        }
     }
 
     #[test]

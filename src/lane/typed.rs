@@ -1461,6 +1461,7 @@ mod tests {
             check::<u8>(capacity);
             check::<[u8; 24]>(capacity);
             check::<String>(capacity);
+            check::<()>(capacity);
         }
     }
 
