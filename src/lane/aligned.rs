@@ -15,7 +15,7 @@
 use std::alloc::{self, Layout};
 use std::fmt;
 use std::ops::Deref;
-use std::ptr::NonNull;
+use std::ptr::{self, NonNull};
 
 use super::region::REGION_ALIGN;
 
@@ -63,7 +63,11 @@ impl<T> AlignedArray<T> {
         let (base, layout) = if layout.size() == 0 {
             // Zero-sized values, or none: nothing to allocate, and any
             // well-aligned address will do for reads and writes of no bytes.
-            (NonNull::<T>::dangling(), None)
+            // The layout's alignment, as an address, is one on the boundary,
+            // as the type's doc says (and never 0: the error is never
+            // returned).
+            let base = NonNull::new(ptr::without_provenance_mut::<T>(layout.align()));
+            (base.ok_or(error)?, None)
         } else {
             // SAFETY: the layout's size is not zero.
             let allocation = unsafe { alloc::alloc(layout) };
@@ -77,8 +81,8 @@ impl<T> AlignedArray<T> {
         };
         while array.len < len {
             // SAFETY: `array.len < len`, so the address is inside the
-            // allocation (or the dangling base, for zero-sized values), and
-            // nothing is there yet.
+            // allocation (or is the aligned base of no bytes, for zero-sized
+            // values), and nothing is there yet.
             unsafe { array.base.as_ptr().add(array.len).write(make()) };
             array.len += 1;
         }
@@ -99,18 +103,32 @@ impl<T> Deref for AlignedArray<T> {
 
 impl<T> Drop for AlignedArray<T> {
     fn drop(&mut self) {
+        // Freed after the values, and also if the drop of one of them
+        // panics (the others are dropped all the same), as a `Box<[T]>`'s
+        // would be.
+        let _allocation = self.layout.map(|layout| Allocation {
+            base: self.base.cast(),
+            layout,
+        });
         // SAFETY: the first `len` values were made by `new` and are dropped
         // only here, once.
         unsafe {
-            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(
-                self.base.as_ptr(),
-                self.len,
-            ));
+            ptr::drop_in_place(ptr::slice_from_raw_parts_mut(self.base.as_ptr(), self.len));
         }
-        if let Some(layout) = self.layout {
-            // SAFETY: `base` came from `alloc` with this same layout.
-            unsafe { alloc::dealloc(self.base.as_ptr().cast(), layout) };
-        }
+    }
+}
+
+/// An array's allocation, freed when this is dropped.
+struct Allocation {
+    base: NonNull<u8>,
+    layout: Layout,
+}
+
+impl Drop for Allocation {
+    fn drop(&mut self) {
+        // SAFETY: made only by the drop of an `AlignedArray`, whose `base`
+        // came from `alloc` with this same layout, and only once.
+        unsafe { alloc::dealloc(self.base.as_ptr(), self.layout) };
     }
 }
 
@@ -192,6 +210,45 @@ mod tests {
         }));
         assert!(result.is_err());
         assert_eq!(dropped.get(), 3);
+    }
+
+    /// The allocation is left behind only as far as Miri sees (it reports
+    /// it at exit): natively this checks the drops alone.
+    #[test]
+    fn a_panicking_drop_of_a_value_drops_the_others_and_frees_the_array() {
+        let dropped = Cell::new(0);
+        struct Bomb<'a>(bool, &'a Cell<usize>);
+        impl Drop for Bomb<'_> {
+            fn drop(&mut self) {
+                self.1.set(self.1.get() + 1);
+                assert!(!self.0, "a value's drop panics");
+            }
+        }
+        let mut made = 0;
+        let array = AlignedArray::new(4, || {
+            made += 1;
+            Bomb(made == 2, &dropped)
+        })
+        .unwrap();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(array)));
+        assert!(result.is_err());
+        assert_eq!(dropped.get(), 4);
+    }
+
+    #[test]
+    fn arrays_of_no_bytes_start_on_the_boundary_too() {
+        #[repr(align(256))]
+        struct WideUnit;
+
+        let none = AlignedArray::new(0, || 7u64).unwrap();
+        assert_eq!(address(&none) % ARRAY_ALIGN, 0, "no u64s");
+        for len in [0, 1, 3] {
+            let units = AlignedArray::new(len, || ()).unwrap();
+            assert_eq!(address(&units) % ARRAY_ALIGN, 0, "{len} units");
+            let wide = AlignedArray::new(len, || WideUnit).unwrap();
+            assert_eq!(address(&wide) % 256, 0, "{len} units aligned to 256");
+            assert_eq!(wide.len(), len);
+        }
     }
 
     #[test]

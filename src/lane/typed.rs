@@ -337,15 +337,47 @@ impl<T> Drop for Ring<T> {
         // head, tail and head index.
         let head = self.head.load(Ordering::Relaxed);
         let tail = self.tail.load(Ordering::Relaxed);
-        let slots = Slots::of(self);
-        let mut index = self.head_index.load(Ordering::Relaxed);
-        for _ in 0..tail.wrapping_sub(head) {
-            // SAFETY: the `tail - head` slots from the consumer's last slot
-            // index on hold values that were published and never taken, and
-            // with both halves gone this is the only access to them.
-            drop(unsafe { slots.take(index) });
-            index = slots.next(index);
+        let mut left = LeftValues {
+            slots: Slots::of(self),
+            index: self.head_index.load(Ordering::Relaxed),
+            count: tail.wrapping_sub(head),
+        };
+        left.drop_each();
+    }
+}
+
+/// The values still in a ring whose halves are both gone: `count` of them,
+/// from the slot at `index` on (wrapping).
+///
+/// If the drop of one of them panics, this is dropped as the panic unwinds
+/// and drops the others, as a `Vec` would (a second panic aborts).
+struct LeftValues<T> {
+    slots: Slots<T>,
+    index: usize,
+    count: usize,
+}
+
+impl<T> LeftValues<T> {
+    fn drop_each(&mut self) {
+        while self.count > 0 {
+            // Counted first: if the value's drop panics, it is not dropped a
+            // second time.
+            let index = self.index;
+            self.index = self.slots.next(index);
+            self.count -= 1;
+            // SAFETY: the `count` slots from `index` on hold values that were
+            // published and never taken (the consumer's last slot index and
+            // `tail - head` when the ring's drop made this), and with both
+            // halves gone this is the only access to them.
+            drop(unsafe { self.slots.take(index) });
         }
+    }
+}
+
+impl<T> Drop for LeftValues<T> {
+    fn drop(&mut self) {
+        // Values are left only if one's drop panicked in `drop_each`.
+        self.drop_each();
     }
 }
 
@@ -1429,6 +1461,7 @@ mod tests {
             check::<u8>(capacity);
             check::<[u8; 24]>(capacity);
             check::<String>(capacity);
+            check::<()>(capacity);
         }
     }
 
