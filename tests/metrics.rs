@@ -11,7 +11,7 @@ use corelane::metrics::export::{to_prometheus, IntervalLog};
 use corelane::metrics::http::MetricsServer;
 use corelane::metrics::watch::{Alert, WatchConfig, Watcher};
 use corelane::metrics::{scrape, CoreMetrics, Interval, Snapshot, MAX_TRACKED_NS};
-use corelane::runtime::{Context, Handler, Runtime};
+use corelane::runtime::{Context, Handler, Runtime, RuntimeHandle};
 
 mod common;
 use common::idle;
@@ -557,6 +557,36 @@ impl Handler for Holder {
     }
 }
 
+/// Starts a stall watcher on `handle` (a stall after 1 ms), waits for its
+/// first stall alert about core 1 and checks that it names `handler`.
+fn assert_stall_on_core_1(handle: &RuntimeHandle, handler: &str) {
+    let (alert_tx, alert_rx) = mpsc::channel();
+    let watcher = Watcher::start(
+        handle.clone(),
+        WatchConfig {
+            stall_after: Some(Duration::from_millis(1)),
+            stall_check: Duration::from_millis(1),
+            ..WatchConfig::default()
+        },
+        Box::new(move |alert| {
+            let _ = alert_tx.send(alert.clone());
+        }),
+        None,
+    )
+    .unwrap();
+    let alert = loop {
+        let alert = alert_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        if let Alert::Stall { core: 1, .. } = alert {
+            break alert;
+        }
+    };
+    assert!(
+        matches!(alert, Alert::Stall { core: 1, handler: named, .. } if named == handler),
+        "{alert:?}"
+    );
+    drop(watcher);
+}
+
 /// C12 and the stall detector: while core 1 is stuck in a handler (and
 /// core 0 idles), snapshots and interval takes return at once, and the
 /// watcher names the core and the handler.
@@ -598,38 +628,7 @@ fn snapshots_never_wait_and_the_stall_detector_names_a_slow_handler() {
     let running_now = handle.running_handlers();
     assert_eq!(running_now[1].map(|r| r.name), Some("Hold"));
 
-    let (alert_tx, alert_rx) = mpsc::channel();
-    let watcher = Watcher::start(
-        handle.clone(),
-        WatchConfig {
-            stall_after: Some(Duration::from_millis(1)),
-            stall_check: Duration::from_millis(1),
-            ..WatchConfig::default()
-        },
-        Box::new(move |alert| {
-            let _ = alert_tx.send(alert.clone());
-        }),
-        None,
-    )
-    .unwrap();
-    let alert = loop {
-        let alert = alert_rx.recv_timeout(Duration::from_secs(60)).unwrap();
-        if let Alert::Stall { core: 1, .. } = alert {
-            break alert;
-        }
-    };
-    assert!(
-        matches!(
-            alert,
-            Alert::Stall {
-                core: 1,
-                handler: "Hold",
-                ..
-            }
-        ),
-        "{alert:?}"
-    );
-    drop(watcher);
+    assert_stall_on_core_1(&handle, "Hold");
 
     release_tx.send(()).unwrap();
     let report = running.shutdown().unwrap();
@@ -705,38 +704,7 @@ fn the_stall_detector_names_a_slow_timer_handler() {
     );
     assert!(on_timer.started_ns <= corelane::clock::now_ns());
 
-    let (alert_tx, alert_rx) = mpsc::channel();
-    let watcher = Watcher::start(
-        handle.clone(),
-        WatchConfig {
-            stall_after: Some(Duration::from_millis(1)),
-            stall_check: Duration::from_millis(1),
-            ..WatchConfig::default()
-        },
-        Box::new(move |alert| {
-            let _ = alert_tx.send(alert.clone());
-        }),
-        None,
-    )
-    .unwrap();
-    let alert = loop {
-        let alert = alert_rx.recv_timeout(Duration::from_secs(60)).unwrap();
-        if let Alert::Stall { core: 1, .. } = alert {
-            break alert;
-        }
-    };
-    assert!(
-        matches!(
-            alert,
-            Alert::Stall {
-                core: 1,
-                handler: "on_timer",
-                ..
-            }
-        ),
-        "{alert:?}"
-    );
-    drop(watcher);
+    assert_stall_on_core_1(&handle, "on_timer");
 
     release_tx.send(()).unwrap();
     let report = running.shutdown().unwrap();

@@ -726,16 +726,8 @@ impl ServeCore {
         target: usize,
         msg: ServerMsgRef<'_>,
     ) {
-        if self.backlog[target].is_empty() {
-            match cx.send(target, &msg) {
-                Ok(()) => return,
-                Err(SendError::Full(_)) => {}
-                Err(error) => {
-                    // Sizes are checked before sending; this is a bug.
-                    log::error!("cannot send to core {target}: {error}");
-                    return;
-                }
-            }
+        if self.backlog[target].is_empty() && sent_now(cx, target, &msg) {
+            return;
         }
         let msg = msg.to_msg();
         self.backlog_bytes += backlog_cost(&msg);
@@ -755,16 +747,8 @@ impl ServeCore {
         target: usize,
         msg: ServerMsgRef<'_>,
     ) {
-        if self.ahead[target] == 0 {
-            match cx.send(target, &msg) {
-                Ok(()) => return,
-                Err(SendError::Full(_)) => {}
-                Err(error) => {
-                    // Sizes are checked before sending; this is a bug.
-                    log::error!("cannot send to core {target}: {error}");
-                    return;
-                }
-            }
+        if self.ahead[target] == 0 && sent_now(cx, target, &msg) {
+            return;
         }
         let msg = msg.to_msg();
         self.backlog_bytes += backlog_cost(&msg);
@@ -1125,6 +1109,21 @@ impl Handler for ServeCore {
             for msg in queue {
                 cx.abandon(msg.kind_name(), 1);
             }
+        }
+    }
+}
+
+/// Tries to send `msg` to core `target` at once: `true` if it is done with
+/// (sent, or refused for a reason waiting cannot mend, which is logged),
+/// `false` if the lane is full and the message must wait.
+fn sent_now(cx: &mut Context<'_, ServerMsg>, target: usize, msg: &ServerMsgRef<'_>) -> bool {
+    match cx.send(target, msg) {
+        Ok(()) => true,
+        Err(SendError::Full(_)) => false,
+        Err(error) => {
+            // Sizes are checked before sending; this is a bug.
+            log::error!("cannot send to core {target}: {error}");
+            true
         }
     }
 }
