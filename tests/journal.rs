@@ -65,6 +65,20 @@ fn append_frames(writer: &mut JournalWriter, range: std::ops::Range<u64>) -> Vec
         .collect()
 }
 
+/// Opens a journal of 4 KiB segments in `dir` and appends frames until one
+/// lands in the second segment (at 4096, the first frame there); returns
+/// every position, that one last.
+fn fill_first_segment(dir: &Path) -> Vec<u64> {
+    let mut writer = JournalWriter::open(dir, config(4096)).unwrap();
+    let mut positions = Vec::new();
+    let mut i = 0;
+    while positions.last() < Some(&4096) {
+        positions.extend(append_frames(&mut writer, i..i + 1));
+        i += 1;
+    }
+    positions
+}
+
 #[test]
 fn frames_round_trip_across_rolls_with_contiguous_positions() {
     let dir = Scratch::new("roundtrip");
@@ -1083,14 +1097,7 @@ fn a_segment_that_holds_no_frame_after_a_sealed_one_is_reused_if_sound() {
         ("its header lost", false),
     ] {
         let dir = Scratch::new("frameless-sealed");
-        let mut writer = JournalWriter::open(&dir.0, config(4096)).unwrap();
-        let mut positions = Vec::new();
-        let mut i = 0;
-        while positions.last() < Some(&4096) {
-            positions.extend(append_frames(&mut writer, i..i + 1));
-            i += 1;
-        }
-        drop(writer);
+        let mut positions = fill_first_segment(&dir.0);
         // Back to the moment after the roll, before the first frame.
         let next = segment_path(&dir.0, 4096);
         fs::remove_file(&next).unwrap();
@@ -1251,14 +1258,7 @@ fn journal_commands_say_a_leftover_segment_is_no_damage() {
     for (case, sealed) in cases {
         let dir = Scratch::new("cli-leftover");
         let positions = if sealed {
-            let mut writer = JournalWriter::open(&dir.0, config(4096)).unwrap();
-            let mut positions = Vec::new();
-            let mut i = 0;
-            while positions.last() < Some(&4096) {
-                positions.extend(append_frames(&mut writer, i..i + 1));
-                i += 1;
-            }
-            drop(writer);
+            let mut positions = fill_first_segment(&dir.0);
             fs::remove_file(segment_path(&dir.0, 4096)).unwrap();
             positions.pop();
             positions

@@ -11,7 +11,7 @@ use corelane::metrics::export::{to_prometheus, IntervalLog};
 use corelane::metrics::http::MetricsServer;
 use corelane::metrics::watch::{Alert, WatchConfig, Watcher};
 use corelane::metrics::{scrape, CoreMetrics, Interval, Snapshot, MAX_TRACKED_NS};
-use corelane::runtime::{Context, Handler, Runtime, RuntimeHandle};
+use corelane::runtime::{Context, Handler, Running, Runtime, RuntimeHandle};
 
 mod common;
 use common::idle;
@@ -534,27 +534,77 @@ fn interval_log_has_a_tagged_histogram_per_kind() {
     assert_eq!(counts, expected);
 }
 
-/// Core 1 blocks in its `Hold` handler until the test sends on `release`.
+/// Where core 1 blocks: in `on_message`, on a `Hold` from core 0, or in
+/// `on_timer`, on a timer of its own.
+#[derive(Clone, Copy, PartialEq)]
+enum HoldIn {
+    Message,
+    Timer,
+}
+
+/// Core 1 blocks where `hold_in` says until the test sends on `release`.
 struct Holder {
+    hold_in: HoldIn,
     release: Option<mpsc::Receiver<()>>,
     held: mpsc::Sender<()>,
+}
+
+impl Holder {
+    /// Says it is held, then waits to be let go (core 1 only).
+    fn hold(&self) {
+        if let Some(release) = &self.release {
+            let _ = self.held.send(());
+            let _ = release.recv();
+        }
+    }
 }
 
 impl Handler for Holder {
     type Message = Ping;
 
     fn on_start(&mut self, cx: &mut Context<'_, Ping>) {
-        if cx.core() == 0 {
-            cx.send(1, &Ping::Hold).unwrap();
+        match self.hold_in {
+            HoldIn::Message if cx.core() == 0 => cx.send(1, &Ping::Hold).unwrap(),
+            HoldIn::Timer if self.release.is_some() => {
+                cx.schedule_timer(Duration::ZERO, 1);
+            }
+            _ => {}
         }
     }
 
     fn on_message(&mut self, _cx: &mut Context<'_, Ping>, _from: usize, msg: &ArchivedPing) {
-        if let (ArchivedPing::Hold, Some(release)) = (msg, &self.release) {
-            let _ = self.held.send(());
-            let _ = release.recv();
+        if self.hold_in == HoldIn::Message && matches!(msg, ArchivedPing::Hold) {
+            self.hold();
         }
     }
+
+    fn on_timer(&mut self, _cx: &mut Context<'_, Ping>, _timer: u64) {
+        if self.hold_in == HoldIn::Timer {
+            self.hold();
+        }
+    }
+}
+
+/// Starts two cores with core 1 held where `hold_in` says, and returns
+/// once it is, with the sender that lets it go.
+fn start_holding(hold_in: HoldIn) -> (Running<Ping>, mpsc::Sender<()>) {
+    let (release_tx, release_rx) = mpsc::channel();
+    let (held_tx, held_rx) = mpsc::channel();
+    let release = std::sync::Mutex::new(Some(release_rx));
+    let runtime = Runtime::builder().cores(2).idle(idle()).build().unwrap();
+    let running = runtime
+        .start(move |core| Holder {
+            hold_in,
+            release: if core == 1 {
+                release.lock().unwrap().take()
+            } else {
+                None
+            },
+            held: held_tx.clone(),
+        })
+        .unwrap();
+    held_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    (running, release_tx)
 }
 
 /// Starts a stall watcher on `handle` (a stall after 1 ms), waits for its
@@ -592,22 +642,8 @@ fn assert_stall_on_core_1(handle: &RuntimeHandle, handler: &str) {
 /// watcher names the core and the handler.
 #[test]
 fn snapshots_never_wait_and_the_stall_detector_names_a_slow_handler() {
-    let (release_tx, release_rx) = mpsc::channel();
-    let (held_tx, held_rx) = mpsc::channel();
-    let release = std::sync::Mutex::new(Some(release_rx));
-    let runtime = Runtime::builder().cores(2).idle(idle()).build().unwrap();
-    let running = runtime
-        .start(move |core| Holder {
-            release: if core == 1 {
-                release.lock().unwrap().take()
-            } else {
-                None
-            },
-            held: held_tx.clone(),
-        })
-        .unwrap();
+    let (running, release_tx) = start_holding(HoldIn::Message);
     let handle = running.handle();
-    held_rx.recv_timeout(Duration::from_secs(60)).unwrap();
 
     // The stuck core cannot answer; none of these may wait for it. A
     // reader that waited would hang here forever (the handler is only
@@ -645,31 +681,6 @@ fn snapshots_never_wait_and_the_stall_detector_names_a_slow_handler() {
     );
 }
 
-/// Blocks in `on_timer` (core 1 only) until the test lets it go.
-struct TimerHolder {
-    release: Option<mpsc::Receiver<()>>,
-    held: mpsc::Sender<()>,
-}
-
-impl Handler for TimerHolder {
-    type Message = Ping;
-
-    fn on_start(&mut self, cx: &mut Context<'_, Ping>) {
-        if self.release.is_some() {
-            cx.schedule_timer(Duration::ZERO, 1);
-        }
-    }
-
-    fn on_message(&mut self, _cx: &mut Context<'_, Ping>, _from: usize, _msg: &ArchivedPing) {}
-
-    fn on_timer(&mut self, _cx: &mut Context<'_, Ping>, _timer: u64) {
-        if let Some(release) = &self.release {
-            let _ = self.held.send(());
-            let _ = release.recv();
-        }
-    }
-}
-
 /// A timer handler that runs long is a stall like any other: the slot
 /// names `on_timer` while it runs, the watcher reports it, and its run
 /// time is kept under that name. Before, `on_timer` ran outside the slot:
@@ -677,23 +688,9 @@ impl Handler for TimerHolder {
 /// was stuck, and no stall was ever reported.
 #[test]
 fn the_stall_detector_names_a_slow_timer_handler() {
-    let (release_tx, release_rx) = mpsc::channel();
-    let (held_tx, held_rx) = mpsc::channel();
-    let release = std::sync::Mutex::new(Some(release_rx));
-    let runtime = Runtime::builder().cores(2).idle(idle()).build().unwrap();
     let before = corelane::clock::now_ns();
-    let running = runtime
-        .start(move |core| TimerHolder {
-            release: if core == 1 {
-                release.lock().unwrap().take()
-            } else {
-                None
-            },
-            held: held_tx.clone(),
-        })
-        .unwrap();
+    let (running, release_tx) = start_holding(HoldIn::Timer);
     let handle = running.handle();
-    held_rx.recv_timeout(Duration::from_secs(60)).unwrap();
 
     let running_now = handle.running_handlers();
     let on_timer = running_now[1].expect("core 1 is in on_timer");
