@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use corelane::frame::layout::{FrameMeta, PAYLOAD_OFFSET};
 use corelane::segment::journal::dir::{list_segments, segment_path, LOCK_FILE};
+use corelane::segment::journal::writer::MAX_SEGMENT_SIZE;
 use corelane::segment::journal::{
     inspect, Damage, Durability, JournalConfig, JournalError, JournalReader, JournalWriter, Start,
 };
@@ -472,15 +473,27 @@ fn bad_segment_files_give_clear_errors() {
         check(reader.next_frame().unwrap_err());
         check(inspect(&dir.0).unwrap().damage.unwrap());
         if name == "empty" {
-            // It holds no frame: the writer's recovery removes it and
-            // starts the journal afresh.
+            // It holds no frame, but a segment cut to nothing may have held
+            // acknowledged ones: the writer's recovery leaves it and starts
+            // past every position it could have held (its header, so its
+            // size, is gone: past the largest segment a writer makes).
             let writer = JournalWriter::open(&dir.0, config(8192)).unwrap();
-            assert_eq!(writer.recovery().removed, std::slice::from_ref(&path));
-            assert_eq!(writer.position(), 0);
-            assert_eq!(fs::read(&path).unwrap().len(), HEADER_PAGE + 8192 + 256);
+            assert_eq!(writer.recovery().cut_short, std::slice::from_ref(&path));
+            assert!(writer.recovery().removed.is_empty());
+            assert_eq!(writer.position(), MAX_SEGMENT_SIZE as u64);
+            assert!(fs::read(&path).unwrap().is_empty());
             continue;
         }
-        check(JournalWriter::open(&dir.0, config(8192)).unwrap_err());
+        if name == "short" {
+            // Cut short with its frame still in it (truncated after it was
+            // written): the writer leaves it as it is and resumes where its
+            // positions end, so none is used twice.
+            let writer = JournalWriter::open(&dir.0, config(8192)).unwrap();
+            assert_eq!(writer.recovery().cut_short, std::slice::from_ref(&path));
+            assert_eq!(writer.position(), 8192);
+        } else {
+            check(JournalWriter::open(&dir.0, config(8192)).unwrap_err());
+        }
         assert_eq!(fs::read(&path).unwrap(), bytes, "{name}: left untouched");
     }
 }
@@ -1087,13 +1100,14 @@ fn a_segment_at_the_end_that_holds_no_frame_is_removed_on_open() {
 
 /// The same segment after a sealed one is what a writer killed just
 /// after its roll leaves: it is reused, not removed, if its header is
-/// sound (a torn first frame cut), and removed if it is not.
+/// sound (a torn first frame cut), and removed if it is not. (One whose
+/// size is lost, cut short, is a truncated segment whose frames may have
+/// been acknowledged, and is passed over: see `journal_cut_last`.)
 #[test]
 fn a_segment_that_holds_no_frame_after_a_sealed_one_is_reused_if_sound() {
     for (case, reused) in [
         ("linked but never written", true),
         ("its first frame torn", true),
-        ("its size lost", false),
         ("its header lost", false),
     ] {
         let dir = Scratch::new("frameless-sealed");
@@ -1209,7 +1223,10 @@ fn a_non_segment_at_the_end_is_named_in_the_refusal() {
 /// the writer now refuses, naming the file, and removes nothing.
 #[test]
 fn no_segment_is_started_where_its_positions_would_run_past_the_top() {
-    for base in [u64::MAX, u64::MAX - 100, u64::MAX - 4095] {
+    // An empty file is also a segment cut to nothing, whose positions may
+    // reach the largest segment's size past its base: appends resume
+    // there, so a base within that of the top is refused too.
+    for base in [u64::MAX, u64::MAX - 100, u64::MAX - 4095, u64::MAX - 8191] {
         let dir = Scratch::new("frameless-top");
         fs::create_dir_all(&dir.0).unwrap();
         let stray = segment_path(&dir.0, base);
@@ -1233,11 +1250,12 @@ fn no_segment_is_started_where_its_positions_would_run_past_the_top() {
     // Where a segment fits, it is made there, as before.
     let dir = Scratch::new("frameless-high");
     fs::create_dir_all(&dir.0).unwrap();
-    let base = u64::MAX - 8191;
+    let base = u64::MAX - MAX_SEGMENT_SIZE as u64 - 8191;
     fs::File::create(segment_path(&dir.0, base)).unwrap();
     let mut writer = JournalWriter::open(&dir.0, config(4096)).unwrap();
-    assert_eq!(writer.position(), base);
-    assert_eq!(append_frames(&mut writer, 0..1), [base]);
+    let resume = base + MAX_SEGMENT_SIZE as u64;
+    assert_eq!(writer.position(), resume);
+    assert_eq!(append_frames(&mut writer, 0..1), [resume]);
 }
 
 /// `journal inspect` and `tail` of a journal that ends in a segment that
@@ -1252,7 +1270,8 @@ fn journal_commands_say_a_leftover_segment_is_no_damage() {
         ("its first frame torn", false),
         ("its size lost", false),
         ("its header lost", false),
-        ("its size lost", true),
+        // ("its size lost", true) is a segment cut short after a sealed
+        // one: damage, passed over by the writer (`journal_cut_last`).
         ("its header lost", true),
     ];
     for (case, sealed) in cases {
@@ -1276,7 +1295,8 @@ fn journal_commands_say_a_leftover_segment_is_no_damage() {
         assert!(!stdout.contains("DAMAGE"), "{label}: {stdout}");
         assert!(
             stdout.contains(&format!(
-                ": 1 segment, {} frames, first position 0, last position {},",
+                ": 2 segments (1 a leftover, empty), {} frames, first position 0, last \
+                 position {},",
                 positions.len(),
                 positions.last().unwrap()
             )),
@@ -1313,6 +1333,39 @@ fn journal_commands_say_a_leftover_segment_is_no_damage() {
             "{label}: {stderr}"
         );
         assert!(next.exists(), "{label}: read-only commands removed it");
+    }
+}
+
+/// `inspect` once counted the segments it summarised but not the leftover
+/// it reported after them, so a journal of two segment files was "1
+/// segment" while the writer's recovery found 2. Both now count every
+/// segment file, the leftover included, and the count goes down by one
+/// once the writer has removed it.
+#[test]
+fn inspect_counts_a_leftover_segment_as_the_writer_does() {
+    for case in ["linked but never written", "its header lost"] {
+        let dir = Scratch::new("count-leftover");
+        let (_, _, next) = open_segment_then(&dir.0);
+        frameless_segment(&next, case);
+        let inspection = inspect(&dir.0).unwrap();
+        assert!(inspection.leftover.is_some(), "{case}");
+        assert_eq!(inspection.segments.len(), 1, "{case}");
+        assert_eq!(inspection.segment_count(), 2, "{case}");
+        assert_eq!(list_segments(&dir.0).unwrap().len(), 2, "{case}");
+
+        let writer = JournalWriter::open(&dir.0, config(4096)).unwrap();
+        assert_eq!(writer.recovery().segments, 2, "{case}");
+        assert_eq!(writer.recovery().removed.len(), 1, "{case}");
+        drop(writer);
+        let inspection = inspect(&dir.0).unwrap();
+        assert!(inspection.leftover.is_none(), "{case}");
+        assert_eq!(inspection.segment_count(), 1, "{case}");
+        let inspected = journal_command("inspect", &dir.0);
+        let stdout = String::from_utf8_lossy(&inspected.stdout);
+        assert!(
+            stdout.contains(": 1 segment, 5 frames,"),
+            "{case}: {stdout}"
+        );
     }
 }
 

@@ -95,11 +95,18 @@ fn inspect_command(dir: &Path) -> Result<ExitCode, TailError> {
         }
         let first = segments.iter().find_map(|s| s.first);
         let last = segments.iter().rev().find_map(|s| s.last);
+        // Every segment file checked is counted, a leftover too (it is
+        // listed below, and the writer's recovery counts it); the line
+        // says how many of them are leftovers, which hold no frame.
+        let leftovers = match &inspection.leftover {
+            Some(_) => " (1 a leftover, empty)",
+            None => "",
+        };
         let _ = writeln!(
             out,
-            "journal {}: {}, {}, first position {}, last position {}, ends at {}",
+            "journal {}: {}{leftovers}, {}, first position {}, last position {}, ends at {}",
             journal.display(),
-            counted(segments.len() as u64, "segment"),
+            counted(inspection.segment_count() as u64, "segment"),
             counted(inspection.frames(), "frame"),
             shown(first),
             shown(last),

@@ -175,7 +175,8 @@ impl JournalReader {
                     Err(error) => {
                         let next = self.next_base();
                         let (dir, base, offset) = (&self.dir, self.base, self.offset);
-                        if Self::at_leftover(dir, base, offset, next, &mut self.leftover_at)? {
+                        if Self::at_leftover(dir, base, offset, next, true, &mut self.leftover_at)?
+                        {
                             return Ok(None);
                         }
                         return Err(error);
@@ -235,6 +236,7 @@ impl JournalReader {
                             self.base,
                             self.offset,
                             next,
+                            false,
                             &mut self.leftover_at,
                         )? =>
                     {
@@ -315,6 +317,7 @@ impl JournalReader {
                     self.base,
                     self.offset,
                     next,
+                    false,
                     &mut self.leftover_at,
                 )? =>
             {
@@ -377,6 +380,7 @@ impl JournalReader {
                 self.base,
                 self.offset,
                 next,
+                false,
                 &mut self.leftover_at,
             )?
         {
@@ -409,12 +413,15 @@ impl JournalReader {
     /// `offset` of the segment based at `base`, which ends at `next` (see
     /// [`leftover`](Self::leftover)); checked once per position, the last
     /// one found kept in `found_at`. Only a segment that holds frames
-    /// before `offset` can be the one before a leftover.
+    /// before `offset` can be the one before a leftover; `sealed` says
+    /// whether the segment at `base` is (then a successor cut short is no
+    /// leftover but damage, as the writer's recovery takes it).
     fn at_leftover(
         dir: &Path,
         base: u64,
         offset: usize,
         next: u64,
+        sealed: bool,
         found_at: &mut Option<u64>,
     ) -> Result<bool, JournalError> {
         let position = base.wrapping_add(offset as u64);
@@ -427,7 +434,7 @@ impl JournalReader {
         // A buffer of its own: the reader's may hold the frame it lent out
         // last, and this is seldom asked (only where a later segment is
         // named while the reader's slot is unwritten).
-        let found = ends_in_leftover(dir, base, next, &mut FrameBuffer::new())?;
+        let found = ends_in_leftover(dir, base, next, sealed, &mut FrameBuffer::new())?;
         if found {
             *found_at = Some(position);
         }

@@ -63,8 +63,10 @@ use super::scan::{
 };
 use super::writer::MAX_SEGMENT_SIZE;
 use crate::frame::layout::FRAME_ALIGN;
-use crate::segment::layout::HEADER_PAGE;
-use crate::segment::{sync_directory, Access, Segment, SegmentError};
+use crate::segment::layout::{
+    BASE_POSITION_OFFSET, CAPACITY_OFFSET, HEADER_PAGE, KIND_OFFSET, MAGIC, MAGIC_OFFSET,
+};
+use crate::segment::{sync_directory, Access, Segment, SegmentError, SegmentKind};
 
 /// A torn tail: bytes after the last valid frame that were cut (or, from
 /// [`inspect`], would be cut by the writer's recovery).
@@ -135,6 +137,17 @@ impl Inspection {
     pub fn frames(&self) -> u64 {
         self.segments.iter().map(|s| s.frames).sum()
     }
+
+    /// Segment files checked: those in [`segments`](Self::segments) and
+    /// the [`leftover`](Self::leftover), if any. A leftover is a segment
+    /// file of the journal's directory all the same (the writer's
+    /// [`RecoveryReport::segments`] counts it too, before removing it), so
+    /// a count without it would say the directory holds one file fewer
+    /// than it does. Segments after [`damage`](Self::damage) are not
+    /// checked, so not counted.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len() + usize::from(self.leftover.is_some())
+    }
 }
 
 /// What the writer's recovery found and did.
@@ -176,7 +189,8 @@ pub fn inspect(dir: &Path) -> Result<Inspection, JournalError> {
         let mut inspection = inspect_listed(framed, &mut buffer);
         let last = inspection.segments.last().filter(|last| {
             last.base.checked_add(last.capacity as u64) == Some(leftover.base)
-                && !(last.sealed && leftover.header_sound)
+                && !(last.sealed
+                    && (leftover.header_sound || cut_short_error(&leftover.path).is_some()))
         });
         if inspection.damage.is_none() && last.is_some() {
             inspection.leftover = Some(leftover);
@@ -250,7 +264,7 @@ fn leftover(
 /// that holds no frame: listed last, right after it. For a reader stopped
 /// at the unwritten slot of an unsealed segment, or at the end of a
 /// sealed one whose successor cannot be opened: either way a
-/// [`LeftoverSegment`].
+/// [`LeftoverSegment`]. `sealed` says whether the segment at `base` is.
 ///
 /// # Errors
 ///
@@ -259,6 +273,7 @@ pub(crate) fn ends_in_leftover(
     dir: &Path,
     base: u64,
     next: u64,
+    sealed: bool,
     buffer: &mut FrameBuffer,
 ) -> Result<bool, JournalError> {
     let listed = list_segments(dir)?;
@@ -266,6 +281,11 @@ pub(crate) fn ends_in_leftover(
         return Ok(false);
     };
     if (*before, *last) != (base, next) {
+        return Ok(false);
+    }
+    // After a sealed segment, one cut short is a truncated segment that the
+    // writer passes over, not a leftover (see `recover`): damage here.
+    if sealed && cut_short_error(path).is_some() {
         return Ok(false);
     }
     Ok(frameless(path, next, buffer)?.is_some())
@@ -297,6 +317,9 @@ pub(crate) fn recover(
     };
     let mut last = None;
     let mut expected_base = None;
+    // Where appends must resume at the earliest, past a segment cut short
+    // after every segment that holds frames (see `pass_over`).
+    let mut past: Option<u64> = None;
     for (index, (base, path)) in listed.iter().enumerate() {
         if let Some(expected) = expected_base {
             if *base != expected {
@@ -311,14 +334,8 @@ pub(crate) fn recover(
         };
         let (summary, segment, damage) =
             match check_segment(path, *base, access, is_last, &mut buffer) {
-                Err(JournalError::Segment(error)) if !is_last && is_cut_short(&error) => {
-                    log::error!(
-                        "{error}: the segment was cut short (truncated under its writer, which \
-                         abandoned it and went on in the next); the frames it lost are lost, \
-                         and readers from before it stop there as at any damage. Appends resume \
-                         after the last segment; the file is left in place"
-                    );
-                    report.cut_short.push(path.clone());
+                Err(JournalError::Segment(error)) if is_cut_short(&error) => {
+                    past = Some(pass_over(path, *base, &error, &mut report)?);
                     expected_base = None;
                     continue;
                 }
@@ -329,25 +346,68 @@ pub(crate) fn recover(
         }
         report.frames += summary.frames;
         expected_base = Some(summary.base.wrapping_add(summary.capacity as u64));
+        past = None;
         if is_last {
             last = Some((summary, segment));
         }
     }
 
+    // Segments that hold no frame after a sealed one (or with none
+    // before them) that were cut short are truncated segments, not what
+    // a crash leaves (a roll seals the segment before it links the next,
+    // and a crash loses no length that was there), so the frames they
+    // held may have been acknowledged: each is passed over as above and
+    // appends resume past it. Any such segment after an unsealed one is
+    // a crash's leftover, removed below with the others.
+    let sealed = last.as_ref().is_none_or(|(summary, _)| summary.sealed);
+    let mut kept = 0;
+    if sealed {
+        let last_cut = frameless
+            .iter()
+            .rposition(|(_, path)| cut_short_error(path).is_some());
+        if let Some(last_cut) = last_cut {
+            for (base, path) in &frameless[..=last_cut] {
+                if let Some(expected) = expected_base {
+                    if *base != expected {
+                        return Err(gap(path, expected, *base));
+                    }
+                }
+                let Some(error) = cut_short_error(path) else {
+                    // Between the journal and a truncated segment, and
+                    // not one itself: what the next open would refuse
+                    // once appends went on past it.
+                    let (_, _, damage) =
+                        check_segment(path, *base, Access::ReadOnly, false, &mut buffer)?;
+                    return Err(damage.unwrap_or_else(|| gap(path, *base, *base)));
+                };
+                past = Some(pass_over(path, *base, &error, &mut report)?);
+                expected_base = None;
+            }
+            kept = last_cut + 1;
+        }
+    }
+    let frameless = &frameless[kept..];
+    let trailing = &trailing[kept..];
+
     // The first segment that holds no frame is reused if it is sound and
     // follows a sealed one (as the writer left it, linked at a roll and
     // never written); every other one would stand between the valid
     // frames and the next append, and goes.
-    let sealed = last.as_ref().is_none_or(|(summary, _)| summary.sealed);
+    if past.is_some() {
+        // Appends go on past the segment passed over, not in one before it.
+        last = None;
+    }
     let reusable = match (frameless.first(), trailing.first()) {
         (Some((base, path)), Some(Trailing::Sound))
-            if sealed && expected_base.is_none_or(|expected| expected == *base) =>
+            if sealed
+                && expected_base.is_none_or(|expected| expected == *base)
+                && past.is_none_or(|past| past <= *base) =>
         {
             Some((*base, path))
         }
         _ => None,
     };
-    let mut remove = frameless.as_slice();
+    let mut remove = frameless;
     if let Some((base, path)) = reusable {
         let (summary, segment, damage) =
             check_segment(path, base, Access::ReadWrite, true, &mut buffer)?;
@@ -358,14 +418,20 @@ pub(crate) fn recover(
         remove = &frameless[1..];
     }
     let first_base = frameless.first().map_or(0, |&(base, _)| base);
-    if let (None, Some((_, path))) = (&last, frameless.first()) {
+    let first_base = past.map_or(first_base, |past| past.max(first_base));
+    if last.is_none() && (past.is_some() || !frameless.is_empty()) {
         // Appends start in a new segment where the first removed one was,
-        // so that positions go on from there: refused, before anything is
-        // removed, where no segment fits (a stray file named after a
-        // position near the top of the range), as a roll there would be.
+        // or past the segment passed over, so that positions go on from
+        // there: refused, before anything is removed, where no segment
+        // fits (a stray file named after a position near the top of the
+        // range), as a roll there would be.
         if first_base.checked_add(segment_size as u64).is_none() {
+            let path = frameless.first().map_or_else(
+                || report.cut_short.last().cloned().unwrap_or_default(),
+                |(_, path)| path.clone(),
+            );
             return Err(JournalError::Damaged {
-                path: path.clone(),
+                path,
                 position: first_base,
                 damage: Damage::PositionsWrap,
             });
@@ -404,6 +470,80 @@ pub(crate) fn recover(
         resume
     };
     Ok((Resume::In(segment, resume), report))
+}
+
+/// Passes over the segment at `path`, based at `base`, whose file was cut
+/// short (`error`, from opening it): logs it, reports it, and returns the
+/// position appends must resume at the earliest, where the positions it
+/// could have held end (see [`claimed_end`]).
+fn pass_over(
+    path: &Path,
+    base: u64,
+    error: &SegmentError,
+    report: &mut RecoveryReport,
+) -> Result<u64, JournalError> {
+    let end = claimed_end(path, base)?.ok_or_else(|| JournalError::Damaged {
+        path: path.to_path_buf(),
+        position: base,
+        damage: Damage::PositionsWrap,
+    })?;
+    log::error!(
+        "{error}: the segment was cut short (truncated after it was written); the frames \
+         it lost are lost, and readers from before it stop there as at any damage. Appends \
+         resume after it, at position {end} or later, so that no position it held is used \
+         again; the file is left in place"
+    );
+    report.cut_short.push(path.to_path_buf());
+    Ok(end)
+}
+
+/// The error opening the segment at `path` gives if its
+/// file was cut short ([`is_cut_short`]); `None` if it opens, or fails
+/// otherwise.
+fn cut_short_error(path: &Path) -> Option<SegmentError> {
+    match open_segment(path, Access::ReadOnly) {
+        Err(error) if is_cut_short(&error) => Some(error),
+        _ => None,
+    }
+}
+
+/// Where the positions of the segment at `path`, based at `base`, end:
+/// by its capacity if what is left of its header names it (and `base`),
+/// else by the largest capacity any writer makes ([`MAX_SEGMENT_SIZE`]),
+/// since its header went with the cut. `None` if that end does not fit in
+/// a `u64`.
+fn claimed_end(path: &Path, base: u64) -> Result<Option<u64>, JournalError> {
+    let mut header = [0u8; BASE_POSITION_OFFSET + 8];
+    let mut file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| JournalError::io(path, "open", e))?;
+    let mut read = 0;
+    while read < header.len() {
+        match file.read(&mut header[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(JournalError::io(path, "read", e)),
+        }
+    }
+    let u64_at = |offset: usize| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&header[offset..offset + 8]);
+        u64::from_ne_bytes(bytes)
+    };
+    let mut kind = [0u8; 4];
+    kind.copy_from_slice(&header[KIND_OFFSET..KIND_OFFSET + 4]);
+    let named = read == header.len()
+        && header[MAGIC_OFFSET..MAGIC_OFFSET + 8] == MAGIC
+        && SegmentKind::from_code(u32::from_ne_bytes(kind)) == Some(SegmentKind::Journal)
+        && u64_at(BASE_POSITION_OFFSET) == base;
+    let capacity = match u64_at(CAPACITY_OFFSET) {
+        capacity if named && capacity > 0 && capacity <= MAX_SEGMENT_SIZE as u64 => capacity,
+        _ => MAX_SEGMENT_SIZE as u64,
+    };
+    Ok(base.checked_add(capacity))
 }
 
 /// Whether `error`, from opening a segment, says its file is shorter than

@@ -578,7 +578,25 @@ impl JournalWriter {
             .take()
             .and_then(|thread| thread.join().ok())
             .and_then(Result::ok)
-            .filter(|segment| segment.header().base_position == next);
+            .and_then(|segment| {
+                let found = segment.header().base_position;
+                if found == next {
+                    return Some(segment);
+                }
+                // Prepared for another base (the current segment changed
+                // since): of no use here, and its file would stay until
+                // the next open. It is replaced by one made here.
+                log::warn!(
+                    "journal {}: segment prepared ahead {} is based at {found}, not at {next} \
+                     where the journal goes on: removed, and made again at {next}",
+                    self.dir.display(),
+                    segment.path().display()
+                );
+                if let Err(error) = remove_prepared(segment.path()) {
+                    log::error!("journal: {error}");
+                }
+                None
+            });
         // A prepared segment comes with its first window faulted in.
         let (segment, populated) = match prepared {
             Some(segment) => {
@@ -652,6 +670,15 @@ fn prepared_path(dir: &Path, base: u64) -> PathBuf {
 /// Suffix of a segment prepared ahead (not yet part of the journal).
 const PREPARED_SUFFIX: &str = ".next";
 
+/// Removes the segment prepared ahead at `path`; whether there was one.
+fn remove_prepared(path: &Path) -> Result<bool, JournalError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(JournalError::io(path, "unlink", e)),
+    }
+}
+
 /// Removes segments a previous writer prepared but never used.
 fn remove_stale_prepared(dir: &Path) -> Result<(), JournalError> {
     let entries = std::fs::read_dir(dir).map_err(|e| JournalError::io(dir, "read directory", e))?;
@@ -659,7 +686,12 @@ fn remove_stale_prepared(dir: &Path) -> Result<(), JournalError> {
         let name = entry.file_name();
         if name.to_str().is_some_and(|n| n.ends_with(PREPARED_SUFFIX)) {
             let path = entry.path();
-            std::fs::remove_file(&path).map_err(|e| JournalError::io(&path, "unlink", e))?;
+            if remove_prepared(&path)? {
+                log::warn!(
+                    "{}: removed a segment a previous writer prepared and never used",
+                    path.display()
+                );
+            }
         }
     }
     Ok(())
@@ -723,11 +755,11 @@ fn prepare_segment(
     let path = prepared_path(dir, base);
     // Left by a roll that failed after its preparation (a full disk, say):
     // never part of the journal, so made again.
-    match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(JournalError::io(&path, "unlink", e))
-        }
-        _ => {}
+    if remove_prepared(&path)? {
+        log::warn!(
+            "{}: a segment prepared earlier and never used was there: removed, and made again",
+            path.display()
+        );
     }
     let segment = Segment::create(&path, SegmentKind::Journal, config.segment_size, base)?;
     // Before the window is faulted in: those pages are dirtied by the
@@ -892,6 +924,48 @@ mod tests {
                 "segment {base}"
             );
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A segment prepared ahead for a base the journal does not go on at
+    /// (the current segment changed after it was asked for) once stayed
+    /// in the directory under its `.next` name until the next open. The
+    /// writer that finds it at a roll removes it and makes the segment it
+    /// needs.
+    #[test]
+    fn a_prepared_segment_with_the_wrong_base_is_replaced_at_the_roll() {
+        let dir = scratch("prepared-wrong-base");
+        let config = JournalConfig {
+            segment_size: 4096,
+            durability: Durability::None,
+        };
+        let mut writer = JournalWriter::open(&dir, config).unwrap();
+        let wrong = 64 * 4096;
+        let stale = prepared_path(&dir, wrong);
+        if let Some(thread) = writer.next.take() {
+            let prepared = thread.join().unwrap().unwrap();
+            std::fs::remove_file(prepared.path()).unwrap();
+        }
+        let (thread_dir, thread_config) = (dir.clone(), config);
+        writer.next = Some(std::thread::spawn(move || {
+            prepare_segment(&thread_dir, &thread_config, wrong, false)
+        }));
+        let mut positions = Vec::new();
+        while positions.last() < Some(&4096) {
+            positions.push(writer.append(&[3; 300], FrameMeta::default()).unwrap());
+        }
+        assert_eq!(positions.last(), Some(&4096));
+        assert!(!stale.exists(), "the wrongly based segment stayed");
+        assert_eq!(writer.segment.header().base_position, 4096);
+        assert_eq!(writer.segment.path(), segment_path(&dir, 4096));
+        drop(writer);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name != LOCK_FILE)
+            .collect();
+        names.sort();
+        assert_eq!(names, [segment_name(0), segment_name(4096)]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
