@@ -128,7 +128,11 @@ fn a_last_segment_cut_short_never_gives_its_positions_again() {
         assert!(error.contains(&*last.to_string_lossy()), "{case}: {error}");
 
         let mut writer = JournalWriter::open(&dir.0, config()).unwrap();
-        assert_eq!(writer.recovery().cut_short, [last.clone()], "{case}");
+        assert_eq!(
+            writer.recovery().cut_short,
+            std::slice::from_ref(&last),
+            "{case}"
+        );
         assert!(writer.recovery().removed.is_empty(), "{case}");
         assert_eq!(writer.position(), resume, "{case}");
         let new = append(&mut writer, i..i + 3);
@@ -157,7 +161,11 @@ fn a_last_segment_cut_short_never_gives_its_positions_again() {
         // A second restart goes on from the new frames, passing the cut
         // segment over again.
         let mut writer = JournalWriter::open(&dir.0, config()).unwrap();
-        assert_eq!(writer.recovery().cut_short, [last.clone()], "{case}");
+        assert_eq!(
+            writer.recovery().cut_short,
+            std::slice::from_ref(&last),
+            "{case}"
+        );
         let after = append(&mut writer, i + 3..i + 4);
         assert!(after[0] > *new.last().unwrap(), "{case}");
         drop(writer);
@@ -185,7 +193,11 @@ fn a_segment_abandoned_before_the_next_was_written_is_passed_over() {
         drop(Segment::create(&next, SegmentKind::Journal, SEGMENT, SEGMENT as u64).unwrap());
 
         let mut writer = JournalWriter::open(&dir.0, config()).unwrap();
-        assert_eq!(writer.recovery().cut_short, [first.clone()], "{case}");
+        assert_eq!(
+            writer.recovery().cut_short,
+            std::slice::from_ref(&first),
+            "{case}"
+        );
         let reused = resume == SEGMENT as u64;
         let removed: Vec<PathBuf> = if reused { vec![] } else { vec![next.clone()] };
         assert_eq!(writer.recovery().removed, removed, "{case}");
@@ -215,7 +227,11 @@ fn an_only_segment_cut_short_is_passed_over_too() {
         cut(&first, len);
 
         let mut writer = JournalWriter::open(&dir.0, config()).unwrap();
-        assert_eq!(writer.recovery().cut_short, [first.clone()], "{case}");
+        assert_eq!(
+            writer.recovery().cut_short,
+            std::slice::from_ref(&first),
+            "{case}"
+        );
         let new = append(&mut writer, 8..9);
         drop(writer);
         assert_eq!(new, [resume], "{case}");

@@ -30,9 +30,31 @@
 //! place, and appends resume after the last segment. It stays damage to
 //! [`inspect`] and to readers, which stop there (a reader reaches the
 //! frames after it when asked to start there); the segments after it are
-//! checked as any others. A cut-short *last* segment is not passed over
-//! this way: it is refused, or removed if nothing is left past its header
-//! page (below).
+//! checked as any others.
+//!
+//! A cut-short segment after every segment that holds frames (the last
+//! one, cut to nothing, to its header page or inside its frames; or the
+//! one a writer abandoned before it stopped, with only a segment that
+//! holds no frame after it) is passed over the same way, after a sealed
+//! segment or none. It once was taken, when nothing was left past its
+//! header page, for a segment a crash left empty and removed, and new
+//! frames were given positions it had held and acknowledged; when frames
+//! were left, the journal was refused until the file was moved aside,
+//! which did the same. Neither can be told apart from a crash's leftover
+//! by the file alone, but positions must never go back, so appends
+//! resume in a new segment past every position it could have held: where
+//! its header (if what is left of it names the segment) says it ends,
+//! else at its base plus [`MAX_SEGMENT_SIZE`], the most any writer puts
+//! in a segment (its header went with the cut, so its size is unknown).
+//! A segment that holds no frame and is based exactly there is reused
+//! instead. The file is never changed or removed, whatever frames are
+//! left in it. Where no segment fits past it, the writer refuses
+//! ([`Damage::PositionsWrap`], naming the file). A crash does not cut a
+//! segment short behind a sealed one: a roll seals the segment before it
+//! links the next, and under a syncing policy the next one's size and
+//! header are on the disk before it is linked; only under
+//! [`super::Durability::None`] can a crash leave such a file, and the
+//! cost there is a jump in positions, never a position used twice.
 //!
 //! Segments at the end of the directory that hold no frame are not
 //! damage to the writer: a crash can leave one behind (the next segment
@@ -40,7 +62,10 @@
 //! machine before they reached the disk, or its first frame torn). The
 //! writer's recovery reuses the first such segment when it is sound and
 //! the one before it is sealed, and removes the others, logging each, so
-//! appends resume after the last valid frame. "No frame" is decided as a
+//! appends resume after the last valid frame. (After a sealed segment,
+//! one of them cut short is passed over instead, as above; after an
+//! unsealed one, whose end marker never reached the disk, it can only be
+//! a crash's, and is removed.) "No frame" is decided as a
 //! torn tail is, from offset 0 (nothing valid anywhere in the segment);
 //! a segment whose header cannot be read must be zero past its header
 //! page. A segment that holds a valid frame is never removed: damage
@@ -105,10 +130,13 @@ pub struct SegmentSummary {
 
 /// A segment at the end of a journal, right where the segment before it
 /// ends, that holds no frame, after a segment that was not sealed (or with
-/// a header that cannot be read): what a crash between linking a segment
-/// at a roll and writing its first frame leaves behind (see the module
-/// documentation). Not damage: the next writer's recovery removes it and
-/// appends in the segment before it, whose frames are all there.
+/// a header that cannot be read, its file not cut short): what a crash
+/// between linking a segment at a roll and writing its first frame leaves
+/// behind (see the module documentation). Not damage: the next writer's
+/// recovery removes it and appends in the segment before it, whose frames
+/// are all there. One cut short after a sealed segment is no leftover: it
+/// may have held acknowledged frames, and is reported as damage (the
+/// writer passes over it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeftoverSegment {
     /// The file.
@@ -123,7 +151,9 @@ pub struct LeftoverSegment {
 /// What [`inspect`] found in a journal directory.
 #[derive(Debug)]
 pub struct Inspection {
-    /// The segments checked, in position order, up to the first damage.
+    /// The segments checked, in position order, up to the first damage;
+    /// not the [`leftover`](Self::leftover) (counted with them in
+    /// [`segment_count`](Self::segment_count)).
     pub segments: Vec<SegmentSummary>,
     /// The first damage found; segments after it were not checked.
     pub damage: Option<JournalError>,
@@ -162,8 +192,9 @@ pub struct RecoveryReport {
     /// Segments at the end of the journal that held no frame and were
     /// removed (see the module documentation), in position order.
     pub removed: Vec<PathBuf>,
-    /// Segments before the last that were found cut short (see the module
-    /// documentation): left in place, in position order.
+    /// Segments that were found cut short (see the module documentation),
+    /// before the last or at the end: left in place, in position order;
+    /// appends resume past each.
     pub cut_short: Vec<PathBuf>,
 }
 
@@ -300,9 +331,11 @@ pub(crate) enum Resume {
 }
 
 /// The writer's recovery: checks every segment as [`inspect`] does, but
-/// refuses any damage, cuts a torn tail, removes segments at the end that
-/// hold no frame (all but one it can reuse), and says where appends
-/// resume; a new segment is made `segment_size` bytes long.
+/// refuses any damage, cuts a torn tail, passes over segments cut short,
+/// removes segments at the end that hold no frame (all but one it can
+/// reuse), and says where appends resume, never below a position a
+/// segment cut short could have held; a new segment is made
+/// `segment_size` bytes long.
 pub(crate) fn recover(
     dir: &Path,
     segment_size: usize,

@@ -12,7 +12,12 @@
 //! under a private name (`<name>.next`, which readers and recovery ignore),
 //! its header synced to the disk (unless the policy is
 //! [`Durability::None`]), its first pages faulted in for writing, and
-//! renamed into place at the roll, the directory synced after it. First
+//! renamed into place at the roll, the directory synced after it. One
+//! prepared for another base than the roll needs (the current segment
+//! changed since it was asked for) is removed, with a log line, and made
+//! again where the journal goes on; so is a prepared file found under the
+//! name about to be made, and the writer's open removes (and logs) any
+//! left by an earlier writer. First
 //! writes to fresh pages of a fallocated file are expensive (a page fault
 //! each, and the filesystem marking the space written), so the writer
 //! faults pages in ahead of its tail, [`POPULATE_AHEAD`] bytes at a time
@@ -33,7 +38,8 @@
 //! journal inspect` report it as damage (nothing after it is read quietly
 //! past it), and a reader reaches the frames after it only when asked to
 //! start there. A later writer's recovery logs it and goes on after the
-//! last segment, as this writer did (see [`super::recovery`]).
+//! last segment, as this writer did, or past the abandoned segment if the
+//! writer stopped before writing the next (see [`super::recovery`]).
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
