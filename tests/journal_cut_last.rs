@@ -10,7 +10,7 @@ use corelane::frame::layout::FrameMeta;
 use corelane::segment::journal::dir::{list_segments, segment_path};
 use corelane::segment::journal::writer::MAX_SEGMENT_SIZE;
 use corelane::segment::journal::{
-    inspect, Durability, JournalConfig, JournalReader, JournalWriter, Start,
+    inspect, Damage, Durability, JournalConfig, JournalError, JournalReader, JournalWriter, Start,
 };
 use corelane::segment::layout::HEADER_PAGE;
 use corelane::segment::{Segment, SegmentKind};
@@ -238,4 +238,38 @@ fn an_only_segment_cut_short_is_passed_over_too() {
         assert!(new[0] > *acked.last().unwrap(), "{case}");
         assert!(first.exists(), "{case}");
     }
+}
+
+/// A segment that holds no frame and is not cut short, between a sealed
+/// segment and one cut short, is no segment a writer leaves: once appends
+/// went on past the cut one, the next open would find it unsealed before
+/// the last. The writer refuses now, naming it, and removes nothing.
+#[test]
+fn an_empty_segment_before_a_cut_one_is_refused_and_kept() {
+    let dir = Scratch::new("cut-after-empty");
+    let mut writer = JournalWriter::open(&dir.0, config()).unwrap();
+    let mut i = 0;
+    while append(&mut writer, i..i + 1)[0] < SEGMENT as u64 {
+        i += 1;
+    }
+    drop(writer);
+    // The segment at 4096 emptied back to a fresh one, then one cut to
+    // nothing after it.
+    let empty = segment_path(&dir.0, SEGMENT as u64);
+    fs::remove_file(&empty).unwrap();
+    drop(Segment::create(&empty, SegmentKind::Journal, SEGMENT, SEGMENT as u64).unwrap());
+    let cut_one = segment_path(&dir.0, 2 * SEGMENT as u64);
+    fs::write(&cut_one, b"").unwrap();
+    let before = list_segments(&dir.0).unwrap();
+
+    let error = JournalWriter::open(&dir.0, config()).unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            JournalError::Damaged { path, damage: Damage::MissingEndMarker, .. } if *path == empty
+        ),
+        "{error}"
+    );
+    assert_eq!(list_segments(&dir.0).unwrap(), before);
+    assert_eq!(fs::read(&cut_one).unwrap(), b"");
 }

@@ -404,9 +404,9 @@ fn a_latency_log_on_a_named_pipe_without_a_reader_is_refused_at_once() {
 
 /// A journal the writer will not append to (here its first segment cut to
 /// its header page, with a segment of frames after it) stops the server
-/// with the error and what to do: inspect it, or move it aside. (A cut
-/// segment at the end of the journal, with no frame after it, is one a
-/// crash can leave: the writer recovers from it on its own.)
+/// with the error and what to do: inspect it, or move it aside. (A segment
+/// merely cut short, at the end of the journal or before it, the writer
+/// passes over on its own, resuming past its positions.)
 #[test]
 fn a_damaged_journal_says_how_to_inspect_it_and_start_again() {
     use corelane::frame::layout::FrameMeta;

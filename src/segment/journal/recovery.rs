@@ -411,7 +411,11 @@ pub(crate) fn recover(
                     // once appends went on past it.
                     let (_, _, damage) =
                         check_segment(path, *base, Access::ReadOnly, false, &mut buffer)?;
-                    return Err(damage.unwrap_or_else(|| gap(path, *base, *base)));
+                    return Err(damage.unwrap_or_else(|| JournalError::Damaged {
+                        path: path.clone(),
+                        position: *base,
+                        damage: Damage::MissingEndMarker,
+                    }));
                 };
                 past = Some(pass_over(path, *base, &error, &mut report)?);
                 expected_base = None;
