@@ -386,12 +386,12 @@ pub(crate) fn recover(
     }
 
     // Segments that hold no frame after a sealed one (or with none
-    // before them) that were cut short are truncated segments, not what
-    // a crash leaves (a roll seals the segment before it links the next,
-    // and a crash loses no length that was there), so the frames they
-    // held may have been acknowledged: each is passed over as above and
-    // appends resume past it. Any such segment after an unsealed one is
-    // a crash's leftover, removed below with the others.
+    // before them) that were cut short may be truncated segments whose
+    // frames were acknowledged (a crash leaves one only under
+    // `Durability::None`: see the module documentation), so each is
+    // passed over as above and appends resume past it. Any such segment
+    // after an unsealed one is a crash's leftover (a roll seals the
+    // segment before it links the next), removed below with the others.
     let sealed = last.as_ref().is_none_or(|(summary, _)| summary.sealed);
     let mut kept = 0;
     if sealed {
