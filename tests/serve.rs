@@ -437,7 +437,24 @@ fn connect_time_commands_get_well_formed_replies() {
             .position(|field| *field == redis::Value::BulkString(b"proto".to_vec()))
             .expect("HELLO names the protocol");
         assert_eq!(fields[proto + 1], redis::Value::Int(2));
+        // The Redis version INFO reports, not the crate's: clients pick
+        // features by it.
+        let version = fields
+            .iter()
+            .position(|field| *field == redis::Value::BulkString(b"version".to_vec()))
+            .expect("HELLO names the version");
+        assert_eq!(
+            fields[version + 1],
+            redis::Value::BulkString(b"7.0.0".to_vec())
+        );
     }
+    let server_info: String = redis::cmd("INFO").arg("server").query(&mut con).unwrap();
+    assert!(
+        server_info.contains("\r\nredis_version:7.0.0\r\n"),
+        "{server_info}"
+    );
+    let crate_version = format!("\r\ncorelane_version:{}\r\n", env!("CARGO_PKG_VERSION"));
+    assert!(server_info.contains(&crate_version), "{server_info}");
     let refused = redis::cmd("HELLO")
         .arg("3")
         .query::<redis::Value>(&mut con)
@@ -1194,6 +1211,81 @@ fn pattern_subscriptions_and_subscribed_mode() {
     stop(server);
 }
 
+/// A RESP2 subscriber sending a command this server does not serve is
+/// answered as Redis 7.0 answers it when Redis has the command: its
+/// subcommand, then its arity, then subscribed mode checked, as Redis
+/// checks them (the expected bytes are redis-server 7.0's). A command
+/// Redis lacks too, and SSUBSCRIBE (which Redis allows a subscriber),
+/// stay unknown; out of subscribed mode every one of them is unknown.
+#[test]
+fn subscribers_are_refused_redis_commands_in_redis_7_words() {
+    let _serial = serial();
+    let server = start(config(2));
+    let mut raw = Raw::connect(&server);
+    raw.send(&multibulk(&[b"SUBSCRIBE", b"a"]));
+    raw.expect(&confirmation("subscribe", "a", 1));
+    let cases: &[(&[&[u8]], String)] = &[
+        (&[b"GET", b"k"], subscribed_mode_error("get")),
+        (&[b"auth", b"secret"], subscribed_mode_error("auth")),
+        (&[b"Set", b"a", b"b"], subscribed_mode_error("set")),
+        (
+            &[b"CONFIG", b"SET", b"x", b"y"],
+            subscribed_mode_error("config|set"),
+        ),
+        (
+            &[b"CLIENT", b"KILL", b"a", b"b"],
+            subscribed_mode_error("client|kill"),
+        ),
+        (
+            &[b"command", b"getkeys", b"get", b"k"],
+            subscribed_mode_error("command|getkeys"),
+        ),
+        (
+            &[b"GET"],
+            "-ERR wrong number of arguments for 'get' command\r\n".into(),
+        ),
+        (
+            &[b"client", b"kill"],
+            "-ERR wrong number of arguments for 'client|kill' command\r\n".into(),
+        ),
+        (
+            &[b"ssubscribe"],
+            "-ERR wrong number of arguments for 'ssubscribe' command\r\n".into(),
+        ),
+        (
+            &[b"acl", b"nosuch"],
+            "-ERR unknown subcommand 'nosuch'. Try ACL HELP.\r\n".into(),
+        ),
+        (
+            &[b"foo", b"bar"],
+            "-ERR unknown command 'foo', with args beginning with: 'bar' \r\n".into(),
+        ),
+        (
+            &[b"config|set", b"a"],
+            "-ERR unknown command 'config|set', with args beginning with: 'a' \r\n".into(),
+        ),
+        (
+            &[b"SSUBSCRIBE", b"s"],
+            "-ERR unknown command 'SSUBSCRIBE', with args beginning with: 's' \r\n".into(),
+        ),
+    ];
+    for (request, expected) in cases {
+        raw.send(&multibulk(request));
+        raw.expect(expected.as_bytes());
+    }
+    // Still subscribed, and still a connection that works.
+    raw.send(b"PING\r\n");
+    raw.expect(b"*2\r\n$4\r\npong\r\n$0\r\n\r\n");
+
+    raw.send(&multibulk(&[b"UNSUBSCRIBE"]));
+    raw.expect(&confirmation("unsubscribe", "a", 0));
+    raw.send(&multibulk(&[b"GET", b"k"]));
+    raw.expect(b"-ERR unknown command 'GET', with args beginning with: 'k' \r\n");
+    raw.send(&multibulk(&[b"GET"]));
+    raw.expect(b"-ERR unknown command 'GET', with args beginning with: \r\n");
+    stop(server);
+}
+
 /// Once UNSUBSCRIBE or RESET is confirmed, no core counts the old
 /// subscription in a PUBLISH reply. Repeated, with the subscriber on
 /// another core than the publisher's, where a late announcement shows.
@@ -1889,10 +1981,29 @@ fn info_answers_every_section_named() {
         .arg("all")
         .query(&mut con)
         .unwrap();
+    let sections = [
+        "Server", "Clients", "Memory", "Pubsub", "Stats", "Pools", "Latency", "Keyspace",
+    ];
+    assert_eq!(info_sections(&every), sections, "{every}");
+    // Redis's Keyspace comes last, its header shown with no keys.
+    assert!(every.ends_with("\r\n\r\n# Keyspace\r\n"), "{every:?}");
+    for all in [&[][..], &["everything"][..], &["default"][..]] {
+        let info: String = redis::cmd("INFO").arg(all).query(&mut con).unwrap();
+        assert_eq!(info_sections(&info), sections, "INFO {all:?}: {info}");
+        assert!(info.ends_with("\r\n\r\n# Keyspace\r\n"), "{info:?}");
+    }
+    for keyspace in ["keyspace", "KEYSPACE"] {
+        let alone: String = redis::cmd("INFO").arg(keyspace).query(&mut con).unwrap();
+        assert_eq!(alone, "# Keyspace\r\n");
+    }
+    let with_pubsub: String = redis::cmd("INFO")
+        .arg("keyspace")
+        .arg("pubsub")
+        .query(&mut con)
+        .unwrap();
     assert_eq!(
-        info_sections(&every),
-        ["Server", "Clients", "Memory", "Pubsub", "Stats", "Pools", "Latency"],
-        "{every}"
+        with_pubsub,
+        "# Pubsub\r\npubsub_channels:0\r\npubsub_patterns:0\r\n\r\n# Keyspace\r\n"
     );
 
     let none: String = redis::cmd("INFO").arg("nosuch").query(&mut con).unwrap();
@@ -1967,8 +2078,8 @@ fn config_get_without_a_parameter_is_short_of_arguments() {
 }
 
 /// A subscribed connection's request is checked in Redis 7's order: a
-/// command or subcommand the server does not know is unknown, then the
-/// arity, then subscribed mode; the errors name a subcommand as
+/// command or subcommand neither this server nor Redis knows is unknown,
+/// then the arity, then subscribed mode; the errors name a subcommand as
 /// `client|id`, as Redis names it.
 #[test]
 fn subscribed_mode_is_checked_after_the_name_and_the_arity() {
@@ -1993,9 +2104,12 @@ fn subscribed_mode_is_checked_after_the_name_and_the_arity() {
             unknown("ERR unknown command 'NOSUCH', with args beginning with: 'x' "),
         ),
         (
-            "CLIENT KILL",
-            unknown("ERR unknown subcommand 'KILL'. Try CLIENT HELP."),
+            "CLIENT NOSUCH",
+            unknown("ERR unknown subcommand 'NOSUCH'. Try CLIENT HELP."),
         ),
+        // A subcommand Redis has and this server does not is checked as
+        // Redis checks it: here, its arity.
+        ("CLIENT KILL", arity("client|kill")),
         (
             "COMMAND NOSUCH",
             unknown("ERR unknown subcommand 'NOSUCH'. Try COMMAND HELP."),

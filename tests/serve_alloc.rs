@@ -2,7 +2,9 @@
 //! per message: input and output buffers come from the core's pool and go
 //! back to it, and every list the core works through keeps its capacity.
 //! Pattern subscribers are part of the load: patterns are parsed once, at
-//! PSUBSCRIBE, and matched without allocating (one of them never matches).
+//! PSUBSCRIBE, and matched without allocating (one of them never matches),
+//! the longest pattern PSUBSCRIBE accepts included, whose search table is
+//! the largest matching keeps on the stack.
 //! On two cores the same holds for the PUBLISH forwarded to the other
 //! core's subscribers: archived into the lane from buffers the core keeps,
 //! read there in place.
@@ -147,6 +149,12 @@ fn steady_publish_subscribe_allocates_nothing_per_message() {
 
     let two = steady_load(2);
     assert!(two.allocations <= two.allowed, "two cores: {two:?}");
+
+    let longest = longest_pattern_load();
+    assert!(
+        longest.allocations <= longest.allowed,
+        "the longest pattern: {longest:?}"
+    );
     // Connections are dealt to the cores in turn, so the publisher (the
     // fourth) is on core 1 with the second subscriber and the second
     // pattern subscriber (the sixth), and the first and third subscribers
@@ -254,5 +262,71 @@ fn steady_load(cores: usize) -> Load {
         allocations,
         allowed,
         sent: merged.counters.sent,
+    }
+}
+
+/// Bytes of the longest pattern PSUBSCRIBE accepts.
+const LONGEST_PATTERN: usize = 1024;
+
+/// A pattern subscriber holding the longest pattern PSUBSCRIBE accepts,
+/// `*a...ab*`: its middle segment of 1,022 tokens is searched in a
+/// channel longer than itself with the largest search table matching
+/// keeps on the stack (16 words a row), for one channel it matches at the
+/// end and one it does not. On one core, publishing to both `ROUNDS`
+/// times, counting allocations as [`steady_load`] does.
+fn longest_pattern_load() -> Load {
+    let server = start(1);
+    let mut subscriber = connect(&server);
+    let mut publisher = connect(&server);
+    let mut scratch = vec![0u8; 4 * PAYLOAD];
+    let pattern = format!("*{}b*", "a".repeat(LONGEST_PATTERN - 3));
+    assert_eq!(pattern.len(), LONGEST_PATTERN);
+    let bulk = |text: &str| format!("${}\r\n{text}\r\n", text.len());
+    subscriber
+        .write_all(format!("*2\r\n$10\r\nPSUBSCRIBE\r\n{}", bulk(&pattern)).as_bytes())
+        .unwrap();
+    let confirmation = format!("*3\r\n$10\r\npsubscribe\r\n{}:1\r\n", bulk(&pattern));
+    expect(&mut subscriber, &mut scratch, confirmation.as_bytes());
+
+    let run = "a".repeat(2 * LONGEST_PATTERN);
+    let (hit, miss) = (format!("{run}b"), format!("{run}c"));
+    let publish = |channel: &str| {
+        format!("*3\r\n$7\r\nPUBLISH\r\n{}{}", bulk(channel), bulk("hi")).into_bytes()
+    };
+    let (publish_hit, publish_miss) = (publish(&hit), publish(&miss));
+    let message = format!(
+        "*4\r\n$8\r\npmessage\r\n{}{}{}",
+        bulk(&pattern),
+        bulk(&hit),
+        bulk("hi")
+    );
+    let mut round = |publisher: &mut TcpStream, scratch: &mut [u8]| {
+        publisher.write_all(&publish_hit).expect("publish");
+        expect(publisher, scratch, b":1\r\n");
+        expect(&mut subscriber, scratch, message.as_bytes());
+        publisher.write_all(&publish_miss).expect("publish");
+        expect(publisher, scratch, b":0\r\n");
+    };
+    for _ in 0..WARM_UP {
+        round(&mut publisher, &mut scratch);
+    }
+    std::thread::sleep(Duration::from_nanos(3 * FLUSH_INTERVAL_NS));
+    info_stats(&mut publisher);
+
+    let started = Instant::now();
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..ROUNDS {
+        round(&mut publisher, &mut scratch);
+    }
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let publications = started.elapsed().as_nanos() as u64 / FLUSH_INTERVAL_NS + 1;
+    let allowed = (METRICS_ALLOCATIONS * publications).min(ROUNDS as u64 / 10);
+
+    drop((publisher, subscriber));
+    let report = server.shutdown().expect("no core panicked");
+    Load {
+        allocations,
+        allowed,
+        sent: report.metrics.merged().counters.sent,
     }
 }

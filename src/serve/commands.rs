@@ -14,6 +14,7 @@ use super::connection::Connection;
 use super::glob::Glob;
 use super::info;
 use super::message::ServerMsg;
+use super::redis_commands::{self, Refusal};
 use super::reply;
 use super::resp::{self, Request};
 use super::server::ServeCore;
@@ -126,6 +127,14 @@ fn upper_name<'b>(name: &[u8], buffer: &'b mut [u8; 16]) -> &'b [u8] {
     upper
 }
 
+/// Redis's words refusing the command `full_name` to a RESP2 subscriber.
+fn subscribed_error(full_name: &str) -> String {
+    format!(
+        "ERR Can't execute '{full_name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / \
+         RESET are allowed in this context"
+    )
+}
+
 /// Names a connection (CLIENT SETNAME, HELLO SETNAME); an empty name
 /// removes it. Refused, as Redis refuses it, if it holds a space, a line
 /// end or any byte outside `!`..=`~`: a listing of clients writes each
@@ -207,9 +216,10 @@ impl ServeCore {
         // for its arity or in subscribed mode is still the last one.
         conn.last_command = command_name::full_name(name, request.get(1));
         // Checked in Redis 7's order: a command (or subcommand) this server
-        // does not know is refused as unknown by the dispatch below, even
-        // in subscribed mode; then the arity; then subscribed mode. The
-        // errors name a subcommand as `client|id`, as Redis does.
+        // does not know is refused as unknown by the dispatch below (in
+        // subscribed mode, as Redis refuses it if Redis has it); then the
+        // arity; then subscribed mode. The errors name a subcommand as
+        // `client|id`, as Redis does.
         if let Some(full_name) = conn.last_command {
             let subscribed = conn.is_subscriber();
             if !arity_ok(full_name, request.len()) {
@@ -218,13 +228,33 @@ impl ServeCore {
                 return;
             }
             if subscribed && !SUBSCRIBED_ALLOWED.contains(&name) {
-                let text = format!(
-                    "ERR Can't execute '{full_name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / \
-                     PING / QUIT / RESET are allowed in this context"
-                );
-                self.reply_error(key, &text);
+                self.reply_error(key, &subscribed_error(full_name));
                 return;
             }
+        } else if conn.is_subscriber() {
+            // A command this server does not serve, from a subscriber:
+            // answered as Redis 7.0 answers it if Redis has it, so that a
+            // client told "Can't execute 'get'" by Redis is told so here.
+            let refusal =
+                redis_commands::subscribed_refusal(request.arg(0), request.get(1), request.len());
+            let text = match refusal {
+                Some(Refusal::UnknownSubcommand) => format!(
+                    "ERR unknown subcommand '{}'. Try {} HELP.",
+                    shown(request.arg(1)),
+                    shown(request.arg(0)).to_ascii_uppercase()
+                ),
+                Some(Refusal::Arity(full_name)) => {
+                    format!("ERR wrong number of arguments for '{full_name}' command")
+                }
+                Some(Refusal::Subscribed(full_name)) => subscribed_error(full_name),
+                None => {
+                    self.unknown(key, request);
+                    self.mark_dirty(key);
+                    return;
+                }
+            };
+            self.reply_error(key, &text);
+            return;
         }
         match name {
             b"PING" => self.ping(key, request.get(1)),
@@ -518,7 +548,9 @@ impl ServeCore {
         reply::array_header(&mut conn.out, 14);
         for (field, value) in [
             ("server", "corelane"),
-            ("version", env!("CARGO_PKG_VERSION")),
+            // The Redis version INFO reports too: clients pick features
+            // by it (the crate's version is INFO's `corelane_version`).
+            ("version", info::REDIS_VERSION),
         ] {
             reply::bulk(&mut conn.out, field.as_bytes());
             reply::bulk(&mut conn.out, value.as_bytes());

@@ -64,6 +64,11 @@ pub const STACK_WORDS: usize = 16;
 /// Whether `subject` matches the glob `pattern`, parsing the pattern on the
 /// way; to match many subjects against one pattern, keep a [`Glob`].
 ///
+/// Parsing allocates (the pattern's tokens), so the server never calls
+/// this per message: a PSUBSCRIBE pattern is parsed once, when it is
+/// subscribed, and each PUBLISH matches it with [`Glob::matches`], which
+/// allocates nothing for any pattern PSUBSCRIBE accepts.
+///
 /// # Examples
 ///
 /// ```

@@ -18,7 +18,7 @@ use crate::runtime::Context;
 /// Renders INFO for `sections`, as Redis 7 does (`INFO server clients`):
 /// none, or any of `all`, `everything` and `default`, for every section;
 /// otherwise those named among server, clients, memory, pubsub, stats,
-/// pools, latency and journal, case-insensitive, in that order.
+/// pools, latency, journal and keyspace, case-insensitive, in that order.
 pub(crate) fn render<'a>(
     core: &ServeCore,
     cx: &mut Context<'_, ServerMsg>,
@@ -61,6 +61,12 @@ pub(crate) fn render<'a>(
     if show("journal") {
         journal(core, &mut text);
     }
+    // Redis's last section, its header shown even with no keys (there
+    // are never any here): clients and tools that split INFO by headers
+    // find it where Redis has it.
+    if show("keyspace") {
+        text.push_str("# Keyspace\r\n\r\n");
+    }
     // Each section ends with a blank line; Redis has one between sections
     // but none after the last.
     if text.ends_with("\r\n\r\n") {
@@ -69,11 +75,18 @@ pub(crate) fn render<'a>(
     text
 }
 
+/// The Redis version this server answers as, in INFO's `redis_version`
+/// and HELLO's `version`: clients read either to decide which commands
+/// and replies to expect, and this server's commands, replies and error
+/// texts are Redis 7.0's. The crate's own version is INFO's
+/// `corelane_version`.
+pub(crate) const REDIS_VERSION: &str = "7.0.0";
+
 fn server(core: &ServeCore, cx: &Context<'_, ServerMsg>, text: &mut String) {
     let stats = &core.stats;
     let _ = write!(
         text,
-        "# Server\r\nredis_version:7.0.0\r\ncorelane_version:{}\r\nredis_mode:standalone\r\n\
+        "# Server\r\nredis_version:{REDIS_VERSION}\r\ncorelane_version:{}\r\nredis_mode:standalone\r\n\
          process_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\ncores:{}\r\nthis_core:{}\r\n\r\n",
         env!("CARGO_PKG_VERSION"),
         std::process::id(),

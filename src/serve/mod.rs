@@ -20,6 +20,7 @@ pub mod message;
 mod output;
 pub mod published;
 mod pubsub;
+mod redis_commands;
 pub mod reply;
 pub mod resp;
 mod server;
