@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 
 use rkyv::ser::allocator::Arena;
 
-use super::dir::{segment_name, segment_path, LOCK_FILE};
+use super::dir::{parse_segment_name, segment_name, segment_path, LOCK_FILE};
 use super::error::JournalError;
 use super::policy::{Durability, JournalConfig};
 use super::recovery::{recover, RecoveryReport, Resume};
@@ -685,12 +685,21 @@ fn remove_prepared(path: &Path) -> Result<bool, JournalError> {
     }
 }
 
-/// Removes segments a previous writer prepared but never used.
+/// Whether `name` is one [`prepared_path`] gives: a segment's name, then
+/// [`PREPARED_SUFFIX`].
+fn is_prepared_name(name: &str) -> bool {
+    name.strip_suffix(PREPARED_SUFFIX)
+        .is_some_and(|segment| parse_segment_name(segment).is_some())
+}
+
+/// Removes segments a previous writer prepared but never used. Only names
+/// a writer gives them count: any other file that ends in `.next` (one of
+/// the user's, kept next to the journal) is no segment, and is left alone.
 fn remove_stale_prepared(dir: &Path) -> Result<(), JournalError> {
     let entries = std::fs::read_dir(dir).map_err(|e| JournalError::io(dir, "read directory", e))?;
     for entry in entries.flatten() {
         let name = entry.file_name();
-        if name.to_str().is_some_and(|n| n.ends_with(PREPARED_SUFFIX)) {
+        if name.to_str().is_some_and(is_prepared_name) {
             let path = entry.path();
             if remove_prepared(&path)? {
                 log::warn!(
@@ -972,6 +981,39 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, [segment_name(0), segment_name(4096)]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The writer's open once removed every file in the journal's
+    /// directory whose name ends in `.next`, a user's `notes.next` too.
+    /// Only the names a writer gives a segment prepared ahead go.
+    #[test]
+    fn only_prepared_segments_are_removed_at_open() {
+        let dir = scratch("prepared-names");
+        std::fs::create_dir_all(&dir).unwrap();
+        // Far past where this writer prepares its own next segment.
+        let stale = prepared_path(&dir, 64 * 4096);
+        drop(Segment::create(&stale, SegmentKind::Journal, 4096, 64 * 4096).unwrap());
+        let others = [
+            "notes.next",
+            ".next",
+            "0000000000001000.next",
+            "000000000000100G.journal.next",
+            "0000000000001000.journal.next.next",
+        ];
+        for name in others {
+            std::fs::write(dir.join(name), name).unwrap();
+        }
+        let config = JournalConfig {
+            segment_size: 4096,
+            durability: Durability::None,
+        };
+        let writer = JournalWriter::open(&dir, config).unwrap();
+        drop(writer);
+        assert!(!stale.exists(), "the stale prepared segment stayed");
+        for name in others {
+            assert_eq!(std::fs::read(dir.join(name)).unwrap(), name.as_bytes());
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
