@@ -674,14 +674,24 @@ impl ServeCore {
         // Redis 7 answers, a plain name comes back spelled as given
         // (`SAVE`), a pattern's matches as the settings are named.
         let mut found: Vec<(&str, &[u8], &str)> = Vec::new();
+        // A pattern is parsed only as far as a setting's name could match
+        // it: parsed whole, one of a few MiB (`[][][]...`) held 30 times
+        // its size.
+        let longest = settings.clone().map(|(name, _)| name.len()).max();
+        let longest = longest.unwrap_or_default();
         for pattern in request.args().skip(2) {
             let plain = !pattern.iter().any(|byte| b"[*?".contains(byte));
-            let glob = Glob::new(&pattern.to_ascii_lowercase());
+            let glob = if plain {
+                None
+            } else {
+                Glob::within(&pattern.to_ascii_lowercase(), longest)
+            };
             for (name, value) in settings.clone() {
                 let matches = if plain {
                     pattern.eq_ignore_ascii_case(name.as_bytes())
                 } else {
-                    glob.matches(name.as_bytes())
+                    glob.as_ref()
+                        .is_some_and(|glob| glob.matches(name.as_bytes()))
                 };
                 if matches && !found.iter().any(|&(seen, _, _)| seen == name) {
                     let shown = if plain { pattern } else { name.as_bytes() };

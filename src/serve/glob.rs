@@ -172,6 +172,18 @@ impl Glob {
     /// Parses `pattern`. Every byte string is a pattern: the rules give
     /// each one a meaning, so parsing cannot fail.
     pub fn new(pattern: &[u8]) -> Glob {
+        Glob::within(pattern, usize::MAX).expect("no pattern has usize::MAX tokens")
+    }
+
+    /// Parses `pattern` to match subjects of at most `longest` bytes;
+    /// `None` if it has more tokens than that, so matches none of them.
+    ///
+    /// A parsed pattern holds a token (16 bytes) for each `?` and a class
+    /// (32 bytes more) for each `[]`, so an unbounded pattern costs up to
+    /// 32 times its length: a caller that matches a few known names (CONFIG
+    /// GET) stops parsing past the longest of them, so what it holds is
+    /// bounded by those names, not by the pattern it was sent.
+    pub fn within(pattern: &[u8], longest: usize) -> Option<Glob> {
         let mut tokens = Vec::new();
         let mut classes = Vec::new();
         let mut stars = Vec::new();
@@ -195,14 +207,17 @@ impl Glob {
                 [literal, ..] => (Token::Byte(*literal), at + 1),
                 [] => unreachable!("at < pattern.len()"),
             };
+            if tokens.len() == longest {
+                return None;
+            }
             tokens.push(token);
             at = next;
         }
-        Glob {
+        Some(Glob {
             tokens: tokens.into(),
             classes: classes.into(),
             stars: stars.into(),
-        }
+        })
     }
 
     /// Whether `subject` matches. Allocates nothing (see the module doc for

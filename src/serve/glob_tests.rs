@@ -347,3 +347,19 @@ fn hostile_patterns_cost_linear_steps() {
     assert_cheap(&[&b"*?".repeat(300), b"*a"], mb, true, 5_000);
     assert_cheap(&[&b"?*".repeat(300), b"c*"], mb, false, 2 << 20);
 }
+
+/// A pattern parsed for subjects of at most `longest` bytes is the same
+/// glob when it fits them, and none when it has more tokens (stars take
+/// no byte, however many).
+#[test]
+fn within_refuses_only_patterns_longer_than_any_subject() {
+    let glob = Glob::within(b"a?[bc]", 3).expect("three tokens fit in three bytes");
+    assert!(glob.matches(b"axc"));
+    assert!(!glob.matches(b"axd"));
+    assert!(Glob::within(b"a?[bc]d", 3).is_none());
+    assert!(Glob::within(&b"[]".repeat(1000), 26).is_none());
+    let stars = Glob::within(&b"*".repeat(1000), 0).expect("stars take no byte");
+    assert!(stars.matches(b""));
+    assert!(stars.matches(b"anything"));
+    assert!(Glob::within(b"*x*", 0).is_none());
+}
