@@ -480,3 +480,42 @@ fn journal_sync_periods_of_zero_are_refused() {
         );
     }
 }
+
+/// A journal flag without `--journal` is refused, naming the flag it
+/// needs: ignored, `--journal-sync each` would leave its user believing
+/// every PUBLISH reaches the disk when nothing is journaled.
+#[test]
+fn journal_flags_without_a_journal_are_refused() {
+    for (flag, value) in [
+        ("--journal-sync", "each"),
+        ("--journal-segment-size", "4096"),
+    ] {
+        let error = serve_failing("127.0.0.1:0", flag, value);
+        assert!(
+            error.contains("the following required arguments were not provided"),
+            "{flag}: {error}"
+        );
+        assert!(error.contains("--journal <DIR>"), "{flag}: {error}");
+    }
+    // With `--journal`, either flag is taken.
+    let dir = std::env::temp_dir().join(format!("corelane-flags-{}", std::process::id()));
+    let journal = dir.to_str().unwrap();
+    for (flag, value) in [
+        ("--journal-sync", "each"),
+        ("--journal-segment-size", "4096"),
+    ] {
+        let log = serve_until_listening(&[
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--cores",
+            "1",
+            "--journal",
+            journal,
+            flag,
+            value,
+        ]);
+        assert!(log.contains("listening on "), "{flag}: {log}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

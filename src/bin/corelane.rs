@@ -144,13 +144,15 @@ struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     journal: Option<std::path::PathBuf>,
     /// When journal frames are synced to disk: none, each, frames:N or
-    /// ms:N (every N frames or N milliseconds).
-    #[arg(long, value_name = "WHEN", default_value = "ms:100", value_parser = parse_durability)]
+    /// ms:N (every N frames or N milliseconds). Needs --journal.
+    // Refused without --journal rather than ignored: a user who asks for
+    // `each` alone would otherwise believe PUBLISHes reach the disk.
+    #[arg(long, value_name = "WHEN", default_value = "ms:100", value_parser = parse_durability, requires = "journal")]
     journal_sync: Durability,
     /// Bytes of frames per journal segment file, from 4096 to 1 GiB (rounded
     /// up to a multiple of 32). A PUBLISH whose frame does not fit in one
-    /// segment gets an error reply.
-    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20, value_parser = segment_size)]
+    /// segment gets an error reply. Needs --journal.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20, value_parser = segment_size, requires = "journal")]
     journal_segment_size: usize,
     /// Serve Prometheus metrics over HTTP at ADDR (GET /metrics, and
     /// /metrics.json); a bare port means 127.0.0.1:PORT.
