@@ -30,6 +30,27 @@ fn a_bare_port_for_bind_is_refused_with_the_address_to_write() {
     assert!(error.contains("--bind 127.0.0.1:6381"), "{error}");
 }
 
+/// redis-server's `--port N`, the habit of a Redis user, is refused with
+/// the `--bind` that serves that port, not as an argument clap never heard
+/// of (which names no flag to use instead).
+#[test]
+fn a_port_flag_is_refused_with_the_bind_to_write() {
+    let output = corelane(&["serve", "--port", "6381"]);
+    assert_eq!(output.status.code(), Some(2));
+    let error = stderr(&output);
+    assert!(!error.contains("unexpected argument"), "{error}");
+    assert!(
+        error.contains(
+            "the port is given in --bind HOST:PORT (--bind 127.0.0.1:6381 for loopback, \
+             --bind 0.0.0.0:6381 for every interface)"
+        ),
+        "{error}"
+    );
+    // Still not a documented flag.
+    let help = String::from_utf8_lossy(&corelane(&["serve", "--help"]).stdout).into_owned();
+    assert!(!help.contains("--port"), "{help}");
+}
+
 #[test]
 fn a_number_too_large_for_a_port_is_refused_as_such_not_as_a_host() {
     for flag in ["--bind", "--metrics"] {

@@ -119,6 +119,10 @@ struct ServeArgs {
     /// resolved; the first address is used).
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:6380", value_parser = bind_addr)]
     bind: SocketAddr,
+    /// Not a flag of its own: redis-server's `--port` is the habit, so it
+    /// is refused with the `--bind` to give (hidden from `--help`).
+    #[arg(long, hide = true, value_name = "PORT", value_parser = port_flag)]
+    port: Option<std::convert::Infallible>,
     /// Number of cores (event loops); default one per CPU. More cores than
     /// CPUs is allowed, with a warning: their loops are pinned to the CPUs
     /// in turn, several to a CPU, and yield instead of spinning, so the
@@ -200,6 +204,14 @@ fn metrics_addr(text: &str) -> Result<SocketAddr, String> {
             resolve(text)
         }
     }
+}
+
+/// `--port`, always refused: the port is given with the host, in `--bind`.
+fn port_flag(text: &str) -> Result<std::convert::Infallible, String> {
+    Err(format!(
+        "the port is given in --bind HOST:PORT (--bind 127.0.0.1:{text} for loopback, \
+         --bind 0.0.0.0:{text} for every interface)"
+    ))
 }
 
 /// Refuses a number too large for a port. Without this, `70000` reads as
