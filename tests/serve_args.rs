@@ -540,3 +540,17 @@ fn journal_flags_without_a_journal_are_refused() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The stop signal is logged by its name, with how to stop at once: a
+/// number ("signal 15") sends the user to a table, and "again" did not
+/// say again what.
+#[test]
+fn a_stop_signal_is_logged_by_its_name() {
+    // `serve_until_listening` stops the server with SIGTERM.
+    let log = serve_until_listening(&["serve", "--bind", "127.0.0.1:0", "--cores", "1"]);
+    assert!(
+        log.contains("SIGTERM: shutting down (a second Ctrl-C or SIGTERM stops at once)"),
+        "{log}"
+    );
+    assert!(!log.contains("signal 15"), "{log}");
+}

@@ -568,15 +568,21 @@ fn serve(args: ServeArgs) -> ExitCode {
         let signal = signals.wait();
         match runtime.get() {
             Some(runtime) if !runtime.is_stopping() => {
-                log::info!("signal {signal}: shutting down (again to force)");
+                log::info!(
+                    "{}: shutting down (a second Ctrl-C or SIGTERM stops at once)",
+                    signal_name(signal)
+                );
                 runtime.stop();
             }
             Some(_) => {
-                eprintln!("corelane: signal {signal} during shutdown: exiting now");
+                eprintln!(
+                    "corelane: {} during shutdown: exiting now",
+                    signal_name(signal)
+                );
                 std::process::exit(130);
             }
             None => {
-                eprintln!("corelane: signal {signal} during start-up: exiting");
+                eprintln!("corelane: {} during start-up: exiting", signal_name(signal));
                 std::process::exit(130);
             }
         }
@@ -787,6 +793,16 @@ fn open_latency_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(file)
+}
+
+/// A stop signal by the name a user knows it by: "signal 2" sends them to
+/// a table of numbers.
+fn signal_name(signal: i32) -> String {
+    match signal {
+        libc::SIGINT => "SIGINT (Ctrl-C)".to_string(),
+        libc::SIGTERM => "SIGTERM".to_string(),
+        other => format!("signal {other}"),
+    }
 }
 
 /// SIGINT and SIGTERM, blocked in every thread and received by `wait`.
