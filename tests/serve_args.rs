@@ -354,6 +354,32 @@ fn a_journal_path_that_is_no_directory_is_refused_by_its_name() {
     let _ = std::fs::remove_dir_all(&base);
 }
 
+/// A `--journal` path under a file (`FILE/journal`, `FILE/a/b`) names that
+/// file as what is not a directory: not the `core-0` directory that could
+/// not be made, with the operating system's "Not a directory".
+#[test]
+fn a_journal_path_under_a_file_names_the_file() {
+    let base = std::env::temp_dir().join(format!("corelane-journal-under-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let file = base.join("a-file");
+    std::fs::write(&file, b"not a journal").unwrap();
+    for path in [file.join("journal"), file.join("a").join("b")] {
+        let error = serve_failing("127.0.0.1:0", "--journal", path.to_str().unwrap());
+        assert!(
+            error.contains(&format!(
+                "--journal {}: {} is not a directory",
+                path.display(),
+                file.display()
+            )),
+            "{error}"
+        );
+        assert!(!error.contains("core-0"), "{error}");
+        assert!(!error.contains("listening on"), "{error}");
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}
+
 /// A `--journal-segment-size` that no PUBLISH fits in, or that the
 /// journal writer would cut down to its 1 GiB limit, is refused with the
 /// range to give, rather than started with and failed (or changed)

@@ -675,14 +675,30 @@ fn serve(args: ServeArgs) -> ExitCode {
 /// The server would otherwise report a file as a `DIR/core-0` it cannot
 /// make, and a symbolic link to nothing as a directory it creates and then
 /// finds there.
-fn check_journal_dir(dir: &std::path::Path) -> Result<bool, &'static str> {
+fn check_journal_dir(dir: &std::path::Path) -> Result<bool, String> {
     match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => Ok(true),
-        Ok(_) => Err("is not a directory"),
-        Err(_) if dir.symlink_metadata().is_ok() => Err("is a symbolic link to nothing"),
-        // Created by the server with any missing parents. Any other
-        // trouble (permissions) is the server's to report, naming the step.
-        Err(_) => Ok(false),
+        Ok(_) => Err("is not a directory".to_string()),
+        Err(_) if dir.symlink_metadata().is_ok() => {
+            Err("is a symbolic link to nothing".to_string())
+        }
+        Err(_) => {
+            // Created by the server with any missing parents, which it
+            // cannot make under a file: name that file, rather than the
+            // `DIR/core-0` whose creation would fail on it. Any other
+            // trouble (permissions) is the server's to report, naming the
+            // step.
+            let existing = dir
+                .ancestors()
+                .skip(1)
+                .find(|a| a.symlink_metadata().is_ok());
+            match existing {
+                Some(parent) if !parent.is_dir() && !parent.as_os_str().is_empty() => {
+                    Err(format!("{} is not a directory", parent.display()))
+                }
+                _ => Ok(false),
+            }
+        }
     }
 }
 
