@@ -749,6 +749,35 @@ fn a_journal_path_that_is_not_there_is_named_plainly() {
     }
 }
 
+/// A segment file given where a journal directory goes is named as a file,
+/// with its directory to give instead, by both commands: not as the
+/// operating system's "Not a directory" from listing it.
+#[test]
+fn a_segment_file_given_as_the_journal_names_its_directory() {
+    let dir = Scratch::new("file-given");
+    let mut writer = JournalWriter::open(&dir.0, config(1 << 16)).unwrap();
+    append_frames(&mut writer, 0..1);
+    drop(writer);
+    let segment = segment_path(&dir.0, 0);
+    for command in ["inspect", "tail"] {
+        let output = journal_command(command, &segment);
+        assert_eq!(output.status.code(), Some(1), "{command}");
+        assert!(output.stdout.is_empty(), "{command}");
+        let error = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            error.lines().next(),
+            Some(&*format!(
+                "corelane journal: {}: is a file, not a directory (give the directory that \
+                 holds a journal's segments, such as {}, or the directory passed to \
+                 `serve --journal`)",
+                segment.display(),
+                dir.0.display()
+            )),
+            "{command}: {error}"
+        );
+    }
+}
+
 /// `journal inspect` counts one segment and one frame in the singular.
 #[test]
 fn journal_inspect_counts_one_segment_and_one_frame_in_the_singular() {

@@ -260,7 +260,11 @@ fn from_on_a_serve_directory_asks_for_a_core_directory() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("--from needs one journal") && stderr.contains("core-N"),
+        stderr.contains(&format!(
+            "--from needs one journal; {} holds 2 (pick a core-N directory, such as {})",
+            root.display(),
+            core_dir(&root, 0).display()
+        )),
         "{stderr}"
     );
     // The same position in one core's journal works.

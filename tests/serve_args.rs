@@ -30,6 +30,27 @@ fn a_bare_port_for_bind_is_refused_with_the_address_to_write() {
     assert!(error.contains("--bind 127.0.0.1:6381"), "{error}");
 }
 
+/// redis-server's `--port N`, the habit of a Redis user, is refused with
+/// the `--bind` that serves that port, not as an argument clap never heard
+/// of (which names no flag to use instead).
+#[test]
+fn a_port_flag_is_refused_with_the_bind_to_write() {
+    let output = corelane(&["serve", "--port", "6381"]);
+    assert_eq!(output.status.code(), Some(2));
+    let error = stderr(&output);
+    assert!(!error.contains("unexpected argument"), "{error}");
+    assert!(
+        error.contains(
+            "the port is given in --bind HOST:PORT (--bind 127.0.0.1:6381 for loopback, \
+             --bind 0.0.0.0:6381 for every interface)"
+        ),
+        "{error}"
+    );
+    // Still not a documented flag.
+    let help = String::from_utf8_lossy(&corelane(&["serve", "--help"]).stdout).into_owned();
+    assert!(!help.contains("--port"), "{help}");
+}
+
 #[test]
 fn a_number_too_large_for_a_port_is_refused_as_such_not_as_a_host() {
     for flag in ["--bind", "--metrics"] {
@@ -333,6 +354,32 @@ fn a_journal_path_that_is_no_directory_is_refused_by_its_name() {
     let _ = std::fs::remove_dir_all(&base);
 }
 
+/// A `--journal` path under a file (`FILE/journal`, `FILE/a/b`) names that
+/// file as what is not a directory: not the `core-0` directory that could
+/// not be made, with the operating system's "Not a directory".
+#[test]
+fn a_journal_path_under_a_file_names_the_file() {
+    let base = std::env::temp_dir().join(format!("corelane-journal-under-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let file = base.join("a-file");
+    std::fs::write(&file, b"not a journal").unwrap();
+    for path in [file.join("journal"), file.join("a").join("b")] {
+        let error = serve_failing("127.0.0.1:0", "--journal", path.to_str().unwrap());
+        assert!(
+            error.contains(&format!(
+                "--journal {}: {} is not a directory",
+                path.display(),
+                file.display()
+            )),
+            "{error}"
+        );
+        assert!(!error.contains("core-0"), "{error}");
+        assert!(!error.contains("listening on"), "{error}");
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}
+
 /// A `--journal-segment-size` that no PUBLISH fits in, or that the
 /// journal writer would cut down to its 1 GiB limit, is refused with the
 /// range to give, rather than started with and failed (or changed)
@@ -479,4 +526,57 @@ fn journal_sync_periods_of_zero_are_refused() {
             "{error}"
         );
     }
+}
+
+/// A journal flag without `--journal` is refused, naming the flag it
+/// needs: ignored, `--journal-sync each` would leave its user believing
+/// every PUBLISH reaches the disk when nothing is journaled.
+#[test]
+fn journal_flags_without_a_journal_are_refused() {
+    for (flag, value) in [
+        ("--journal-sync", "each"),
+        ("--journal-segment-size", "4096"),
+    ] {
+        let error = serve_failing("127.0.0.1:0", flag, value);
+        assert!(
+            error.contains("the following required arguments were not provided"),
+            "{flag}: {error}"
+        );
+        assert!(error.contains("--journal <DIR>"), "{flag}: {error}");
+    }
+    // With `--journal`, either flag is taken.
+    let dir = std::env::temp_dir().join(format!("corelane-flags-{}", std::process::id()));
+    let journal = dir.to_str().unwrap();
+    for (flag, value) in [
+        ("--journal-sync", "each"),
+        ("--journal-segment-size", "4096"),
+    ] {
+        let log = serve_until_listening(&[
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--cores",
+            "1",
+            "--journal",
+            journal,
+            flag,
+            value,
+        ]);
+        assert!(log.contains("listening on "), "{flag}: {log}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The stop signal is logged by its name, with how to stop at once: a
+/// number ("signal 15") sends the user to a table, and "again" did not
+/// say again what.
+#[test]
+fn a_stop_signal_is_logged_by_its_name() {
+    // `serve_until_listening` stops the server with SIGTERM.
+    let log = serve_until_listening(&["serve", "--bind", "127.0.0.1:0", "--cores", "1"]);
+    assert!(
+        log.contains("SIGTERM: shutting down (a second Ctrl-C or SIGTERM stops at once)"),
+        "{log}"
+    );
+    assert!(!log.contains("signal 15"), "{log}");
 }

@@ -119,6 +119,10 @@ struct ServeArgs {
     /// resolved; the first address is used).
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:6380", value_parser = bind_addr)]
     bind: SocketAddr,
+    /// Not a flag of its own: redis-server's `--port` is the habit, so it
+    /// is refused with the `--bind` to give (hidden from `--help`).
+    #[arg(long, hide = true, value_name = "PORT", value_parser = port_flag)]
+    port: Option<std::convert::Infallible>,
     /// Number of cores (event loops); default one per CPU. More cores than
     /// CPUs is allowed, with a warning: their loops are pinned to the CPUs
     /// in turn, several to a CPU, and yield instead of spinning, so the
@@ -144,13 +148,15 @@ struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     journal: Option<std::path::PathBuf>,
     /// When journal frames are synced to disk: none, each, frames:N or
-    /// ms:N (every N frames or N milliseconds).
-    #[arg(long, value_name = "WHEN", default_value = "ms:100", value_parser = parse_durability)]
+    /// ms:N (every N frames or N milliseconds). Needs --journal.
+    // Refused without --journal rather than ignored: a user who asks for
+    // `each` alone would otherwise believe PUBLISHes reach the disk.
+    #[arg(long, value_name = "WHEN", default_value = "ms:100", value_parser = parse_durability, requires = "journal")]
     journal_sync: Durability,
     /// Bytes of frames per journal segment file, from 4096 to 1 GiB (rounded
     /// up to a multiple of 32). A PUBLISH whose frame does not fit in one
-    /// segment gets an error reply.
-    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20, value_parser = segment_size)]
+    /// segment gets an error reply. Needs --journal.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20, value_parser = segment_size, requires = "journal")]
     journal_segment_size: usize,
     /// Serve Prometheus metrics over HTTP at ADDR (GET /metrics, and
     /// /metrics.json); a bare port means 127.0.0.1:PORT.
@@ -198,6 +204,14 @@ fn metrics_addr(text: &str) -> Result<SocketAddr, String> {
             resolve(text)
         }
     }
+}
+
+/// `--port`, always refused: the port is given with the host, in `--bind`.
+fn port_flag(text: &str) -> Result<std::convert::Infallible, String> {
+    Err(format!(
+        "the port is given in --bind HOST:PORT (--bind 127.0.0.1:{text} for loopback, \
+         --bind 0.0.0.0:{text} for every interface)"
+    ))
 }
 
 /// Refuses a number too large for a port. Without this, `70000` reads as
@@ -554,15 +568,21 @@ fn serve(args: ServeArgs) -> ExitCode {
         let signal = signals.wait();
         match runtime.get() {
             Some(runtime) if !runtime.is_stopping() => {
-                log::info!("signal {signal}: shutting down (again to force)");
+                log::info!(
+                    "{}: shutting down (a second Ctrl-C or SIGTERM stops at once)",
+                    signal_name(signal)
+                );
                 runtime.stop();
             }
             Some(_) => {
-                eprintln!("corelane: signal {signal} during shutdown: exiting now");
+                eprintln!(
+                    "corelane: {} during shutdown: exiting now",
+                    signal_name(signal)
+                );
                 std::process::exit(130);
             }
             None => {
-                eprintln!("corelane: signal {signal} during start-up: exiting");
+                eprintln!("corelane: {} during start-up: exiting", signal_name(signal));
                 std::process::exit(130);
             }
         }
@@ -655,14 +675,30 @@ fn serve(args: ServeArgs) -> ExitCode {
 /// The server would otherwise report a file as a `DIR/core-0` it cannot
 /// make, and a symbolic link to nothing as a directory it creates and then
 /// finds there.
-fn check_journal_dir(dir: &std::path::Path) -> Result<bool, &'static str> {
+fn check_journal_dir(dir: &std::path::Path) -> Result<bool, String> {
     match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => Ok(true),
-        Ok(_) => Err("is not a directory"),
-        Err(_) if dir.symlink_metadata().is_ok() => Err("is a symbolic link to nothing"),
-        // Created by the server with any missing parents. Any other
-        // trouble (permissions) is the server's to report, naming the step.
-        Err(_) => Ok(false),
+        Ok(_) => Err("is not a directory".to_string()),
+        Err(_) if dir.symlink_metadata().is_ok() => {
+            Err("is a symbolic link to nothing".to_string())
+        }
+        Err(_) => {
+            // Created by the server with any missing parents, which it
+            // cannot make under a file: name that file, rather than the
+            // `DIR/core-0` whose creation would fail on it. Any other
+            // trouble (permissions) is the server's to report, naming the
+            // step.
+            let existing = dir
+                .ancestors()
+                .skip(1)
+                .find(|a| a.symlink_metadata().is_ok());
+            match existing {
+                Some(parent) if !parent.is_dir() && !parent.as_os_str().is_empty() => {
+                    Err(format!("{} is not a directory", parent.display()))
+                }
+                _ => Ok(false),
+            }
+        }
     }
 }
 
@@ -773,6 +809,16 @@ fn open_latency_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(file)
+}
+
+/// A stop signal by the name a user knows it by: "signal 2" sends them to
+/// a table of numbers.
+fn signal_name(signal: i32) -> String {
+    match signal {
+        libc::SIGINT => "SIGINT (Ctrl-C)".to_string(),
+        libc::SIGTERM => "SIGTERM".to_string(),
+        other => format!("signal {other}"),
+    }
 }
 
 /// SIGINT and SIGTERM, blocked in every thread and received by `wait`.

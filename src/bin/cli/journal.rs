@@ -56,6 +56,23 @@ pub fn run(command: JournalCommand) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    // A segment file is the other likely slip (`inspect` reads like it
+    // takes one): name the directory to give, rather than the operating
+    // system's "Not a directory" from listing it.
+    if dir.is_file() {
+        let parent = match dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        eprintln!(
+            "corelane journal: {}: is a file, not a directory (give the directory that \
+             holds a journal's segments, such as {}, or the directory passed to \
+             `serve --journal`)",
+            dir.display(),
+            parent.display()
+        );
+        return ExitCode::FAILURE;
+    }
     let result = match command {
         JournalCommand::Inspect { dir } => inspect_command(&dir),
         JournalCommand::Tail { dir, from, follow } => tail_command(&dir, from, follow),

@@ -31,7 +31,12 @@ pub enum TailError {
     Journal(JournalError),
     /// `--from` names a position in one journal, and the directory holds
     /// several.
-    FromNeedsOneJournal { dir: PathBuf, journals: usize },
+    /// `first` is the first core's directory, named as the one to give.
+    FromNeedsOneJournal {
+        dir: PathBuf,
+        journals: usize,
+        first: PathBuf,
+    },
     /// A directory being followed is gone.
     Removed { dir: PathBuf },
     /// A directory being followed was replaced by another of that name.
@@ -44,10 +49,16 @@ impl fmt::Display for TailError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TailError::Journal(error) => error.fmt(f),
-            TailError::FromNeedsOneJournal { dir, journals } => write!(
+            TailError::FromNeedsOneJournal {
+                dir,
+                journals,
+                first,
+            } => write!(
                 f,
-                "--from needs one journal; {} holds {journals} (pick a core-N directory)",
-                dir.display()
+                "--from needs one journal; {} holds {journals} (pick a core-N directory, \
+                 such as {})",
+                dir.display(),
+                first.display()
             ),
             TailError::Removed { dir } => {
                 write!(f, "{}: directory removed while following it", dir.display())
@@ -143,6 +154,7 @@ impl TailSet {
                 return Err(TailError::FromNeedsOneJournal {
                     dir: root.to_path_buf(),
                     journals: cores.len(),
+                    first: cores[0].1.clone(),
                 });
             }
             for (core, dir) in cores {
