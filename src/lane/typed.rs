@@ -14,7 +14,8 @@
 //!
 //! # Counts and slot indices
 //!
-//! The ring has `capacity` slots. The shared *head* counts the values the
+//! The ring holds up to `capacity` values in at least as many slots (more
+//! on small rings: see "Spare slots"). The shared *head* counts the values the
 //! consumer has taken so far and the shared *tail* the values the producer
 //! has published; both wrap at `usize::MAX`, and since the tail is never more
 //! than `capacity` ahead of the head, `tail - head` (wrapping) is the number
@@ -22,8 +23,8 @@
 //! and no slot is given up to tell a full ring from an empty one.
 //!
 //! Each half also keeps `wrap_at`, the count of its own at which its slot
-//! index next returns to 0, so the slot of its count is `count + capacity -
-//! wrap_at`: no division, whatever the capacity. A push stores the value,
+//! index next returns to 0, so the slot of its count is `count + slots -
+//! wrap_at`: no division, whatever the number of slots. A push stores the value,
 //! the producer's own count and the shared tail (and `wrap_at` once a lap);
 //! a pop, the consumer's own count and the shared head. Keeping the slot
 //! index as well cost one store more on each side, and on a busy ring
@@ -78,9 +79,36 @@
 //! past a line: a 16-slot ring of `u64` then spans three lines instead of
 //! two, and each lap moves one line more between the cores. Measured with
 //! the lanes bench, the binaries before and after alternated three times
-//! (`LANES_FILTER='typed (16|rtrb (16' LANES_ROUNDS=9`): the 16-slot
-//! ring's throughput went from 0.68x, 0.68x and 0.68x rtrb's to 0.89x,
-//! 0.90x and 0.83x.
+//! (`LANES_FILTER='typed (16|rtrb (16' LANES_ROUNDS=9`), when a ring of 16
+//! `u64` had 16 slots (before the spare slots below): its throughput went
+//! from 0.68x, 0.68x and 0.68x rtrb's to 0.89x, 0.90x and 0.83x.
+//!
+//! # Spare slots
+//!
+//! A ring of fewer than 16 cache lines has two lines' worth of slots more
+//! than its capacity (a 16-value ring of `u64` has 32 slots, 256 bytes);
+//! it still holds at most `capacity` values. When such a ring runs full,
+//! the producer writes the slot `capacity` places after the one the
+//! consumer reads, which with no spare slots is the very slot the consumer
+//! has just emptied, on the line it is still reading: each value then
+//! moves that line between the cores twice. With two lines of spare slots
+//! the producer writes at least 128 bytes behind the consumer, on lines the
+//! consumer has left, so a full ring moves a line each way once a line of
+//! values, as a ring in its middle does. Values of 128 bytes and more,
+//! and rings of 16 lines or more, get none: their halves never share a
+//! line pair at one slot apart, and a full large ring frees a line at a
+//! time (below).
+//!
+//! Measured with the lanes bench, in one binary that could give a ring of
+//! 16 `u64` 32 slots or the same 256-byte allocation with only 16 of them
+//! in use, so that the allocator (and with it where rtrb's ring lands) saw
+//! no difference (`LANES_FILTER='typed (16|rtrb (16'`, `LANES_ROUNDS=5`,
+//! four alternations): the median throughput of the 16-value ring was
+//! 37.0, 35.0, 35.9 and 34.6 M/s with spare slots, 35.8, 27.1, 26.3 and
+//! 29.4 M/s without (rtrb's 32.1 to 35.1 M/s in the same runs). The
+//! bench's binaries before and after alternated three times
+//! (`LANES_ROUNDS=9`): 0.75x, 0.95x and 0.89x rtrb's throughput before,
+//! 1.00x, 1.12x and 1.01x after.
 //!
 //! # Handing slots back
 //!
@@ -178,7 +206,9 @@ const MAX_CAPACITY: usize = usize::MAX / 2;
 /// halves.
 ///
 /// The ring's memory is freed when both halves have been dropped, and every
-/// value still in it is dropped then.
+/// value still in it is dropped then. A ring of fewer than 16 cache lines
+/// of values takes two lines (128 bytes) more than its capacity needs (see
+/// "Spare slots" in the module doc).
 ///
 /// # Panics
 ///
@@ -204,26 +234,51 @@ pub fn ring<T: Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
         "lane capacity {capacity} is above the limit of {MAX_CAPACITY}"
     );
 
-    let ring = Arc::new(Ring::new(capacity));
+    let ring = Arc::new(Ring::new(slots_for::<T>(capacity)));
     let slots = Slots::of(&ring);
     let producer = Producer {
         ring: Arc::clone(&ring),
         slots,
+        capacity,
         tail: 0,
-        wrap_at: capacity,
+        wrap_at: slots.len,
         limit: capacity,
         look_ahead: look_ahead::<T>(capacity),
     };
     let consumer = Consumer {
         ring,
         slots,
+        capacity,
         head: 0,
-        wrap_at: capacity,
+        wrap_at: slots.len,
         cached_tail: 0,
         released: 0,
         release_every: release_every::<T>(capacity),
     };
     (producer, consumer)
+}
+
+/// How many slots a ring of `capacity` values of `T` has: the capacity,
+/// and on rings of fewer than 16 lines two lines' worth of spare slots
+/// more (see "Spare slots" in the module doc). Under loom, one spare slot
+/// on every ring, so that the models' few steps still cross the end of
+/// the slots, with counts that run a slot ahead of the slot indices.
+fn slots_for<T>(capacity: usize) -> usize {
+    capacity.saturating_add(spare_slots::<T>(capacity))
+}
+
+#[cfg(not(loom))]
+fn spare_slots<T>(capacity: usize) -> usize {
+    let size = mem::size_of::<T>();
+    if size == 0 || size >= 2 * LINE || spans_many_lines::<T>(capacity) {
+        return 0;
+    }
+    (2 * LINE).div_ceil(size)
+}
+
+#[cfg(loom)]
+fn spare_slots<T>(_capacity: usize) -> usize {
+    1
 }
 
 /// The producer's look-ahead, in slots, for a ring of `capacity` slots of
@@ -293,7 +348,8 @@ struct Ring<T> {
     /// dropped: where the values left in the ring start, for the drop of the
     /// ring itself.
     head_index: AtomicUsize,
-    /// One slot per unit of capacity, from a 128-byte boundary (see
+    /// The slots (the capacity and any spare ones: see [`slots_for`]),
+    /// from a 128-byte boundary (see
     /// [`AlignedArray`] for what that is worth). The `tail - head` slots
     /// from the consumer's slot index on (wrapping) hold values; the others
     /// are uninitialised.
@@ -310,7 +366,7 @@ struct Ring<T> {
 unsafe impl<T: Send> Sync for Ring<T> {}
 
 impl<T> Ring<T> {
-    fn new(capacity: usize) -> Self {
+    fn new(slots: usize) -> Self {
         Self {
             head: CachePadded(AtomicUsize::new(0)),
             tail: CachePadded(AtomicUsize::new(0)),
@@ -318,10 +374,8 @@ impl<T> Ring<T> {
             head_index: AtomicUsize::new(0),
             // A failed allocation panics as the doc of `ring` says, rather
             // than aborting the process.
-            slots: AlignedArray::new(capacity, || UnsafeCell::new(MaybeUninit::uninit()))
-                .unwrap_or_else(|error| {
-                    panic!("cannot allocate a lane of {capacity} slots: {error}")
-                }),
+            slots: AlignedArray::new(slots, || UnsafeCell::new(MaybeUninit::uninit()))
+                .unwrap_or_else(|error| panic!("cannot allocate a lane of {slots} slots: {error}")),
         }
     }
 }
@@ -388,7 +442,8 @@ impl<T> Drop for LeftValues<T> {
 /// `Slots` also holds the ring's `Arc`.
 struct Slots<T> {
     base: NonNull<Slot<T>>,
-    capacity: usize,
+    /// How many slots there are: the ring's capacity, and its spare slots.
+    len: usize,
 }
 
 impl<T> Clone for Slots<T> {
@@ -403,7 +458,7 @@ impl<T> Slots<T> {
     fn of(ring: &Ring<T>) -> Self {
         Slots {
             base: NonNull::from(&*ring.slots).cast(),
-            capacity: ring.slots.len(),
+            len: ring.slots.len(),
         }
     }
 
@@ -411,7 +466,7 @@ impl<T> Slots<T> {
     #[inline]
     fn next(&self, index: usize) -> usize {
         let next = index + 1;
-        if next == self.capacity {
+        if next == self.len {
             0
         } else {
             next
@@ -423,11 +478,11 @@ impl<T> Slots<T> {
     #[inline]
     fn add(&self, index: usize, count: usize) -> usize {
         debug_assert!(
-            index < self.capacity && count <= self.capacity,
+            index < self.len && count <= self.len,
             "index {index} or count {count} out of range for capacity {}",
-            self.capacity
+            self.len
         );
-        let room = self.capacity - index;
+        let room = self.len - index;
         if count >= room {
             count - room
         } else {
@@ -440,9 +495,9 @@ impl<T> Slots<T> {
     /// wrapping).
     #[inline]
     fn index_at(&self, count: usize, wrap_at: usize) -> usize {
-        let index = count.wrapping_add(self.capacity).wrapping_sub(wrap_at);
+        let index = count.wrapping_add(self.len).wrapping_sub(wrap_at);
         debug_assert!(
-            index < self.capacity,
+            index < self.len,
             "count {count} outside the lap ending at {wrap_at}"
         );
         index
@@ -467,8 +522,8 @@ impl<T> Slots<T> {
         // `count + capacity - wrap_at` is below the capacity while `count`
         // is in the lap, and at most twice the capacity (no overflow: the
         // capacity is at most `usize::MAX / 2`) once it has left it.
-        if count.wrapping_add(self.capacity).wrapping_sub(wrap_at) >= self.capacity {
-            wrap_at.wrapping_add(self.capacity)
+        if count.wrapping_add(self.len).wrapping_sub(wrap_at) >= self.len {
+            wrap_at.wrapping_add(self.len)
         } else {
             wrap_at
         }
@@ -476,7 +531,7 @@ impl<T> Slots<T> {
 
     #[inline]
     fn slot(&self, index: usize) -> &Slot<T> {
-        debug_assert!(index < self.capacity, "slot {index} out of range");
+        debug_assert!(index < self.len, "slot {index} out of range");
         // SAFETY: every index handed here is below `capacity`, the length of
         // the slice `base` points into, and that slice lives as long as the
         // ring, which outlives `self` (see the type's doc).
@@ -538,6 +593,9 @@ impl<T> Slots<T> {
 pub struct Producer<T> {
     ring: Arc<Ring<T>>,
     slots: Slots<T>,
+    /// The most values the ring holds (its slots may be more: see "Spare
+    /// slots" in the module doc).
+    capacity: usize,
     /// Values published so far: the tail as last stored. The producer is
     /// the tail's only writer, so this copy is always current and the shared
     /// one is never loaded.
@@ -595,7 +653,7 @@ impl<T> Producer<T> {
         let (tail, lap) = self.slots.step(self.tail, self.wrap_at);
         self.publish(tail);
         if lap {
-            self.wrap_at = self.wrap_at.wrapping_add(self.slots.capacity);
+            self.wrap_at = self.wrap_at.wrapping_add(self.slots.len);
         }
         Ok(())
     }
@@ -721,7 +779,7 @@ impl<T> Producer<T> {
         // is enough. `push` loads the head again with Acquire before it uses
         // a slot.
         let head = self.ring.head.load(Ordering::Relaxed);
-        self.slots.capacity - self.tail.wrapping_sub(head)
+        self.capacity - self.tail.wrapping_sub(head)
     }
 
     /// Returns `true` if the ring has no free slot now, as
@@ -732,7 +790,7 @@ impl<T> Producer<T> {
 
     /// Returns the number of values the ring can hold.
     pub fn capacity(&self) -> usize {
-        self.slots.capacity
+        self.capacity
     }
 
     /// Returns `true` if the consumer has been dropped, so that nothing
@@ -759,7 +817,7 @@ impl<T> Producer<T> {
     #[inline]
     fn free_slots(&mut self, wanted: usize) -> usize {
         let free = self.limit.wrapping_sub(self.tail);
-        if free >= wanted || free == self.slots.capacity {
+        if free >= wanted || free == self.capacity {
             return free;
         }
 
@@ -767,7 +825,7 @@ impl<T> Producer<T> {
         // consumer's moves out of the slots it freed happen before the
         // producer writes them again.
         let head = self.ring.head.load(Ordering::Acquire);
-        self.limit = head.wrapping_add(self.slots.capacity);
+        self.limit = head.wrapping_add(self.capacity);
         self.limit.wrapping_sub(self.tail)
     }
 
@@ -813,6 +871,8 @@ impl<T> fmt::Debug for Producer<T> {
 pub struct Consumer<T> {
     ring: Arc<Ring<T>>,
     slots: Slots<T>,
+    /// The most values the ring holds.
+    capacity: usize,
     /// Values taken so far: the head as last stored. The consumer is the
     /// head's only writer, so this copy is always current and the shared one
     /// is never loaded (see "Counts and slot indices" for why it is kept).
@@ -970,7 +1030,7 @@ impl<T> Consumer<T> {
 
     /// Returns the number of values the ring can hold.
     pub fn capacity(&self) -> usize {
-        self.slots.capacity
+        self.capacity
     }
 
     /// Returns `true` if the producer has been dropped, so that no more
@@ -1004,7 +1064,7 @@ impl<T> Consumer<T> {
     fn available(&mut self, wanted: usize) -> usize {
         let head = self.head;
         let available = self.cached_tail.wrapping_sub(head);
-        if available >= wanted || available == self.slots.capacity {
+        if available >= wanted || available == self.capacity {
             return available;
         }
 
@@ -1039,7 +1099,7 @@ impl<T> Consumer<T> {
         }
         self.head = head;
         if lap {
-            self.wrap_at = self.wrap_at.wrapping_add(self.slots.capacity);
+            self.wrap_at = self.wrap_at.wrapping_add(self.slots.len);
         }
     }
 
@@ -1141,9 +1201,7 @@ impl<T> WriteChunk<'_, T> {
         // The unwritten slots are at most two runs, to the end of the slots
         // and then on from the first: within a run the index only counts up.
         while self.filled < self.len {
-            let run_end = slots
-                .capacity
-                .min(self.next_index + (self.len - self.filled));
+            let run_end = slots.len.min(self.next_index + (self.len - self.filled));
             while self.next_index < run_end {
                 let Some(value) = values.next() else {
                     return self.filled - start;
@@ -1153,7 +1211,7 @@ impl<T> WriteChunk<'_, T> {
                 self.next_index += 1;
                 self.filled += 1;
             }
-            if self.next_index == slots.capacity {
+            if self.next_index == slots.len {
                 self.next_index = 0;
             }
         }
@@ -1370,9 +1428,7 @@ impl<T> Iterator for ReadChunk<'_, T> {
         let slots = self.consumer.slots;
         let mut acc = init;
         while self.taken < self.len {
-            let run_end = slots
-                .capacity
-                .min(self.next_index + (self.len - self.taken));
+            let run_end = slots.len.min(self.next_index + (self.len - self.taken));
             while self.next_index < run_end {
                 // SAFETY: as in `next`.
                 let value = unsafe { slots.take(self.next_index) };
@@ -1380,7 +1436,7 @@ impl<T> Iterator for ReadChunk<'_, T> {
                 self.taken += 1;
                 acc = step(acc, value);
             }
-            if self.next_index == slots.capacity {
+            if self.next_index == slots.len {
                 self.next_index = 0;
             }
         }
@@ -1430,11 +1486,11 @@ mod tests {
         producer.ring.tail.store(start, Ordering::Relaxed);
         producer.tail = start;
         producer.limit = start.wrapping_add(capacity);
-        producer.wrap_at = start.wrapping_add(capacity);
+        producer.wrap_at = start.wrapping_add(producer.slots.len);
         consumer.head = start;
         consumer.released = start;
         consumer.cached_tail = start;
-        consumer.wrap_at = start.wrapping_add(capacity);
+        consumer.wrap_at = start.wrapping_add(consumer.slots.len);
         (producer, consumer)
     }
 
@@ -1450,8 +1506,8 @@ mod tests {
                 std::any::type_name::<T>()
             );
             assert_eq!(consumer.slots.base.as_ptr() as usize, base);
-            assert_eq!(producer.slots.capacity, capacity);
-            assert_eq!(consumer.slots.capacity, capacity);
+            assert_eq!(producer.slots.len, slots_for::<T>(capacity));
+            assert_eq!(consumer.slots.len, slots_for::<T>(capacity));
         }
         // Small allocations in between move the allocator's next address.
         for capacity in [1, 2, 15, 16, 17, 4096] {
@@ -1462,6 +1518,71 @@ mod tests {
             check::<[u8; 24]>(capacity);
             check::<String>(capacity);
             check::<()>(capacity);
+        }
+    }
+
+    #[test]
+    fn small_rings_have_two_lines_of_spare_slots_and_hold_no_more_than_their_capacity() {
+        fn check<T: Send>(capacity: usize, slots: usize, make: impl Fn() -> T) {
+            let name = std::any::type_name::<T>();
+            let (mut producer, consumer) = ring::<T>(capacity);
+            assert_eq!(producer.slots.len, slots, "{capacity} of {name}");
+            assert_eq!(consumer.slots.len, slots, "{capacity} of {name}");
+            assert_eq!(
+                (producer.capacity(), consumer.capacity()),
+                (capacity, capacity)
+            );
+            for pushed in 0..capacity {
+                assert_eq!(producer.slots(), capacity - pushed);
+                assert!(producer.push(make()).is_ok(), "{capacity} of {name}");
+            }
+            assert!(producer.push(make()).is_err(), "{capacity} of {name}");
+            assert!(producer.is_full());
+            assert_eq!(consumer.len(), capacity);
+        }
+        // Two lines (128 bytes) of spare slots on rings under 16 lines.
+        check(1, 1 + 16, || 0u64);
+        check(16, 16 + 16, || 0u64);
+        check(127, 127 + 16, || 0u64);
+        check(16, 16 + 128, || 0u8);
+        check(3, 3 + 6, || [0u8; 24]);
+        check(2, 2 + 2, || [0u8; 127]);
+        // None from 16 lines on, for values of 128 bytes and more, and for
+        // values of no bytes.
+        check(128, 128, || 0u64);
+        check(1024, 1024, || 0u8);
+        check(2, 2, || [0u8; 128]);
+        check(16, 16, || ());
+    }
+
+    #[test]
+    fn a_full_small_ring_writes_at_least_two_lines_behind_the_consumer() {
+        for capacity in [1, 2, 7, 16, 100] {
+            // Counts that wrap at `usize::MAX` in the middle of the run.
+            let start = usize::MAX - 5 * capacity;
+            let (mut producer, mut consumer) = ring_from::<u64>(capacity, start);
+            let slots = producer.slots.len;
+            let mut next = 0;
+            while producer.push(next).is_ok() {
+                next += 1;
+            }
+            assert_eq!(next, capacity as u64);
+            for taken in 0..10 * slots as u64 {
+                assert_eq!(consumer.pop(), Some(taken));
+                // The slot the producer writes next, and the one the
+                // consumer has just read (on the line it is reading), in
+                // bytes apart going forward from the producer's.
+                let write = producer.tail_index();
+                let read = (consumer.head_index() + slots - 1) % slots;
+                let apart = (read + slots - write) % slots * mem::size_of::<u64>();
+                assert!(
+                    apart >= 128,
+                    "capacity {capacity}: writing slot {write}, {apart} bytes behind {read}"
+                );
+                producer.push(next).unwrap();
+                next += 1;
+                assert!(producer.push(next).is_err(), "full again");
+            }
         }
     }
 
@@ -1560,6 +1681,7 @@ mod tests {
                 // (it may hand slots back a line's worth at a time).
                 let head = producer.ring.head.load(Ordering::Relaxed);
                 let free = capacity - producer.tail.wrapping_sub(head);
+                let slots = producer.slots.len;
                 if free == 0 {
                     assert!(producer.push(T::numbered(pushed)).is_err());
                     break;
@@ -1575,16 +1697,16 @@ mod tests {
                     continue;
                 };
                 asked += 1;
-                assert!(size > 0 && ahead < capacity);
+                assert!(size > 0 && ahead < slots);
                 let line_start = (base + ahead * size) & !(LINE - 1);
                 let line_end = line_start + LINE;
                 // Every slot whose bytes overlap the line.
                 let first = line_start.saturating_sub(base) / size;
-                let last = ((line_end - base).div_ceil(size)).min(capacity);
+                let last = ((line_end - base).div_ceil(size)).min(slots);
                 for slot in first..last {
                     // Slots after `index` in ring order: 0 is the one just
                     // written, 1.. are free up to `free`.
-                    let after = (slot + capacity - index) % capacity;
+                    let after = (slot + slots - index) % slots;
                     assert!(
                         after < free,
                         "size {size}, capacity {capacity}: the line of slot {ahead} \
