@@ -1532,3 +1532,72 @@ fn a_segment_cut_short_before_the_last_does_not_stop_the_next_writer() {
         assert_eq!(read, [after, appended].concat(), "{case}");
     }
 }
+
+/// A segment file whose header gives another base than its name (a copy of
+/// another segment put in its place) is reported as a wrong header naming
+/// both bases and what to do, by the writer, `inspect`, a reader and both
+/// commands: it once read "damaged frame at position 8192: frame says it
+/// is at position 0", blaming a frame for the header's base.
+#[test]
+fn a_segment_whose_header_gives_another_base_is_named_as_such() {
+    for case in ["in the middle", "after a segment without an end marker"] {
+        let dir = Scratch::new("wrong-base");
+        let named = match case {
+            "in the middle" => {
+                three_segments(&dir.0);
+                8192
+            }
+            _ => {
+                open_segment_then(&dir.0);
+                4096
+            }
+        };
+        let path = segment_path(&dir.0, named);
+        fs::copy(segment_path(&dir.0, 0), &path).unwrap();
+        let expected = format!(
+            "{}: wrong segment header: its name says the segment starts at position {named} \
+             but its header says 0 (renamed or copied from elsewhere): move it out of the \
+             journal directory, or rename it 0000000000000000.journal if it belongs at 0",
+            path.display()
+        );
+        let is_wrong_base = |error: &JournalError| {
+            matches!(
+                error,
+                JournalError::Damaged {
+                    path: p,
+                    position,
+                    damage: Damage::WrongBase { named: n, found: 0 },
+                } if *p == path && *position == named && *n == named
+            )
+        };
+
+        let error = JournalWriter::open(&dir.0, config(4096)).unwrap_err();
+        assert!(is_wrong_base(&error), "{case}: writer: {error:?}");
+        assert_eq!(error.to_string(), expected, "{case}: writer");
+        let damage = inspect(&dir.0).unwrap().damage.unwrap();
+        assert!(is_wrong_base(&damage), "{case}: inspect: {damage:?}");
+        let mut reader = JournalReader::open(&dir.0, Start::Beginning).unwrap();
+        let error = loop {
+            match reader.next_frame() {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("{case}: the reader stopped quietly"),
+                Err(error) => break error,
+            }
+        };
+        assert!(is_wrong_base(&error), "{case}: reader: {error:?}");
+        assert_eq!(error.to_string(), expected, "{case}: reader");
+
+        let output = journal_command("inspect", &dir.0);
+        let text = String::from_utf8(output.stdout).unwrap();
+        assert!(!output.status.success(), "{case}: {text}");
+        assert!(
+            text.contains(&format!("  DAMAGE: {expected}\n")),
+            "{case}: {text}"
+        );
+        let output = journal_command("tail", &dir.0);
+        let error = String::from_utf8(output.stderr).unwrap();
+        assert!(!output.status.success(), "{case}: {error}");
+        assert!(error.contains(&expected), "{case}: {error}");
+        assert!(!error.contains("frame says"), "{case}: {error}");
+    }
+}

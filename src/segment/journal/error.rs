@@ -4,6 +4,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::dir::segment_name;
 use crate::frame::FrameError;
 use crate::segment::SegmentError;
 
@@ -30,6 +31,16 @@ pub enum Damage {
     /// The frame says it belongs at another position (moved or copied).
     WrongPosition {
         /// The position in the frame's header.
+        found: u64,
+    },
+    /// A segment file's header gives a base other than the one its name
+    /// stands for (renamed, or copied in from elsewhere). Not a frame's
+    /// damage: the frames are never read, since every position in the file
+    /// would be off by the difference.
+    WrongBase {
+        /// The base the file's name stands for.
+        named: u64,
+        /// The base in the file's header.
         found: u64,
     },
     /// A segment that a later one follows ends without an end marker.
@@ -61,6 +72,13 @@ impl fmt::Display for Damage {
             Damage::WrongPosition { found } => {
                 write!(f, "frame says it is at position {found}")
             }
+            Damage::WrongBase { named, found } => write!(
+                f,
+                "its name says the segment starts at position {named} but its header says \
+                 {found} (renamed or copied from elsewhere): move it out of the journal \
+                 directory, or rename it {} if it belongs at {found}",
+                segment_name(*found)
+            ),
             Damage::MissingEndMarker => {
                 f.write_str("segment ends without an end marker but a later segment exists")
             }
@@ -179,11 +197,18 @@ impl fmt::Display for JournalError {
                 path,
                 position,
                 damage,
-            } => write!(
-                f,
-                "{}: damaged frame at position {position}: {damage}",
-                path.display()
-            ),
+            } => match damage {
+                // The header is wrong, not a frame: say so, not "damaged
+                // frame" (`damage` names both bases).
+                Damage::WrongBase { .. } => {
+                    write!(f, "{}: wrong segment header: {damage}", path.display())
+                }
+                _ => write!(
+                    f,
+                    "{}: damaged frame at position {position}: {damage}",
+                    path.display()
+                ),
+            },
             JournalError::FrameTooLarge { len, segment_size } => write!(
                 f,
                 "a frame of {len} bytes can never fit in a segment of {segment_size} bytes"

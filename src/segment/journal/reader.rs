@@ -526,7 +526,8 @@ impl JournalReader {
             return Err(JournalError::Damaged {
                 path,
                 position: self.base,
-                damage: Damage::WrongPosition {
+                damage: Damage::WrongBase {
+                    named: self.base,
                     found: segment.header().base_position,
                 },
             });

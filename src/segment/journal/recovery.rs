@@ -618,7 +618,8 @@ pub(crate) fn blame_next(next: Option<(u64, &Path)>, damage: JournalError) -> Jo
         Ok(segment) if segment.header().base_position != base => JournalError::Damaged {
             path: path.to_path_buf(),
             position: base,
-            damage: Damage::WrongPosition {
+            damage: Damage::WrongBase {
+                named: base,
                 found: segment.header().base_position,
             },
         },
@@ -756,7 +757,8 @@ fn check_segment(
         return Err(JournalError::Damaged {
             path: path.to_path_buf(),
             position: base,
-            damage: Damage::WrongPosition {
+            damage: Damage::WrongBase {
+                named: base,
                 found: segment.header().base_position,
             },
         });
