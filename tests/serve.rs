@@ -2629,7 +2629,10 @@ fn client_list_shows_idle_time_and_last_command() {
         ("GET key", "NULL"),
         ("CLIENT NOSUCH", "NULL"),
         ("SUBSCRIBE news", "subscribe"),
-        ("GET key", "NULL"),
+        // Refused with Redis's words in subscribed mode, so named as Redis
+        // names it; out of it, an unknown command (NULL) above.
+        ("GET key", "get"),
+        ("FOO key", "NULL"),
         ("ECHO refused", "echo"),
     ] {
         quiet.command(command);
@@ -2791,4 +2794,77 @@ fn client_list_of_more_ids_than_a_frame_holds_lists_them_all() {
         .get("client list request")
         .map_or(0, |requests| requests.count());
     assert!(requests > 1, "{requests} requests");
+}
+
+/// CLIENT LIST names a subscriber's last command as Redis 7.0.15 does
+/// (checked against redis-server 7.0.15): a command Redis has is named by
+/// its full name even when refused, for its arity or in subscribed mode,
+/// and whether or not this server serves it (`get`, `client|kill`); an
+/// unknown command or subcommand is `NULL`. A refused GET was once `NULL`.
+#[test]
+fn client_list_names_a_subscribers_refused_command_as_redis_does() {
+    let _serial = serial();
+    let server = start(config(1));
+    let mut subscriber = Raw::connect(&server);
+    subscriber.send(b"CLIENT SETNAME watched\r\nSUBSCRIBE ch\r\n");
+    subscriber.expect(b"+OK\r\n");
+    subscriber.expect(&confirmation("subscribe", "ch", 1));
+    let mut lister = client(&server);
+    let arity = |name: &str| format!("-ERR wrong number of arguments for '{name}' command\r\n");
+    let cases: [(&[&[u8]], String, &str); 9] = [
+        (&[b"get", b"k"], subscribed_mode_error("get"), "get"),
+        (&[b"GET"], arity("get"), "get"),
+        (
+            &[b"foo", b"x"],
+            "-ERR unknown command 'foo', with args beginning with: 'x' \r\n".to_string(),
+            "NULL",
+        ),
+        (
+            &[b"client", b"kill", b"1.2.3.4:5"],
+            subscribed_mode_error("client|kill"),
+            "client|kill",
+        ),
+        (
+            &[b"config", b"foo"],
+            "-ERR unknown subcommand 'foo'. Try CONFIG HELP.\r\n".to_string(),
+            "NULL",
+        ),
+        (
+            &[b"object", b"help", b"x"],
+            arity("object|help"),
+            "object|help",
+        ),
+        (
+            &[b"acl", b"nosuch"],
+            "-ERR unknown subcommand 'nosuch'. Try ACL HELP.\r\n".to_string(),
+            "NULL",
+        ),
+        (
+            &[b"config", b"set", b"a", b"b"],
+            subscribed_mode_error("config|set"),
+            "config|set",
+        ),
+        (
+            &[b"ping"],
+            String::from_utf8(multibulk(&[b"pong", b""])).unwrap(),
+            "ping",
+        ),
+    ];
+    for (request, reply, cmd) in cases {
+        subscriber.send(&multibulk(request));
+        // Its reply has come, so CLIENT LIST sees it as the last command.
+        subscriber.expect(reply.as_bytes());
+        let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut lister).unwrap();
+        let line = list
+            .lines()
+            .find(|line| line.contains(" name=watched "))
+            .unwrap_or_else(|| panic!("no subscriber in {list}"));
+        assert!(
+            line.contains(&format!(" cmd={cmd} ")),
+            "{}: cmd={cmd} expected in {line}",
+            shown(&request.join(&b" "[..]))
+        );
+    }
+    drop((subscriber, lister));
+    stop(server);
 }

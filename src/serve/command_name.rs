@@ -2,9 +2,11 @@
 //! last one a connection sent: lower case, a subcommand after its
 //! container as `container|sub` (`client|list`), as Redis 7 names them.
 //!
-//! Only commands this server understands have a name. A command it does
-//! not know (`GET`), or an unknown subcommand of one it does, has none and
-//! is shown as `NULL`, as Redis shows a command it does not know.
+//! Only commands this server understands have a name here. A command it
+//! does not know (`GET`), or an unknown subcommand of one it does, has none
+//! and is shown as `NULL`, as Redis shows a command it does not know; but a
+//! subscriber's command that Redis 7.0 has, refused with Redis's words, is
+//! named by `redis_commands` as Redis names it (`cmd=get`).
 
 /// Subcommands of CLIENT this server answers.
 const CLIENT: &[&str] = &[

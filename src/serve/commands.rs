@@ -237,6 +237,12 @@ impl ServeCore {
             // client told "Can't execute 'get'" by Redis is told so here.
             let refusal =
                 redis_commands::subscribed_refusal(request.arg(0), request.get(1), request.len());
+            // Named as Redis names it in CLIENT LIST: by the full name it
+            // found (`get`, `config|set`), even though refused; an unknown
+            // command or subcommand stays `NULL`.
+            if let Some(Refusal::Arity(full_name) | Refusal::Subscribed(full_name)) = refusal {
+                conn.last_command = Some(full_name);
+            }
             let text = match refusal {
                 Some(Refusal::UnknownSubcommand) => format!(
                     "ERR unknown subcommand '{}'. Try {} HELP.",

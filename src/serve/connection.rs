@@ -149,8 +149,8 @@ pub(crate) struct Connection {
     /// When the connection was adopted, for CLIENT LIST's `age`.
     pub(crate) since: Instant,
     /// The last command's full name, for CLIENT LIST's `cmd` (see
-    /// `command_name`); `None` before any, or after one the server does
-    /// not know.
+    /// `command_name`); `None` before any, or after one neither the server
+    /// nor (for a subscriber) Redis 7.0 knows.
     pub(crate) last_command: Option<&'static str>,
     /// When the server last read bytes from the client or wrote bytes to
     /// it (replies, messages), for CLIENT LIST's `idle`, as Redis keeps
