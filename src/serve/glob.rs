@@ -21,11 +21,16 @@
 //! channel name; here it does, as the rule "`*` matches the empty run" says.
 //!
 //! A [`Glob`] is a pattern parsed once: its tokens, cut by the stars into
-//! *segments*. Because every token matches exactly one byte, a pattern
-//! without a star matches token for token, and one with stars matches when
-//! its first segment matches at the start of the subject, its last segment
-//! at the end, and each segment between, left to right, somewhere after the
-//! one before. Taking each middle segment at its leftmost place is never
+//! *segments*, kept as compact code (see `glob_code.rs`) of at most twice
+//! the pattern's bytes, since a server holds every pattern its clients
+//! subscribe to. Tokens are decoded as matching reads them; each tests a
+//! byte in at most 16 comparisons (a class's ranges, or its set).
+//!
+//! Because every token matches exactly one byte, a pattern without a star
+//! matches token for token, and one with stars matches when its first
+//! segment matches at the start of the subject, its last segment at the
+//! end, and each segment between, left to right, somewhere after the one
+//! before. Taking each middle segment at its leftmost place is never
 //! wrong: it leaves the most room to the ones after it, and the stars around
 //! it absorb whatever it skipped.
 //!
@@ -38,10 +43,11 @@
 //! segment has `s` tokens, that is O(n × ⌈s / 64⌉) word operations, at most
 //! 16 a byte for a pattern `PSUBSCRIBE` accepts (1,024 bytes). On top come
 //! costs bounded by the pattern alone: reading the first and last segments,
-//! and for each middle segment the subject reaches, its table (256 words
-//! per 64 tokens, plus at most 128 updates per class). A middle segment of
-//! one token, or whose window is too short to repay a table, is tried at
-//! each place directly, at no more than a few tables' cost. No input makes
+//! and for each middle segment the subject reaches, counting its tokens and
+//! its table (256 words per 64 tokens, plus at most 128 updates per
+//! class). A middle segment of one token is looked for as a set of bytes,
+//! and one whose window is too short to repay a table is tried at each
+//! place directly, at no more than a few tables' cost. No input makes
 //! matching quadratic: the 1,001-token segment of `*a…ab*` against 1 MB of
 //! `a` takes 16 word operations a byte, not 1,001 comparisons.
 //!
