@@ -126,6 +126,10 @@ pub struct Glob {
     head_tokens: usize,
     /// Tokens after the last star.
     tail_tokens: usize,
+    /// The code holds no class and no escaped byte, so each of its bytes
+    /// is a token or a star run: matching reads it as bytes (see
+    /// [`plain_fits`]) without decoding.
+    plain: bool,
 }
 
 impl Glob {
@@ -183,8 +187,11 @@ impl Glob {
                 head_tokens += 1;
             }
         }
+        let code = code.finish();
+        let plain = !code.iter().any(|&byte| byte == b'[' || byte == b'\\');
         Some(Glob {
-            code: code.finish(),
+            plain,
+            code,
             tokens,
             stars: first_star.map(|first| (first, last_star)),
             head_tokens,
@@ -205,6 +212,17 @@ impl Glob {
         if self.tokens > subject.len() {
             return false;
         }
+        // Stars alone match anything; no pattern at all, only nothing.
+        if self.tokens == 0 {
+            return self.stars.is_some() || subject.is_empty();
+        }
+        let fits = |segment: &[u8], bytes: &[u8]| {
+            if self.plain {
+                plain_fits(segment, bytes)
+            } else {
+                fits(segment, bytes)
+            }
+        };
         let Some((first_star, after_last)) = self.stars else {
             return fits(&self.code, subject);
         };
@@ -221,9 +239,20 @@ impl Glob {
         let mut from = self.head_tokens;
         let mut at = first_star + 1;
         while at < after_last {
-            let (code_len, len) = segment_end(&self.code[at..]);
+            let (code_len, len) = if self.plain {
+                // One byte a token, up to the next star (`after_last`
+                // follows one).
+                let code_len = self.code[at..after_last]
+                    .iter()
+                    .position(|&byte| byte == b'*')
+                    .unwrap_or(after_last - at);
+                (code_len, code_len)
+            } else {
+                segment_end(&self.code[at..])
+            };
             tally(len);
-            match find(&self.code[at..at + code_len], len, &subject[from..end]) {
+            let segment = &self.code[at..at + code_len];
+            match find(segment, len, &subject[from..end], self.plain) {
                 Some(start) => from += start + len,
                 None => return false,
             }
@@ -251,26 +280,58 @@ impl Glob {
 
 /// Whether the tokens of `segment` (code without stars) match `bytes` token
 /// for token.
+#[inline]
 fn fits(segment: &[u8], bytes: &[u8]) -> bool {
     tally(bytes.len());
-    let mut tokens = Tokens::new(segment);
-    bytes
-        .iter()
-        .all(|&byte| tokens.next().is_some_and(|token| token.accepts(byte)))
-        && tokens.next().is_none()
+    let mut code = segment;
+    for &byte in bytes {
+        // Most tokens are plain bytes: one that reads as `byte` itself, and
+        // does not start a class or an escape, matches it undecoded.
+        if let [first, rest @ ..] = code {
+            if *first == byte && byte != b'[' && byte != b'\\' {
+                code = rest;
+                continue;
+            }
+        }
+        match decode(code) {
+            Some((token, len)) if token.accepts(byte) => code = &code[len..],
+            _ => return false,
+        }
+    }
+    decode(code).is_none()
+}
+
+/// [`fits`] for the code of a plain pattern (no class, no escape): each
+/// byte of `segment` is a token, `?` or the byte itself.
+#[inline]
+fn plain_fits(segment: &[u8], bytes: &[u8]) -> bool {
+    tally(bytes.len());
+    segment.len() == bytes.len()
+        && segment
+            .iter()
+            .zip(bytes)
+            .all(|(&token, &byte)| token == byte || token == b'?')
 }
 
 /// The offset in `window` of the leftmost place `segment`, of `len`
-/// tokens, fits.
-fn find(segment: &[u8], len: usize, window: &[u8]) -> Option<usize> {
+/// tokens, fits; `plain` says the segment is plain code (see
+/// [`plain_fits`]).
+fn find(segment: &[u8], len: usize, window: &[u8], plain: bool) -> Option<usize> {
     let starts = window.len().checked_sub(len)? + 1;
     let words = len.div_ceil(WORD_BITS);
 
-    // A single token is a set of bytes to look for.
+    // A single token is a set of bytes to look for; a byte or `?` needs
+    // no set built.
     if len == 1 {
         let (token, _) = decode(segment)?;
-        let set = token.byte_set();
-        let found = window[..starts].iter().position(|&byte| set.contains(byte));
+        let found = match token {
+            Token::Byte(expected) => window[..starts].iter().position(|&byte| byte == expected),
+            Token::Any => Some(0),
+            _ => {
+                let set = token.byte_set();
+                window[..starts].iter().position(|&byte| set.contains(byte))
+            }
+        };
         tally(found.map_or(starts, |at| at + 1));
         return found;
     }
@@ -280,7 +341,14 @@ fn find(segment: &[u8], len: usize, window: &[u8]) -> Option<usize> {
     // first. A window short enough that trying every place costs at most a
     // few tables goes direct.
     if starts.saturating_mul(len) <= DIRECT_STEPS * words {
-        return (0..starts).find(|&start| fits(segment, &window[start..start + len]));
+        return (0..starts).find(|&start| {
+            let bytes = &window[start..start + len];
+            if plain {
+                plain_fits(segment, bytes)
+            } else {
+                fits(segment, bytes)
+            }
+        });
     }
 
     // One row of `words` words per byte value, and the state after them.

@@ -56,9 +56,10 @@ impl Token<'_> {
             Token::Byte(expected) => byte == expected,
             Token::Any => true,
             Token::Ranges { negated, pairs } => {
-                let inside = pairs
-                    .chunks_exact(2)
-                    .any(|pair| (pair[0]..=pair[1]).contains(&byte));
+                let mut inside = false;
+                for pair in pairs.chunks_exact(2) {
+                    inside |= pair[0] <= byte && byte <= pair[1];
+                }
                 inside != negated
             }
             Token::Set(bits) => (bits[usize::from(byte >> 3)] >> (byte & 7)) & 1 == 1,
@@ -66,6 +67,7 @@ impl Token<'_> {
     }
 
     /// Every byte this token matches.
+    #[inline]
     pub(super) fn byte_set(self) -> ByteSet {
         let mut set = ByteSet::default();
         match self {
@@ -99,6 +101,7 @@ pub(super) struct Tokens<'c> {
 
 impl<'c> Tokens<'c> {
     /// The tokens of `segment`, which must hold whole tokens and no star.
+    #[inline]
     pub(super) fn new(segment: &'c [u8]) -> Self {
         Tokens { code: segment }
     }
@@ -107,6 +110,7 @@ impl<'c> Tokens<'c> {
 impl<'c> Iterator for Tokens<'c> {
     type Item = Token<'c>;
 
+    #[inline]
     fn next(&mut self) -> Option<Token<'c>> {
         let (token, len) = decode(self.code)?;
         self.code = &self.code[len..];

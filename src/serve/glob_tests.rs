@@ -277,7 +277,7 @@ fn middle_segments_take_their_leftmost_place() {
     assert!(!glob_match(&pattern, &subject[..370]));
     let glob = Glob::new(&pattern);
     let segment = &glob.code[1..glob.code.len() - 1];
-    assert_eq!(find(segment, glob.tokens, &subject), Some(300));
+    assert_eq!(find(segment, glob.tokens, &subject, glob.plain), Some(300));
 
     // Wide classes in a two-word segment: 70 bytes other than `b` in a
     // row, found only after the runs of 69.
@@ -446,4 +446,40 @@ fn classes_kept_as_sets_or_lists_accept_the_same_bytes() {
             );
         }
     }
+}
+
+#[test]
+fn plain_patterns_are_read_as_bytes_with_the_same_outcome() {
+    // No class and no escape: each code byte is a token or a star.
+    for pattern in [
+        &b"news.*"[..],
+        b"h?llo",
+        b"*",
+        b"",
+        b"*a*b?*c",
+        b"user:*:events",
+    ] {
+        assert!(Glob::new(pattern).plain, "{pattern:?}");
+    }
+    for pattern in [&b"h[ae]llo"[..], b"a\\*b", b"x*[^y]", b"\\", b"[]"] {
+        assert!(!Glob::new(pattern).plain, "{pattern:?}");
+    }
+
+    // Reading plain code as bytes and decoding it find the same places,
+    // whether the window is tried place by place or searched with a table.
+    let mut dice = Dice(0x5eed_91ab);
+    for _ in 0..2_000 {
+        let segment = dice.word(b"ab?", 6);
+        if segment.is_empty() {
+            continue;
+        }
+        let long = dice.roll(2) == 0;
+        let window = dice.word(b"abc", if long { 3_000 } else { 20 });
+        let plain = find(&segment, segment.len(), &window, true);
+        let decoded = find(&segment, segment.len(), &window, false);
+        assert_eq!(plain, decoded, "{segment:?} in {window:?}");
+        assert_eq!(plain_fits(&segment, &window), fits(&segment, &window));
+    }
+    assert!(glob_match(b"*?b?*", b"xxabaxx"));
+    assert!(!glob_match(b"*?b?*", b"xxab"));
 }
