@@ -24,7 +24,9 @@
 //! *segments*, kept as compact code (see `glob_code.rs`) of at most twice
 //! the pattern's bytes, since a server holds every pattern its clients
 //! subscribe to. Tokens are decoded as matching reads them; each tests a
-//! byte in at most 16 comparisons (a class's ranges, or its set).
+//! byte in at most 16 comparisons (a class's ranges, or its set). A pattern
+//! with no class and no escape (most are) is flagged when parsed, and its
+//! code is read as plain bytes, one a token: `?` or the byte itself.
 //!
 //! Because every token matches exactly one byte, a pattern without a star
 //! matches token for token, and one with stars matches when its first
@@ -72,7 +74,7 @@ mod code;
 
 #[cfg(test)]
 use code::ByteSet;
-use code::{decode, segment_end, Token, Tokens, Writer};
+use code::{accept, decode, segment_end, Token, Tokens, Writer};
 
 /// Whether `subject` matches the glob `pattern`, parsing the pattern on the
 /// way; to match many subjects against one pattern, keep a [`Glob`].
@@ -224,7 +226,7 @@ impl Glob {
             }
         };
         let Some((first_star, after_last)) = self.stars else {
-            return fits(&self.code, subject);
+            return self.tokens == subject.len() && fits(&self.code, subject);
         };
 
         // The first and last segments are pinned to the ends of the subject.
@@ -235,9 +237,18 @@ impl Glob {
             return false;
         }
 
+        first_star + 1 == after_last || self.middles_fit(first_star + 1, after_last, subject, end)
+    }
+
+    /// Whether the middle segments, whose code runs from `at` to the star
+    /// ending at `after_last`, fit one after the other in `subject` between
+    /// the head and `end`, where the tail starts. Kept out of line, so that
+    /// matching a pattern with no middle segment (most) sets up none of
+    /// the state a search needs.
+    #[inline(never)]
+    fn middles_fit(&self, mut at: usize, after_last: usize, subject: &[u8], end: usize) -> bool {
         // Each middle segment at its leftmost place after the one before.
         let mut from = self.head_tokens;
-        let mut at = first_star + 1;
         while at < after_last {
             let (code_len, len) = if self.plain {
                 // One byte a token, up to the next star (`after_last`
@@ -279,26 +290,26 @@ impl Glob {
 }
 
 /// Whether the tokens of `segment` (code without stars) match `bytes` token
-/// for token.
+/// for token; `bytes` holds one byte per token of `segment`, so no token is
+/// left over once they are read.
 #[inline]
 fn fits(segment: &[u8], bytes: &[u8]) -> bool {
     tally(bytes.len());
-    let mut code = segment;
+    let mut at = 0;
     for &byte in bytes {
         // Most tokens are plain bytes: one that reads as `byte` itself, and
         // does not start a class or an escape, matches it undecoded.
-        if let [first, rest @ ..] = code {
-            if *first == byte && byte != b'[' && byte != b'\\' {
-                code = rest;
-                continue;
-            }
+        if segment[at] == byte && byte != b'[' && byte != b'\\' {
+            at += 1;
+            continue;
         }
-        match decode(code) {
-            Some((token, len)) if token.accepts(byte) => code = &code[len..],
-            _ => return false,
+        match accept(&segment[at..], byte) {
+            Some(len) => at += len,
+            None => return false,
         }
     }
-    decode(code).is_none()
+    debug_assert!(decode(&segment[at..]).is_none(), "a token left over");
+    true
 }
 
 /// [`fits`] for the code of a plain pattern (no class, no escape): each
@@ -306,11 +317,11 @@ fn fits(segment: &[u8], bytes: &[u8]) -> bool {
 #[inline]
 fn plain_fits(segment: &[u8], bytes: &[u8]) -> bool {
     tally(bytes.len());
-    segment.len() == bytes.len()
-        && segment
-            .iter()
-            .zip(bytes)
-            .all(|(&token, &byte)| token == byte || token == b'?')
+    debug_assert_eq!(segment.len(), bytes.len(), "a token per byte");
+    segment
+        .iter()
+        .zip(bytes)
+        .all(|(&token, &byte)| token == byte || token == b'?')
 }
 
 /// The offset in `window` of the leftmost place `segment`, of `len`
@@ -351,6 +362,16 @@ fn find(segment: &[u8], len: usize, window: &[u8], plain: bool) -> Option<usize>
         });
     }
 
+    table_search(segment, len, window)
+}
+
+/// The leftmost place `segment`, of `len` tokens, fits in `window`, by the
+/// Shift-And search. Kept out of line: its table takes up to 32 KiB of
+/// stack, which a caller that inlined it would set up (probing each page)
+/// on every match, even one that never searches.
+#[inline(never)]
+fn table_search(segment: &[u8], len: usize, window: &[u8]) -> Option<usize> {
+    let words = len.div_ceil(WORD_BITS);
     // One row of `words` words per byte value, and the state after them.
     // A segment of more than one word zeroes the whole stack table (32
     // KiB), a few steps per token of a segment that long.

@@ -49,23 +49,6 @@ pub(super) enum Token<'c> {
 }
 
 impl Token<'_> {
-    /// Whether this token matches `byte`.
-    #[inline]
-    pub(super) fn accepts(self, byte: u8) -> bool {
-        match self {
-            Token::Byte(expected) => byte == expected,
-            Token::Any => true,
-            Token::Ranges { negated, pairs } => {
-                let mut inside = false;
-                for pair in pairs.chunks_exact(2) {
-                    inside |= pair[0] <= byte && byte <= pair[1];
-                }
-                inside != negated
-            }
-            Token::Set(bits) => (bits[usize::from(byte >> 3)] >> (byte & 7)) & 1 == 1,
-        }
-    }
-
     /// Every byte this token matches.
     #[inline]
     pub(super) fn byte_set(self) -> ByteSet {
@@ -138,6 +121,36 @@ pub(super) fn decode(code: &[u8]) -> Option<(Token<'_>, usize)> {
         }
         [byte, ..] => Some((Token::Byte(*byte), 1)),
     }
+}
+
+/// Whether the token `code` starts with accepts `byte`: its length in the
+/// code if it does, `None` if it does not. It reads the token in place,
+/// as [`decode`] does, for matching that reads each token once:
+/// `code` must start with a token (not a star, not the end) of code written
+/// by [`Writer`].
+#[inline]
+pub(super) fn accept(code: &[u8], byte: u8) -> Option<usize> {
+    let (accepted, len) = match code[0] {
+        b'?' => (true, 1),
+        b'\\' => (code[1] == byte, 2),
+        b'[' => {
+            let header = code[1];
+            if header & SET_FORM != 0 {
+                let bits = code[2 + usize::from(byte >> 3)];
+                ((bits >> (byte & 7)) & 1 == 1, 2 + SET_BYTES)
+            } else {
+                let len = 2 + 2 * usize::from(header >> 2);
+                // Ranges are few (one, mostly): stop at the first that
+                // holds the byte rather than test them all.
+                let inside = code[2..len]
+                    .chunks_exact(2)
+                    .any(|pair| byte.wrapping_sub(pair[0]) <= pair[1].wrapping_sub(pair[0]));
+                (inside != (header & NEGATED != 0), len)
+            }
+        }
+        other => (other == byte, 1),
+    };
+    accepted.then_some(len)
 }
 
 /// Where the segment starting at `code` ends (at the next star or the end

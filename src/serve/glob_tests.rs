@@ -478,8 +478,47 @@ fn plain_patterns_are_read_as_bytes_with_the_same_outcome() {
         let plain = find(&segment, segment.len(), &window, true);
         let decoded = find(&segment, segment.len(), &window, false);
         assert_eq!(plain, decoded, "{segment:?} in {window:?}");
-        assert_eq!(plain_fits(&segment, &window), fits(&segment, &window));
+        if let Some(bytes) = window.get(..segment.len()) {
+            assert_eq!(plain_fits(&segment, bytes), fits(&segment, bytes));
+        }
     }
     assert!(glob_match(b"*?b?*", b"xxabaxx"));
     assert!(!glob_match(b"*?b?*", b"xxab"));
+}
+
+#[test]
+fn a_token_accepts_in_place_the_bytes_of_its_set() {
+    let many_ranges: Vec<u8> = [
+        &b"["[..],
+        &(b'0'..=b'Z').step_by(2).collect::<Vec<_>>(),
+        b"]",
+    ]
+    .concat();
+    let negated_many = [&b"[^"[..], &many_ranges[1..]].concat();
+    let patterns: [&[u8]; 9] = [
+        b"x",
+        b"?",
+        b"\\*",
+        b"[]",
+        b"[a-c]",
+        b"[^a-c0-9]",
+        b"[z-a]",
+        &many_ranges,
+        &negated_many,
+    ];
+    for pattern in patterns {
+        let glob = Glob::new(pattern);
+        let (token, len) = decode(&glob.code).expect("one token");
+        assert_eq!(len, glob.code.len(), "{pattern:?}");
+        let set = token.byte_set();
+        for byte in 0..=u8::MAX {
+            let expected = set.contains(byte).then_some(len);
+            assert_eq!(accept(&glob.code, byte), expected, "{pattern:?} {byte}");
+        }
+    }
+    // The set form is taken, so both forms are tested.
+    assert_eq!(
+        decode(&Glob::new(&many_ranges).code).map(|(t, _)| matches!(t, Token::Set(_))),
+        Some(true)
+    );
 }
