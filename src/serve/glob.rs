@@ -292,7 +292,7 @@ impl Glob {
 /// Whether the tokens of `segment` (code without stars) match `bytes` token
 /// for token; `bytes` holds one byte per token of `segment`, so no token is
 /// left over once they are read.
-#[inline]
+#[inline(always)]
 fn fits(segment: &[u8], bytes: &[u8]) -> bool {
     tally(bytes.len());
     let mut at = 0;
