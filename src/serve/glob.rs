@@ -21,11 +21,18 @@
 //! channel name; here it does, as the rule "`*` matches the empty run" says.
 //!
 //! A [`Glob`] is a pattern parsed once: its tokens, cut by the stars into
-//! *segments*. Because every token matches exactly one byte, a pattern
-//! without a star matches token for token, and one with stars matches when
-//! its first segment matches at the start of the subject, its last segment
-//! at the end, and each segment between, left to right, somewhere after the
-//! one before. Taking each middle segment at its leftmost place is never
+//! *segments*, kept as compact code (see `glob_code.rs`) of at most twice
+//! the pattern's bytes, since a server holds every pattern its clients
+//! subscribe to. Tokens are decoded as matching reads them; each tests a
+//! byte in at most 16 comparisons (a class's ranges, or its set). A pattern
+//! with no class and no escape (most are) is flagged when parsed, and its
+//! code is read as plain bytes, one a token: `?` or the byte itself.
+//!
+//! Because every token matches exactly one byte, a pattern without a star
+//! matches token for token, and one with stars matches when its first
+//! segment matches at the start of the subject, its last segment at the
+//! end, and each segment between, left to right, somewhere after the one
+//! before. Taking each middle segment at its leftmost place is never
 //! wrong: it leaves the most room to the ones after it, and the stars around
 //! it absorb whatever it skipped.
 //!
@@ -38,10 +45,11 @@
 //! segment has `s` tokens, that is O(n × ⌈s / 64⌉) word operations, at most
 //! 16 a byte for a pattern `PSUBSCRIBE` accepts (1,024 bytes). On top come
 //! costs bounded by the pattern alone: reading the first and last segments,
-//! and for each middle segment the subject reaches, its table (256 words
-//! per 64 tokens, plus at most 128 updates per class). A middle segment of
-//! one token, or whose window is too short to repay a table, is tried at
-//! each place directly, at no more than a few tables' cost. No input makes
+//! and for each middle segment the subject reaches, counting its tokens and
+//! its table (256 words per 64 tokens, plus at most 128 updates per
+//! class). A middle segment of one token is looked for as a set of bytes,
+//! and one whose window is too short to repay a table is tried at each
+//! place directly, at no more than a few tables' cost. No input makes
 //! matching quadratic: the 1,001-token segment of `*a…ab*` against 1 MB of
 //! `a` takes 16 word operations a byte, not 1,001 comparisons.
 //!
@@ -60,6 +68,13 @@ const DIRECT_STEPS: usize = 1024;
 /// Most words per table row kept on the stack: segments of up to 1,024
 /// tokens, as long as the longest pattern `PSUBSCRIBE` accepts.
 pub const STACK_WORDS: usize = 16;
+
+#[path = "glob_code.rs"]
+mod code;
+
+#[cfg(test)]
+use code::ByteSet;
+use code::{accept, decode, segment_end, Token, Tokens, Writer};
 
 /// Whether `subject` matches the glob `pattern`, parsing the pattern on the
 /// way; to match many subjects against one pattern, keep a [`Glob`].
@@ -86,6 +101,9 @@ pub fn glob_match(pattern: &[u8], subject: &[u8]) -> bool {
 
 /// A glob pattern, parsed once to be matched against many subjects.
 ///
+/// It holds its pattern's code (see `glob_code.rs`): at most twice the
+/// pattern's bytes, whatever the pattern.
+///
 /// # Examples
 ///
 /// ```
@@ -94,78 +112,26 @@ pub fn glob_match(pattern: &[u8], subject: &[u8]) -> bool {
 /// let glob = Glob::new(b"news.*.[a-m]*");
 /// assert!(glob.matches(b"news.sport.football"));
 /// assert!(!glob.matches(b"news.sport.rugby"));
+/// assert!(glob.heap_bytes() <= 2 * b"news.*.[a-m]*".len());
 /// ```
 #[derive(Clone, Debug)]
 pub struct Glob {
-    /// Every token of the pattern, stars left out.
-    tokens: Box<[Token]>,
-    /// The byte sets of the pattern's classes, in order.
-    classes: Box<[ByteSet]>,
-    /// Where each run of stars stands: the offset in `tokens` of the token
-    /// after it. A run of stars counts once, so consecutive entries differ
-    /// and every middle segment holds at least one token.
-    stars: Box<[usize]>,
-}
-
-/// One token: the bytes it matches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Token {
-    /// This byte only.
-    Byte(u8),
-    /// Any byte (`?`).
-    Any,
-    /// The bytes of `classes[index]`.
-    Class(usize),
-}
-
-/// A set of byte values, one bit each.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct ByteSet([u64; 4]);
-
-impl ByteSet {
-    fn contains(&self, byte: u8) -> bool {
-        (self.0[usize::from(byte >> 6)] >> (byte & 63)) & 1 == 1
-    }
-
-    fn insert(&mut self, byte: u8) {
-        self.0[usize::from(byte >> 6)] |= 1 << (byte & 63);
-    }
-
-    /// Adds every byte from `low` to `high`, both included.
-    fn insert_range(&mut self, low: u8, high: u8) {
-        for (index, word) in self.0.iter_mut().enumerate() {
-            // The part of the range that falls in this word's 64 values.
-            let first = usize::from(low).max(index * 64);
-            let last = usize::from(high).min(index * 64 + 63);
-            if first <= last {
-                let width = last - first + 1;
-                let bits = if width == 64 { !0 } else { (1 << width) - 1 };
-                *word |= bits << (first - index * 64);
-            }
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.0.iter().map(|word| word.count_ones() as usize).sum()
-    }
-
-    fn invert(&mut self) {
-        for word in &mut self.0 {
-            *word = !*word;
-        }
-    }
-
-    /// Calls `visit` with each byte in the set, in order.
-    fn for_each(&self, mut visit: impl FnMut(u8)) {
-        for (index, &word) in self.0.iter().enumerate() {
-            let mut bits = word;
-            while bits != 0 {
-                // Below 256: `index` < 4 and `trailing_zeros` < 64.
-                visit((index * 64) as u8 + bits.trailing_zeros() as u8);
-                bits &= bits - 1;
-            }
-        }
-    }
+    /// The pattern's tokens and star runs, in order.
+    code: Box<[u8]>,
+    /// Tokens in the whole pattern, stars left out.
+    tokens: usize,
+    /// The offset in `code` of the first star and the offset just after
+    /// the last; `None` for a pattern without stars. A run of stars counts
+    /// once, so every middle segment holds at least one token.
+    stars: Option<(usize, usize)>,
+    /// Tokens before the first star.
+    head_tokens: usize,
+    /// Tokens after the last star.
+    tail_tokens: usize,
+    /// The code holds no class and no escaped byte, so each of its bytes
+    /// is a token or a star run: matching reads it as bytes (see
+    /// [`plain_fits`]) without decoding.
+    plain: bool,
 }
 
 impl Glob {
@@ -178,177 +144,298 @@ impl Glob {
     /// Parses `pattern` to match subjects of at most `longest` bytes;
     /// `None` if it has more tokens than that, so matches none of them.
     ///
-    /// A parsed pattern holds a token (16 bytes) for each `?` and a class
-    /// (32 bytes more) for each `[]`, so an unbounded pattern costs up to
-    /// 32 times its length: a caller that matches a few known names (CONFIG
-    /// GET) stops parsing past the longest of them, so what it holds is
-    /// bounded by those names, not by the pattern it was sent.
+    /// A parsed pattern holds at most twice its pattern's bytes, and at
+    /// most 34 bytes a token (a class of many ranges keeps its 256-bit
+    /// set), so a caller that matches a few known names (CONFIG GET) and
+    /// stops parsing past the longest of them holds an amount bounded by
+    /// those names, not by the pattern it was sent.
     pub fn within(pattern: &[u8], longest: usize) -> Option<Glob> {
-        let mut tokens = Vec::new();
-        let mut classes = Vec::new();
-        let mut stars = Vec::new();
+        let mut code = Writer::default();
+        let mut tokens = 0;
+        let (mut first_star, mut last_star) = (None, 0);
+        let (mut head_tokens, mut tail_tokens) = (0, 0);
         let mut at = 0;
         while at < pattern.len() {
-            let (token, next) = match &pattern[at..] {
-                [b'*', ..] => {
-                    if stars.last() != Some(&tokens.len()) {
-                        stars.push(tokens.len());
-                    }
-                    at += 1;
-                    continue;
-                }
-                [b'?', ..] => (Token::Any, at + 1),
-                [b'[', ..] => {
-                    let (set, next) = parse_class(pattern, at + 1);
-                    classes.push(set);
-                    (Token::Class(classes.len() - 1), next)
-                }
-                [b'\\', escaped, ..] => (Token::Byte(*escaped), at + 2),
-                [literal, ..] => (Token::Byte(*literal), at + 1),
-                [] => unreachable!("at < pattern.len()"),
-            };
-            if tokens.len() == longest {
+            if pattern[at] == b'*' {
+                first_star.get_or_insert(code.len());
+                code.star();
+                last_star = code.len();
+                tail_tokens = 0;
+                at += 1;
+                continue;
+            }
+            if tokens == longest {
                 return None;
             }
-            tokens.push(token);
-            at = next;
+            at = match &pattern[at..] {
+                [b'?', ..] => {
+                    code.any();
+                    at + 1
+                }
+                [b'[', ..] => code.class(pattern, at + 1),
+                [b'\\', escaped, ..] => {
+                    code.byte(*escaped);
+                    at + 2
+                }
+                [literal, ..] => {
+                    code.byte(*literal);
+                    at + 1
+                }
+                [] => unreachable!("at < pattern.len()"),
+            };
+            tokens += 1;
+            tail_tokens += 1;
+            if first_star.is_none() {
+                head_tokens += 1;
+            }
         }
+        let code = code.finish();
+        let plain = !code.iter().any(|&byte| byte == b'[' || byte == b'\\');
         Some(Glob {
-            tokens: tokens.into(),
-            classes: classes.into(),
-            stars: stars.into(),
+            plain,
+            code,
+            tokens,
+            stars: first_star.map(|first| (first, last_star)),
+            head_tokens,
+            tail_tokens,
         })
+    }
+
+    /// Bytes this glob holds on the heap: its code, at most twice the
+    /// pattern's length.
+    pub fn heap_bytes(&self) -> usize {
+        self.code.len()
     }
 
     /// Whether `subject` matches. Allocates nothing (see the module doc for
     /// the one exception); the module doc gives the cost.
     pub fn matches(&self, subject: &[u8]) -> bool {
         // Every token takes a byte of its own.
-        if self.tokens.len() > subject.len() {
+        if self.tokens > subject.len() {
             return false;
         }
-        let (Some(&first_star), Some(&last_star)) = (self.stars.first(), self.stars.last()) else {
-            return self.fits(&self.tokens, subject);
+        // Stars alone match anything; no pattern at all, only nothing.
+        if self.tokens == 0 {
+            return self.stars.is_some() || subject.is_empty();
+        }
+        let fits = |segment: &[u8], bytes: &[u8]| {
+            if self.plain {
+                plain_fits(segment, bytes)
+            } else {
+                fits(segment, bytes)
+            }
+        };
+        let Some((first_star, after_last)) = self.stars else {
+            return self.tokens == subject.len() && fits(&self.code, subject);
         };
 
         // The first and last segments are pinned to the ends of the subject.
-        let head = &self.tokens[..first_star];
-        let tail = &self.tokens[last_star..];
-        let end = subject.len() - tail.len();
-        if !self.fits(head, &subject[..head.len()]) || !self.fits(tail, &subject[end..]) {
+        let head = &self.code[..first_star];
+        let tail = &self.code[after_last..];
+        let end = subject.len() - self.tail_tokens;
+        if !fits(head, &subject[..self.head_tokens]) || !fits(tail, &subject[end..]) {
             return false;
         }
 
+        first_star + 1 == after_last || self.middles_fit(first_star + 1, after_last, subject, end)
+    }
+
+    /// Whether the middle segments, whose code runs from `at` to the star
+    /// ending at `after_last`, fit one after the other in `subject` between
+    /// the head and `end`, where the tail starts. Kept out of line, so that
+    /// matching a pattern with no middle segment (most) sets up none of
+    /// the state a search needs.
+    #[inline(never)]
+    fn middles_fit(&self, mut at: usize, after_last: usize, subject: &[u8], end: usize) -> bool {
         // Each middle segment at its leftmost place after the one before.
-        let mut from = head.len();
-        for bounds in self.stars.windows(2) {
-            let segment = &self.tokens[bounds[0]..bounds[1]];
-            match self.find(segment, &subject[from..end]) {
-                Some(start) => from += start + segment.len(),
+        let mut from = self.head_tokens;
+        while at < after_last {
+            let (code_len, len) = if self.plain {
+                // One byte a token, up to the next star (`after_last`
+                // follows one).
+                let code_len = self.code[at..after_last]
+                    .iter()
+                    .position(|&byte| byte == b'*')
+                    .unwrap_or(after_last - at);
+                (code_len, code_len)
+            } else {
+                segment_end(&self.code[at..])
+            };
+            tally(len);
+            let segment = &self.code[at..at + code_len];
+            match find(segment, len, &subject[from..end], self.plain) {
+                Some(start) => from += start + len,
                 None => return false,
             }
+            // Past the segment and the star after it.
+            at += code_len + 1;
         }
         true
     }
 
-    fn accepts(&self, token: Token, byte: u8) -> bool {
-        match token {
-            Token::Byte(expected) => byte == expected,
-            Token::Any => true,
-            Token::Class(index) => self.classes[index].contains(byte),
+    /// The token counts of the middle segments, for tests.
+    #[cfg(test)]
+    fn middle_lengths(&self) -> Vec<usize> {
+        let mut lengths = Vec::new();
+        if let Some((first_star, after_last)) = self.stars {
+            let mut at = first_star + 1;
+            while at < after_last {
+                let (code_len, len) = segment_end(&self.code[at..]);
+                lengths.push(len);
+                at += code_len + 1;
+            }
+        }
+        lengths
+    }
+}
+
+/// Whether the tokens of `segment` (code without stars) match `bytes` token
+/// for token; `bytes` holds one byte per token of `segment`, so no token is
+/// left over once they are read.
+#[inline(always)]
+fn fits(segment: &[u8], bytes: &[u8]) -> bool {
+    tally(bytes.len());
+    let mut at = 0;
+    for &byte in bytes {
+        // Most tokens are plain bytes: one that reads as `byte` itself, and
+        // does not start a class or an escape, matches it undecoded.
+        if segment[at] == byte && byte != b'[' && byte != b'\\' {
+            at += 1;
+            continue;
+        }
+        match accept(&segment[at..], byte) {
+            Some(len) => at += len,
+            None => return false,
         }
     }
+    debug_assert!(decode(&segment[at..]).is_none(), "a token left over");
+    true
+}
 
-    /// Whether `segment` matches `bytes` token for token.
-    fn fits(&self, segment: &[Token], bytes: &[u8]) -> bool {
-        tally(segment.len());
-        segment.len() == bytes.len()
-            && segment
-                .iter()
-                .zip(bytes)
-                .all(|(&token, &byte)| self.accepts(token, byte))
-    }
+/// [`fits`] for the code of a plain pattern (no class, no escape): each
+/// byte of `segment` is a token, `?` or the byte itself.
+#[inline]
+fn plain_fits(segment: &[u8], bytes: &[u8]) -> bool {
+    tally(bytes.len());
+    debug_assert_eq!(segment.len(), bytes.len(), "a token per byte");
+    segment
+        .iter()
+        .zip(bytes)
+        .all(|(&token, &byte)| token == byte || token == b'?')
+}
 
-    /// The offset in `window` of the leftmost place `segment` fits.
-    fn find(&self, segment: &[Token], window: &[u8]) -> Option<usize> {
-        let len = segment.len();
-        let starts = window.len().checked_sub(len)? + 1;
-        let words = len.div_ceil(WORD_BITS);
+/// The offset in `window` of the leftmost place `segment`, of `len`
+/// tokens, fits; `plain` says the segment is plain code (see
+/// [`plain_fits`]).
+fn find(segment: &[u8], len: usize, window: &[u8], plain: bool) -> Option<usize> {
+    let starts = window.len().checked_sub(len)? + 1;
+    let words = len.div_ceil(WORD_BITS);
 
-        // Trying each place costs up to `len` steps a place, but most places
-        // fail at their first token; the search always pays for its table
-        // first. A single token, or a window short enough that trying every
-        // place costs at most a few tables, goes direct.
-        if len == 1 || starts.saturating_mul(len) <= DIRECT_STEPS * words {
-            return (0..starts).find(|&start| self.fits(segment, &window[start..start + len]));
-        }
-
-        // One row of `words` words per byte value, and the state after them.
-        // A segment of more than one word zeroes the whole stack table (32
-        // KiB), a few steps per token of a segment that long.
-        let needed = 257 * words;
-        let mut one_word = [0; 257];
-        let mut stack_words;
-        let mut heap_words;
-        let cells: &mut [u64] = if words == 1 {
-            &mut one_word
-        } else if words <= STACK_WORDS {
-            stack_words = [0; 257 * STACK_WORDS];
-            &mut stack_words[..needed]
-        } else {
-            heap_words = vec![0; needed];
-            &mut heap_words
+    // A single token is a set of bytes to look for; a byte or `?` needs
+    // no set built.
+    if len == 1 {
+        let (token, _) = decode(segment)?;
+        let found = match token {
+            Token::Byte(expected) => window[..starts].iter().position(|&byte| byte == expected),
+            Token::Any => Some(0),
+            _ => {
+                let set = token.byte_set();
+                window[..starts].iter().position(|&byte| set.contains(byte))
+            }
         };
-        let (table, state) = cells.split_at_mut(256 * words);
-        self.fill_table(segment, table, words);
-        shift_and(table, state, len, window)
+        tally(found.map_or(starts, |at| at + 1));
+        return found;
     }
 
-    /// Sets bit `i % 64` of word `i / 64` in the row of each byte token `i`
-    /// of `segment` accepts; `table` holds 256 rows of `words` words, zeroed.
-    fn fill_table(&self, segment: &[Token], table: &mut [u64], words: usize) {
-        tally(table.len());
-        for (word, chunk) in segment.chunks(WORD_BITS).enumerate() {
-            // `?` and classes of more than half the bytes (`[^x]`) go into
-            // every row at once; a wide class then leaves the rows of the
-            // bytes it lacks. So no token costs more than 128 row updates.
-            let wide = chunk
-                .iter()
-                .enumerate()
-                .filter(|&(_, &token)| self.is_wide(token))
-                .fold(0, |bits, (bit, _)| bits | 1 << bit);
-            if wide != 0 {
-                for row in table.chunks_exact_mut(words) {
-                    row[word] |= wide;
-                }
+    // Trying each place costs up to `len` steps a place, but most places
+    // fail at their first token; the search always pays for its table
+    // first. A window short enough that trying every place costs at most a
+    // few tables goes direct.
+    if starts.saturating_mul(len) <= DIRECT_STEPS * words {
+        return (0..starts).find(|&start| {
+            let bytes = &window[start..start + len];
+            if plain {
+                plain_fits(segment, bytes)
+            } else {
+                fits(segment, bytes)
             }
+        });
+    }
 
-            for (bit, &token) in chunk.iter().enumerate() {
-                let cell = |byte: u8| usize::from(byte) * words + word;
-                match token {
-                    Token::Byte(byte) => table[cell(byte)] |= 1 << bit,
-                    Token::Any => {}
-                    Token::Class(index) if self.is_wide(token) => {
-                        let mut lacking = self.classes[index];
-                        lacking.invert();
-                        tally(lacking.len());
-                        lacking.for_each(|byte| table[cell(byte)] &= !(1 << bit));
-                    }
-                    Token::Class(index) => {
-                        tally(self.classes[index].len());
-                        self.classes[index].for_each(|byte| table[cell(byte)] |= 1 << bit);
-                    }
-                }
-            }
+    table_search(segment, len, window)
+}
+
+/// The leftmost place `segment`, of `len` tokens, fits in `window`, by the
+/// Shift-And search. Kept out of line: its table takes up to 32 KiB of
+/// stack, which a caller that inlined it would set up (probing each page)
+/// on every match, even one that never searches.
+#[inline(never)]
+fn table_search(segment: &[u8], len: usize, window: &[u8]) -> Option<usize> {
+    let words = len.div_ceil(WORD_BITS);
+    // One row of `words` words per byte value, and the state after them.
+    // A segment of more than one word zeroes the whole stack table (32
+    // KiB), a few steps per token of a segment that long.
+    let needed = 257 * words;
+    let mut one_word = [0; 257];
+    let mut stack_words;
+    let mut heap_words;
+    let cells: &mut [u64] = if words == 1 {
+        &mut one_word
+    } else if words <= STACK_WORDS {
+        stack_words = [0; 257 * STACK_WORDS];
+        &mut stack_words[..needed]
+    } else {
+        heap_words = vec![0; needed];
+        &mut heap_words
+    };
+    let (table, state) = cells.split_at_mut(256 * words);
+    fill_table(segment, table, state);
+    shift_and(table, state, len, window)
+}
+
+/// Sets bit `i % 64` of word `i / 64` in the row of each byte token `i`
+/// of `segment` accepts; `table` holds 256 rows of as many words as
+/// `state`, all zeroed, and `state` is left zeroed.
+fn fill_table(segment: &[u8], table: &mut [u64], state: &mut [u64]) {
+    tally(table.len());
+    let words = state.len();
+
+    // `?` and classes of more than half the bytes (`[^x]`) go into every
+    // row at once, gathered first in `state`; a wide class then leaves the
+    // rows of the bytes it lacks. So no token costs more than 128 row
+    // updates.
+    for (index, token) in Tokens::new(segment).enumerate() {
+        if token.byte_set().len() > 128 {
+            state[index / WORD_BITS] |= 1 << (index % WORD_BITS);
         }
     }
+    if state.iter().any(|&wide| wide != 0) {
+        for row in table.chunks_exact_mut(words) {
+            for (cell, &wide) in row.iter_mut().zip(state.iter()) {
+                *cell |= wide;
+            }
+        }
+        state.fill(0);
+    }
 
-    /// Whether `token` accepts more than half the byte values.
-    fn is_wide(&self, token: Token) -> bool {
+    for (index, token) in Tokens::new(segment).enumerate() {
+        let (word, bit) = (index / WORD_BITS, index % WORD_BITS);
+        let cell = |byte: u8| usize::from(byte) * words + word;
         match token {
-            Token::Byte(_) => false,
-            Token::Any => true,
-            Token::Class(index) => self.classes[index].len() > 128,
+            Token::Byte(byte) => table[cell(byte)] |= 1 << bit,
+            Token::Any => {}
+            _ => {
+                let set = token.byte_set();
+                if set.len() > 128 {
+                    let mut lacking = set;
+                    lacking.invert();
+                    tally(lacking.len());
+                    lacking.for_each(|byte| table[cell(byte)] &= !(1 << bit));
+                } else {
+                    tally(set.len());
+                    set.for_each(|byte| table[cell(byte)] |= 1 << bit);
+                }
+            }
         }
     }
 }
@@ -381,39 +468,6 @@ fn shift_and(table: &[u64], state: &mut [u64], len: usize, window: &[u8]) -> Opt
     }
     tally(window.len() * words);
     None
-}
-
-/// The class whose body starts at `at` (after the `[`), and the offset
-/// after the class.
-fn parse_class(pattern: &[u8], mut at: usize) -> (ByteSet, usize) {
-    let negated = pattern.get(at) == Some(&b'^');
-    if negated {
-        at += 1;
-    }
-
-    let mut set = ByteSet::default();
-    let end = loop {
-        match &pattern[at..] {
-            [] => break at,
-            [b'\\', escaped, ..] => {
-                set.insert(*escaped);
-                at += 2;
-            }
-            [b']', ..] => break at + 1,
-            [low, b'-', high, ..] => {
-                set.insert_range(*low.min(high), *low.max(high));
-                at += 3;
-            }
-            [member, ..] => {
-                set.insert(*member);
-                at += 1;
-            }
-        }
-    };
-    if negated {
-        set.invert();
-    }
-    (set, end)
 }
 
 #[cfg(test)]

@@ -137,14 +137,22 @@ fn agrees_with_reference() {
 #[test]
 fn runs_of_stars_count_once() {
     let glob = Glob::new(b"**a***b*");
-    assert_eq!(&glob.tokens[..], &[Token::Byte(b'a'), Token::Byte(b'b')]);
-    assert_eq!(&glob.stars[..], &[0, 1, 2]);
+    assert_eq!(&glob.code[..], b"*a*b*");
+    assert_eq!(glob.tokens, 2);
+    assert_eq!(glob.middle_lengths(), [1, 1]);
     // Escaped and bracketed stars are tokens, not stars.
     let glob = Glob::new(b"\\*[*]");
-    assert_eq!(glob.tokens.len(), 2);
-    assert!(glob.stars.is_empty());
+    assert_eq!(glob.tokens, 2);
+    assert!(glob.stars.is_none());
     assert!(glob.matches(b"**"));
     assert!(!glob.matches(b"*"));
+    // Nor do stars after an escaped star or a class ending in a `*` byte
+    // join a run with them.
+    let glob = Glob::new(b"\\***[*]**");
+    assert_eq!(glob.tokens, 2);
+    assert_eq!(glob.middle_lengths(), [1]);
+    assert!(glob.matches(b"*x*y"));
+    assert!(!glob.matches(b"x*y"));
 }
 
 #[test]
@@ -241,11 +249,7 @@ fn agrees_with_reference_on_long_segments() {
 
             // A middle segment over one word long makes a multi-word search.
             let glob = Glob::new(&pattern);
-            if glob
-                .stars
-                .windows(2)
-                .any(|pair| pair[1] - pair[0] > WORD_BITS)
-            {
+            if glob.middle_lengths().iter().any(|&len| len > WORD_BITS) {
                 wide += 1;
                 wide_matches += usize::from(expected);
             }
@@ -272,7 +276,8 @@ fn middle_segments_take_their_leftmost_place() {
     assert!(glob_match(&pattern, &subject));
     assert!(!glob_match(&pattern, &subject[..370]));
     let glob = Glob::new(&pattern);
-    assert_eq!(glob.find(&glob.tokens, &subject), Some(300));
+    let segment = &glob.code[1..glob.code.len() - 1];
+    assert_eq!(find(segment, glob.tokens, &subject, glob.plain), Some(300));
 
     // Wide classes in a two-word segment: 70 bytes other than `b` in a
     // row, found only after the runs of 69.
@@ -290,7 +295,7 @@ fn segments_past_the_stack_table_still_match() {
     // 1,100 tokens: more words of state than the stack table holds.
     let segment = [&b"a".repeat(1099)[..], b"?"].concat();
     let pattern = [&b"b*"[..], &segment, b"*b"].concat();
-    assert!(Glob::new(&pattern).tokens.len() > STACK_WORDS * WORD_BITS);
+    assert!(Glob::new(&pattern).tokens > STACK_WORDS * WORD_BITS);
     let subject = |run: usize| [&b"b"[..], &b"a".repeat(run), b"cb"].concat();
     assert!(glob_match(&pattern, &subject(1099)));
     assert!(glob_match(&pattern, &subject(3000)));
@@ -362,4 +367,158 @@ fn within_refuses_only_patterns_longer_than_any_subject() {
     assert!(stars.matches(b""));
     assert!(stars.matches(b"anything"));
     assert!(Glob::within(b"*x*", 0).is_none());
+}
+
+/// What a parsed pattern holds grows with the pattern's bytes, at most
+/// twice them, whatever it is made of: a server keeps every pattern a
+/// client subscribes to. A token each of 16 bytes and a 32-byte set each
+/// class held 1,024 bytes of `[]` in 25 KiB.
+#[test]
+fn parsed_patterns_hold_at_most_twice_their_bytes() {
+    let distinct: Vec<u8> = (0..=255u8).flat_map(|byte| [b'[', byte, b']']).collect();
+    let mut dice = Dice(0x5851_f42d_4c95_7f2d);
+    let random: Vec<u8> = (0..1024).map(|_| dice.roll(256) as u8).collect();
+    let hostile: Vec<Vec<u8>> = vec![
+        b"[]".repeat(512),
+        b"[^]".repeat(341),
+        distinct,
+        b"?".repeat(1024),
+        b"\\*".repeat(512),
+        b"[a-z]".repeat(204),
+        b"[abcdefghijklmnop]".repeat(56),
+        b"[abcdefghijklmnopq]".repeat(53),
+        [&b"["[..], &b"x".repeat(1023)].concat(),
+        [&b"[a"[..], &b"]".repeat(1022)].concat(),
+        b"*?".repeat(512),
+        b"*".repeat(1024),
+        random,
+        dice.word(b"ab*?[]^-\\", 1024),
+    ];
+    for pattern in &hostile {
+        let glob = Glob::new(pattern);
+        let shown = String::from_utf8_lossy(&pattern[..pattern.len().min(40)]);
+        assert!(
+            glob.heap_bytes() <= 2 * pattern.len(),
+            "{shown}: {} bytes held for {}",
+            glob.heap_bytes(),
+            pattern.len()
+        );
+        // What it holds is what it matches by: the same as the reference.
+        let subject: Vec<u8> = pattern.iter().rev().copied().take(300).collect();
+        assert_eq!(
+            glob.matches(&subject),
+            reference(pattern, &subject),
+            "{shown}"
+        );
+    }
+    // Long enough classes keep their set: 34 bytes however long the class.
+    let long_class = [&b"["[..], &b"abc".repeat(10_000), b"]"].concat();
+    assert_eq!(Glob::new(&long_class).heap_bytes(), 34);
+}
+
+/// A class of more than 16 ranges keeps its set instead of its list;
+/// both forms, plain and negated, accept exactly the bytes the rules say.
+#[test]
+fn classes_kept_as_sets_or_lists_accept_the_same_bytes() {
+    let mut dice = Dice(0x1405_7b7e_f767_814f);
+    for round in 0..400 {
+        // Up to 40 members and ranges, escapes among them.
+        let mut pattern = vec![b'['];
+        if round % 2 == 1 {
+            pattern.push(b'^');
+        }
+        for _ in 0..dice.roll(41) {
+            match dice.roll(3) {
+                0 => pattern.extend_from_slice(&[dice.roll(256) as u8, b'-', dice.roll(256) as u8]),
+                1 => pattern.extend_from_slice(&[b'\\', dice.roll(256) as u8]),
+                _ => pattern.push(b'a' + dice.roll(26) as u8),
+            }
+        }
+        pattern.extend_from_slice(b"]x");
+        let glob = Glob::new(&pattern);
+        for byte in 0..=255u8 {
+            let subject = [byte, b'x'];
+            assert_eq!(
+                glob.matches(&subject),
+                reference(&pattern, &subject),
+                "pattern {:?} byte {byte}",
+                pattern.escape_ascii().to_string()
+            );
+        }
+    }
+}
+
+#[test]
+fn plain_patterns_are_read_as_bytes_with_the_same_outcome() {
+    // No class and no escape: each code byte is a token or a star.
+    for pattern in [
+        &b"news.*"[..],
+        b"h?llo",
+        b"*",
+        b"",
+        b"*a*b?*c",
+        b"user:*:events",
+    ] {
+        assert!(Glob::new(pattern).plain, "{pattern:?}");
+    }
+    for pattern in [&b"h[ae]llo"[..], b"a\\*b", b"x*[^y]", b"\\", b"[]"] {
+        assert!(!Glob::new(pattern).plain, "{pattern:?}");
+    }
+
+    // Reading plain code as bytes and decoding it find the same places,
+    // whether the window is tried place by place or searched with a table.
+    let mut dice = Dice(0x5eed_91ab);
+    for _ in 0..2_000 {
+        let segment = dice.word(b"ab?", 6);
+        if segment.is_empty() {
+            continue;
+        }
+        let long = dice.roll(2) == 0;
+        let window = dice.word(b"abc", if long { 3_000 } else { 20 });
+        let plain = find(&segment, segment.len(), &window, true);
+        let decoded = find(&segment, segment.len(), &window, false);
+        assert_eq!(plain, decoded, "{segment:?} in {window:?}");
+        if let Some(bytes) = window.get(..segment.len()) {
+            assert_eq!(plain_fits(&segment, bytes), fits(&segment, bytes));
+        }
+    }
+    assert!(glob_match(b"*?b?*", b"xxabaxx"));
+    assert!(!glob_match(b"*?b?*", b"xxab"));
+}
+
+#[test]
+fn a_token_accepts_in_place_the_bytes_of_its_set() {
+    let many_ranges: Vec<u8> = [
+        &b"["[..],
+        &(b'0'..=b'Z').step_by(2).collect::<Vec<_>>(),
+        b"]",
+    ]
+    .concat();
+    let negated_many = [&b"[^"[..], &many_ranges[1..]].concat();
+    let patterns: [&[u8]; 9] = [
+        b"x",
+        b"?",
+        b"\\*",
+        b"[]",
+        b"[a-c]",
+        b"[^a-c0-9]",
+        b"[z-a]",
+        &many_ranges,
+        &negated_many,
+    ];
+    for pattern in patterns {
+        let glob = Glob::new(pattern);
+        let (token, len) = decode(&glob.code).expect("one token");
+        assert_eq!(len, glob.code.len(), "{pattern:?}");
+        let set = token.byte_set();
+        for byte in 0..=u8::MAX {
+            let expected = set.contains(byte).then_some(len);
+            assert_eq!(accept(&glob.code, byte), expected, "{pattern:?} {byte}");
+        }
+    }
+    // The set form is taken, so both forms are tested.
+    assert_eq!(
+        decode(&Glob::new(&many_ranges).code).map(|(t, _)| matches!(t, Token::Set(_))),
+        Some(true)
+    );
 }
