@@ -7,76 +7,14 @@
 //! The whole process tracks its heap bytes (a global allocator), so this
 //! file holds one test.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::TcpStream;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use corelane::serve::{ServeError, Server, ServerConfig};
-
-/// Keeps the bytes allocated now and the most allocated at once.
-struct Peak;
-
-/// Heap bytes allocated now.
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-/// The most heap bytes allocated at once since the last reset.
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(bytes: usize) {
-    let live = LIVE.fetch_add(bytes, Ordering::Relaxed) + bytes;
-    PEAK.fetch_max(live, Ordering::Relaxed);
-}
-
-// SAFETY: every call is passed to the system allocator unchanged; the
-// counters are plain atomics, which do not allocate.
-unsafe impl GlobalAlloc for Peak {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size());
-        // SAFETY: the caller's contract, passed on.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size());
-        // SAFETY: the caller's contract, passed on.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // Counted as a new block before the old one goes: the copy needs both.
-        grew(new_size);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: the caller's contract, passed on.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: the caller's contract, passed on.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Peak = Peak;
-
-/// Starts a one-core server on the first free port of 17800-17899.
-fn start() -> Server {
-    for port in 17800..17900 {
-        let config = ServerConfig {
-            bind: SocketAddr::from(([127, 0, 0, 1], port)),
-            cores: Some(1),
-            ..ServerConfig::default()
-        };
-        match Server::start(config) {
-            Ok(server) => return server,
-            Err(ServeError::Bind(..)) => continue,
-            Err(error) => panic!("server: {error}"),
-        }
-    }
-    panic!("no free port in 17800-17899");
-}
+#[path = "common/peak.rs"]
+mod peak;
+use peak::{start_one_core as start, LIVE};
 
 /// Bytes of each pattern: the longest PSUBSCRIBE accepts.
 const PATTERN_LEN: usize = 1024;
