@@ -270,7 +270,10 @@ fn slots_for<T>(capacity: usize) -> usize {
 #[cfg(not(loom))]
 fn spare_slots<T>(capacity: usize) -> usize {
     let size = mem::size_of::<T>();
-    if size == 0 || size >= 2 * LINE || spans_many_lines::<T>(capacity) {
+    // The ring's own size, not `spans_many_lines`: that one also asks for
+    // values of at most a line (for the look-ahead and the release), and
+    // would give a large ring of 65- to 127-byte values spare slots too.
+    if size == 0 || size >= 2 * LINE || capacity.saturating_mul(size) >= 16 * LINE {
         return 0;
     }
     (2 * LINE).div_ceil(size)
@@ -474,12 +477,12 @@ impl<T> Slots<T> {
     }
 
     /// The slot index `count` slots after `index` (`count` at most the
-    /// capacity), wrapping at the end.
+    /// number of slots), wrapping at the end.
     #[inline]
     fn add(&self, index: usize, count: usize) -> usize {
         debug_assert!(
             index < self.len && count <= self.len,
-            "index {index} or count {count} out of range for capacity {}",
+            "index {index} or count {count} out of range for {} slots",
             self.len
         );
         let room = self.len - index;
@@ -491,7 +494,7 @@ impl<T> Slots<T> {
     }
 
     /// The slot index of `count`, for a half whose index next returns to 0
-    /// at count `wrap_at` (so `wrap_at - capacity <= count < wrap_at`,
+    /// at count `wrap_at` (so `wrap_at - len <= count < wrap_at`,
     /// wrapping).
     #[inline]
     fn index_at(&self, count: usize, wrap_at: usize) -> usize {
@@ -504,7 +507,7 @@ impl<T> Slots<T> {
     }
 
     /// `count + 1`, and whether that count starts a lap (so that the half's
-    /// `wrap_at` moves on by the capacity): one value pushed or taken.
+    /// `wrap_at` moves on by the number of slots): one value pushed or taken.
     ///
     /// The caller moves `wrap_at` on itself, after its store of the shared
     /// count (see "Store order" in the module doc), and only once a lap: a
@@ -516,12 +519,13 @@ impl<T> Slots<T> {
     }
 
     /// `wrap_at` for a half whose count moved on to `count`, at most one
-    /// capacity past the lap that ends at `wrap_at`.
+    /// capacity (fewer than the slots) past the lap that ends at `wrap_at`.
     #[inline]
     fn wrap_after(&self, count: usize, wrap_at: usize) -> usize {
-        // `count + capacity - wrap_at` is below the capacity while `count`
-        // is in the lap, and at most twice the capacity (no overflow: the
-        // capacity is at most `usize::MAX / 2`) once it has left it.
+        // `count + len - wrap_at` is below `len` (the number of slots) while
+        // `count` is in the lap, and at most twice `len` once it has left it
+        // (no overflow: spare slots come only on small rings, so `len` is at
+        // most `usize::MAX / 2`).
         if count.wrapping_add(self.len).wrapping_sub(wrap_at) >= self.len {
             wrap_at.wrapping_add(self.len)
         } else {
@@ -532,7 +536,7 @@ impl<T> Slots<T> {
     #[inline]
     fn slot(&self, index: usize) -> &Slot<T> {
         debug_assert!(index < self.len, "slot {index} out of range");
-        // SAFETY: every index handed here is below `capacity`, the length of
+        // SAFETY: every index handed here is below `len`, the length of
         // the slice `base` points into, and that slice lives as long as the
         // ring, which outlives `self` (see the type's doc).
         unsafe { self.base.add(index).as_ref() }
@@ -1553,6 +1557,12 @@ mod tests {
         check(1024, 1024, || 0u8);
         check(2, 2, || [0u8; 128]);
         check(16, 16, || ());
+        // Values of 65 to 127 bytes: spare slots below 16 lines only.
+        check(10, 10 + 2, || [0u8; 100]);
+        check(11, 11, || [0u8; 100]);
+        check(1000, 1000, || [0u8; 100]);
+        check(16, 16, || [0u8; 65]);
+        check(15, 15 + 2, || [0u8; 65]);
     }
 
     #[test]
@@ -1988,6 +1998,55 @@ mod tests {
                 received += 1;
             });
             assert_eq!(received, sent);
+        }
+    }
+
+    #[test]
+    fn spare_slot_rings_keep_order_and_drops_across_the_wrap_of_the_counts() {
+        fn check<T: Send + PartialEq + fmt::Debug>(capacity: usize, make: impl Fn(usize) -> T) {
+            let name = std::any::type_name::<T>();
+            let start = usize::MAX - 2 * capacity - 1;
+            let (mut producer, mut consumer) = ring_from::<T>(capacity, start);
+            // Spare slots on rings of fewer than 16 lines.
+            let small = capacity * mem::size_of::<T>() < 16 * 64;
+            assert_eq!(producer.slots.len > capacity, small, "{capacity} of {name}");
+            let (mut next, mut expected) = (0, 0);
+            for round in 0..4 * producer.slots.len {
+                // Fill to the capacity in two chunks, the first partly
+                // committed, then check the ring refuses one more.
+                let mut chunk = producer.write_chunk(round % capacity + 1).unwrap();
+                let len = chunk.len();
+                for n in next..next + len {
+                    chunk.push(make(n)).unwrap();
+                }
+                chunk.commit(len - len / 2);
+                next += len - len / 2;
+                // The first chunk may have filled the ring already.
+                if let Ok(mut chunk) = producer.write_chunk(usize::MAX) {
+                    for n in next..next + chunk.len() {
+                        chunk.push(make(n)).unwrap();
+                    }
+                    next += chunk.len();
+                    chunk.commit_filled();
+                }
+                assert_eq!(next - expected, capacity, "{capacity} of {name}");
+                assert!(producer.push(make(next)).is_err(), "{capacity} of {name}");
+                assert!(producer.is_full());
+                // Take a varying number out, all through a read chunk.
+                let take = round % capacity + 1;
+                let chunk = consumer.read_chunk(take);
+                assert_eq!(chunk.len(), take);
+                for value in chunk {
+                    assert_eq!(value, make(expected), "{capacity} of {name}");
+                    expected += 1;
+                }
+                assert_eq!(consumer.len(), next - expected);
+            }
+        }
+        for capacity in [1, 2, 3, 5, 16, 17, 100] {
+            check(capacity, |n| n as u8);
+            check(capacity, |n| [n as u8; 127]);
+            check(capacity, |n| n.to_string());
         }
     }
 }
