@@ -36,6 +36,10 @@
 //! same way, length word last: the least such a frame can cost, with no
 //! ring. The bars' "(why)" lines set the frame ring against it, and a
 //! frame of one word (one line with its header) against the one-line floor.
+//! And a peer carries the same bytes: rtrb with 96-byte values (twelve
+//! words, the frame's size), one slot per frame of the frame ring, set
+//! against the frame ring and the floor: what the bar asks of a 96-byte
+//! message, asked of the peer.
 //! Two more explain tails and throughput: how many round trips a second
 //! are *slow* (over 4 us: the CPUs were away, not busy with the lane) for
 //! the frame ring and for the floor, and what share of each row's round
@@ -106,6 +110,9 @@ const SMALL_SLOTS: usize = 16;
 /// Bytes of frames in the frame ring rows: 2,730 frames of 96 bytes (a
 /// 64-byte archive and its 32-byte header; frames are 32-byte aligned).
 const FRAME_RING_BYTES: usize = 256 * 1024;
+/// Slots of the peer row that carries frame-sized values: as many as the
+/// frame ring holds frames.
+const FRAME_SIZED_SLOTS: usize = FRAME_RING_BYTES / size_of::<FrameSized>();
 /// Frames the frame ring's reader takes per `drain`, as the runtime does.
 const DRAIN_BATCH: usize = 64;
 /// Values the throughput runs move between two looks at the clock (the
@@ -163,6 +170,22 @@ impl Probe for Word8 {
     fn sequence(archived: &Self::Archived) -> u64 {
         archived.word.to_native()
     }
+}
+
+/// A value of a frame's size (96 bytes: a 64-byte archive and its 32-byte
+/// header), for the peer row that carries as many bytes as a frame:
+/// `words[i]` is the sequence number plus `i`.
+type FrameSized = [u64; 12];
+
+fn frame_sized(sequence: u64) -> FrameSized {
+    std::array::from_fn(|i| sequence + i as u64)
+}
+
+/// The sequence number a [`FrameSized`] carries, checked at both ends: its
+/// first and last words lie on different cache lines.
+fn frame_sized_sequence(words: &FrameSized) -> u64 {
+    assert_eq!(words[11], words[0] + 11, "torn value {}", words[0]);
+    words[0]
 }
 
 // ---------------------------------------------------------------------------
@@ -315,6 +338,14 @@ peer! {
     send(tx, value) tx.push(value).is_ok();
     recv(rx) rx.pop().ok();
     queued(rx) rx.slots();
+}
+
+peer! {
+    /// rtrb with values of a frame's size, `push` and `pop`.
+    RtrbFrameSized: rtrb::Producer<FrameSized>, rtrb::Consumer<FrameSized>;
+    pair(capacity) rtrb::RingBuffer::new(capacity);
+    send(tx, value) tx.push(frame_sized(value)).is_ok();
+    recv(rx) rx.pop().ok().map(|words| frame_sized_sequence(&words));
 }
 
 peer! {
@@ -898,6 +929,8 @@ enum Role {
     Frames,
     /// The frame ring with a message that fits one line with its header.
     FramesSmall,
+    /// rtrb with values of a frame's size.
+    RtrbFrameSized,
     Rtrb,
     RtrbSmall,
     /// rtrb measured once more, next to itself: how far two runs of the
@@ -976,6 +1009,13 @@ fn rows() -> Vec<Row> {
             "corelane frames, 64 B (256 KiB)",
             Role::Frames,
             FRAME_RING_BYTES,
+            1,
+        ),
+        Row::lane::<OneByOne<RtrbFrameSized>>(
+            "rtrb-96",
+            "rtrb, 96 B values (2730)",
+            Role::RtrbFrameSized,
+            FRAME_SIZED_SLOTS,
             1,
         ),
         Row::lane::<Frames<Word8>>(
@@ -1292,6 +1332,24 @@ fn bars(results: &[(Role, Vec<Sample>)]) -> Vec<Bar> {
     bar(
         "(why) two-line floor p50 / the floor's p50",
         Role::FloorMessage,
+        Role::Floor,
+        p50,
+        None,
+        false,
+    );
+    // And what the same 96 bytes cost through the peer: the bar asked of
+    // rtrb.
+    bar(
+        "(why) frame ring, 64 B: p50 / rtrb's with 96 B values",
+        Role::Frames,
+        Role::RtrbFrameSized,
+        p50,
+        None,
+        false,
+    );
+    bar(
+        "(why) rtrb, 96 B values: p50 / the floor's p50",
+        Role::RtrbFrameSized,
         Role::Floor,
         p50,
         None,
