@@ -36,6 +36,11 @@
 //! same way, length word last: the least such a frame can cost, with no
 //! ring. The bars' "(why)" lines set the frame ring against it, and a
 //! frame of one word (one line with its header) against the one-line floor.
+//! Both floors keep their message on the same lines; a ring's messages
+//! land on new lines each time. A third floor, the *slot floor*, moves the
+//! 96-byte messages through as many slots as the frame ring holds frames,
+//! laid out as its frames are, with no ring logic at all: the least a
+//! ring's 96-byte message costs, and the frame ring is set against it.
 //! And a peer carries the same bytes: rtrb with 96-byte values (twelve
 //! words, the frame's size), one slot per frame of the frame ring, set
 //! against the frame ring and the floor: what the bar asks of a 96-byte
@@ -62,7 +67,7 @@
 //! Environment: `LANES_QUICK=1` (smoke run), `LANES_ROUNDS=n` (rounds,
 //! default 7), `LANES_FILTER=text` (only rows whose name contains `text`,
 //! or one of the `|`-separated parts of `text`;
-//! the floor and rtrb always run, as references). Results also go to
+//! the three floors and rtrb always run, as references). Results also go to
 //! `$CARGO_TARGET_DIR/corelane-bench/lanes.json` (default `target/`).
 //! Run as a test (`cargo test --benches`), it does a quick pass and writes
 //! no JSON.
@@ -835,6 +840,83 @@ impl Mailbox for MessageLines {
     }
 }
 
+/// Frame-sized messages in as many 96-byte slots as the frame ring holds
+/// frames, laid out as its frames are (slot `i` at byte `96 * i` of a
+/// 128-byte-aligned area): message `value` goes to slot `value % SLOTS`,
+/// word 0 last. The waiter prefetches the slot's next line while it polls,
+/// as the frame ring's consumer does. A ring's messages land on new lines
+/// every time, where the floors' stay on the same ones: this is the least
+/// a ring's 96-byte message costs, with none of a ring's bookkeeping.
+struct MessageSlots {
+    words: Box<[AtomicU64]>,
+    /// Index of the word at the area's 128-byte boundary.
+    first: usize,
+}
+
+impl MessageSlots {
+    const SLOTS: usize = FRAME_SIZED_SLOTS;
+
+    /// Word 0 of the slot `value` goes to.
+    fn slot(&self, value: u64) -> usize {
+        self.first + (value as usize % Self::SLOTS) * MESSAGE_WORDS
+    }
+}
+
+impl Mailbox for MessageSlots {
+    fn new() -> Self {
+        let words: Box<[AtomicU64]> = (0..Self::SLOTS * MESSAGE_WORDS + 16)
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        let misalignment = words.as_ptr() as usize % 128 / 8;
+        let first = (16 - misalignment) % 16;
+        MessageSlots { words, first }
+    }
+
+    /// Writes `value + i` into words 1 to 11 of the slot, then `value`
+    /// into word 0. Values are never repeated, so slots need no zeroing.
+    #[inline]
+    fn write(&self, value: u64) {
+        let slot = &self.words[self.slot(value)..][..MESSAGE_WORDS];
+        for (i, word) in slot.iter().enumerate().skip(1) {
+            word.store(value + i as u64, Ordering::Relaxed);
+        }
+        // Pairs with the Acquire load in `wait_for`.
+        slot[0].store(value, Ordering::Release);
+    }
+
+    #[inline]
+    fn wait_for(&self, value: u64, stop: &AtomicBool) -> bool {
+        let slot = &self.words[self.slot(value)..][..MESSAGE_WORDS];
+        // The first word of the line after word 0's.
+        let next_line = 8 - (slot.as_ptr() as usize % 64) / 8;
+        while slot[0].load(Ordering::Acquire) != value {
+            if stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            prefetch(&slot[next_line]);
+            spin_loop();
+        }
+        for (i, word) in slot.iter().enumerate().skip(1) {
+            assert_eq!(word.load(Ordering::Relaxed), value + i as u64, "torn");
+        }
+        true
+    }
+}
+
+/// Asks for the cache line holding `word` to be fetched for reading.
+#[inline(always)]
+fn prefetch(word: &AtomicU64) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `prefetcht0` reads no memory the program can observe and
+    // does not fault; the address is a live reference's anyway.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(word).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = word;
+}
+
 /// The floor: round trips of one value through a pair of cache lines,
 /// timed as [`round_trips`] times a lane's.
 fn floor_round_trips(_capacity: usize, _per_trip: u64, warmup: u64, secs: f64) -> Histogram<u64> {
@@ -851,6 +933,17 @@ fn floor_message_round_trips(
     secs: f64,
 ) -> Histogram<u64> {
     mailbox_round_trips::<MessageLines>(warmup, secs)
+}
+
+/// The least a ring's frame-sized message costs: round trips of 96-byte
+/// messages through [`MessageSlots`], with no ring logic.
+fn slot_floor_round_trips(
+    _capacity: usize,
+    _per_trip: u64,
+    warmup: u64,
+    secs: f64,
+) -> Histogram<u64> {
+    mailbox_round_trips::<MessageSlots>(warmup, secs)
 }
 
 /// Round trips through a `ping` mailbox written only by A and a `pong`
@@ -923,6 +1016,8 @@ enum Role {
     Floor,
     /// The floor for a frame-sized (two-line) message.
     FloorMessage,
+    /// Frame-sized messages in rotating slots, with no ring logic.
+    FloorSlots,
     Typed,
     TypedBatch,
     TypedSmall,
@@ -1002,6 +1097,16 @@ fn rows() -> Vec<Row> {
             per_trip: 1,
             throughput: None,
             round_trips: floor_message_round_trips,
+            solo: None,
+        },
+        Row {
+            key: "floor-slots",
+            name: "floor, 96 B messages in 2730 slots",
+            role: Role::FloorSlots,
+            capacity: 0,
+            per_trip: 1,
+            throughput: None,
+            round_trips: slot_floor_round_trips,
             solo: None,
         },
         Row::lane::<Frames>(
@@ -1337,6 +1442,24 @@ fn bars(results: &[(Role, Vec<Sample>)]) -> Vec<Bar> {
         None,
         false,
     );
+    // A ring's messages land on new lines each time: the frame ring over
+    // the least that costs, and that over the floor.
+    bar(
+        "(why) frame ring, 64 B: p50 / the slot floor's p50",
+        Role::Frames,
+        Role::FloorSlots,
+        p50,
+        None,
+        false,
+    );
+    bar(
+        "(why) slot floor (96 B in 2730 slots) p50 / the floor's p50",
+        Role::FloorSlots,
+        Role::Floor,
+        p50,
+        None,
+        false,
+    );
     // And what the same 96 bytes cost through the peer: the bar asked of
     // rtrb.
     bar(
@@ -1654,11 +1777,13 @@ fn main() {
     let rows: Vec<Row> = rows()
         .into_iter()
         .filter(|row| {
-            matches!(row.role, Role::Floor | Role::FloorMessage | Role::Rtrb)
-                || settings
-                    .filter
-                    .as_deref()
-                    .is_none_or(|text| text.split('|').any(|part| row.name.contains(part)))
+            matches!(
+                row.role,
+                Role::Floor | Role::FloorMessage | Role::FloorSlots | Role::Rtrb
+            ) || settings
+                .filter
+                .as_deref()
+                .is_none_or(|text| text.split('|').any(|part| row.name.contains(part)))
         })
         .collect();
 
