@@ -917,33 +917,17 @@ fn prefetch(word: &AtomicU64) {
     let _ = word;
 }
 
-/// The floor: round trips of one value through a pair of cache lines,
-/// timed as [`round_trips`] times a lane's.
-fn floor_round_trips(_capacity: usize, _per_trip: u64, warmup: u64, secs: f64) -> Histogram<u64> {
-    mailbox_round_trips::<Line>(warmup, secs)
-}
-
-/// The floor for a frame-sized message: round trips of a 96-byte message
-/// (two cache lines) with no ring. A frame of the frame rows cannot move
-/// for less: the ring's own cost is its latency over this row's.
-fn floor_message_round_trips(
+/// A floor's row: round trips through mailboxes `M` ([`Line`]: the floor;
+/// [`MessageLines`]: a 96-byte message on the same two lines every time;
+/// [`MessageSlots`]: 96-byte messages on new lines each time, as a ring's
+/// land), timed as [`round_trips`] times a lane's.
+fn floor_row<M: Mailbox>(
     _capacity: usize,
     _per_trip: u64,
     warmup: u64,
     secs: f64,
 ) -> Histogram<u64> {
-    mailbox_round_trips::<MessageLines>(warmup, secs)
-}
-
-/// The least a ring's frame-sized message costs: round trips of 96-byte
-/// messages through [`MessageSlots`], with no ring logic.
-fn slot_floor_round_trips(
-    _capacity: usize,
-    _per_trip: u64,
-    warmup: u64,
-    secs: f64,
-) -> Histogram<u64> {
-    mailbox_round_trips::<MessageSlots>(warmup, secs)
+    mailbox_round_trips::<M>(warmup, secs)
 }
 
 /// Round trips through a `ping` mailbox written only by A and a `pong`
@@ -1086,7 +1070,7 @@ fn rows() -> Vec<Row> {
             capacity: 0,
             per_trip: 1,
             throughput: None,
-            round_trips: floor_round_trips,
+            round_trips: floor_row::<Line>,
             solo: None,
         },
         Row {
@@ -1096,7 +1080,7 @@ fn rows() -> Vec<Row> {
             capacity: 0,
             per_trip: 1,
             throughput: None,
-            round_trips: floor_message_round_trips,
+            round_trips: floor_row::<MessageLines>,
             solo: None,
         },
         Row {
@@ -1106,7 +1090,7 @@ fn rows() -> Vec<Row> {
             capacity: 0,
             per_trip: 1,
             throughput: None,
-            round_trips: slot_floor_round_trips,
+            round_trips: floor_row::<MessageSlots>,
             solo: None,
         },
         Row::lane::<Frames>(
