@@ -42,9 +42,10 @@
 //! laid out as its frames are, with no ring logic at all: the least a
 //! ring's 96-byte message costs, and the frame ring is set against it.
 //! And a peer carries the same bytes: rtrb with 96-byte values (twelve
-//! words, the frame's size), one slot per frame of the frame ring, set
-//! against the frame ring and the floor: what the bar asks of a 96-byte
-//! message, asked of the peer.
+//! words, the frame's size, 32-byte aligned as frames are, so that each
+//! lies on two cache lines as a frame does), one slot per frame of the
+//! frame ring, set against the frame ring and the floor: what the bar asks
+//! of a 96-byte message, asked of the peer.
 //! Two more explain tails and throughput: how many round trips a second
 //! are *slow* (over 4 us: the CPUs were away, not busy with the lane) for
 //! the frame ring and for the floor, and what share of each row's round
@@ -179,16 +180,45 @@ impl Probe for Word8 {
 
 /// A value of a frame's size (96 bytes: a 64-byte archive and its 32-byte
 /// header), for the peer row that carries as many bytes as a frame:
-/// `words[i]` is the sequence number plus `i`.
-type FrameSized = [u64; 12];
+/// word `i` is the sequence number plus `i`. Aligned to 32 bytes, as frames
+/// are, so that each value lies on two cache lines as a frame does (a bare
+/// `[u64; 12]` is 8-aligned, and rtrb's buffer then starts where malloc
+/// puts it: often 16 bytes past a line, with every other value on three).
+#[derive(Clone, Copy)]
+#[repr(C, align(32))]
+struct FrameSized([u64; 12]);
+
+const _: () = assert!(size_of::<FrameSized>() == 96);
 
 fn frame_sized(sequence: u64) -> FrameSized {
-    std::array::from_fn(|i| sequence + i as u64)
+    FrameSized(std::array::from_fn(|i| sequence + i as u64))
+}
+
+/// An rtrb pair for [`FrameSized`] values, checked to lay every value on
+/// two cache lines, as the frame ring lays every frame: its buffer must
+/// start at a multiple of 32 bytes (96-byte values at 16 bytes past a line
+/// would put every other value on three lines).
+fn frame_sized_pair(capacity: usize) -> (rtrb::Producer<FrameSized>, rtrb::Consumer<FrameSized>) {
+    let (mut tx, rx) = rtrb::RingBuffer::new(capacity);
+    // A chunk not committed writes nothing: the ring stays empty.
+    let start = tx
+        .write_chunk_uninit(capacity)
+        .expect("a new ring has room for its capacity")
+        .as_mut_slices()
+        .0
+        .as_ptr() as usize;
+    assert_eq!(
+        start % 32,
+        0,
+        "rtrb's buffer of 96-byte values starts at {start:#x}, not on a 32-byte \
+         boundary: every other value would span three cache lines, a frame two"
+    );
+    (tx, rx)
 }
 
 /// The sequence number a [`FrameSized`] carries, checked at both ends: its
 /// first and last words lie on different cache lines.
-fn frame_sized_sequence(words: &FrameSized) -> u64 {
+fn frame_sized_sequence(FrameSized(words): &FrameSized) -> u64 {
     assert_eq!(words[11], words[0] + 11, "torn value {}", words[0]);
     words[0]
 }
@@ -348,7 +378,7 @@ peer! {
 peer! {
     /// rtrb with values of a frame's size, `push` and `pop`.
     RtrbFrameSized: rtrb::Producer<FrameSized>, rtrb::Consumer<FrameSized>;
-    pair(capacity) rtrb::RingBuffer::new(capacity);
+    pair(capacity) frame_sized_pair(capacity);
     send(tx, value) tx.push(frame_sized(value)).is_ok();
     recv(rx) rx.pop().ok().map(|words| frame_sized_sequence(&words));
 }
