@@ -1601,3 +1601,43 @@ fn a_segment_whose_header_gives_another_base_is_named_as_such() {
         assert!(!error.contains("frame says"), "{case}: {error}");
     }
 }
+
+/// A gap between segments reads, in both commands, as what it is (not as
+/// "damaged frame at position N"), with the files and positions on both
+/// sides of it.
+#[test]
+fn journal_commands_name_a_gap_between_segments_as_such() {
+    let dir = Scratch::new("cli-gap");
+    three_segments(&dir.0);
+    fs::remove_file(segment_path(&dir.0, 4096)).unwrap();
+    let inspect = journal_command("inspect", &dir.0);
+    let tail = journal_command("tail", &dir.0);
+    let expected = format!(
+        "{}: segments not contiguous: no segment starts at position 4096, where the one \
+         before ends: the next segment file, 0000000000002000.journal, starts at 8192, so \
+         the positions from 4096 up to 8192 are missing: put 0000000000001000.journal back \
+         if it was moved out, or move 0000000000002000.journal out of the journal directory \
+         if it does not belong there",
+        segment_path(&dir.0, 0).display()
+    );
+    for (command, output, text) in [
+        (
+            "inspect",
+            &inspect,
+            String::from_utf8_lossy(&inspect.stdout),
+        ),
+        ("tail", &tail, String::from_utf8_lossy(&tail.stderr)),
+    ] {
+        assert_eq!(output.status.code(), Some(1), "{command}: {text}");
+        assert!(text.contains(&expected), "{command}: {text}");
+        assert!(!text.contains("damaged frame"), "{command}: {text}");
+    }
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(text.contains(&format!("  DAMAGE: {expected}\n")), "{text}");
+    // The segment before the gap is whole: listed as sealed, not damaged.
+    assert!(
+        text.contains("0000000000000000.journal  base 0  capacity 4096  frames 27  first 0  last 3712  sealed\n"),
+        "{text}"
+    );
+    assert!(!text.contains("damaged, valid to"), "{text}");
+}
