@@ -170,6 +170,14 @@ fn inspect_command(dir: &Path) -> Result<ExitCode, TailError> {
             Some(error) => {
                 failed = true;
                 let _ = writeln!(out, "  DAMAGE: {error}");
+                if error.is_cut_short() {
+                    let _ = writeln!(
+                        out,
+                        "  (the file was cut short after it was written: the writer, on open, \
+                         leaves it as it is and resumes appends past every position it could \
+                         have held)"
+                    );
+                }
                 let _ = writeln!(out, "  (segments after the damage were not checked)");
             }
             None => {

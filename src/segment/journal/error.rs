@@ -5,6 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::dir::segment_name;
+use super::recovery::is_cut_short;
 use crate::frame::FrameError;
 use crate::segment::SegmentError;
 
@@ -189,6 +190,18 @@ pub enum JournalError {
 }
 
 impl JournalError {
+    /// Whether this is a segment file cut short after it was made (shorter
+    /// than any segment, or than its header says): one the writer's
+    /// recovery leaves as it is, resuming appends past every position it
+    /// could have held (see [`RecoveryReport::cut_short`]), while
+    /// [`inspect`] and the readers report it as damage.
+    ///
+    /// [`RecoveryReport::cut_short`]: super::RecoveryReport::cut_short
+    /// [`inspect`]: super::inspect
+    pub fn is_cut_short(&self) -> bool {
+        matches!(self, JournalError::Segment(error) if is_cut_short(error))
+    }
+
     pub(crate) fn io(path: &Path, op: &'static str, source: io::Error) -> Self {
         JournalError::Io {
             path: path.to_path_buf(),
