@@ -1659,7 +1659,8 @@ fn journal_inspect_says_the_writer_passes_over_a_last_segment_cut_short() {
     let dir = Scratch::new("cli-cut-last");
     three_segments(&dir.0);
     let last = segment_path(&dir.0, 8192);
-    let len = (HEADER_PAGE + 256) as u64;
+    let whole = fs::metadata(&last).unwrap().len();
+    let len = (HEADER_PAGE + 1024) as u64;
     fs::OpenOptions::new()
         .write(true)
         .open(&last)
@@ -1670,7 +1671,11 @@ fn journal_inspect_says_the_writer_passes_over_a_last_segment_cut_short() {
     let output = journal_command("inspect", &dir.0);
     let text = String::from_utf8(output.stdout).unwrap();
     assert_eq!(output.status.code(), Some(1), "{text}");
-    let damage = format!("  DAMAGE: {}: ", last.display());
+    let damage = format!(
+        "  DAMAGE: {}: file is {len} bytes but its header implies {}\n",
+        last.display(),
+        whole
+    );
     let at = text.find(&damage).unwrap_or_else(|| panic!("{text}"));
     assert!(text[at..].contains(CUT_SHORT_LINE), "{text}");
     assert!(
