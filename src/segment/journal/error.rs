@@ -317,91 +317,91 @@ impl std::error::Error for JournalError {
 mod tests {
     use super::*;
 
-    fn damaged(position: u64, damage: Damage) -> String {
-        JournalError::Damaged {
+    /// Checks that the damage `damage` at `position` of segment
+    /// 0000000000001000.journal reads as `expected`, and not as a damaged
+    /// frame.
+    fn assert_reads(position: u64, damage: Damage, expected: &str) {
+        let text = JournalError::Damaged {
             path: PathBuf::from("/j/0000000000001000.journal"),
             position,
             damage,
         }
-        .to_string()
+        .to_string();
+        assert_eq!(text, expected);
+        assert!(!text.contains("damaged frame"), "{text}");
     }
 
     /// A gap between segments is named as such, with the segment files
     /// and positions on both sides and what to do: not "damaged frame".
     #[test]
     fn a_gap_says_which_positions_are_missing() {
-        let text = damaged(
+        assert_reads(
             8192,
             Damage::Gap {
                 expected: 8192,
                 found: 12288,
             },
-        );
-        assert_eq!(
-            text,
             "/j/0000000000001000.journal: segments not contiguous: no segment starts at \
              position 8192, where the one before ends: the next segment file, \
              0000000000003000.journal, starts at 12288, so the positions from 8192 up to 12288 \
              are missing: put 0000000000002000.journal back if it was moved out, or move \
-             0000000000003000.journal out of the journal directory if it does not belong there"
+             0000000000003000.journal out of the journal directory if it does not belong there",
         );
-        assert!(!text.contains("damaged frame"), "{text}");
     }
 
     /// A segment named inside the one before it overlaps it: said so.
     #[test]
     fn an_overlapping_segment_is_named_as_such() {
-        let text = damaged(
+        assert_reads(
             8192,
             Damage::Gap {
                 expected: 8192,
                 found: 4608,
             },
-        );
-        assert_eq!(
-            text,
             "/j/0000000000001000.journal: segments not contiguous: the next segment file, \
              0000000000001200.journal, starts at position 4608, inside the segment before it, \
              which ends at 8192 (renamed or copied from elsewhere): move \
-             0000000000001200.journal out of the journal directory"
+             0000000000001200.journal out of the journal directory",
         );
-        assert!(!text.contains("damaged frame"), "{text}");
     }
 
     #[test]
     fn positions_that_wrap_are_named_as_such() {
         let base = u64::MAX - 4095;
-        let text = damaged(base, Damage::PositionsWrap);
-        assert_eq!(
-            text,
-            format!(
+        assert_reads(
+            base,
+            Damage::PositionsWrap,
+            &format!(
                 "/j/0000000000001000.journal: positions run out: the segment at position {base} \
                  would run past the largest position (18446744073709551615), where no \
                  writer puts one (renamed, or planted near the top of the range): move it \
                  out of the journal directory"
-            )
+            ),
         );
-        assert!(!text.contains("damaged frame"), "{text}");
     }
 
     #[test]
     fn a_missing_end_marker_is_named_as_such() {
-        let text = damaged(5000, Damage::MissingEndMarker);
-        assert_eq!(
-            text,
+        assert_reads(
+            5000,
+            Damage::MissingEndMarker,
             "/j/0000000000001000.journal: segment not sealed: it ends at position 5000 without \
              an end marker, yet a later segment follows it (a writer seals a segment \
              before it starts the next): the file was replaced by an older copy, or a \
              later segment file was put in from elsewhere; move out whichever does not \
-             belong to this journal (the frames before position 5000 can still be read)"
+             belong to this journal (the frames before position 5000 can still be read)",
         );
-        assert!(!text.contains("damaged frame"), "{text}");
     }
 
     /// A frame's damage still reads as one.
     #[test]
     fn a_damaged_frame_still_says_so() {
-        let text = damaged(64, Damage::NoChecksum);
+        let text = JournalError::Damaged {
+            path: PathBuf::from("/j/0000000000001000.journal"),
+            position: 64,
+            damage: Damage::NoChecksum,
+        }
+        .to_string();
         assert_eq!(
             text,
             "/j/0000000000001000.journal: damaged frame at position 64: frame has no checksum"
