@@ -30,3 +30,9 @@ pub use mio;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// docs/journal.md's examples, compiled and run as doctests, as the
+/// README's are.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/journal.md")]
+pub struct JournalDocDoctests;

@@ -694,6 +694,8 @@ fn journal_inspect_reports_damage_with_a_failing_status() {
         "{text}"
     );
     assert!(!text.contains("open,"), "{text}");
+    // Not cut short: the writer refuses it, and nothing says otherwise.
+    assert!(!text.contains("cut short"), "{text}");
 }
 
 /// `journal inspect` of a journal whose only segment was cut short (here
@@ -725,6 +727,7 @@ fn journal_inspect_reports_a_first_segment_cut_short_as_damage() {
         )),
         "{text}"
     );
+    assert!(text.contains(CUT_SHORT_LINE), "{text}");
 }
 
 /// A journal path that is not there is named as such by both commands,
@@ -1600,4 +1603,90 @@ fn a_segment_whose_header_gives_another_base_is_named_as_such() {
         assert!(error.contains(&expected), "{case}: {error}");
         assert!(!error.contains("frame says"), "{case}: {error}");
     }
+}
+
+/// A gap between segments reads, in both commands, as what it is (not as
+/// "damaged frame at position N"), with the files and positions on both
+/// sides of it.
+#[test]
+fn journal_commands_name_a_gap_between_segments_as_such() {
+    let dir = Scratch::new("cli-gap");
+    three_segments(&dir.0);
+    fs::remove_file(segment_path(&dir.0, 4096)).unwrap();
+    let inspect = journal_command("inspect", &dir.0);
+    let tail = journal_command("tail", &dir.0);
+    let expected = format!(
+        "{}: segments not contiguous: no segment starts at position 4096, where the one \
+         before ends: the next segment file, 0000000000002000.journal, starts at 8192, so \
+         the positions from 4096 up to 8192 are missing: put 0000000000001000.journal back \
+         if it was moved out, or move 0000000000002000.journal out of the journal directory \
+         if it does not belong there",
+        segment_path(&dir.0, 0).display()
+    );
+    for (command, output, text) in [
+        (
+            "inspect",
+            &inspect,
+            String::from_utf8_lossy(&inspect.stdout),
+        ),
+        ("tail", &tail, String::from_utf8_lossy(&tail.stderr)),
+    ] {
+        assert_eq!(output.status.code(), Some(1), "{command}: {text}");
+        assert!(text.contains(&expected), "{command}: {text}");
+        assert!(!text.contains("damaged frame"), "{command}: {text}");
+    }
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(text.contains(&format!("  DAMAGE: {expected}\n")), "{text}");
+    // The segment before the gap is whole: listed as sealed, not damaged.
+    assert!(
+        text.contains("0000000000000000.journal  base 0  capacity 4096  frames 27  first 0  last 3712  sealed\n"),
+        "{text}"
+    );
+    assert!(!text.contains("damaged, valid to"), "{text}");
+}
+
+/// What `journal inspect` says under the damage of a segment file cut
+/// short: what the writer does with it on open.
+const CUT_SHORT_LINE: &str = "\n  (the file was cut short after it was written: the writer, \
+    on open, leaves it as it is and resumes appends past every position it could have held)\n";
+
+/// `journal inspect` of a journal whose last segment was cut short (inside
+/// its frames) says, under the segment error, that the writer leaves the
+/// file as it is and resumes past every position it could have held; and
+/// the writer does so.
+#[test]
+fn journal_inspect_says_the_writer_passes_over_a_last_segment_cut_short() {
+    let dir = Scratch::new("cli-cut-last");
+    three_segments(&dir.0);
+    let last = segment_path(&dir.0, 8192);
+    let whole = fs::metadata(&last).unwrap().len();
+    let len = (HEADER_PAGE + 1024) as u64;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&last)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+    assert!(inspect(&dir.0).unwrap().damage.unwrap().is_cut_short());
+    let output = journal_command("inspect", &dir.0);
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let damage = format!(
+        "  DAMAGE: {}: file is {len} bytes but its header implies {}\n",
+        last.display(),
+        whole
+    );
+    let at = text.find(&damage).unwrap_or_else(|| panic!("{text}"));
+    assert!(text[at..].contains(CUT_SHORT_LINE), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{CUT_SHORT_LINE}  (segments after the damage were not checked)\n"
+        )),
+        "{text}"
+    );
+
+    // As it says: the file is kept as it is, and appends go on past it.
+    let writer = JournalWriter::open(&dir.0, config(4096)).unwrap();
+    assert_eq!(writer.position(), 8192 + 4096);
+    assert_eq!(fs::metadata(&last).unwrap().len(), len);
 }

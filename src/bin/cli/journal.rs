@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use corelane::segment::journal::dir::list_segments;
 use corelane::segment::journal::{
-    inspect, JournalError, JournalFrame, LeftoverSegment, SegmentSummary,
+    inspect, Damage, JournalError, JournalFrame, LeftoverSegment, SegmentSummary,
 };
 use corelane::serve::Published;
 
@@ -130,8 +130,13 @@ fn inspect_command(dir: &Path) -> Result<ExitCode, TailError> {
             segments.last().map_or(0, |s| s.end),
         );
         // The segment the damage is in is not open for appends: the
-        // writer refuses the journal.
+        // writer refuses the journal. A gap after a segment is not that
+        // segment's damage: it is listed as it is (sealed).
         let damaged = match &inspection.damage {
+            Some(JournalError::Damaged {
+                damage: Damage::Gap { .. },
+                ..
+            }) => None,
             Some(JournalError::Damaged { path, .. }) => Some(path.as_path()),
             _ => None,
         };
@@ -165,6 +170,14 @@ fn inspect_command(dir: &Path) -> Result<ExitCode, TailError> {
             Some(error) => {
                 failed = true;
                 let _ = writeln!(out, "  DAMAGE: {error}");
+                if error.is_cut_short() {
+                    let _ = writeln!(
+                        out,
+                        "  (the file was cut short after it was written: the writer, on open, \
+                         leaves it as it is and resumes appends past every position it could \
+                         have held)"
+                    );
+                }
                 let _ = writeln!(out, "  (segments after the damage were not checked)");
             }
             None => {

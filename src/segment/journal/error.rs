@@ -5,6 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::dir::segment_name;
+use super::recovery::is_cut_short;
 use crate::frame::FrameError;
 use crate::segment::SegmentError;
 
@@ -79,13 +80,31 @@ impl fmt::Display for Damage {
                  directory, or rename it {} if it belongs at {found}",
                 segment_name(*found)
             ),
-            Damage::MissingEndMarker => {
-                f.write_str("segment ends without an end marker but a later segment exists")
-            }
-            Damage::PositionsWrap => f.write_str("segment runs past the largest position"),
+            Damage::MissingEndMarker => f.write_str(
+                "segment ends without an end marker, yet a later segment follows it \
+                 (a writer seals a segment before it starts the next)",
+            ),
+            Damage::PositionsWrap => write!(
+                f,
+                "segment would run past the largest position ({}), where no writer \
+                 puts one",
+                u64::MAX
+            ),
+            Damage::Gap { expected, found } if found >= expected => write!(
+                f,
+                "no segment starts at position {expected}, where the one before ends: \
+                 the next segment file, {next}, starts at {found}, so the positions from \
+                 {expected} up to {found} are missing: put {missing} back if it was moved \
+                 out, or move {next} out of the journal directory if it does not belong there",
+                next = segment_name(*found),
+                missing = segment_name(*expected),
+            ),
             Damage::Gap { expected, found } => write!(
                 f,
-                "segments are not contiguous: next should start at {expected}, found {found}"
+                "the next segment file, {next}, starts at position {found}, inside the \
+                 segment before it, which ends at {expected} (renamed or copied from \
+                 elsewhere): move {next} out of the journal directory",
+                next = segment_name(*found),
             ),
         }
     }
@@ -171,6 +190,18 @@ pub enum JournalError {
 }
 
 impl JournalError {
+    /// Whether this is a segment file cut short after it was made (shorter
+    /// than any segment, or than its header says): one the writer's
+    /// recovery leaves as it is, resuming appends past every position it
+    /// could have held (see [`RecoveryReport::cut_short`]), while
+    /// [`inspect`] and the readers report it as damage.
+    ///
+    /// [`RecoveryReport::cut_short`]: super::RecoveryReport::cut_short
+    /// [`inspect`]: super::inspect
+    pub fn is_cut_short(&self) -> bool {
+        matches!(self, JournalError::Segment(error) if is_cut_short(error))
+    }
+
     pub(crate) fn io(path: &Path, op: &'static str, source: io::Error) -> Self {
         JournalError::Io {
             path: path.to_path_buf(),
@@ -203,6 +234,30 @@ impl fmt::Display for JournalError {
                 Damage::WrongBase { .. } => {
                     write!(f, "{}: wrong segment header: {damage}", path.display())
                 }
+                // Neither are these three a frame's damage: each says what
+                // it is, with the positions concerned.
+                Damage::Gap { .. } => {
+                    write!(f, "{}: segments not contiguous: {damage}", path.display())
+                }
+                Damage::PositionsWrap => write!(
+                    f,
+                    "{}: positions run out: the segment at position {position} would run \
+                     past the largest position ({}), where no writer puts one (renamed, \
+                     or planted near the top of the range): move it out of the journal \
+                     directory",
+                    path.display(),
+                    u64::MAX
+                ),
+                Damage::MissingEndMarker => write!(
+                    f,
+                    "{}: segment not sealed: it ends at position {position} without an end \
+                     marker, yet a later segment follows it (a writer seals a segment before \
+                     it starts the next): the file was replaced by an older copy, or a later \
+                     segment file was put in from elsewhere; move out whichever does not \
+                     belong to this journal (the frames before position {position} can \
+                     still be read)",
+                    path.display()
+                ),
                 _ => write!(
                     f,
                     "{}: damaged frame at position {position}: {damage}",
@@ -255,5 +310,101 @@ impl std::error::Error for JournalError {
             JournalError::Frame { error, .. } => Some(error),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checks that the damage `damage` at `position` of segment
+    /// 0000000000001000.journal reads as `expected`, and not as a damaged
+    /// frame.
+    fn assert_reads(position: u64, damage: Damage, expected: &str) {
+        let text = JournalError::Damaged {
+            path: PathBuf::from("/j/0000000000001000.journal"),
+            position,
+            damage,
+        }
+        .to_string();
+        assert_eq!(text, expected);
+        assert!(!text.contains("damaged frame"), "{text}");
+    }
+
+    /// A gap between segments is named as such, with the segment files
+    /// and positions on both sides and what to do: not "damaged frame".
+    #[test]
+    fn a_gap_says_which_positions_are_missing() {
+        assert_reads(
+            8192,
+            Damage::Gap {
+                expected: 8192,
+                found: 12288,
+            },
+            "/j/0000000000001000.journal: segments not contiguous: no segment starts at \
+             position 8192, where the one before ends: the next segment file, \
+             0000000000003000.journal, starts at 12288, so the positions from 8192 up to 12288 \
+             are missing: put 0000000000002000.journal back if it was moved out, or move \
+             0000000000003000.journal out of the journal directory if it does not belong there",
+        );
+    }
+
+    /// A segment named inside the one before it overlaps it: said so.
+    #[test]
+    fn an_overlapping_segment_is_named_as_such() {
+        assert_reads(
+            8192,
+            Damage::Gap {
+                expected: 8192,
+                found: 4608,
+            },
+            "/j/0000000000001000.journal: segments not contiguous: the next segment file, \
+             0000000000001200.journal, starts at position 4608, inside the segment before it, \
+             which ends at 8192 (renamed or copied from elsewhere): move \
+             0000000000001200.journal out of the journal directory",
+        );
+    }
+
+    #[test]
+    fn positions_that_wrap_are_named_as_such() {
+        let base = u64::MAX - 4095;
+        assert_reads(
+            base,
+            Damage::PositionsWrap,
+            &format!(
+                "/j/0000000000001000.journal: positions run out: the segment at position {base} \
+                 would run past the largest position (18446744073709551615), where no \
+                 writer puts one (renamed, or planted near the top of the range): move it \
+                 out of the journal directory"
+            ),
+        );
+    }
+
+    #[test]
+    fn a_missing_end_marker_is_named_as_such() {
+        assert_reads(
+            5000,
+            Damage::MissingEndMarker,
+            "/j/0000000000001000.journal: segment not sealed: it ends at position 5000 without \
+             an end marker, yet a later segment follows it (a writer seals a segment \
+             before it starts the next): the file was replaced by an older copy, or a \
+             later segment file was put in from elsewhere; move out whichever does not \
+             belong to this journal (the frames before position 5000 can still be read)",
+        );
+    }
+
+    /// A frame's damage still reads as one.
+    #[test]
+    fn a_damaged_frame_still_says_so() {
+        let text = JournalError::Damaged {
+            path: PathBuf::from("/j/0000000000001000.journal"),
+            position: 64,
+            damage: Damage::NoChecksum,
+        }
+        .to_string();
+        assert_eq!(
+            text,
+            "/j/0000000000001000.journal: damaged frame at position 64: frame has no checksum"
+        );
     }
 }

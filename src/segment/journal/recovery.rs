@@ -586,7 +586,7 @@ fn claimed_end(path: &Path, base: u64) -> Result<Option<u64>, JournalError> {
 /// Whether `error`, from opening a segment, says its file is shorter than
 /// any segment or than its header implies: a file truncated after it was
 /// made (every segment a writer makes has the length its header says).
-fn is_cut_short(error: &SegmentError) -> bool {
+pub(crate) fn is_cut_short(error: &SegmentError) -> bool {
     match error {
         SegmentError::TooShort { .. } => true,
         SegmentError::SizeMismatch {
