@@ -1072,6 +1072,20 @@ struct Row {
 }
 
 impl Row {
+    /// A floor's row: round trips through mailboxes `M` only.
+    fn floor<M: Mailbox>(key: &'static str, name: &'static str, role: Role) -> Row {
+        Row {
+            key,
+            name,
+            role,
+            capacity: 0,
+            per_trip: 1,
+            throughput: None,
+            round_trips: floor_row::<M>,
+            solo: None,
+        }
+    }
+
     fn lane<L: Lane>(
         key: &'static str,
         name: &'static str,
@@ -1098,36 +1112,17 @@ fn rows() -> Vec<Row> {
     let batch = BATCH as u64;
     let (slots, small, other) = (DEFAULT_SLOTS, SMALL_SLOTS, Role::Other);
     vec![
-        Row {
-            key: "floor",
-            name: "floor (cache-line ping-pong)",
-            role: Role::Floor,
-            capacity: 0,
-            per_trip: 1,
-            throughput: None,
-            round_trips: floor_row::<Line>,
-            solo: None,
-        },
-        Row {
-            key: "floor-96",
-            name: "floor, 96 B message (two lines)",
-            role: Role::FloorMessage,
-            capacity: 0,
-            per_trip: 1,
-            throughput: None,
-            round_trips: floor_row::<MessageLines>,
-            solo: None,
-        },
-        Row {
-            key: "floor-slots",
-            name: "floor, 96 B messages in 2730 slots",
-            role: Role::FloorSlots,
-            capacity: 0,
-            per_trip: 1,
-            throughput: None,
-            round_trips: floor_row::<MessageSlots>,
-            solo: None,
-        },
+        Row::floor::<Line>("floor", "floor (cache-line ping-pong)", Role::Floor),
+        Row::floor::<MessageLines>(
+            "floor-96",
+            "floor, 96 B message (two lines)",
+            Role::FloorMessage,
+        ),
+        Row::floor::<MessageSlots>(
+            "floor-slots",
+            "floor, 96 B messages in 2730 slots",
+            Role::FloorSlots,
+        ),
         Row::lane::<Frames>(
             "frames",
             "corelane frames, 64 B (256 KiB)",

@@ -683,8 +683,11 @@ impl ServeCore {
         // A pattern is parsed only as far as a setting's name could match
         // it: parsed whole, one of a few MiB (`[][][]...`) held 30 times
         // its size.
-        let longest = settings.clone().map(|(name, _)| name.len()).max();
-        let longest = longest.unwrap_or_default();
+        let longest = settings
+            .clone()
+            .map(|(name, _)| name.len())
+            .max()
+            .unwrap_or(0);
         for pattern in request.args().skip(2) {
             let plain = !pattern.iter().any(|byte| b"[*?".contains(byte));
             let glob = if plain {
