@@ -1690,3 +1690,49 @@ fn journal_inspect_says_the_writer_passes_over_a_last_segment_cut_short() {
     assert_eq!(writer.position(), 8192 + 4096);
     assert_eq!(fs::metadata(&last).unwrap().len(), len);
 }
+
+/// A segment cut short after one that ends without an end marker (here
+/// the first segment replaced by an older copy) is damage the writer
+/// refuses, as it refuses the missing end marker: `journal inspect` must
+/// not say the writer passes over it.
+#[test]
+fn journal_inspect_says_no_pass_over_for_a_cut_segment_after_an_unsealed_one() {
+    let dir = Scratch::new("cli-cut-after-unsealed");
+    let first = segment_path(&dir.0, 0);
+    let mut writer = JournalWriter::open(&dir.0, config(4096)).unwrap();
+    let mut older = None;
+    let mut i = 0;
+    while list_segments(&dir.0).unwrap().len() < 2 || i < 40 {
+        let position = append_frames(&mut writer, i..i + 1)[0];
+        if older.is_none() && position > 2000 {
+            older = Some(fs::read(&first).unwrap());
+        }
+        i += 1;
+    }
+    drop(writer);
+    assert_eq!(list_segments(&dir.0).unwrap().len(), 2);
+    fs::write(&first, older.unwrap()).unwrap();
+    let second = segment_path(&dir.0, 4096);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&second)
+        .unwrap()
+        .set_len((HEADER_PAGE + 1024) as u64)
+        .unwrap();
+
+    let output = journal_command("inspect", &dir.0);
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("  DAMAGE: {}: file is ", second.display())),
+        "{text}"
+    );
+    assert!(!text.contains("cut short"), "{text}");
+    // The writer refuses the journal, with the same error.
+    let error = JournalWriter::open(&dir.0, config(4096)).unwrap_err();
+    assert!(error.is_cut_short(), "{error}");
+    assert!(
+        error.to_string().starts_with(&second.display().to_string()),
+        "{error}"
+    );
+}

@@ -170,7 +170,13 @@ fn inspect_command(dir: &Path) -> Result<ExitCode, TailError> {
             Some(error) => {
                 failed = true;
                 let _ = writeln!(out, "  DAMAGE: {error}");
-                if error.is_cut_short() {
+                // The writer passes over a segment cut short only where it
+                // reaches it: after a sealed segment (or with none before
+                // it). After one that ends without an end marker, the file
+                // is blamed for that missing marker, and the writer
+                // refuses the journal with the same error.
+                let passed_over = segments.last().is_none_or(|last| last.sealed);
+                if error.is_cut_short() && passed_over {
                     let _ = writeln!(
                         out,
                         "  (the file was cut short after it was written: the writer, on open, \
