@@ -1736,3 +1736,51 @@ fn journal_inspect_says_no_pass_over_for_a_cut_segment_after_an_unsealed_one() {
         "{error}"
     );
 }
+
+/// A journal whose middle segment was moved out, its last segment linked
+/// at a roll and never written: `inspect` reports the gap, and the writer
+/// refuses it too, rather than removing the last segment and appending
+/// after the first, which gave the missing segment's positions again.
+#[test]
+fn the_writer_refuses_a_gap_before_an_empty_last_segment() {
+    let dir = Scratch::new("gap-before-empty");
+    three_segments(&dir.0);
+    fs::remove_file(segment_path(&dir.0, 4096)).unwrap();
+    let last = segment_path(&dir.0, 8192);
+    // Its frames zeroed: as linked at a roll, never written.
+    let mut bytes = fs::read(&last).unwrap();
+    bytes[HEADER_PAGE..].fill(0);
+    fs::write(&last, &bytes).unwrap();
+
+    let inspection = inspect(&dir.0).unwrap();
+    assert!(
+        matches!(
+            inspection.damage,
+            Some(JournalError::Damaged {
+                damage: Damage::Gap {
+                    expected: 4096,
+                    found: 8192
+                },
+                ..
+            })
+        ),
+        "{:?}",
+        inspection.damage
+    );
+    let error = JournalWriter::open(&dir.0, config(4096)).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            JournalError::Damaged {
+                damage: Damage::Gap {
+                    expected: 4096,
+                    found: 8192
+                },
+                ..
+            }
+        ),
+        "{error}"
+    );
+    // Nothing removed: the file is there to be put back or moved out.
+    assert_eq!(fs::read(&last).unwrap(), bytes);
+}

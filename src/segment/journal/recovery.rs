@@ -425,6 +425,16 @@ pub(crate) fn recover(
     }
     let frameless = &frameless[kept..];
     let trailing = &trailing[kept..];
+    // After a sealed segment, the next one a writer links starts where it
+    // ends: one that holds no frame elsewhere stands past a gap (the
+    // segments between moved out), as `inspect` reports. Removing it and
+    // appending after the sealed segment would give the positions of the
+    // missing segments again.
+    if let (true, Some(expected), Some((base, path))) = (sealed, expected_base, frameless.first()) {
+        if *base != expected {
+            return Err(gap(path, expected, *base));
+        }
+    }
 
     // The first segment that holds no frame is reused if it is sound and
     // follows a sealed one (as the writer left it, linked at a roll and
